@@ -1,0 +1,141 @@
+"""msgspec models of the Intuned Run API (intuned-api.md §2-§3) and the client's typed outcomes.
+
+Lenient where Intuned may add values: ``status``, ``error.code``, ``error.category`` and
+``reason.type`` are plain strings (an unknown status is simply non-terminal) and unknown fields
+are ignored here. The raw JSON of each field is kept separately (``RawFields``) so the webhook can
+pass Intuned's body through byte for byte. This module does no I/O.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import msgspec
+
+TERMINAL_STATUSES: Final = frozenset({"completed", "failed", "canceled"})
+KNOWN_STATUSES: Final = frozenset({"pending", "started", *TERMINAL_STATUSES})
+
+# Intuned's top-level fields, each value kept as the exact bytes Intuned sent.
+RawFields = dict[str, msgspec.Raw]
+
+
+class RunError(msgspec.Struct, omit_defaults=True):
+    """``error`` of a failed run. ``category`` is required by Intuned but tolerated missing."""
+
+    message: str = ""
+    category: str | None = None
+    code: str | None = None
+    retirable: bool = False
+    doc_url: str | None = None
+    correlation_id: str | None = None
+    details: Any = None
+
+
+class RunReason(msgspec.Struct, omit_defaults=True):
+    """``reason`` of a canceled (or job-terminated) run."""
+
+    type: str
+    message: str = ""
+    doc_url: str | None = None
+    details: Any = None
+
+
+class ExtendedPayload(msgspec.Struct, omit_defaults=True):
+    """One entry of ``extendedPayloads``."""
+
+    api: str
+    runId: str | None = None  # noqa: N815 - Intuned's wire name
+    parameters: dict[str, Any] | None = None
+
+
+class RunResult(msgspec.Struct, rename="camel", omit_defaults=True):
+    """The result envelope of ``GET .../run/{runId}/result`` (same shape for every status)."""
+
+    run_id: str
+    status: str
+    result: Any = msgspec.UNSET
+    extended_payloads: list[ExtendedPayload] | msgspec.UnsetType | None = msgspec.UNSET
+    error: RunError | msgspec.UnsetType | None = msgspec.UNSET
+    message: str | msgspec.UnsetType | None = msgspec.UNSET
+    reason: RunReason | msgspec.UnsetType | None = msgspec.UNSET
+
+    @property
+    def is_terminal(self) -> bool:
+        """True for completed, failed and canceled; unknown statuses are not terminal."""
+        return self.status in TERMINAL_STATUSES
+
+
+class StartRequest(msgspec.Struct, rename="camel", omit_defaults=True):
+    """Body of ``POST .../run/start`` (the parts the relay uses; Intuned accepts more)."""
+
+    api: str
+    parameters: dict[str, Any]
+    request_timeout: int | None = None
+    retry: dict[str, Any] | None = None
+    save_trace: bool | None = None
+
+
+class StartResponse(msgspec.Struct, rename="camel"):
+    """Answer of ``POST .../run/start``: ``{"runId": ..., "status": "pending"}``."""
+
+    run_id: str
+    status: str
+
+
+# ---- the client's outcomes: every call ends in exactly one of these ----------------------------
+
+
+class Fetched(msgspec.Struct, frozen=True):
+    """A 200 with a well-formed envelope. ``raw`` is the exact body, ``fields`` its top level."""
+
+    result: RunResult
+    raw: bytes
+    fields: RawFields
+
+
+class Started(msgspec.Struct, frozen=True):
+    """A 2xx answer to start."""
+
+    response: StartResponse
+
+
+class NotFoundOutcome(msgspec.Struct, frozen=True):
+    """404: the run (or project) is unknown to Intuned, perhaps not visible yet."""
+
+    detail: str = ""
+
+
+class Unauthorized(msgspec.Struct, frozen=True):
+    """401/403: the API key is wrong or lacks access to the workspace."""
+
+    status_code: int
+    detail: str = ""
+
+
+class RateLimited(msgspec.Struct, frozen=True):
+    """429; ``retry_after`` in seconds when Intuned sent a usable Retry-After."""
+
+    retry_after: float | None = None
+
+
+class Transient(msgspec.Struct, frozen=True):
+    """Anything worth retrying: 5xx, other unexpected statuses, timeouts, resets, garbage 2xx."""
+
+    kind: str  # "http_5xx" | "http_status" | "timeout" | "connection" | "bad_body"
+    status_code: int | None = None
+    detail: str = ""
+
+
+class Rejected(msgspec.Struct, frozen=True):
+    """A 4xx other than 401/403/404/429 to start (bad request): not worth retrying."""
+
+    status_code: int
+    detail: str = ""
+
+
+PollOutcome = Fetched | NotFoundOutcome | Unauthorized | RateLimited | Transient
+StartOutcome = Started | NotFoundOutcome | Unauthorized | RateLimited | Transient | Rejected
+
+RAW_FIELDS_DECODER: Final = msgspec.json.Decoder(RawFields)
+RESULT_DECODER: Final = msgspec.json.Decoder(RunResult)
+START_DECODER: Final = msgspec.json.Decoder(StartResponse)

@@ -1,0 +1,206 @@
+"""The relay's configuration: one immutable, typed object built from the environment.
+
+Settings are read once, by the process entry point (``relay.cli``), and passed in explicitly.
+Nothing in the package reads ``os.environ`` at import time. Every variable is listed, with a
+comment, in ``.env.example`` and in ``relay-contract.md`` §2.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Literal
+
+import msgspec
+
+from relay.errors import ConfigError
+
+DEFAULT_INTUNED_BASE = "https://app.intuned.io/api/v1/workspace"
+DEFAULT_RETRY_SCHEDULE = "5s,5m,30m,2h,5h,10h,10h"
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_CLIENT_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_UUIDISH = re.compile(r"^[A-Za-z0-9-]{1,64}$")
+
+LogFormat = Literal["json", "console"]
+
+
+def parse_duration(text: str, *, name: str) -> float:
+    """Parse ``5s``, ``250ms``, ``30m``, ``2h`` or ``7d`` into seconds; raise naming ``name``."""
+    match = _DURATION.match(text)
+    if match is None:
+        raise ConfigError(
+            name, f"{text!r} is not a duration; use a number and a unit: ms, s, m, h or d (e.g. 5s)"
+        )
+    seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if seconds <= 0:
+        raise ConfigError(name, f"{text!r} must be greater than zero")
+    return seconds
+
+
+def parse_schedule(text: str, *, name: str) -> tuple[float, ...]:
+    """Parse a comma-separated list of durations (the retry schedule)."""
+    parts = [p for p in text.split(",") if p.strip()]
+    if not parts:
+        raise ConfigError(name, "must list at least one delay, e.g. 5s,5m,30m")
+    return tuple(parse_duration(p, name=name) for p in parts)
+
+
+def parse_api_keys(text: str, *, name: str) -> dict[str, str]:
+    """Parse ``client:key,client2:key2`` into ``{key: client}``."""
+    keys: dict[str, str] = {}
+    for pair in (p.strip() for p in text.split(",")):
+        if not pair:
+            continue
+        client, sep, key = pair.partition(":")
+        client, key = client.strip(), key.strip()
+        if not sep or not client or not key:
+            raise ConfigError(name, "each entry must be client:key (comma-separated)")
+        if not _CLIENT_NAME.match(client):
+            raise ConfigError(name, f"client name {client!r} may use only A-Z a-z 0-9 _ . -")
+        if len(key) < 16:
+            raise ConfigError(name, f"the key of client {client!r} is shorter than 16 characters")
+        if key in keys:
+            raise ConfigError(name, "two clients share one key")
+        keys[key] = client
+    if not keys:
+        raise ConfigError(name, "must name at least one client:key pair")
+    return keys
+
+
+def parse_bool(text: str, *, name: str) -> bool:
+    """Parse true/false (also 1/0, yes/no, on/off)."""
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(name, f"{text!r} is not true or false")
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything the relay's processes are configured with (contract §2)."""
+
+    redis_url: str | None
+    intuned_api_base_url: str = DEFAULT_INTUNED_BASE
+    intuned_workspace_id: str
+    intuned_api_key: str = msgspec.field(default="")
+    api_keys: dict[str, str]  # key -> client name
+    allow_private_callbacks: bool = False
+    retry_schedule: tuple[float, ...] = parse_schedule(DEFAULT_RETRY_SCHEDULE, name="-")
+    delivery_timeout: float = 15.0
+    poll_interval: float = 3.0
+    poll_max_interval: float = 30.0
+    watch_timeout: float = 86400.0
+    result_ttl: float = 7 * 86400.0
+    host: str = "0.0.0.0"
+    port: int = 8080
+    log_format: LogFormat = "json"
+    # Operational knobs beyond the contract (documented in .env.example).
+    worker_concurrency: int = 64
+    worker_metrics_port: int = 9090
+    shutdown_grace: float = 20.0
+    embedded_redis_dir: str = ".relay/redis"
+
+    def __repr__(self) -> str:  # never print secrets
+        return (
+            f"Settings(redis_url={'set' if self.redis_url else None}, "
+            f"intuned_api_base_url={self.intuned_api_base_url!r}, "
+            f"intuned_workspace_id={self.intuned_workspace_id!r}, clients={len(self.api_keys)})"
+        )
+
+    __str__ = __repr__
+
+    @property
+    def max_retry_delay(self) -> float:
+        """The longest delay in the retry schedule: the cap for a receiver's Retry-After."""
+        return max(self.retry_schedule)
+
+    @property
+    def max_attempts(self) -> int:
+        """First attempt plus one per scheduled retry."""
+        return len(self.retry_schedule) + 1
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], *, require_redis: bool = True) -> Settings:
+        """Build settings from an environment mapping; raise ConfigError naming the variable."""
+
+        def get(name: str, default: str | None = None) -> str | None:
+            value = environ.get(name)
+            if value is None or value.strip() == "":
+                return default
+            return value.strip()
+
+        def required(name: str, hint: str) -> str:
+            value = get(name)
+            if value is None:
+                raise ConfigError(name, f"is required: {hint}")
+            return value
+
+        redis_url = get("REDIS_URL")
+        if redis_url is None and require_redis:
+            raise ConfigError("REDIS_URL", "is required, e.g. redis://127.0.0.1:6379/0")
+        if redis_url is not None and not redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError("REDIS_URL", "must start with redis://, rediss:// or unix://")
+
+        base = get("INTUNED_API_BASE_URL", DEFAULT_INTUNED_BASE) or DEFAULT_INTUNED_BASE
+        if not base.startswith(("http://", "https://")):
+            raise ConfigError("INTUNED_API_BASE_URL", "must be an http(s) URL")
+        workspace = required("INTUNED_WORKSPACE_ID", "the uuid of the Intuned workspace to watch")
+        if not _UUIDISH.match(workspace):
+            raise ConfigError("INTUNED_WORKSPACE_ID", "must be a workspace id (a uuid)")
+        api_key = required("INTUNED_API_KEY", "the Intuned API key, sent as x-api-key")
+        keys = parse_api_keys(
+            required("RELAY_API_KEYS", "comma-separated client:key pairs, e.g. billing:s3cr3t..."),
+            name="RELAY_API_KEYS",
+        )
+
+        def duration(name: str, default: str) -> float:
+            return parse_duration(get(name, default) or default, name=name)
+
+        def integer(name: str, default: int, low: int, high: int) -> int:
+            text = get(name, str(default)) or str(default)
+            try:
+                value = int(text)
+            except ValueError:
+                raise ConfigError(name, f"{text!r} is not a whole number") from None
+            if not low <= value <= high:
+                raise ConfigError(name, f"must be between {low} and {high}")
+            return value
+
+        poll_interval = duration("RELAY_POLL_INTERVAL", "3s")
+        poll_max = duration("RELAY_POLL_MAX_INTERVAL", "30s")
+        if poll_max < poll_interval:
+            raise ConfigError("RELAY_POLL_MAX_INTERVAL", "must not be below RELAY_POLL_INTERVAL")
+        log_format = (get("RELAY_LOG_FORMAT", "json") or "json").lower()
+        if log_format not in ("json", "console"):
+            raise ConfigError("RELAY_LOG_FORMAT", "must be json or console")
+
+        return cls(
+            redis_url=redis_url,
+            intuned_api_base_url=base.rstrip("/"),
+            intuned_workspace_id=workspace,
+            intuned_api_key=api_key,
+            api_keys=keys,
+            allow_private_callbacks=parse_bool(
+                get("RELAY_ALLOW_PRIVATE_CALLBACKS", "false") or "false",
+                name="RELAY_ALLOW_PRIVATE_CALLBACKS",
+            ),
+            retry_schedule=parse_schedule(
+                get("RELAY_RETRY_SCHEDULE", DEFAULT_RETRY_SCHEDULE) or DEFAULT_RETRY_SCHEDULE,
+                name="RELAY_RETRY_SCHEDULE",
+            ),
+            delivery_timeout=duration("RELAY_DELIVERY_TIMEOUT", "15s"),
+            poll_interval=poll_interval,
+            poll_max_interval=poll_max,
+            watch_timeout=duration("RELAY_WATCH_TIMEOUT", "24h"),
+            result_ttl=duration("RELAY_RESULT_TTL", "7d"),
+            host=get("RELAY_HOST", "0.0.0.0") or "0.0.0.0",
+            port=integer("RELAY_PORT", 8080, 1, 65535),
+            log_format="json" if log_format == "json" else "console",
+            worker_concurrency=integer("RELAY_WORKER_CONCURRENCY", 64, 1, 4096),
+            worker_metrics_port=integer("RELAY_WORKER_METRICS_PORT", 9090, 0, 65535),
+            shutdown_grace=duration("RELAY_SHUTDOWN_GRACE", "20s"),
+            embedded_redis_dir=get("RELAY_REDIS_DIR", ".relay/redis") or ".relay/redis",
+        )

@@ -1,0 +1,7 @@
+"""Test harness: real Redis, fake Intuned and webhook receivers, all started by the suite itself."""
+
+pytest_plugins = [
+    "tests.support.redis_fixtures",
+    "tests.support.intuned_fixtures",
+    "tests.support.receiver_fixtures",
+]

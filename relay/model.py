@@ -1,0 +1,132 @@
+"""The relay's vocabulary: subscriptions, watches, attempts and their states, as msgspec Structs.
+
+These are the shapes stored in Redis (``relay.store`` owns the keys) and passed between the API
+and the workers. This module does no I/O.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from enum import StrEnum
+from typing import Final
+from urllib.parse import quote
+
+import msgspec
+
+
+class SubState(StrEnum):
+    """Where a subscription is in its life (contract §3)."""
+
+    WATCHING = "watching"
+    DELIVERING = "delivering"
+    DELIVERED = "delivered"
+    EXHAUSTED = "exhausted"
+    GONE = "gone"
+    CANCELED = "canceled"
+    SKIPPED = "skipped"
+
+
+FINAL_STATES: Final = frozenset(
+    {SubState.DELIVERED, SubState.EXHAUSTED, SubState.GONE, SubState.CANCELED, SubState.SKIPPED}
+)
+REDELIVERABLE_STATES: Final = frozenset(
+    {SubState.DELIVERED, SubState.EXHAUSTED, SubState.GONE, SubState.DELIVERING}
+)
+EVENT_STATUSES: Final = ("completed", "failed", "canceled")
+
+
+class WatchState(StrEnum):
+    """Where the poll loop of one run is."""
+
+    WATCHING = "watching"  # polled on schedule
+    IDLE = "idle"  # no active subscriber left: not polled
+    TERMINAL = "terminal"  # Intuned reported completed/failed/canceled
+    FAILED = "failed"  # the relay gave up (run_not_found, intuned_unauthorized, watch_timeout)
+
+
+class FailureCode(StrEnum):
+    """``data.failure.code`` of a ``run.watch_failed`` event."""
+
+    RUN_NOT_FOUND = "run_not_found"
+    INTUNED_UNAUTHORIZED = "intuned_unauthorized"
+    WATCH_TIMEOUT = "watch_timeout"
+
+
+class SubscriptionDoc(msgspec.Struct, frozen=True, kw_only=True):
+    """The immutable part of a subscription, stored once at registration."""
+
+    id: str
+    client: str
+    workspace_id: str
+    project_name: str
+    run_id: str
+    callback_url: str
+    events: tuple[str, ...]
+    metadata: msgspec.Raw  # a JSON object, {} when none was given
+    created_at: int  # ms since the epoch
+
+
+class Attempt(msgspec.Struct, frozen=True, kw_only=True):
+    """One delivery attempt, as logged."""
+
+    attempt: int
+    at: int  # ms since the epoch
+    status_code: int | None
+    error: str | None
+    duration_ms: float
+    response: str = ""
+    series: int = 1
+
+
+class Subscription(msgspec.Struct, frozen=True, kw_only=True):
+    """A subscription as read back: the document plus its mutable fields."""
+
+    doc: SubscriptionDoc
+    state: SubState
+    updated_at: int
+    next_attempt_at: int | None
+    attempts_in_series: int
+    series: int
+    event_type: str | None
+    run_status: str | None
+    attempts: tuple[Attempt, ...] = ()
+
+
+class WatchFailure(msgspec.Struct, frozen=True):
+    """Why a watch ended without a terminal status."""
+
+    code: FailureCode
+    message: str
+
+
+class CachedResult(msgspec.Struct, frozen=True):
+    """The last Intuned result body the relay holds for a run, and when it was fetched (ms)."""
+
+    body: bytes
+    fetched_at: int
+
+
+DOC_ENCODER: Final = msgspec.json.Encoder()
+DOC_DECODER: Final = msgspec.json.Decoder(SubscriptionDoc)
+ATTEMPT_DECODER: Final = msgspec.json.Decoder(Attempt)
+
+
+def now_ms() -> int:
+    """Wall-clock milliseconds since the epoch."""
+    return int(time.time() * 1000)
+
+
+def new_subscription_id() -> str:
+    """A fresh, unguessable subscription id."""
+    return "sub_" + secrets.token_urlsafe(16)
+
+
+def run_key(workspace_id: str, project_name: str, run_id: str) -> str:
+    """The identity of one watched run: workspace, project and run, each percent-encoded."""
+    return "/".join(quote(part, safe="") for part in (workspace_id, project_name, run_id))
+
+
+def event_type_for(status: str | None, failed: bool) -> str:
+    """``run.<status>`` for a terminal status, ``run.watch_failed`` when the relay gave up."""
+    return "run.watch_failed" if failed or status is None else f"run.{status}"

@@ -101,6 +101,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     worker_concurrency: int = 64
     worker_metrics_port: int = 9090
     shutdown_grace: float = 20.0
+    intuned_timeout: float = 10.0
+    not_found_grace: float = 60.0
     embedded_redis_dir: str = ".relay/redis"
 
     def __repr__(self) -> str:  # never print secrets
@@ -202,5 +204,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             worker_concurrency=integer("RELAY_WORKER_CONCURRENCY", 64, 1, 4096),
             worker_metrics_port=integer("RELAY_WORKER_METRICS_PORT", 9090, 0, 65535),
             shutdown_grace=duration("RELAY_SHUTDOWN_GRACE", "20s"),
+            intuned_timeout=duration("RELAY_INTUNED_TIMEOUT", "10s"),
+            not_found_grace=duration("RELAY_NOT_FOUND_GRACE", "60s"),
             embedded_redis_dir=get("RELAY_REDIS_DIR", ".relay/redis") or ".relay/redis",
         )

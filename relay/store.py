@@ -500,6 +500,16 @@ class Store:
             out.append(prev.decode())
         return out
 
+    async def release_polls(self, run_keys: Sequence[str], now: int) -> None:
+        """Hand leased polls back (a stopping worker): due again at ``now``."""
+        if run_keys:
+            await _r(self.redis.zadd(DUE_POLL, dict.fromkeys(run_keys, now), xx=True))
+
+    async def release_deliveries(self, sids: Sequence[str], now: int) -> None:
+        """Hand leased deliveries back (a stopping worker): due again at ``now``."""
+        if sids:
+            await _r(self.redis.zadd(DUE_DELIVERY, dict.fromkeys(sids, now), xx=True))
+
     # ---- housekeeping ----------------------------------------------------------------------
 
     async def next_due(self, kind: str) -> int | None:
@@ -507,6 +517,10 @@ class Store:
         key = DUE_POLL if kind == "poll" else DUE_DELIVERY
         rows = await self.redis.zrange(key, 0, 0, withscores=True)
         return int(rows[0][1]) if rows else None
+
+    async def watched_runs(self) -> int:
+        """How many runs are being polled (each watching run has exactly one due entry)."""
+        return int(await _r(self.redis.zcard(DUE_POLL)))
 
     async def queue_depth(self, now: int) -> tuple[int, int]:
         """How many polls and deliveries are due now."""

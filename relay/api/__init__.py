@@ -1,0 +1,1 @@
+"""The HTTP API (Litestar): subscriptions, runs, signing secrets, health and metrics."""

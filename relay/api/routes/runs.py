@@ -1,0 +1,58 @@
+"""``/v1/runs/{projectName}/{runId}``: the last Intuned result the relay holds for a run."""
+
+from __future__ import annotations
+
+import msgspec
+from litestar import Controller, Response, get
+from litestar.exceptions import NotFoundException
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.spec import Example
+
+from relay.api.schemas import RunView, iso
+from relay.intuned.models import RAW_FIELDS_DECODER
+from relay.model import run_key
+from relay.settings import Settings
+from relay.store import Store
+
+PASSED_THROUGH = ("runId", "status", "result", "error", "reason", "message", "extendedPayloads")
+
+
+class RunController(Controller):
+    """Runs the client subscribed to."""
+
+    path = "/v1/runs"
+    tags = ["runs"]
+
+    @get(
+        "/{project_name:str}/{run_id:str}",
+        summary="The last Intuned result held for a run this client subscribed to",
+        responses={
+            200: ResponseSpec(
+                data_container=RunView,
+                description="Intuned's fields exactly as sent (absent ones omitted), "
+                "plus fetchedAt",
+                examples=[
+                    Example(
+                        value={
+                            "runId": "r1",
+                            "status": "pending",
+                            "fetchedAt": "2026-11-29T10:00:00.000Z",
+                        }
+                    )
+                ],
+            )
+        },
+    )
+    async def read(
+        self, project_name: str, run_id: str, client: str, store: Store, settings: Settings
+    ) -> Response[bytes]:
+        rk = run_key(settings.intuned_workspace_id, project_name, run_id)
+        if not await store.client_has_run(client, rk):
+            raise NotFoundException(f"no run {project_name}/{run_id} among your subscriptions")
+        cached = await store.cached_result(rk)
+        if cached is None:
+            raise NotFoundException(f"no result fetched yet for {project_name}/{run_id}")
+        fields = RAW_FIELDS_DECODER.decode(cached.body)
+        view: dict[str, msgspec.Raw | str] = {k: fields[k] for k in PASSED_THROUGH if k in fields}
+        view["fetchedAt"] = iso(cached.fetched_at)
+        return Response(msgspec.json.encode(view), media_type="application/json")

@@ -1,0 +1,31 @@
+"""``/v1/signing-secret``: the client's Standard Webhooks secret, and its rotation."""
+
+from __future__ import annotations
+
+from litestar import Controller, get, post
+from litestar.status_codes import HTTP_200_OK
+
+from relay.api.schemas import SecretOut
+from relay.model import now_ms
+from relay.store import Store
+from relay.webhooks.signing import new_secret
+
+
+class SecretController(Controller):
+    """The authenticated client's signing secret."""
+
+    path = "/v1/signing-secret"
+    tags = ["signing"]
+
+    @get("/", summary="The current signing secret (created on first use)")
+    async def read(self, client: str, store: Store) -> SecretOut:
+        return SecretOut(secret=await store.signing_secret(client, new_secret()))
+
+    @post(
+        "/rotate",
+        status_code=HTTP_200_OK,
+        summary="A new secret; for 24 h webhooks carry signatures with both new and old",
+    )
+    async def rotate(self, client: str, store: Store) -> SecretOut:
+        await store.signing_secret(client, new_secret())  # make sure an old one exists
+        return SecretOut(secret=await store.rotate_secret(client, new_secret(), now_ms()))

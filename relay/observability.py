@@ -1,0 +1,68 @@
+"""Logging setup: structured JSON (default) or console lines, with secrets redacted.
+
+Called once by each process entry point; never at import time.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import MutableMapping
+from typing import Any
+
+import structlog
+
+_SECRET_PATTERNS = (
+    re.compile(r"whsec_[A-Za-z0-9+/=]+"),
+    re.compile(r"(?i)(bearer\s+)[^\s\"']+"),
+)
+_SECRET_KEYS = frozenset({"api_key", "secret", "authorization", "x-api-key", "password", "token"})
+
+
+def redact_text(text: str) -> str:
+    """Mask signing secrets and bearer tokens inside a string."""
+    text = _SECRET_PATTERNS[0].sub("whsec_***", text)
+    return _SECRET_PATTERNS[1].sub(r"\1***", text)
+
+
+def _redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    for key, value in list(event.items()):
+        if key.lower() in _SECRET_KEYS:
+            event[key] = "***"
+        elif isinstance(value, str):
+            event[key] = redact_text(value)
+    return event
+
+
+def configure_logging(fmt: str, level: int = logging.INFO) -> None:
+    """Route structlog and stdlib logging (arq, granian) to stderr as JSON or console lines."""
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if fmt == "json"
+        else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.format_exc_info,
+        _redact,
+    ]
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        cache_logger_on_first_use=True,
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            foreign_pre_chain=shared,
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)

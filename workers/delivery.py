@@ -1,0 +1,98 @@
+"""Delivery: one claimed subscription → one signed POST → one recorded attempt.
+
+The event body is built once (first attempt) and stored; every retry and redelivery sends those
+same bytes under the same ``webhook-id``, with a fresh ``webhook-timestamp`` and signature.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import structlog
+
+from relay.intuned.models import RAW_FIELDS_DECODER
+from relay.model import Attempt, now_ms
+from relay.policy import retry_delay
+from relay.store import ClaimedDelivery
+from relay.webhooks.payload import build_event_body
+from relay.webhooks.signing import new_secret, webhook_headers, webhook_id
+from workers.deps import WorkerDeps
+
+log = structlog.get_logger("relay.delivery")
+
+
+async def event_body(deps: WorkerDeps, claim: ClaimedDelivery) -> bytes:
+    """The stored body of this subscription's event, built and stored on first use."""
+    store = deps.store
+    body = await store.event_body(claim.subscription_id)
+    if body is not None:
+        return body
+    cached = await store.cached_result(claim.run_key)
+    fields = RAW_FIELDS_DECODER.decode(cached.body) if cached is not None else None
+    failure = None
+    if claim.event_type == "run.watch_failed":
+        wf = await store.watch_failure(claim.run_key)
+        failure = (wf.code.value, wf.message) if wf else ("watch_timeout", "watch ended")
+    doc = claim.doc
+    built = build_event_body(
+        event_type=claim.event_type,
+        occurred_at=datetime.fromtimestamp(claim.occurred_at / 1000, UTC),
+        subscription_id=doc.id,
+        workspace_id=doc.workspace_id,
+        project_name=doc.project_name,
+        run_id=doc.run_id,
+        intuned_fields=fields,
+        metadata=doc.metadata,
+        failure=failure,
+    )
+    return await store.store_event_body(claim.subscription_id, built)
+
+
+async def deliver_claimed(deps: WorkerDeps, claim: ClaimedDelivery) -> None:
+    """Make one delivery attempt for a leased subscription and record it."""
+    store, s = deps.store, deps.settings
+    body = await event_body(deps, claim)
+    now = now_ms()
+    secrets = await store.signing_secrets(claim.doc.client, now)
+    if not secrets:
+        secrets = [await store.signing_secret(claim.doc.client, new_secret())]
+    msg_id = webhook_id(claim.subscription_id, claim.event_type)
+    headers = webhook_headers(msg_id, now // 1000, body, secrets)
+    result = await deps.sender.send(claim.doc.callback_url, body, headers)
+    done = now_ms()
+    number = claim.attempts_in_series + 1
+    outcome: str = result.outcome
+    next_due = 0
+    if outcome == "retry":
+        delay = retry_delay(number, s.retry_schedule, retry_after=result.retry_after)
+        if delay is None:
+            outcome = "exhausted"
+        else:
+            next_due = done + int(delay * 1000)
+    attempt = Attempt(
+        attempt=number,
+        at=now,
+        status_code=result.status_code,
+        error=result.error,
+        duration_ms=round(result.duration_ms, 2),
+        response=result.response_excerpt,
+        series=claim.series,
+    )
+    state = await store.record_attempt(claim, attempt, outcome, next_due, done)
+    deps.metrics.deliveries.labels(outcome).inc()
+    deps.metrics.attempt_seconds.observe(result.duration_ms / 1000)
+    if outcome == "delivered" and claim.series == 1:
+        deps.metrics.lag_seconds.observe(max(0.0, (done - claim.occurred_at) / 1000))
+    log.info(
+        "delivery_attempt",
+        subscription_id=claim.subscription_id,
+        webhook_id=msg_id,
+        run_id=claim.doc.run_id,
+        attempt=number,
+        outcome=outcome,
+        state=state,
+        status_code=result.status_code,
+        error=result.error,
+        duration_ms=attempt.duration_ms,
+        next_attempt_at=next_due or None,
+    )

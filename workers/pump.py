@@ -1,0 +1,131 @@
+"""A pump drains one due set: it claims due entries in batches and runs them concurrently.
+
+Polls and delivery retries are entries in Redis due sets (``relay.store``), not one arq job
+each: arq manages ~550-740 jobs/s per process here, which would cap the relay. Each worker
+process runs one pump per due set; any number of processes can pump the same set because a
+claim is an atomic lease (``store_scripts``). A pump never dies of an error: Redis outages and
+handler bugs are logged and retried after a short pause.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
+
+import structlog
+
+from relay.model import now_ms
+
+T = TypeVar("T")
+log = structlog.get_logger("relay.pump")
+
+ERROR_PAUSE = 0.5
+
+
+class Pump(Generic[T]):
+    """Claims due work with ``claim(now, limit)`` and runs ``handle(item)`` for each."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        claim: Callable[[int, int], Awaitable[Sequence[T]]],
+        handle: Callable[[T], Awaitable[None]],
+        next_due: Callable[[], Awaitable[int | None]],
+        release: Callable[[Sequence[T]], Awaitable[None]],
+        concurrency: int,
+        batch: int = 256,
+        idle_max: float = 0.25,
+    ) -> None:
+        self.name = name
+        self._claim = claim
+        self._handle = handle
+        self._next_due = next_due
+        self._release = release
+        self.concurrency = concurrency
+        self.batch = batch
+        self.idle_max = idle_max
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._slots = asyncio.Semaphore(concurrency)
+        self._running: dict[asyncio.Task[None], T] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def in_flight(self) -> int:
+        """How many handlers are running now."""
+        return len(self._running)
+
+    def start(self) -> None:
+        """Start pumping in the background."""
+        self._task = asyncio.create_task(self._loop(), name=f"pump-{self.name}")
+
+    def wake(self) -> None:
+        """Look for due work now instead of after the idle sleep."""
+        self._wake.set()
+
+    async def _loop(self) -> None:
+        while not self._stopping:
+            try:
+                free = self.concurrency - len(self._running)
+                items: Sequence[T] = []
+                if free > 0:
+                    items = await self._claim(now_ms(), min(free, self.batch))
+                for item in items:
+                    await self._slots.acquire()
+                    task = asyncio.create_task(self._run(item))
+                    self._running[task] = item
+                if items and len(items) == min(free, self.batch):
+                    continue  # more may be due right now
+                await self._idle(free > 0)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the one broad except: a pump must outlive any error
+                log.warning("pump_error", pump=self.name, error=repr(exc))
+                await asyncio.sleep(ERROR_PAUSE)
+
+    async def _idle(self, had_room: bool) -> None:
+        delay = self.idle_max
+        if had_room:
+            due = await self._next_due()
+            if due is not None:
+                delay = min(delay, max(0.0, (due - now_ms()) / 1000))
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=delay)
+
+    async def _run(self, item: T) -> None:
+        try:
+            await self._handle(item)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a handler bug must not kill the pump; the lease retries it
+            log.error("handler_error", pump=self.name, error=repr(exc), exc_info=True)
+        finally:
+            self._slots.release()
+            self._running.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
+            self._wake.set()
+
+    async def stop(self, grace: float) -> None:
+        """Stop claiming; let running handlers finish within ``grace``; release the rest."""
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        pending = list(self._running)
+        if pending:
+            await asyncio.wait(pending, timeout=grace)
+        unfinished = [t for t in pending if not t.done()]
+        items = [self._running[t] for t in unfinished if t in self._running]
+        for t in unfinished:
+            t.cancel()
+        if unfinished:
+            await asyncio.gather(*unfinished, return_exceptions=True)
+        if items:
+            with contextlib.suppress(Exception):
+                await self._release(items)
+            log.info("pump_released", pump=self.name, count=len(items))

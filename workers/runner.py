@@ -1,0 +1,252 @@
+"""The worker process: an arq Worker plus the two pumps, opened and closed together.
+
+arq runs the jobs the API enqueues (``poll_now`` for a run's first poll, ``deliver_now`` for a
+redelivery or a late registration) and the periodic ``sweep``; the pumps drain the due sets
+(``workers.pump``). On SIGTERM/SIGINT the worker stops taking work, lets in-flight polls and
+deliveries finish within RELAY_SHUTDOWN_GRACE, hands the rest back to Redis and exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+import structlog
+from arq.connections import RedisSettings
+from arq.cron import cron
+from arq.worker import Worker, func
+from prometheus_client import start_http_server
+from redis.asyncio import Redis
+
+from relay.intuned.client import IntunedClient
+from relay.metrics import WorkerMetrics
+from relay.model import now_ms
+from relay.settings import Settings
+from relay.store import ClaimedDelivery, ClaimedPoll, Store
+from relay.webhooks.sender import WebhookSender
+from workers.delivery import deliver_claimed
+from workers.deps import WorkerDeps
+from workers.polling import poll_claimed
+from workers.pump import Pump
+
+log = structlog.get_logger("relay.worker")
+
+QUEUE_NAME = "relay:arq"
+HEALTH_CHECK_KEY = "relay:arq:health-check"
+
+
+def arq_redis_settings(settings: Settings) -> RedisSettings:
+    """arq's connection settings from REDIS_URL (retries while Redis restarts)."""
+    assert settings.redis_url is not None
+    rs = RedisSettings.from_dsn(settings.redis_url)
+    rs.conn_timeout = 5
+    rs.conn_retries = 30
+    rs.conn_retry_delay = 1
+    return rs
+
+
+async def poll_now(ctx: dict[str, Any], run_key: str) -> bool:
+    """arq job: a run's first poll, right after its first registration."""
+    deps: WorkerDeps = ctx["deps"]
+    claim = await deps.store.claim_poll(run_key, now_ms(), deps.poll_lease_ms)
+    if claim is None:
+        return False
+    await poll_claimed(deps, claim)
+    return True
+
+
+async def deliver_now(ctx: dict[str, Any], subscription_id: str) -> bool:
+    """arq job: deliver one subscription now (late registration, redelivery)."""
+    deps: WorkerDeps = ctx["deps"]
+    claims = await deps.store.claim_deliveries(
+        now_ms(), 1, deps.delivery_lease_ms, only=subscription_id
+    )
+    for claim in claims:
+        await deliver_claimed(deps, claim)
+    return bool(claims)
+
+
+async def sweep(ctx: dict[str, Any]) -> tuple[int, int]:
+    """arq cron job: re-derive due entries lost to a crash or an AOF gap."""
+    deps: WorkerDeps = ctx["deps"]
+    fixed = await deps.store.sweep(now_ms())
+    if any(fixed):
+        log.warning("sweep_restored", polls=fixed[0], deliveries=fixed[1])
+    return fixed
+
+
+async def open_deps(settings: Settings, redis: Redis, metrics: WorkerMetrics) -> WorkerDeps:
+    """Open the worker's clients (closed by ``close_deps``)."""
+    sender = WebhookSender(
+        timeout=settings.delivery_timeout,
+        allow_private=settings.allow_private_callbacks,
+        max_connections=settings.worker_concurrency,
+    )
+    await sender.start()
+    intuned = IntunedClient(
+        settings.intuned_api_base_url,
+        settings.intuned_workspace_id,
+        settings.intuned_api_key,
+        timeout=settings.intuned_timeout,
+        max_connections=settings.worker_concurrency,
+    )
+    store = Store(redis, result_ttl=settings.result_ttl)
+    return WorkerDeps(
+        settings=settings, store=store, intuned=intuned, sender=sender, metrics=metrics
+    )
+
+
+def build_pumps(deps: WorkerDeps) -> dict[str, Pump[Any]]:
+    """The poll and delivery pumps of this process."""
+    store, conc = deps.store, deps.settings.worker_concurrency
+
+    async def claim_polls(now: int, limit: int) -> Sequence[ClaimedPoll]:
+        return await store.claim_polls(now, limit, deps.poll_lease_ms)
+
+    async def claim_deliveries(now: int, limit: int) -> Sequence[ClaimedDelivery]:
+        return await store.claim_deliveries(now, limit, deps.delivery_lease_ms)
+
+    async def next_poll() -> int | None:
+        return await store.next_due("poll")
+
+    async def next_delivery() -> int | None:
+        return await store.next_due("delivery")
+
+    async def release_polls(items: Sequence[ClaimedPoll]) -> None:
+        await store.release_polls([c.run_key for c in items], now_ms())
+
+    async def release_deliveries(items: Sequence[ClaimedDelivery]) -> None:
+        await store.release_deliveries([c.subscription_id for c in items], now_ms())
+
+    async def handle_poll(claim: ClaimedPoll) -> None:
+        await poll_claimed(deps, claim)
+
+    async def handle_delivery(claim: ClaimedDelivery) -> None:
+        await deliver_claimed(deps, claim)
+
+    return {
+        "poll": Pump(
+            "poll",
+            claim=claim_polls,
+            handle=handle_poll,
+            next_due=next_poll,
+            release=release_polls,
+            concurrency=conc,
+        ),
+        "delivery": Pump(
+            "delivery",
+            claim=claim_deliveries,
+            handle=handle_delivery,
+            next_due=next_delivery,
+            release=release_deliveries,
+            concurrency=conc,
+        ),
+    }
+
+
+async def _gauges(deps: WorkerDeps) -> None:
+    """Refresh the shared gauges every few seconds."""
+    while True:
+        with contextlib.suppress(Exception):
+            polls, deliveries = await deps.store.queue_depth(now_ms())
+            deps.metrics.queue_depth.labels("poll").set(polls)
+            deps.metrics.queue_depth.labels("delivery").set(deliveries)
+            deps.metrics.watched_runs.set(await deps.store.watched_runs())
+            for name, pump in deps.pumps.items():
+                deps.metrics.in_flight.labels(name).set(pump.in_flight)
+        await asyncio.sleep(5)
+
+
+def build_worker(settings: Settings, deps: WorkerDeps) -> Worker:
+    """The arq Worker of this process (signals are handled by ``run_worker``)."""
+    return Worker(
+        functions=[func(poll_now, max_tries=3), func(deliver_now, max_tries=3)],
+        cron_jobs=[cron(sweep, minute=None, second=0, run_at_startup=True, unique=True)],
+        redis_settings=arq_redis_settings(settings),
+        queue_name=QUEUE_NAME,
+        health_check_key=HEALTH_CHECK_KEY,
+        health_check_interval=10,
+        handle_signals=False,
+        keep_result=0,
+        max_jobs=settings.worker_concurrency,
+        job_timeout=max(60, int(settings.delivery_timeout + settings.intuned_timeout) * 2),
+        poll_delay=0.1,
+        ctx={"deps": deps},
+        job_serializer=msgspec.msgpack.encode,
+        job_deserializer=msgspec.msgpack.decode,
+        log_results=False,
+    )
+
+
+async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
+    """Run a worker until SIGTERM/SIGINT (or ``stop``), then shut down gracefully."""
+    assert settings.redis_url is not None
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    metrics = WorkerMetrics()
+    if settings.worker_metrics_port:
+        start_http_server(settings.worker_metrics_port, registry=metrics.registry)
+    redis = Redis.from_url(
+        settings.redis_url,
+        socket_timeout=10,
+        socket_connect_timeout=5,
+        health_check_interval=15,
+        retry_on_timeout=True,
+    )
+    deps = await open_deps(settings, redis, metrics)
+    pumps = build_pumps(deps)
+    deps.pumps.update(pumps)
+    worker = build_worker(settings, deps)
+    worker.main_task = asyncio.ensure_future(worker.main())
+    for pump in pumps.values():
+        pump.start()
+    gauges = asyncio.create_task(_gauges(deps))
+    log.info("worker_started", concurrency=settings.worker_concurrency)
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({worker.main_task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        log.info("worker_stopping", grace_s=settings.shutdown_grace)
+        worker.allow_pick_jobs = False
+        gauges.cancel()
+        stopper.cancel()
+        await asyncio.gather(
+            *(p.stop(settings.shutdown_grace) for p in pumps.values()), return_exceptions=True
+        )
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(
+                asyncio.gather(*worker.tasks.values(), return_exceptions=True), timeout=1.0
+            )
+        with contextlib.suppress(Exception):
+            await worker.close()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await worker.main_task
+        await deps.sender.aclose()
+        await deps.intuned.aclose()
+        await redis.aclose()
+        log.info("worker_stopped")
+
+
+async def worker_health(settings: Settings) -> int:
+    """``relay worker --check``: 0 when a worker wrote its health key recently, else 1."""
+    assert settings.redis_url is not None
+    redis = Redis.from_url(settings.redis_url, socket_connect_timeout=3, socket_timeout=3)
+    try:
+        info = await redis.get(HEALTH_CHECK_KEY)
+    except Exception as exc:  # unreachable Redis: unhealthy
+        print(f"relay worker: health check failed: {type(exc).__name__}")
+        return 1
+    finally:
+        await redis.aclose()
+    if info is None:
+        print("relay worker: no worker reported health in the last 11 s")
+        return 1
+    print(f"relay worker: {info.decode()}")
+    return 0

@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.support.redis_fixtures",
     "tests.support.intuned_fixtures",
     "tests.support.receiver_fixtures",
+    "tests.support.relay_fixtures",
 ]

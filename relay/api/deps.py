@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from arq.connections import ArqRedis
 from litestar.datastructures import State
+from litestar.di import NamedDependency
 
 from relay.settings import Settings
 from relay.store import Store
@@ -25,3 +26,9 @@ async def provide_arq(state: State) -> ArqRedis:
     """The arq pool used to enqueue immediate work."""
     pool: ArqRedis = state.arq
     return pool
+
+
+ClientName = NamedDependency[str]
+StoreDep = NamedDependency[Store]
+SettingsDep = NamedDependency[Settings]
+ArqDep = NamedDependency[ArqRedis]

@@ -8,11 +8,10 @@ from litestar.exceptions import NotFoundException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Example
 
+from relay.api.deps import ClientName, SettingsDep, StoreDep
 from relay.api.schemas import RunView, iso
 from relay.intuned.models import RAW_FIELDS_DECODER
 from relay.model import run_key
-from relay.settings import Settings
-from relay.store import Store
 
 PASSED_THROUGH = ("runId", "status", "result", "error", "reason", "message", "extendedPayloads")
 
@@ -44,7 +43,12 @@ class RunController(Controller):
         },
     )
     async def read(
-        self, project_name: str, run_id: str, client: str, store: Store, settings: Settings
+        self,
+        project_name: FromPath[str],
+        run_id: FromPath[str],
+        client: ClientName,
+        store: StoreDep,
+        settings: SettingsDep,
     ) -> Response[bytes]:
         rk = run_key(settings.intuned_workspace_id, project_name, run_id)
         if not await store.client_has_run(client, rk):

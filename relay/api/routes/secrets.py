@@ -5,9 +5,9 @@ from __future__ import annotations
 from litestar import Controller, get, post
 from litestar.status_codes import HTTP_200_OK
 
+from relay.api.deps import ClientName, StoreDep
 from relay.api.schemas import SecretOut
 from relay.model import now_ms
-from relay.store import Store
 from relay.webhooks.signing import new_secret
 
 
@@ -18,7 +18,7 @@ class SecretController(Controller):
     tags = ["signing"]
 
     @get("/", summary="The current signing secret (created on first use)")
-    async def read(self, client: str, store: Store) -> SecretOut:
+    async def read(self, client: ClientName, store: StoreDep) -> SecretOut:
         return SecretOut(secret=await store.signing_secret(client, new_secret()))
 
     @post(
@@ -26,6 +26,6 @@ class SecretController(Controller):
         status_code=HTTP_200_OK,
         summary="A new secret; for 24 h webhooks carry signatures with both new and old",
     )
-    async def rotate(self, client: str, store: Store) -> SecretOut:
+    async def rotate(self, client: ClientName, store: StoreDep) -> SecretOut:
         await store.signing_secret(client, new_secret())  # make sure an old one exists
         return SecretOut(secret=await store.rotate_secret(client, new_secret(), now_ms()))

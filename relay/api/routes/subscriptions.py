@@ -14,7 +14,7 @@ import structlog
 from arq.connections import ArqRedis
 from litestar import Controller, Response, delete, get, post
 from litestar.exceptions import ClientException, NotFoundException
-from litestar.params import Parameter
+from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import (
     HTTP_200_OK,
     HTTP_201_CREATED,
@@ -22,6 +22,7 @@ from litestar.status_codes import (
     HTTP_409_CONFLICT,
 )
 
+from relay.api.deps import ArqDep, ClientName, SettingsDep, StoreDep
 from relay.api.schemas import (
     METADATA_MAX_BYTES,
     SubscriptionCreate,
@@ -37,7 +38,6 @@ from relay.model import (
     now_ms,
     run_key,
 )
-from relay.settings import Settings
 from relay.store import Store
 from relay.webhooks.callbacks import check_callback
 
@@ -84,11 +84,11 @@ class SubscriptionController(Controller):
     )
     async def create(
         self,
-        data: SubscriptionCreate,
-        client: str,
-        store: Store,
-        settings: Settings,
-        arq: ArqRedis,
+        data: JSONBody[SubscriptionCreate],
+        client: ClientName,
+        store: StoreDep,
+        settings: SettingsDep,
+        arq: ArqDep,
     ) -> Response[SubscriptionOut]:
         metadata = msgspec.json.encode(data.metadata if data.metadata is not None else {})
         if len(metadata) > METADATA_MAX_BYTES:
@@ -125,22 +125,24 @@ class SubscriptionController(Controller):
         return Response(out, status_code=HTTP_201_CREATED if reg.created else HTTP_200_OK)
 
     @get("/{subscription_id:str}", summary="One subscription with its attempt log")
-    async def read(self, subscription_id: str, client: str, store: Store) -> SubscriptionOut:
+    async def read(
+        self, subscription_id: FromPath[str], client: ClientName, store: StoreDep
+    ) -> SubscriptionOut:
         return await load_out(store, subscription_id, client)
 
     @get("/", summary="The client's subscriptions, newest first")
     async def list_(
         self,
-        client: str,
-        store: Store,
-        run_id: Annotated[str | None, Parameter(query="runId", max_length=128)] = None,
-        state: Annotated[SubState | None, Parameter(query="state")] = None,
-        limit: Annotated[int, Parameter(query="limit", ge=1, le=200)] = 50,
-        cursor: Annotated[str | None, Parameter(query="cursor", max_length=512)] = None,
+        client: ClientName,
+        store: StoreDep,
+        run_id: Annotated[str | None, QueryParameter(name="runId", max_length=128)] = None,
+        state_: Annotated[SubState | None, QueryParameter(name="state")] = None,
+        limit: Annotated[int, QueryParameter(name="limit", ge=1, le=200)] = 50,
+        cursor: Annotated[str | None, QueryParameter(name="cursor", max_length=512)] = None,
     ) -> SubscriptionPage:
         try:
             page = await store.list_subscriptions(
-                client, state=state, limit=limit, cursor=cursor, run_id=run_id
+                client, state=state_, limit=limit, cursor=cursor, run_id=run_id
             )
         except ValueError as exc:
             raise ClientException(f"cursor: {exc}") from None
@@ -153,7 +155,9 @@ class SubscriptionController(Controller):
         )
 
     @delete("/{subscription_id:str}", summary="Cancel: no further deliveries")
-    async def cancel(self, subscription_id: str, client: str, store: Store) -> None:
+    async def cancel(
+        self, subscription_id: FromPath[str], client: ClientName, store: StoreDep
+    ) -> None:
         if not await store.cancel(subscription_id, client, now_ms()):
             raise NotFoundException(f"no subscription {subscription_id}")
         log.info("subscription_canceled", client=client, subscription_id=subscription_id)
@@ -164,7 +168,7 @@ class SubscriptionController(Controller):
         summary="Send the event again (same webhook-id) with a fresh attempt series",
     )
     async def redeliver(
-        self, subscription_id: str, client: str, store: Store, arq: ArqRedis
+        self, subscription_id: FromPath[str], client: ClientName, store: StoreDep, arq: ArqDep
     ) -> SubscriptionOut:
         res = await store.redeliver(subscription_id, client, now_ms())
         if res == "not_found":

@@ -1,0 +1,155 @@
+"""Fixtures that run the relay itself: settings for tests, worker processes, an API client."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from litestar.testing import AsyncTestClient
+
+from relay.api.app import create_app
+from relay.intuned.fake import FakeIntunedHandle
+from relay.settings import Settings
+from tests.support.intuned_fixtures import FAKE_API_KEY, FAKE_WORKSPACE_ID
+
+ALPHA_KEY = "alpha-key-0123456789abcdef"
+BETA_KEY = "beta-key-0123456789abcdef"
+AUTH_ALPHA = {"Authorization": f"Bearer {ALPHA_KEY}"}
+AUTH_BETA = {"Authorization": f"Bearer {BETA_KEY}"}
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def base_env(redis_url: str, intuned_base: str) -> dict[str, str]:
+    """A fast, loopback-friendly configuration for tests."""
+    return {
+        "REDIS_URL": redis_url,
+        "INTUNED_API_BASE_URL": intuned_base,
+        "INTUNED_WORKSPACE_ID": FAKE_WORKSPACE_ID,
+        "INTUNED_API_KEY": FAKE_API_KEY,
+        "RELAY_API_KEYS": f"alpha:{ALPHA_KEY},beta:{BETA_KEY}",
+        "RELAY_ALLOW_PRIVATE_CALLBACKS": "true",
+        "RELAY_RETRY_SCHEDULE": "50ms,100ms,150ms",
+        "RELAY_DELIVERY_TIMEOUT": "1s",
+        "RELAY_POLL_INTERVAL": "100ms",
+        "RELAY_POLL_MAX_INTERVAL": "300ms",
+        "RELAY_WATCH_TIMEOUT": "1h",
+        "RELAY_RESULT_TTL": "1h",
+        "RELAY_INTUNED_TIMEOUT": "1s",
+        "RELAY_NOT_FOUND_GRACE": "500ms",
+        "RELAY_WORKER_METRICS_PORT": "0",
+        "RELAY_SHUTDOWN_GRACE": "5s",
+        "RELAY_LOG_FORMAT": "json",
+    }
+
+
+@pytest.fixture
+def relay_env(redis_sync: Any, redis_url: str, fake_intuned: FakeIntunedHandle) -> dict[str, str]:
+    """Environment for a relay wired to the test Redis and fake Intuned (flushed Redis)."""
+    return base_env(redis_url, fake_intuned.base_url)
+
+
+class WorkerProcess:
+    """A real ``relay worker`` child process whose log goes to a file."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.log_path = log_path
+        self._log = log_path.open("ab")
+        full = {**os.environ, **env}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "relay", "worker"],
+            env=full,
+            cwd=ROOT,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait_started(self, timeout: float = 15.0) -> None:
+        """Block until the worker logged that it started."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if b"worker_started" in self.log_path.read_bytes():
+                return
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"worker exited: {self.log_path.read_text()[-2000:]}")
+            time.sleep(0.05)
+        raise TimeoutError("worker did not start")
+
+    def kill(self) -> None:
+        """SIGKILL: no chance to clean up."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def terminate(self, timeout: float = 20.0) -> int:
+        """SIGTERM and wait for a graceful exit; returns the exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._log.close()
+        return int(self.proc.returncode)
+
+
+StartWorker = Callable[..., WorkerProcess]
+
+
+@pytest.fixture
+def start_worker(relay_env: dict[str, str], tmp_path: Path) -> Iterator[StartWorker]:
+    """Start real worker processes (env overrides as keyword arguments); all stopped after."""
+    procs: list[WorkerProcess] = []
+
+    def start(wait: bool = True, **overrides: str) -> WorkerProcess:
+        env = {**relay_env, **overrides}
+        proc = WorkerProcess(env, tmp_path / f"worker-{len(procs)}.log")
+        procs.append(proc)
+        if wait:
+            proc.wait_started()
+        return proc
+
+    try:
+        yield start
+    finally:
+        for proc in procs:
+            proc.terminate()
+
+
+@pytest.fixture
+async def api(relay_env: dict[str, str]) -> AsyncIterator[AsyncTestClient[Any]]:
+    """The API app in-process (its lifespan runs), talking to the test Redis."""
+    settings = Settings.from_env(relay_env)
+    async with AsyncTestClient(app=create_app(settings)) as client:
+        yield client
+
+
+async def wait_until(
+    predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05
+) -> Any:
+    """Poll an async or sync predicate until it returns something truthy."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not met in time")
+        await asyncio.sleep(interval)
+
+
+async def subscription_state(api: AsyncTestClient[Any], sid: str, auth: dict[str, str]) -> str:
+    """The current state of a subscription via the API."""
+    resp = await api.get(f"/v1/subscriptions/{sid}", headers=auth)
+    assert resp.status_code == 200, resp.text
+    return str(resp.json()["state"])

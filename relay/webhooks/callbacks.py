@@ -1,0 +1,329 @@
+"""The SSRF guard for callback URLs: syntax, an address policy, and a pinning aiohttp resolver.
+
+Three layers, each used where it is cheapest and sufficient:
+
+* ``validate_callback_url``: pure syntax (http/https, a host, no userinfo, a valid port).
+* ``is_forbidden``: the address policy. Loopback, private, shared (CGNAT), link-local (cloud
+  metadata), multicast, reserved, benchmarking, documentation, discard, and IPv6 forms that
+  embed a forbidden IPv4 address; IPv4-mapped IPv6 is refused altogether.
+* ``check_callback`` (registration) and ``GuardedResolver`` (every delivery) resolve the host and
+  refuse it when ANY address is forbidden. The resolver hands aiohttp only the addresses it
+  checked, so the connection goes to exactly a checked address: there is no second lookup for a
+  DNS-rebinding answer to slip into.
+
+Hosts are parsed as leniently as the OS resolver does (``socket.inet_aton``: ``2130706433``,
+``0x7f.1``, ``017700000001``, ``127.1``, ``0``), so odd literals are judged as the address they
+really connect to. aiohttp skips the resolver for hosts that look like IP literals: the sender
+checks those itself with ``parse_host_address`` + ``is_forbidden`` before connecting.
+
+This module must never touch Redis, and must never connect to the addresses it judges.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import re
+import socket
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Final
+from urllib.parse import urlsplit
+
+import msgspec
+from aiohttp.abc import AbstractResolver, ResolveResult
+from yarl import URL
+
+from relay.errors import CallbackRefused
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+Lookup = Callable[[str, int], Awaitable[Sequence[IPAddress]]]
+"""Resolve ``(host, port)`` to addresses; raise ``OSError`` when the name does not resolve."""
+
+MAX_URL_LENGTH: Final = 2048
+DEFAULT_LOOKUP_TIMEOUT: Final = 5.0
+
+_V4 = ipaddress.IPv4Network
+_V6 = ipaddress.IPv6Network
+_FORBIDDEN_V4: Final[tuple[tuple[ipaddress.IPv4Network, str], ...]] = (
+    (_V4("0.0.0.0/8"), "'this network' (0.0.0.0/8)"),
+    (_V4("10.0.0.0/8"), "private network (10.0.0.0/8)"),
+    (_V4("100.64.0.0/10"), "shared address space, carrier-grade NAT (100.64.0.0/10)"),
+    (_V4("127.0.0.0/8"), "loopback (127.0.0.0/8)"),
+    (_V4("169.254.0.0/16"), "link-local, incl. cloud metadata (169.254.0.0/16)"),
+    (_V4("172.16.0.0/12"), "private network (172.16.0.0/12)"),
+    (_V4("192.0.0.0/24"), "IETF protocol assignments (192.0.0.0/24)"),
+    (_V4("192.0.2.0/24"), "documentation, TEST-NET-1 (192.0.2.0/24)"),
+    (_V4("192.88.99.0/24"), "6to4 relay anycast (192.88.99.0/24)"),
+    (_V4("192.168.0.0/16"), "private network (192.168.0.0/16)"),
+    (_V4("198.18.0.0/15"), "benchmarking (198.18.0.0/15)"),
+    (_V4("198.51.100.0/24"), "documentation, TEST-NET-2 (198.51.100.0/24)"),
+    (_V4("203.0.113.0/24"), "documentation, TEST-NET-3 (203.0.113.0/24)"),
+    (_V4("224.0.0.0/4"), "multicast (224.0.0.0/4)"),
+    (_V4("240.0.0.0/4"), "reserved, incl. broadcast (240.0.0.0/4)"),
+)
+_FORBIDDEN_V6: Final[tuple[tuple[ipaddress.IPv6Network, str], ...]] = (
+    (_V6("::/128"), "unspecified (::)"),
+    (_V6("::1/128"), "loopback (::1)"),
+    (_V6("::/96"), "IPv4-compatible IPv6, deprecated (::/96)"),
+    (_V6("64:ff9b:1::/48"), "local-use NAT64 (64:ff9b:1::/48)"),
+    (_V6("100::/64"), "discard-only (100::/64)"),
+    (_V6("2001:2::/48"), "benchmarking (2001:2::/48)"),
+    (_V6("2001:db8::/32"), "documentation (2001:db8::/32)"),
+    (_V6("3fff::/20"), "documentation (3fff::/20)"),
+    (_V6("fc00::/7"), "unique local (fc00::/7)"),
+    (_V6("fe80::/10"), "link-local (fe80::/10)"),
+    (_V6("fec0::/10"), "site-local, deprecated (fec0::/10)"),
+    (_V6("ff00::/8"), "multicast (ff00::/8)"),
+)
+_NAT64: Final = _V6("64:ff9b::/96")
+_NUMERIC_V4_ISH: Final = re.compile(r"^[0-9a-fx.]+$", re.IGNORECASE)
+_HOST_LABEL: Final = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
+_NUMERIC_FLAGS: Final = socket.AI_NUMERICHOST | socket.AI_NUMERICSERV
+
+
+class ParsedCallback(msgspec.Struct, frozen=True):
+    """A syntactically valid callback URL: scheme, host as aiohttp will connect, and port."""
+
+    url: str
+    scheme: str
+    host: str  # lower-case, IDNA-encoded, without IPv6 brackets
+    port: int
+
+
+class SsrfRefused(OSError):
+    """A delivery's host resolved to a forbidden address (aiohttp wraps it as a DNS error)."""
+
+    def __init__(self, host: str, address: str, reason: str) -> None:
+        self.host = host
+        self.address = address
+        self.reason = reason
+        super().__init__(f"{host} resolves to {address}: {reason}")
+
+
+def validate_callback_url(url: str) -> ParsedCallback:
+    """Check a callback URL's syntax only (no DNS); raise CallbackRefused saying what is wrong."""
+    if len(url) > MAX_URL_LENGTH:
+        raise CallbackRefused(f"callbackUrl is longer than {MAX_URL_LENGTH} characters")
+    if any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in url):
+        raise CallbackRefused("callbackUrl must not contain whitespace or control characters")
+    try:
+        parsed = URL(url)
+        port = parsed.port
+    except (ValueError, TypeError) as exc:
+        raise CallbackRefused(f"callbackUrl is not a valid URL: {exc}") from None
+    if parsed.scheme not in ("http", "https"):
+        raise CallbackRefused("callbackUrl must be an http:// or https:// URL")
+    host = parsed.raw_host
+    if not parsed.is_absolute() or not host:
+        raise CallbackRefused("callbackUrl must name a host")
+    # yarl drops an empty userinfo ("http://@host/"); look at the authority as written, too.
+    if "@" in (parsed.raw_authority or "") or "@" in urlsplit(url).netloc:
+        raise CallbackRefused("callbackUrl must not contain a user name or password")
+    if port is None or not 1 <= port <= 65535:
+        raise CallbackRefused("callbackUrl has an invalid port (1-65535)")
+    host = host.lower()
+    if ":" in host:
+        if "%" in host:
+            raise CallbackRefused("callbackUrl must not use an IPv6 zone identifier")
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise CallbackRefused(f"callbackUrl has an invalid IPv6 address {host!r}") from None
+    elif parse_host_address(host) is None:
+        name = host.removesuffix(".")
+        if len(name) > 253 or not all(_HOST_LABEL.match(label) for label in name.split(".")):
+            raise CallbackRefused(f"callbackUrl has an invalid host name {host!r}")
+    return ParsedCallback(url=url, scheme=parsed.scheme, host=host, port=port)
+
+
+def parse_host_address(host: str) -> IPAddress | None:
+    """The address a literal host connects to, as leniently as the OS parses it; else None.
+
+    Accepts bracketed or bare IPv6 (zone ids allowed: getaddrinfo returns them) and every IPv4
+    form ``inet_aton`` accepts (decimal, octal, hex, 1-3 parts). Host names give None.
+    """
+    text = host.strip("[]")
+    if ":" in text:
+        try:
+            return ipaddress.IPv6Address(text)
+        except ValueError:
+            return None
+    # inet_aton ignores anything after a space; only hand it strings that are all number-ish.
+    if not _NUMERIC_V4_ISH.match(text):
+        return None
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(text))
+    except OSError:
+        return None
+
+
+def _embedded_v4(ip: ipaddress.IPv6Address) -> tuple[str, ipaddress.IPv4Address] | None:
+    if ip in _NAT64:
+        return "NAT64", ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    if ip.sixtofour is not None:
+        return "6to4", ip.sixtofour
+    return None
+
+
+def is_forbidden(ip: IPAddress) -> str | None:
+    """Why a webhook must not be sent to ``ip``, or None when it is a public unicast address."""
+    if isinstance(ip, ipaddress.IPv4Address):
+        for net, reason in _FORBIDDEN_V4:
+            if ip in net:
+                return reason
+        if not ip.is_global:
+            return "not a globally routable address"
+        return None
+    if ip.ipv4_mapped is not None:
+        inner = is_forbidden(ip.ipv4_mapped)
+        suffix = f"; it embeds {ip.ipv4_mapped}: {inner}" if inner else ""
+        return f"IPv4-mapped IPv6 (::ffff:0:0/96) is not accepted{suffix}"
+    if ip.teredo is not None:
+        server, client = ip.teredo
+        for inner_ip in (client, server):
+            inner = is_forbidden(inner_ip)
+            if inner:
+                return f"Teredo address embedding {inner_ip}: {inner}"
+        return "Teredo tunnelling (2001::/32) is not accepted"
+    embedded = _embedded_v4(ip)
+    if embedded is not None:
+        kind, inner_ip = embedded
+        inner = is_forbidden(inner_ip)
+        if inner:
+            return f"{kind} address embedding {inner_ip}: {inner}"
+        if kind == "NAT64":
+            return None  # a public IPv4 behind the well-known NAT64 prefix
+    for net6, reason in _FORBIDDEN_V6:
+        if ip in net6:
+            return reason
+    if not ip.is_global:
+        return "not a globally routable address"
+    return None
+
+
+async def system_lookup(host: str, port: int) -> list[IPAddress]:
+    """Resolve with the OS resolver (``loop.getaddrinfo``), TCP addresses, both families."""
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    found: list[IPAddress] = []
+    for _family, _type, _proto, _canon, sockaddr in infos:
+        ip = parse_host_address(str(sockaddr[0]))
+        if ip is not None and ip not in found:
+            found.append(ip)
+    return found
+
+
+async def _lookup_checked(
+    host: str, port: int, *, allow_private: bool, lookup: Lookup, lookup_timeout: float
+) -> list[IPAddress]:
+    """Resolve ``host`` (a literal is its own answer) and judge every address; raise on refusal.
+
+    Raises ``SsrfRefused`` for a forbidden address and ``OSError`` when nothing resolves.
+    """
+    literal = parse_host_address(host)
+    if literal is not None:
+        addresses: list[IPAddress] = [literal]
+    else:
+        async with asyncio.timeout(lookup_timeout):
+            addresses = list(dict.fromkeys(await lookup(host, port)))
+    if not addresses:
+        raise OSError(f"{host} resolves to no address")
+    if not allow_private:
+        for ip in addresses:
+            reason = is_forbidden(ip)
+            if reason is not None:
+                raise SsrfRefused(host, str(ip), reason)
+    return addresses
+
+
+async def resolve_and_check(
+    host: str,
+    port: int,
+    *,
+    allow_private: bool,
+    lookup: Lookup | None = None,
+    lookup_timeout: float = DEFAULT_LOOKUP_TIMEOUT,
+) -> list[IPAddress]:
+    """Resolve ``host``; CallbackRefused if it does not resolve or ANY address is forbidden."""
+    try:
+        return await _lookup_checked(
+            host,
+            port,
+            allow_private=allow_private,
+            lookup=lookup or system_lookup,
+            lookup_timeout=lookup_timeout,
+        )
+    except SsrfRefused as exc:
+        raise CallbackRefused(
+            f"callbackUrl host {host} resolves to {exc.address}, which is not allowed: {exc.reason}"
+        ) from None
+    except TimeoutError:
+        raise CallbackRefused(
+            f"callbackUrl host {host} did not resolve within {lookup_timeout}s"
+        ) from None
+    except OSError as exc:
+        raise CallbackRefused(f"callbackUrl host {host} does not resolve ({exc})") from None
+
+
+async def check_callback(
+    url: str, *, allow_private: bool, lookup: Lookup | None = None
+) -> ParsedCallback:
+    """Registration check: syntax, then resolution and the address policy; CallbackRefused why."""
+    parsed = validate_callback_url(url)
+    await resolve_and_check(parsed.host, parsed.port, allow_private=allow_private, lookup=lookup)
+    return parsed
+
+
+class GuardedResolver(AbstractResolver):
+    """An aiohttp resolver that returns only addresses the policy accepted, or raises SsrfRefused.
+
+    aiohttp connects to exactly the addresses returned here (its DNS cache also stores only these),
+    so a name cannot be checked against one answer and connected with another.
+    """
+
+    def __init__(
+        self,
+        *,
+        allow_private: bool,
+        lookup: Lookup | None = None,
+        timeout: float = DEFAULT_LOOKUP_TIMEOUT,
+    ) -> None:
+        self._allow_private = allow_private
+        self._lookup = lookup or system_lookup
+        self._timeout = timeout
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        """Resolve and check ``host``; SsrfRefused (an OSError) if any address is forbidden."""
+        try:
+            addresses = await _lookup_checked(
+                host,
+                port,
+                allow_private=self._allow_private,
+                lookup=self._lookup,
+                lookup_timeout=self._timeout,
+            )
+        except TimeoutError:
+            raise OSError(f"DNS lookup of {host} timed out after {self._timeout}s") from None
+        results: list[ResolveResult] = []
+        for ip in addresses:
+            ip_family = socket.AF_INET if ip.version == 4 else socket.AF_INET6
+            if family not in (socket.AF_UNSPEC, ip_family):
+                continue
+            results.append(
+                ResolveResult(
+                    hostname=host,
+                    host=str(ip),
+                    port=port,
+                    family=ip_family,
+                    proto=0,
+                    flags=_NUMERIC_FLAGS,
+                )
+            )
+        if not results:
+            raise OSError(f"{host} has no address of the requested family")
+        return results
+
+    async def close(self) -> None:
+        """Nothing to release: lookups go through the running loop."""

@@ -12,7 +12,7 @@ from typing import Any
 
 from litestar.testing import AsyncTestClient
 
-from relay.intuned.fake import Fault, FakeIntunedHandle, RunScript
+from relay.intuned.fake import FakeIntunedHandle, Fault, RunScript
 from tests.support.receiver import ReceiverHandle
 from tests.support.relay_fixtures import AUTH_ALPHA, StartWorker, subscription_state, wait_until
 
@@ -86,9 +86,7 @@ async def test_5xx_burst_garbage_and_resets_do_not_end_the_watch(
     sid = await subscribe(api, run_id, receiver.url("/ok"))
     [req] = await receiver.wait_for_async(1, timeout=20)
     assert json.loads(req.body)["type"] == "run.completed"
-    await wait_until(
-        lambda: _is(api, sid, "delivered"), timeout=10
-    )
+    await wait_until(lambda: _is(api, sid, "delivered"), timeout=10)
     assert fake_intuned.run_stats(run_id).by_http_status.get(500, 0) == 2
 
 

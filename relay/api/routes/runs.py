@@ -7,6 +7,7 @@ from litestar import Controller, Response, get
 from litestar.exceptions import NotFoundException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Example
+from litestar.params import FromPath
 
 from relay.api.deps import ClientName, SettingsDep, StoreDep
 from relay.api.schemas import RunView, iso

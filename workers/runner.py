@@ -182,6 +182,22 @@ def build_worker(settings: Settings, deps: WorkerDeps) -> Worker:
     )
 
 
+async def _supervise_arq(worker: Worker, stop: asyncio.Event) -> None:
+    """Run arq's loop until ``stop``; if Redis drops it (a restart), start it again."""
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        while not stop.is_set():
+            worker.main_task = asyncio.ensure_future(worker.main())
+            await asyncio.wait({worker.main_task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if stop.is_set() or worker.main_task.cancelled():
+                return
+            exc = worker.main_task.exception()
+            log.warning("arq_loop_restarting", error=repr(exc))
+            await asyncio.sleep(1.0)
+    finally:
+        stopper.cancel()
+
+
 async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
     """Run a worker until SIGTERM/SIGINT (or ``stop``), then shut down gracefully."""
     assert settings.redis_url is not None
@@ -204,19 +220,16 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
     pumps = build_pumps(deps)
     deps.pumps.update(pumps)
     worker = build_worker(settings, deps)
-    worker.main_task = asyncio.ensure_future(worker.main())
     for pump in pumps.values():
         pump.start()
     gauges = asyncio.create_task(_gauges(deps))
     log.info("worker_started", concurrency=settings.worker_concurrency)
-    stopper = asyncio.ensure_future(stop.wait())
     try:
-        await asyncio.wait({worker.main_task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        await _supervise_arq(worker, stop)
     finally:
         log.info("worker_stopping", grace_s=settings.shutdown_grace)
         worker.allow_pick_jobs = False
         gauges.cancel()
-        stopper.cancel()
         await asyncio.gather(
             *(p.stop(settings.shutdown_grace) for p in pumps.values()), return_exceptions=True
         )

@@ -239,8 +239,9 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
             )
         with contextlib.suppress(Exception):
             await worker.close()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await worker.main_task
+        if worker.main_task is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await worker.main_task
         await deps.sender.aclose()
         await deps.intuned.aclose()
         await redis.aclose()

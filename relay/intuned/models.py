@@ -44,7 +44,7 @@ class ExtendedPayload(msgspec.Struct, omit_defaults=True):
     """One entry of ``extendedPayloads``."""
 
     api: str
-    runId: str | None = None  # noqa: N815 - Intuned's wire name
+    runId: str | None = None  # Intuned's wire name (camelCase)
     parameters: dict[str, Any] | None = None
 
 

@@ -1,0 +1,263 @@
+"""The async client of Intuned's Run API: start a run, fetch its result, classify every outcome.
+
+Every call returns exactly one typed outcome of ``relay.intuned.models`` and raises nothing for
+anything Intuned (or the network) does:
+
+=====================================  =========================================================
+2xx + well-formed envelope             ``Fetched`` (decoded result, raw body, raw top-level fields)
+2xx + start answer                     ``Started`` (any 2xx: the spec says 201, docs once said 200)
+2xx that is not a JSON envelope        ``Transient("bad_body")``
+404                                    ``NotFoundOutcome``
+401 / 403                              ``Unauthorized``
+429                                    ``RateLimited`` (``Retry-After`` seconds or HTTP-date)
+5xx                                    ``Transient("http_5xx")``
+timeout (connect, read, or the total)  ``Transient("timeout")``
+connection refused / reset / closed    ``Transient("connection")``
+other statuses                         ``Transient("http_status")``; for start, other 4xx are
+                                       ``Rejected``
+=====================================  =========================================================
+
+A start that times out or fails mid-way may still have created a run (Intuned documents no
+idempotency key); the caller decides whether to retry. The client is built from explicit values,
+never from the environment, and must never log, repr or return the API key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import math
+import time
+from collections.abc import Callable
+from datetime import UTC
+from types import TracebackType
+from typing import Final
+from urllib.parse import quote
+
+import aiohttp
+import httpx
+import msgspec
+from httpx_aiohttp import AiohttpTransport
+
+from relay.intuned.models import (
+    RAW_FIELDS_DECODER,
+    RESULT_DECODER,
+    START_DECODER,
+    Fetched,
+    NotFoundOutcome,
+    PollOutcome,
+    RateLimited,
+    Rejected,
+    Started,
+    StartOutcome,
+    StartRequest,
+    Transient,
+    Unauthorized,
+)
+
+log = logging.getLogger(__name__)
+
+USER_AGENT: Final = "intuned-relay/0.1"
+_DETAIL_CHARS: Final = 300
+_START_ENCODER: Final = msgspec.json.Encoder()
+_KEEPALIVE: Final = 5.0  # seconds an idle connection is kept
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` value (delay-seconds or HTTP-date); None if unusable.
+
+    Negative delays and dates in the past become 0. ``now`` (Unix seconds) is for tests.
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        pass
+    else:
+        return max(seconds, 0.0) if math.isfinite(seconds) else None
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:  # RFC 9110 dates are GMT
+        when = when.replace(tzinfo=UTC)
+    current = time.time() if now is None else now
+    return max(when.timestamp() - current, 0.0)
+
+
+def _detail(response: httpx.Response) -> str:
+    """A short, safe description of an error body: its JSON ``message`` or its first chars."""
+    content = response.content
+    try:
+        body = msgspec.json.decode(content)
+    except msgspec.DecodeError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("message"), str):
+        text: str = body["message"]
+    else:
+        text = content[:_DETAIL_CHARS].decode("utf-8", "replace")
+    return f"HTTP {response.status_code}: {text[:_DETAIL_CHARS]}".strip()
+
+
+def _transport_kind(exc: BaseException) -> str:
+    """``timeout`` or ``connection`` for a transport failure.
+
+    httpx-aiohttp maps every aiohttp connection error (resets included) to ``ConnectTimeout``,
+    so the original aiohttp error, when there is one, decides: only a real timeout is a timeout.
+    """
+    if isinstance(exc, httpx.HTTPError) and exc.__cause__ is not None:
+        exc = exc.__cause__
+    return "timeout" if isinstance(exc, httpx.TimeoutException | TimeoutError) else "connection"
+
+
+def _classify_common(
+    response: httpx.Response,
+) -> NotFoundOutcome | Unauthorized | RateLimited | Transient | None:
+    status = response.status_code
+    if status == 404:
+        return NotFoundOutcome(detail=_detail(response))
+    if status in (401, 403):
+        return Unauthorized(status_code=status, detail=_detail(response))
+    if status == 429:
+        return RateLimited(retry_after=parse_retry_after(response.headers.get("retry-after")))
+    if status >= 500:
+        return Transient(kind="http_5xx", status_code=status, detail=_detail(response))
+    return None
+
+
+def classify_result(response: httpx.Response) -> PollOutcome:
+    """The outcome of a ``GET …/result`` answer (body already read)."""
+    if 200 <= response.status_code < 300:
+        raw = response.content
+        try:
+            fields = RAW_FIELDS_DECODER.decode(raw)
+            result = RESULT_DECODER.decode(raw)
+        except msgspec.DecodeError as exc:  # ValidationError is a DecodeError
+            detail = f"HTTP {response.status_code} body is not a result envelope: {exc}"
+            return Transient(kind="bad_body", status_code=response.status_code, detail=detail)
+        return Fetched(result=result, raw=raw, fields=fields)
+    common = _classify_common(response)
+    if common is not None:
+        return common
+    return Transient(kind="http_status", status_code=response.status_code, detail=_detail(response))
+
+
+def classify_start(response: httpx.Response) -> StartOutcome:
+    """The outcome of a ``POST …/run/start`` answer (body already read)."""
+    status = response.status_code
+    if 200 <= status < 300:
+        try:
+            return Started(response=START_DECODER.decode(response.content))
+        except msgspec.DecodeError as exc:
+            detail = f"HTTP {status} body is not a start answer: {exc}"
+            return Transient(kind="bad_body", status_code=status, detail=detail)
+    common = _classify_common(response)
+    if common is not None:
+        return common
+    if 400 <= status < 500:
+        return Rejected(status_code=status, detail=_detail(response))
+    return Transient(kind="http_status", status_code=status, detail=_detail(response))
+
+
+def _session_factory(max_connections: int) -> Callable[[], aiohttp.ClientSession]:
+    """Build the aiohttp session lazily, inside the loop that first uses the client.
+
+    aiohttp silently re-sends an idempotent request once when the connection drops; we turn
+    that off so that every request Intuned sees is one the caller asked for (rate limits and
+    poll counts stay honest) and a reset surfaces as ``Transient("connection")``.
+    """
+
+    def make() -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(limit=max_connections, keepalive_timeout=_KEEPALIVE)
+        session = aiohttp.ClientSession(connector=connector)
+        session._retry_connection = False
+        return session
+
+    return make
+
+
+class IntunedClient:
+    """One workspace's Run API client; one per process, closed by its owner (``aclose``)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        workspace_id: str,
+        api_key: str,
+        *,
+        timeout: float = 10.0,
+        max_connections: int = 100,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        if timeout <= 0:
+            raise ValueError("timeout must be positive")
+        self.base_url = base_url.rstrip("/")
+        self.workspace_id = workspace_id
+        self.timeout = timeout
+        if transport is None:
+            transport = AiohttpTransport(client=_session_factory(max_connections))
+        self._http = httpx.AsyncClient(
+            transport=transport,
+            timeout=httpx.Timeout(timeout),
+            headers={"x-api-key": api_key, "accept": "application/json", "user-agent": USER_AGENT},
+            follow_redirects=False,
+            trust_env=False,
+        )
+        self._ws_path = "/" + quote(workspace_id, safe="")
+
+    def __repr__(self) -> str:
+        return f"IntunedClient(base_url={self.base_url!r}, workspace_id={self.workspace_id!r})"
+
+    __str__ = __repr__
+
+    def _url(self, project_name: str, tail: str) -> str:
+        return f"{self.base_url}{self._ws_path}/projects/{quote(project_name, safe='')}/{tail}"
+
+    async def _send(self, method: str, url: str, body: bytes | None) -> httpx.Response | Transient:
+        """Send one request under a total deadline and read its body; transport failures typed."""
+        headers = {"content-type": "application/json"} if body is not None else None
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self.timeout):
+                response = await self._http.request(method, url, content=body, headers=headers)
+        except httpx.DecodingError as exc:  # a Content-Encoding that does not decode
+            return Transient(kind="bad_body", detail=f"undecodable body: {exc}"[:_DETAIL_CHARS])
+        except (httpx.RequestError, aiohttp.ClientError, OSError) as exc:  # OSError: TimeoutError
+            kind = _transport_kind(exc)
+            log.debug("intuned %s %s failed: %s (%s)", method, url, kind, type(exc).__name__)
+            return Transient(kind=kind, detail=f"{type(exc).__name__}: {exc}"[:_DETAIL_CHARS])
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        log.debug("intuned %s %s -> %d in %.1f ms", method, url, response.status_code, elapsed_ms)
+        return response
+
+    async def get_result(self, project_name: str, run_id: str) -> PollOutcome:
+        """Fetch a run's result envelope (``GET …/run/{runId}/result``) and classify it."""
+        url = self._url(project_name, f"run/{quote(run_id, safe='')}/result")
+        response = await self._send("GET", url, None)
+        return response if isinstance(response, Transient) else classify_result(response)
+
+    async def start_run(self, project_name: str, request: StartRequest) -> StartOutcome:
+        """Start a run (``POST …/run/start``) and classify the answer."""
+        body = _START_ENCODER.encode(request)
+        response = await self._send("POST", self._url(project_name, "run/start"), body)
+        return response if isinstance(response, Transient) else classify_start(response)
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._http.aclose()
+
+    async def __aenter__(self) -> IntunedClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()

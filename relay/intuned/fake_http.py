@@ -24,7 +24,13 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from relay.intuned.fake_models import Fault, error_body, gateway_body, wrong_shape_body
+from relay.intuned.fake_models import (
+    UNKNOWN_VALUES,
+    Fault,
+    error_body,
+    gateway_body,
+    wrong_shape_body,
+)
 from relay.intuned.fake_state import FakeState, retry_after_header, rewrite
 
 JSON = "application/json"
@@ -110,7 +116,7 @@ async def _serve_fault(
     if kind == "rate_limited":
         return _too_many(state, fault.retry_after)
     if kind == "unknown_enum":
-        value = fault.value or "x-fake-unknown-status"
+        value = fault.value or UNKNOWN_VALUES["status"]
         return json_response(200, {"runId": run_id, "status": value})
     # "reset": close the TCP connection with an RST and no response at all.
     transport = request.transport

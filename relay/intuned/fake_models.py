@@ -3,7 +3,8 @@
 Every struct here crosses the fake's control API as camelCase JSON (``POST /_fake/runs`` takes a
 ``RunScript``, ``POST /_fake/faults`` a ``Fault``...) and is also the Python argument of the same
 operation. Bodies follow intuned-api.md §3/§4/§8: absent fields are omitted, never ``null``.
-This module does no I/O and must never be imported by the relay's production code paths.
+This module does no I/O; only the fake and its users (tests, benchmarks, the demo) import it, never
+the relay's polling or delivery code.
 """
 
 from __future__ import annotations

@@ -128,6 +128,7 @@ class Store:
         self._record_attempt = redis.register_script(lua.RECORD_ATTEMPT)
         self._redeliver = redis.register_script(lua.REDELIVER)
         self._cancel = redis.register_script(lua.CANCEL)
+        self._prune = redis.register_script(lua.PRUNE_EXPIRED)
 
     # ---- registration and the client's view ---------------------------------------------
 
@@ -549,6 +550,15 @@ class Store:
                 await _r(self.redis.zadd(DUE_DELIVERY, {sid: now}, nx=True))
                 fixed_deliveries += 1
         return fixed_polls, fixed_deliveries
+
+    async def prune_expired(self, now: int, limit: int = 1000) -> int:
+        """Drop index entries of expired subscriptions; returns how many were pruned."""
+        total = 0
+        while True:
+            pruned = int(await self._prune(args=[now, limit]))
+            total += pruned
+            if pruned < limit:
+                return total
 
     async def count_states(self, client: str) -> dict[str, int]:
         """How many of a client's subscriptions are in each state."""

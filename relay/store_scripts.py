@@ -2,7 +2,7 @@
 
 Key layout (``relay.store`` is the only Python that names keys; these scripts mirror it):
 
-    r:s:{sid}              hash  subscription: d (doc), cl, rk, ev, st, ca, up, n, ser, et, ta, na
+    r:s:{sid}              hash  subscription: d (doc), cl rk ev st ca up n ser et ta na ik
     r:s:{sid}:a            list  attempt log (JSON, newest last, trimmed)
     r:s:{sid}:b            str   the event body, built once, identical on every retry/redelivery
     r:w:{rk}               hash  run watch: st, p, r, s, pc, fs, iv, np, er, nf, ac, ta, fc, fm
@@ -14,6 +14,7 @@ Key layout (``relay.store`` is the only Python that names keys; these scripts mi
     r:c:{client}:st:{st}   zset  the same, per state (for ?state=)
     r:c:{client}:idem      hash  project/run/callback fingerprint -> subscription id
     r:sec:{client}         hash  signing secrets: cur, prev, rot (ms of the last rotation)
+    r:exp                  zset  "sid\tclient\tidem" by expiry (ms): index entries to prune
 
 Nothing leaves a due set before its work is recorded: a claim only pushes the score into the
 future (a lease). A worker killed mid-poll or mid-delivery therefore loses nothing; the entry
@@ -34,11 +35,21 @@ local function set_state(sid, new_state)
   redis.call('HSET', k, 'st', new_state)
 end
 
+-- The entry in r:exp that lets the housekeeping prune a subscription's index entries once
+-- its keys have expired.
+local function exp_member(sid)
+  local f = redis.call('HMGET', 'r:s:' .. sid, 'cl', 'ik')
+  return sid .. '\t' .. (f[1] or '') .. '\t' .. (f[2] or '')
+end
+
 local function expire_sub(sid, ttl_ms)
   local k = 'r:s:' .. sid
   redis.call('PEXPIRE', k, ttl_ms)
   redis.call('PEXPIRE', k .. ':a', ttl_ms)
   redis.call('PEXPIRE', k .. ':b', ttl_ms)
+  local t = redis.call('TIME')
+  local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  redis.call('ZADD', 'r:exp', now_ms + ttl_ms, exp_member(sid))
 end
 
 local function persist_sub(sid)
@@ -46,6 +57,7 @@ local function persist_sub(sid)
   redis.call('PERSIST', k)
   redis.call('PERSIST', k .. ':a')
   redis.call('PERSIST', k .. ':b')
+  redis.call('ZREM', 'r:exp', exp_member(sid))
 end
 
 -- Move one watching subscription to delivery of an event (or to skipped).
@@ -101,7 +113,7 @@ if existing then
 end
 local k = 'r:s:' .. sid
 redis.call('HSET', k, 'd', doc, 'cl', cl, 'rk', rk, 'ev', ev, 'ca', now, 'up', now,
-           'n', 0, 'ser', 1)
+           'n', 0, 'ser', 1, 'ik', idem)
 redis.call('ZADD', 'r:c:' .. cl, now, sid)
 redis.call('HSET', idem_key, idem, sid)
 local wk = 'r:w:' .. rk
@@ -291,6 +303,34 @@ return 'ok'
 """
 )
 
+# ARGV: now limit. Drops the index entries (client lists, state lists, idempotency) of
+# subscriptions whose keys have expired. Returns how many were pruned.
+PRUNE_EXPIRED: Final = r"""
+local now, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
+local pruned = 0
+for _, m in ipairs(redis.call('ZRANGEBYSCORE', 'r:exp', '-inf', now, 'LIMIT', 0, limit)) do
+  local sid, cl, ik = string.match(m, '^([^\t]*)\t([^\t]*)\t(.*)$')
+  local ttl = redis.call('PTTL', 'r:s:' .. sid)
+  if ttl > 0 then
+    redis.call('ZADD', 'r:exp', now + ttl, m)
+  elseif ttl == -1 then
+    redis.call('ZREM', 'r:exp', m)
+  else
+    redis.call('ZREM', 'r:c:' .. cl, sid)
+    for _, st in ipairs({'watching', 'delivering', 'delivered', 'exhausted', 'gone',
+                         'canceled', 'skipped'}) do
+      redis.call('ZREM', 'r:c:' .. cl .. ':st:' .. st, sid)
+    end
+    if ik ~= '' and redis.call('HGET', 'r:c:' .. cl .. ':idem', ik) == sid then
+      redis.call('HDEL', 'r:c:' .. cl .. ':idem', ik)
+    end
+    redis.call('ZREM', 'r:exp', m)
+    pruned = pruned + 1
+  end
+end
+return pruned
+"""
+
 # ARGV: sid client now ttl_ms. Returns 'ok' | 'not_found'.
 CANCEL: Final = (
     _PRELUDE
@@ -306,6 +346,7 @@ if s[2] == 'watching' then
   if left <= 0 and redis.call('HGET', wk, 'st') == 'watching' then
     redis.call('HSET', wk, 'st', 'idle')
     redis.call('ZREM', 'r:due:poll', s[3])
+    expire_run(s[3], ttl_ms)
   end
 end
 redis.call('ZREM', 'r:due:dlv', sid)

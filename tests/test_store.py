@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import msgspec
 import pytest
 from redis.asyncio import Redis
@@ -67,9 +69,7 @@ async def test_first_registration_starts_polling_and_second_joins(store: Store) 
 async def test_same_registration_is_idempotent(store: Store) -> None:
     doc = make_doc()
     first = await store.register(doc, rk_of(doc))
-    again = await store.register(
-        msgspec.structs.replace(doc, id=new_subscription_id()), rk_of(doc)
-    )
+    again = await store.register(msgspec.structs.replace(doc, id=new_subscription_id()), rk_of(doc))
     assert again.created is False
     assert again.subscription_id == first.subscription_id
     assert again.action == "existing"
@@ -81,7 +81,7 @@ async def test_terminal_result_fans_out_and_skips_unwanted_events(store: Store) 
     await store.register(wants, rk_of(wants))
     await store.register(skips, rk_of(skips))
     rk = rk_of(wants)
-    [claim] = await store.claim_polls(2_000, 10, 5_000)
+    [_claim] = await store.claim_polls(2_000, 10, 5_000)
     outcome, delivering = await store.record_result(
         rk, 2_100, "completed", b'{"runId":"run1","status":"completed"}', 0, 0
     )
@@ -197,9 +197,7 @@ async def test_list_is_newest_first_with_stable_cursor_and_per_client(store: Sto
         "alpha", state=SubState.WATCHING, limit=50, cursor=None
     )
     assert len(watching.items) == 7
-    by_run = await store.list_subscriptions(
-        "alpha", state=None, limit=50, cursor=None, run_id="r3"
-    )
+    by_run = await store.list_subscriptions("alpha", state=None, limit=50, cursor=None, run_id="r3")
     assert [s.doc.run_id for s in by_run.items] == ["r3"]
 
 
@@ -224,3 +222,34 @@ async def test_sweep_restores_lost_due_entries(store: Store, redis_client: Redis
     await redis_client.delete("r:due:poll")
     assert await store.sweep(5_000) == (1, 0)
     assert len(await store.claim_polls(5_000, 10, 1_000)) == 1
+
+
+async def test_expired_subscriptions_leave_no_index_entries(
+    redis_client: Redis,
+) -> None:
+    store = Store(redis_client, result_ttl=0.2)  # finished subscriptions expire after 200 ms
+    doc = make_doc()
+    await store.register(doc, rk_of(doc))
+    assert await store.cancel(doc.id, "alpha", 5) is True
+    await asyncio.sleep(0.35)
+    assert not await redis_client.exists(f"r:s:{doc.id}")
+    assert await store.prune_expired(10**13) == 1
+    keys = sorted(k.decode() for k in await redis_client.keys("*"))
+    assert [k for k in keys if k.startswith("r:c:")] == []
+    assert "r:exp" not in keys
+    # The idle watch of the canceled run expired as well: nothing of the run is left.
+    assert [k for k in keys if k.startswith(("r:w:", "r:res:"))] == []
+
+
+async def test_redelivery_keeps_a_finished_subscription_alive(store: Store) -> None:
+    doc = make_doc()
+    await store.register(doc, rk_of(doc))
+    await store.claim_polls(2_000, 10, 5_000)
+    await store.record_result(rk_of(doc), 2_100, "completed", b"{}", 0, 0)
+    [claim] = await store.claim_deliveries(3_000, 10, 60_000)
+    ok = Attempt(attempt=1, at=3_000, status_code=200, error=None, duration_ms=1.0)
+    await store.record_attempt(claim, ok, "delivered", 0, 3_001)
+    assert await store.redis.zcard("r:exp") == 1
+    assert await store.redeliver(doc.id, "alpha", 4_000) == "ok"
+    assert await store.redis.zcard("r:exp") == 0
+    assert await store.redis.ttl(f"r:s:{doc.id}") == -1

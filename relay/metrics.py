@@ -1,4 +1,6 @@
-"""Prometheus metrics of the worker process (the API's come from Litestar's plugin).
+"""Prometheus metrics: the worker's, and the API's subscriptions-by-state gauge.
+
+The API's request metrics come from Litestar's plugin.
 
 One registry per process, created by the worker's entry point and passed in; nothing is
 registered at import time, so tests can build as many workers as they like.
@@ -6,7 +8,9 @@ registered at import time, so tests can build as many workers as they like.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from collections.abc import Mapping
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600)
 
@@ -47,3 +51,21 @@ class WorkerMetrics:
         self.in_flight = Gauge(
             "relay_in_flight", "Polls and deliveries running in this process", ["kind"], registry=r
         )
+
+
+def subscriptions_by_state(counts: Mapping[str, Mapping[str, int]]) -> bytes:
+    """``relay_subscriptions{client,state}`` in Prometheus text, from counts read at scrape time.
+
+    A fresh registry per scrape: the values live in Redis, not in this process.
+    """
+    registry = CollectorRegistry()
+    gauge = Gauge(
+        "relay_subscriptions",
+        "Subscriptions by client and state (read from Redis at scrape time)",
+        ["client", "state"],
+        registry=registry,
+    )
+    for client, states in counts.items():
+        for state, count in states.items():
+            gauge.labels(client, state).set(count)
+    return generate_latest(registry)

@@ -35,14 +35,8 @@ def _redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[
     return event
 
 
-def configure_logging(fmt: str, level: int = logging.INFO) -> None:
-    """Route structlog and stdlib logging (arq, granian) to stderr as JSON or console lines."""
-    renderer: Any = (
-        structlog.processors.JSONRenderer()
-        if fmt == "json"
-        else structlog.dev.ConsoleRenderer(colors=False)
-    )
-    shared: list[Any] = [
+def _shared_processors() -> list[Any]:
+    return [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
@@ -50,19 +44,55 @@ def configure_logging(fmt: str, level: int = logging.INFO) -> None:
         structlog.processors.format_exc_info,
         _redact,
     ]
+
+
+def build_formatter(fmt: str) -> logging.Formatter:
+    """The stdlib formatter that renders every record (ours, arq's, granian's) as JSON/console."""
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if fmt == "json"
+        else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    return structlog.stdlib.ProcessorFormatter(
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        foreign_pre_chain=_shared_processors(),
+    )
+
+
+def logging_dictconfig(fmt: str, level: int = logging.INFO) -> dict[str, Any]:
+    """A ``logging.config.dictConfig`` equal to ``configure_logging`` for the stdlib side.
+
+    Granian applies it in its own processes (main and workers) before our code runs there.
+    """
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"relay": {"()": "relay.observability.build_formatter", "fmt": fmt}},
+        "handlers": {
+            "relay": {
+                "class": "logging.StreamHandler",
+                "formatter": "relay",
+                "stream": "ext://sys.stderr",
+            }
+        },
+        "root": {"handlers": ["relay"], "level": level},
+        "loggers": {
+            "_granian": {"handlers": [], "level": level, "propagate": True},
+            "granian.access": {"handlers": [], "level": level, "propagate": True},
+        },
+    }
+
+
+def configure_logging(fmt: str, level: int = logging.INFO) -> None:
+    """Route structlog and stdlib logging (arq, granian) to stderr as JSON or console lines."""
     structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        processors=[*_shared_processors(), structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.make_filtering_bound_logger(level),
         cache_logger_on_first_use=True,
     )
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        structlog.stdlib.ProcessorFormatter(
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
-            foreign_pre_chain=shared,
-        )
-    )
+    handler.setFormatter(build_formatter(fmt))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import socket
 from collections.abc import Sequence
 from typing import Any
 
@@ -36,7 +37,17 @@ from workers.pump import Pump
 log = structlog.get_logger("relay.worker")
 
 QUEUE_NAME = "relay:arq"
-HEALTH_CHECK_KEY = "relay:arq:health-check"
+HEALTH_CHECK_PREFIX = "relay:arq:health-check"
+HEALTH_CHECK_INTERVAL = 10
+
+
+def health_check_key(host: str | None = None) -> str:
+    """The key a worker on ``host`` (default: this one) refreshes while it is healthy.
+
+    Per host, so a Kubernetes liveness probe (``relay worker --check``) judges its own pod's
+    worker, not whichever worker of the deployment wrote last.
+    """
+    return f"{HEALTH_CHECK_PREFIX}:{host or socket.gethostname()}"
 
 
 def arq_redis_settings(settings: Settings) -> RedisSettings:
@@ -168,8 +179,8 @@ def build_worker(settings: Settings, deps: WorkerDeps) -> Worker:
         cron_jobs=[cron(sweep, minute=None, second=0, run_at_startup=True, unique=True)],
         redis_settings=arq_redis_settings(settings),
         queue_name=QUEUE_NAME,
-        health_check_key=HEALTH_CHECK_KEY,
-        health_check_interval=10,
+        health_check_key=health_check_key(),
+        health_check_interval=HEALTH_CHECK_INTERVAL,
         handle_signals=False,
         keep_result=0,
         max_jobs=settings.worker_concurrency,
@@ -249,18 +260,21 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
 
 
 async def worker_health(settings: Settings) -> int:
-    """``relay worker --check``: 0 when a worker wrote its health key recently, else 1."""
+    """``relay worker --check``: 0 when this host's worker wrote its health key recently."""
     assert settings.redis_url is not None
     redis = Redis.from_url(settings.redis_url, socket_connect_timeout=3, socket_timeout=3)
     try:
-        info = await redis.get(HEALTH_CHECK_KEY)
+        info = await redis.get(health_check_key())
     except Exception as exc:  # unreachable Redis: unhealthy
         print(f"relay worker: health check failed: {type(exc).__name__}")
         return 1
     finally:
         await redis.aclose()
     if info is None:
-        print("relay worker: no worker reported health in the last 11 s")
+        print(
+            f"relay worker: no worker on this host reported health in the last "
+            f"{HEALTH_CHECK_INTERVAL + 1} s"
+        )
         return 1
     print(f"relay worker: {info.decode()}")
     return 0

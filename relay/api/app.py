@@ -12,7 +12,7 @@ from typing import Any
 
 import structlog
 from arq import create_pool
-from litestar import Litestar, MediaType, Request, Response
+from litestar import Litestar, MediaType, Request, Response, get
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import HTTPException, ValidationException
@@ -20,6 +20,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR, HTTP_503_SERVICE_UNAVAILABLE
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -31,6 +32,7 @@ from relay.api.routes.runs import RunController
 from relay.api.routes.secrets import SecretController
 from relay.api.routes.subscriptions import SubscriptionController
 from relay.errors import Conflict, InvalidInput, NotFound, RelayError
+from relay.metrics import subscriptions_by_state
 from relay.settings import Settings
 from relay.store import Store
 from workers.runner import QUEUE_NAME, arq_redis_settings
@@ -74,9 +76,23 @@ def _unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[dict[str,
 
 
 class MetricsController(PrometheusController):
-    """``/metrics``: request counts and latencies by route and status (Prometheus text)."""
+    """``/metrics``: requests by route and status, and subscriptions by client and state."""
 
     path = "/metrics"
+
+    @get(include_in_schema=False)
+    async def get(self, state: State) -> Response[bytes]:
+        """Prometheus text: this process's registry plus ``relay_subscriptions`` from Redis."""
+        body = generate_latest(REGISTRY)
+        settings: Settings = state.settings
+        clients = sorted(set(settings.api_keys.values()))
+        try:
+            counts = {client: await state.store.count_states(client) for client in clients}
+        except (RedisConnectionError, RedisTimeoutError):
+            log.warning("metrics_without_subscriptions", reason="redis unavailable")
+        else:
+            body += subscriptions_by_state(counts)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
 def create_app(settings: Settings) -> Litestar:
@@ -143,5 +159,6 @@ def create_app(settings: Settings) -> Litestar:
             ),
             security=[{"bearer": []}],
         ),
+        logging_config=None,  # the process entry point configured logging (relay.observability)
         debug=False,
     )

@@ -1,4 +1,4 @@
-"""The ``relay`` command: ``api``, ``worker``, ``up`` and ``fake-intuned``.
+"""The ``relay`` command: ``api``, ``worker``, ``up``, ``demo`` and ``fake-intuned``.
 
 Each subcommand reads Settings from the environment once, prints a one-line error naming the
 variable and exits 2 on bad configuration, then hands over to a function that tests can call.
@@ -7,13 +7,32 @@ variable and exits 2 on bad configuration, then hands over to a function that te
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import signal
+import socket
 import sys
+from collections.abc import Mapping
+from types import FrameType
+from typing import NoReturn
 
 import click
 
 from relay.errors import ConfigError
 from relay.settings import Settings
+
+# What `relay up` needs from the user beyond defaults, with what to put there.
+REQUIRED_FOR_UP = {
+    "INTUNED_WORKSPACE_ID": "<your Intuned workspace id>",
+    "INTUNED_API_KEY": "<your Intuned API key>",
+    "RELAY_API_KEYS": "<client>:<a key of 16+ characters>",
+}
+
+
+def fail(message: str) -> NoReturn:
+    """Print ``relay: configuration error: <message>`` on one line and exit 2."""
+    click.echo(f"relay: configuration error: {' '.join(message.split())}", err=True)
+    sys.exit(2)
 
 
 def load_settings(*, require_redis: bool = True) -> Settings:
@@ -21,8 +40,7 @@ def load_settings(*, require_redis: bool = True) -> Settings:
     try:
         return Settings.from_env(os.environ, require_redis=require_redis)
     except ConfigError as exc:
-        click.echo(f"relay: configuration error: {exc}", err=True)
-        sys.exit(2)
+        fail(str(exc))
 
 
 def check_redis(url: str) -> None:
@@ -33,10 +51,20 @@ def check_redis(url: str) -> None:
     try:
         client.ping()
     except redis.RedisError as exc:
-        click.echo(f"relay: configuration error: REDIS_URL does not answer ({exc})", err=True)
-        sys.exit(2)
+        fail(f"REDIS_URL does not answer ({exc})")
     finally:
         client.close()
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Exit 2 naming RELAY_PORT when the API could not bind ``host:port``."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            fail(f"RELAY_PORT {port} cannot be used on {host} ({exc.strerror}); set a free port")
 
 
 @click.group()
@@ -46,19 +74,37 @@ def main() -> None:
 
 
 @main.command()
-def api() -> None:
+@click.option("--check", is_flag=True, help="Exit 0 if the API on RELAY_PORT answers /healthz.")
+def api(check: bool) -> None:
     """Run the HTTP API on RELAY_HOST:RELAY_PORT."""
+    if check:
+        sys.exit(api_health(os.environ))
     settings = load_settings()
     assert settings.redis_url is not None
     check_redis(settings.redis_url)
     serve_api(settings)
 
 
+def api_health(environ: Mapping[str, str]) -> int:
+    """``relay api --check`` (the image's HEALTHCHECK): 0 when local /healthz answers 200."""
+    from relay.supervisor import http_ok
+
+    port = (environ.get("RELAY_PORT") or "8080").strip()
+    url = f"http://127.0.0.1:{port}/healthz"
+    if http_ok(url, timeout=3.0):
+        return 0
+    click.echo(f"relay api: {url} does not answer", err=True)
+    return 1
+
+
 def serve_api(settings: Settings) -> None:
-    """Serve the API with granian (blocks until SIGTERM/SIGINT)."""
+    """Serve the API with granian (blocks until SIGTERM/SIGINT, then drains)."""
     from granian import Granian
     from granian.constants import Interfaces, Loops
 
+    from relay.observability import configure_logging, logging_dictconfig
+
+    configure_logging(settings.log_format)
     Granian(
         "relay.api.asgi:app_from_env",
         factory=True,
@@ -68,6 +114,7 @@ def serve_api(settings: Settings) -> None:
         loop=Loops.uvloop,
         workers=1,
         log_access=False,
+        log_dictconfig=logging_dictconfig(settings.log_format),
         workers_kill_timeout=int(settings.shutdown_grace),
     ).serve()
 
@@ -76,14 +123,16 @@ def serve_api(settings: Settings) -> None:
 @click.option("--check", is_flag=True, help="Exit 0 if a worker reported health recently.")
 def worker(check: bool) -> None:
     """Run the arq worker: polling Intuned and delivering webhooks."""
-    from relay.observability import configure_logging
-    from workers.runner import run_worker, worker_health
-
     settings = load_settings()
     assert settings.redis_url is not None
     if check:
+        from workers.runner import worker_health
+
         sys.exit(asyncio.run(worker_health(settings)))
     check_redis(settings.redis_url)
+    from relay.observability import configure_logging
+    from workers.runner import run_worker
+
     configure_logging(settings.log_format)
     try:
         import uvloop
@@ -91,6 +140,86 @@ def worker(check: bool) -> None:
         uvloop.run(run_worker(settings))
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux/macOS
         asyncio.run(run_worker(settings))
+
+
+def missing_for_up(environ: Mapping[str, str]) -> list[str]:
+    """The variables ``relay up`` cannot do without that are unset."""
+    return [name for name in REQUIRED_FOR_UP if not (environ.get(name) or "").strip()]
+
+
+def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
+
+
+@main.command()
+@click.option("--demo", is_flag=True, help="Run `relay demo --keep-running` instead.")
+def up(demo: bool) -> None:
+    """API + worker in one command; an embedded Redis (AOF on) when REDIS_URL is unset."""
+    if demo:
+        from relay.demo import run_demo
+
+        sys.exit(run_demo(click.echo, keep_running=True))
+    missing = missing_for_up(os.environ)
+    if missing:
+        fail(
+            f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set: "
+            + " ".join(f"{name}={REQUIRED_FOR_UP[name]}" for name in missing)
+            + " (see .env.example), or try `relay demo` to watch the relay work with a fake Intuned"
+        )
+    settings = load_settings(require_redis=False)
+    # Until the supervisor takes the signals over, SIGTERM unwinds like Ctrl-C (stopping Redis).
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    sys.exit(run_up(settings, os.environ))
+
+
+def run_up(settings: Settings, environ: Mapping[str, str]) -> int:
+    """Start the embedded Redis if needed, then supervise ``relay api`` and ``relay worker``."""
+    from relay.embedded_redis import EmbeddedRedis, exclusive_data_dir
+    from relay.supervisor import local_url, supervise
+
+    env = dict(environ)
+    with contextlib.ExitStack() as stack:
+        if settings.redis_url is None:
+            try:
+                data_dir = stack.enter_context(exclusive_data_dir(settings.embedded_redis_dir))
+                server = EmbeddedRedis(data_dir, persistent=True)
+                if server.stop_orphan():
+                    click.echo("relay: stopped an embedded Redis left running by a killed relay up")
+                server.start()
+            except ConfigError as exc:
+                fail(str(exc))
+            except (OSError, RuntimeError) as exc:
+                fail(f"RELAY_REDIS_DIR: the embedded Redis did not start ({exc})")
+            stack.callback(server.stop)
+            env["REDIS_URL"] = server.url
+            click.echo(
+                f"relay: embedded Redis on {server.url} (AOF on, data in {data_dir.resolve()})"
+            )
+        else:
+            check_redis(settings.redis_url)
+        check_port_free(settings.host, settings.port)
+        base = local_url(settings.host, settings.port, "")
+
+        def ready() -> None:
+            click.echo(f"relay: up; API on {base} and a worker; Ctrl-C or SIGTERM stops both")
+
+        return supervise(
+            env,
+            grace=settings.shutdown_grace,
+            echo=lambda line: click.echo(line, err=True),
+            health_url=base + "/healthz",
+            on_ready=ready,
+        )
+
+
+@main.command()
+@click.option("--keep-running", is_flag=True, help="Stay up afterwards for your own curl calls.")
+@click.option("--port", default=0, type=int, help="Port of the relay API (default: a free one).")
+def demo(keep_running: bool, port: int) -> None:
+    """Watch the relay work: fake Intuned, a receiver, scripted runs, verified webhooks."""
+    from relay.demo import run_demo
+
+    sys.exit(run_demo(click.echo, keep_running=keep_running, port=port))
 
 
 @main.command("fake-intuned")

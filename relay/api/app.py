@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import msgspec
 import structlog
 from arq import create_pool
 from litestar import Litestar, MediaType, Request, Response, get
@@ -109,7 +110,13 @@ def create_app(settings: Settings) -> Litestar:
             health_check_interval=15,
             retry_on_timeout=True,
         )
-        arq = await create_pool(arq_redis_settings(settings), default_queue_name=QUEUE_NAME)
+        # The worker decodes jobs with msgpack (workers.runner): enqueue with the same codec.
+        arq = await create_pool(
+            arq_redis_settings(settings),
+            default_queue_name=QUEUE_NAME,
+            job_serializer=msgspec.msgpack.encode,
+            job_deserializer=msgspec.msgpack.decode,
+        )
         app.state.redis = redis
         app.state.arq = arq
         app.state.store = Store(redis, result_ttl=settings.result_ttl)

@@ -126,9 +126,9 @@ def worker(check: bool) -> None:
     settings = load_settings()
     assert settings.redis_url is not None
     if check:
-        from workers.runner import worker_health
+        from workers.health import worker_health
 
-        sys.exit(asyncio.run(worker_health(settings)))
+        sys.exit(asyncio.run(worker_health(settings.redis_url)))
     check_redis(settings.redis_url)
     from relay.observability import configure_logging
     from workers.runner import run_worker

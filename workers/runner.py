@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import socket
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,23 +30,13 @@ from relay.store import ClaimedDelivery, ClaimedPoll, Store
 from relay.webhooks.sender import WebhookSender
 from workers.delivery import deliver_claimed
 from workers.deps import WorkerDeps
+from workers.health import HEALTH_CHECK_INTERVAL, health_check_key
 from workers.polling import poll_claimed
 from workers.pump import Pump
 
 log = structlog.get_logger("relay.worker")
 
 QUEUE_NAME = "relay:arq"
-HEALTH_CHECK_PREFIX = "relay:arq:health-check"
-HEALTH_CHECK_INTERVAL = 10
-
-
-def health_check_key(host: str | None = None) -> str:
-    """The key a worker on ``host`` (default: this one) refreshes while it is healthy.
-
-    Per host, so a Kubernetes liveness probe (``relay worker --check``) judges its own pod's
-    worker, not whichever worker of the deployment wrote last.
-    """
-    return f"{HEALTH_CHECK_PREFIX}:{host or socket.gethostname()}"
 
 
 def arq_redis_settings(settings: Settings) -> RedisSettings:
@@ -257,24 +246,3 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
         await deps.intuned.aclose()
         await redis.aclose()
         log.info("worker_stopped")
-
-
-async def worker_health(settings: Settings) -> int:
-    """``relay worker --check``: 0 when this host's worker wrote its health key recently."""
-    assert settings.redis_url is not None
-    redis = Redis.from_url(settings.redis_url, socket_connect_timeout=3, socket_timeout=3)
-    try:
-        info = await redis.get(health_check_key())
-    except Exception as exc:  # unreachable Redis: unhealthy
-        print(f"relay worker: health check failed: {type(exc).__name__}")
-        return 1
-    finally:
-        await redis.aclose()
-    if info is None:
-        print(
-            f"relay worker: no worker on this host reported health in the last "
-            f"{HEALTH_CHECK_INTERVAL + 1} s"
-        )
-        return 1
-    print(f"relay worker: {info.decode()}")
-    return 0

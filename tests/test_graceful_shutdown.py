@@ -1,0 +1,67 @@
+"""SIGTERM during deliveries: the worker finishes what it holds within the grace and exits 0;
+another worker delivers the rest; nothing is lost and nothing is sent twice beyond the
+deliveries that were in flight at the signal."""
+
+from __future__ import annotations
+
+import signal
+import time
+from typing import Any
+
+from litestar.testing import AsyncTestClient
+
+from relay.intuned.fake import FakeIntunedHandle, RunScript
+from tests.support.receiver import ReceiverHandle
+from tests.support.relay_fixtures import AUTH_ALPHA, StartWorker, wait_until
+
+SUBSCRIPTIONS = 50
+SLOW_MS = 300
+GRACE_S = 5.0
+
+
+async def delivered(api: AsyncTestClient[Any]) -> int:
+    resp = await api.get("/v1/subscriptions?state=delivered&limit=200", headers=AUTH_ALPHA)
+    return len(resp.json()["items"])
+
+
+async def test_sigterm_mid_delivery_drains_and_another_worker_finishes(
+    api: AsyncTestClient[Any],
+    fake_intuned: FakeIntunedHandle,
+    receiver: ReceiverHandle,
+    start_worker: StartWorker,
+) -> None:
+    run_id = fake_intuned.create_run(RunScript(pending_polls=1, result={"ok": True}))
+    for i in range(SUBSCRIPTIONS):
+        body = {
+            "projectName": "demo-project",
+            "runId": run_id,
+            "callbackUrl": receiver.url(f"/slow/{SLOW_MS}/sub-{i}"),
+        }
+        resp = await api.post("/v1/subscriptions", json=body, headers=AUTH_ALPHA)
+        assert resp.status_code == 201, resp.text
+    # Eight at a time, 300 ms each: about two seconds of deliveries, so the signal lands mid-way.
+    first = start_worker(RELAY_WORKER_CONCURRENCY="8", RELAY_SHUTDOWN_GRACE=f"{GRACE_S}s")
+    await receiver.wait_for_async(12, timeout=20)
+
+    signalled = time.monotonic()
+    first.proc.send_signal(signal.SIGTERM)
+    arrived = receiver.requests
+    in_flight = sum(1 for r in arrived if r.monotonic > signalled - SLOW_MS / 1000)
+    assert 1 <= in_flight <= 8
+    code = first.proc.wait(GRACE_S + 5)
+    assert code == 0, first.log_path.read_text()[-2000:]
+    assert time.monotonic() - signalled < GRACE_S + 3
+    log = first.log_path.read_text()
+    assert "worker_stopping" in log and "worker_stopped" in log
+    assert len(receiver.requests) < SUBSCRIPTIONS, "the worker must stop taking new work"
+
+    start_worker(RELAY_WORKER_CONCURRENCY="8")
+    await wait_until(lambda: _all_delivered(api), timeout=25, interval=0.2)
+    requests = receiver.requests
+    ids = {r.webhook_id for r in requests}
+    assert len(ids) == SUBSCRIPTIONS
+    assert len(requests) - SUBSCRIPTIONS <= in_flight
+
+
+async def _all_delivered(api: AsyncTestClient[Any]) -> bool:
+    return await delivered(api) == SUBSCRIPTIONS

@@ -1,0 +1,161 @@
+"""What every scenario shares: the fleet, a Redis client, sizes for full/smoke runs, result rows.
+
+A ``Row`` is one line of the results table: a metric of the relay over repetitions, the same
+metric of its baseline measured in the same run (interleaved), their ratio and the target.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import msgspec
+from redis.asyncio import Redis
+
+from bench.load import summary
+from bench.procs import CLIENT, SECRET, WORKSPACE, Fleet
+from relay.model import SubscriptionDoc, new_subscription_id, now_ms, run_key
+from relay.store import Store
+
+
+@dataclass
+class Row:
+    """One metric of one scenario."""
+
+    scenario: str
+    metric: str
+    unit: str
+    relay: list[float]
+    baseline: list[float] | None
+    target: str
+    met: bool | None
+    higher_is_better: bool = True
+    note: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON form with summaries and the ratio of medians."""
+        rel = summary(self.relay)
+        base = summary(self.baseline) if self.baseline else None
+        ratio = None
+        if base and base["median"]:
+            ratio = rel["median"] / base["median"]
+        return {
+            "scenario": self.scenario,
+            "metric": self.metric,
+            "unit": self.unit,
+            "relay": {**rel, "runs": self.relay},
+            "baseline": {**base, "runs": self.baseline} if base else None,
+            "ratio": ratio,
+            "target": self.target,
+            "met": self.met,
+            "note": self.note,
+        }
+
+
+@dataclass
+class Bench:
+    """The shared state of one bench run."""
+
+    fleet: Fleet
+    smoke: bool
+    redis: Redis = field(init=False)
+    store: Store = field(init=False)
+    http: aiohttp.ClientSession = field(init=False)
+    notes: list[str] = field(default_factory=list)
+    state: dict[str, Any] = field(default_factory=dict)
+
+    async def open(self) -> None:
+        """Connect to the fleet's Redis; install the bench client's signing secret."""
+        self.redis = Redis.from_url(self.fleet.redis.url)
+        self.store = Store(self.redis, result_ttl=3600)
+        self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120))
+        await self.flush()
+
+    async def close(self) -> None:
+        """Close the clients (the fleet is stopped by the caller)."""
+        await self.http.close()
+        await self.redis.aclose()
+
+    async def flush(self) -> None:
+        """Empty Redis, then put back the bench client's known signing secret."""
+        await self.redis.flushdb()
+        await self.store.signing_secret(CLIENT, SECRET)
+
+    def log(self, message: str) -> None:
+        """Progress on stdout."""
+        print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+    # ---- the fake and the receiver over HTTP ----------------------------------------------
+
+    async def fake_runs(
+        self, prefix: str, count: int, script: dict[str, Any], start: int = 0
+    ) -> None:
+        """Create runs ``prefix{start}..`` in the fake with one script (in chunks)."""
+        step = 20_000
+        for lo in range(start, start + count, step):
+            n = min(step, start + count - lo)
+            body = {"prefix": prefix, "count": n, "script": script, "start": lo}
+            async with self.http.post(self.fleet.fake_root + "/_bench/runs", json=body) as r:
+                assert r.status == 200, await r.text()
+
+    async def fake_info(self, run_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """createdAt, polls, firstTerminalAt, firstTerminalWall of runs."""
+        url = self.fleet.fake_root + "/_bench/runs/info"
+        async with self.http.post(url, json={"runIds": list(run_ids)}) as r:
+            info: dict[str, dict[str, Any]] = msgspec.json.decode(await r.read())
+            return info
+
+    async def fake_requests(self) -> int:
+        """Result requests the fake answered so far."""
+        async with self.http.get(self.fleet.fake_root + "/_fake/stats") as r:
+            return int((await r.json())["resultRequests"])
+
+    async def receiver_stats(self) -> dict[str, int]:
+        """The receiver's counters."""
+        async with self.http.get(self.fleet.receiver_root + "/_stats") as r:
+            stats: dict[str, int] = await r.json()
+            return stats
+
+    async def receiver_reset(self) -> None:
+        """Forget what the receiver got."""
+        async with self.http.post(self.fleet.receiver_root + "/_reset") as r:
+            assert r.status == 204
+
+    async def receipts(self, ids: Sequence[str]) -> dict[str, float]:
+        """Wall time of the first receipt of each webhook id."""
+        url = self.fleet.receiver_root + "/_receipts"
+        async with self.http.post(url, json={"ids": list(ids)}) as r:
+            found: dict[str, float] = msgspec.json.decode(await r.read())
+            return found
+
+    # ---- registering directly through the store ---------------------------------------------
+
+    def doc(self, run_id: str, callback: str) -> tuple[SubscriptionDoc, str]:
+        """A subscription document of the bench client and its run key."""
+        doc = SubscriptionDoc(
+            id=new_subscription_id(),
+            client=CLIENT,
+            workspace_id=WORKSPACE,
+            project_name="bench-project",
+            run_id=run_id,
+            callback_url=callback,
+            events=("completed", "failed", "canceled"),
+            metadata=msgspec.Raw(b"{}"),
+            created_at=now_ms(),
+        )
+        return doc, run_key(WORKSPACE, "bench-project", run_id)
+
+    async def register_many(
+        self, run_ids: Sequence[str], callback: str, batch: int = 256
+    ) -> list[SubscriptionDoc]:
+        """``Store.register`` for each run, ``batch`` concurrent calls at a time (no arq kick)."""
+        docs: list[SubscriptionDoc] = []
+        for lo in range(0, len(run_ids), batch):
+            pairs = [self.doc(run_id, callback) for run_id in run_ids[lo : lo + batch]]
+            await asyncio.gather(*(self.store.register(doc, rk) for doc, rk in pairs))
+            docs.extend(doc for doc, _ in pairs)
+        return docs

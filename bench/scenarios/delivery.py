@@ -1,0 +1,158 @@
+"""Delivery: deliveries/s of ONE ``relay worker``, terminal run -> verified receipt, 2 KB result.
+
+Relay side, per repetition: with no worker running, N subscriptions are registered and their
+runs recorded terminal (``Store.record_result`` with a ~2 KB completed envelope, exactly what a
+poll stores), so all N are due at once; then one worker starts at its configured concurrency
+(RELAY_WORKER_CONCURRENCY, default 64) and drains them: build the body from the cached result,
+store it, sign, POST, record the attempt. The rate is counted at the receiver, from its first to
+its last verified receipt, so the worker's start-up is not in it.
+
+Baseline, interleaved: a raw aiohttp loop in the bench process POSTs the same body, signed per
+request (one HMAC each, as the relay does), to the same receiver at the same concurrency; rate
+counted the same way at the receiver.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from datetime import UTC, datetime
+
+import aiohttp
+import msgspec
+
+from bench.common import Bench, Row
+from bench.load import run_lanes, session
+from bench.procs import SECRET, CpuMeter
+from relay.model import now_ms, run_key
+from relay.settings import Settings
+from relay.webhooks.payload import build_event_body
+from relay.webhooks.signing import webhook_headers, webhook_id
+
+# The worker's configured default (RELAY_WORKER_CONCURRENCY unset).
+CONCURRENCY = Settings(redis_url=None, intuned_workspace_id="w", api_keys={}).worker_concurrency
+
+
+def result_envelope(run_id: str) -> bytes:
+    """A completed Intuned envelope whose JSON is ~2 KB."""
+    return msgspec.json.encode(
+        {"runId": run_id, "status": "completed", "result": {"items": ["x" * 90] * 20}}
+    )
+
+
+async def wait_receipts(b: Bench, ids: list[str], timeout: float) -> dict[str, float]:
+    """Poll the receiver until every id arrived (or the timeout); return first receipts."""
+    deadline = time.monotonic() + timeout
+    while True:
+        stats = await b.receiver_stats()
+        if stats["unique"] >= len(ids) or time.monotonic() > deadline:
+            return await b.receipts(ids)
+        await asyncio.sleep(0.1)
+
+
+def rate_from(receipts: dict[str, float]) -> float:
+    """Receipts per second between the first and the last one."""
+    times = sorted(receipts.values())
+    if len(times) < 2:
+        return 0.0
+    return (len(times) - 1) / (times[-1] - times[0])
+
+
+async def relay_rep(b: Bench, n: int, tag: str, callback: str) -> tuple[float, dict[str, float]]:
+    """One relay repetition; returns (rate, cpu%)."""
+    await b.flush()
+    await b.receiver_reset()
+    run_ids = [f"dlv-{tag}-{i}" for i in range(n)]
+    docs = await b.register_many(run_ids, callback)
+    await b.redis.delete("r:due:poll")  # no worker runs yet; nobody must poll these runs
+    now = now_ms()
+    for lo in range(0, n, 256):
+        await asyncio.gather(
+            *(
+                b.store.record_result(
+                    run_key(d.workspace_id, d.project_name, d.run_id),
+                    now,
+                    "completed",
+                    result_envelope(d.run_id),
+                    0,
+                    0.0,
+                )
+                for d in docs[lo : lo + 256]
+            )
+        )
+    ids = [webhook_id(d.id, "run.completed") for d in docs]
+    worker = b.fleet.worker()
+    meter = CpuMeter({"worker": worker.pid, "receiver": b.fleet.receiver.pid})
+    try:
+        got = await wait_receipts(b, ids, timeout=60 + n / 50)
+        cpu = meter.read()
+    finally:
+        b.fleet.stop_child(worker)
+    stats = await b.receiver_stats()
+    if len(got) < n or stats["bad"]:
+        b.notes.append(f"delivery {tag}: {len(got)}/{n} received, {stats['bad']} bad signatures")
+    return rate_from(got), cpu
+
+
+async def baseline_rep(b: Bench, n: int, tag: str, callback: str) -> tuple[float, dict[str, float]]:
+    """One baseline repetition: raw aiohttp, same body, same receiver, same concurrency."""
+    await b.receiver_reset()
+    body = build_event_body(
+        event_type="run.completed",
+        occurred_at=datetime.now(UTC),
+        subscription_id="sub_baseline",
+        workspace_id="ws",
+        project_name="bench-project",
+        run_id="base",
+        intuned_fields=msgspec.json.decode(result_envelope("base"), type=dict[str, msgspec.Raw]),
+        metadata=None,
+    )
+    ids = [f"msg_{tag}_{i}" for i in range(n)]
+
+    async def one(http: aiohttp.ClientSession, i: int) -> int:
+        headers = webhook_headers(ids[i], int(time.time()), body, [SECRET])
+        async with http.post(callback, data=body, headers=headers, allow_redirects=False) as r:
+            await r.content.read(1024)
+            return r.status
+
+    meter = CpuMeter({"receiver": b.fleet.receiver.pid})
+    async with session(CONCURRENCY) as http:
+        await run_lanes(http, CONCURRENCY, one, count=n)
+    cpu = meter.read()
+    got = await b.receipts(ids)
+    return rate_from(got), cpu
+
+
+async def run(b: Bench) -> list[Row]:
+    """Warm-up, then interleaved repetitions."""
+    n = 300 if b.smoke else 4000
+    reps = 1 if b.smoke else 3
+    callback = b.fleet.receiver_root + "/hook"
+    if not b.smoke:  # warm-up: first connections, imports, caches
+        await relay_rep(b, 500, "warm", callback)
+        await baseline_rep(b, 500, "warm", callback)
+    rates: dict[str, list[float]] = {"relay": [], "baseline": []}
+    cpus: list[str] = []
+    for rep in range(reps):
+        order = ["relay", "baseline"] if rep % 2 == 0 else ["baseline", "relay"]
+        for name in order:
+            fn = relay_rep if name == "relay" else baseline_rep
+            rate, cpu = await fn(b, n, f"{name}{rep}", callback)
+            rates[name].append(rate)
+            cpus.append(f"{name}: {cpu}")
+            b.log(f"delivery {name}: {rate:,.0f}/s cpu {cpu}")
+    await b.flush()
+    ratio = statistics.median(rates["relay"]) / max(statistics.median(rates["baseline"]), 1e-9)
+    return [
+        Row(
+            "delivery",
+            f"deliveries/s, one worker, concurrency {CONCURRENCY}, 2 KB result",
+            "deliveries/s",
+            rates["relay"],
+            rates["baseline"],
+            "ratio >= 0.5",
+            ratio >= 0.5,
+            note=f"{n} deliveries per repetition; CPU % of one core per window: " + "; ".join(cpus),
+        )
+    ]

@@ -50,15 +50,13 @@ def test_up_runs_everything_and_subscriptions_survive_a_restart(
 ) -> None:
     data_dir, port = tmp_path / "redis-data", free_port()
     env = up_env(fake_intuned, data_dir, port)
-    base = f"http://127.0.0.1:{port}"
-    api = httpx.Client(base_url=base, headers=AUTH_ALPHA, timeout=5)
+    api = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=AUTH_ALPHA, timeout=5)
 
     # First life: a subscription is registered over HTTP and delivered, signed.
     first = RelayProcess(["up"], env, tmp_path / "up-1.log")
     try:
         first.wait_for_log("relay: up;", timeout=25)
         assert "embedded Redis on redis://127.0.0.1:" in first.log()
-        assert (data_dir / LOCK_FILE).exists()
         secret = api.get("/v1/signing-secret").raise_for_status().json()["secret"]
         run_id = fake_intuned.create_run(RunScript(pending_polls=1, result={"n": 1}))
         body = {"projectName": "demo-project", "runId": run_id, "callbackUrl": receiver.url("/ok")}
@@ -66,14 +64,11 @@ def test_up_runs_everything_and_subscriptions_survive_a_restart(
         [req] = receiver.wait_for(1, timeout=15)
         assert verify(req, secret)["data"]["subscriptionId"] == sub["id"]
         wait_state(api, sub["id"], "delivered")
-
-        # A second `relay up` on the same data directory is refused, naming the variable.
-        second = RelayProcess(["up"], {**env, "RELAY_PORT": str(free_port())}, tmp_path / "x.log")
-        assert second.wait(15) == 2
-        assert "RELAY_REDIS_DIR" in second.log() and "in use" in second.log()
     finally:
         assert first.stop() == 0, first.tail()
     assert (data_dir / "appendonlydir").is_dir()
+    redis_url = first.log().split("embedded Redis on ")[1].split()[0]
+    assert not port_open(redis_url), "the embedded Redis stops with relay up"
 
     # Second life: the same data directory; the subscription and its history are still there.
     again = RelayProcess(["up"], env, tmp_path / "up-2.log")
@@ -83,18 +78,39 @@ def test_up_runs_everything_and_subscriptions_survive_a_restart(
         assert view["state"] == "delivered"
         assert [a["statusCode"] for a in view["attempts"]] == [200]
         assert api.get("/v1/signing-secret").json()["secret"] == secret
-
-        # When a child dies on its own, `relay up` stops the rest and exits non-zero.
-        redis_url = again.log().split("embedded Redis on ")[1].split()[0]
-        [worker] = [p for p in children_of(again.pid) if "relay worker" in cmdline(p)]
-        os.kill(worker, signal.SIGKILL)
-        assert again.wait(20) != 0
-        assert "the worker process exited" in again.log()
-        assert not port_open(redis_url), "the embedded Redis must stop with relay up"
     finally:
-        again.stop()
+        assert again.stop() == 0, again.tail()
         api.close()
     assert ALPHA_KEY not in again.log() + first.log()
+    assert len(receiver.requests) == 1
+
+
+def test_up_owns_its_data_dir_and_stops_everything_when_a_child_dies(
+    fake_intuned: FakeIntunedHandle, tmp_path: Path
+) -> None:
+    data_dir = tmp_path / "redis-data"
+    env = up_env(fake_intuned, data_dir, free_port())
+    up = RelayProcess(["up"], env, tmp_path / "up.log")
+    try:
+        up.wait_for_log("relay: up;", timeout=25)
+        assert (data_dir / LOCK_FILE).exists()
+        # A second `relay up` on the same data directory is refused, naming the variable.
+        second = RelayProcess(["up"], {**env, "RELAY_PORT": str(free_port())}, tmp_path / "2.log")
+        assert second.wait(15) == 2
+        assert "RELAY_REDIS_DIR" in second.log() and "in use" in second.log()
+
+        # When a child dies on its own, `relay up` stops the rest and exits non-zero.
+        redis_url = up.log().split("embedded Redis on ")[1].split()[0]
+        children = children_of(up.pid)
+        [worker] = [p for p in children if "relay worker" in cmdline(p)]
+        [api] = [p for p in children if "relay api" in cmdline(p)]
+        os.kill(worker, signal.SIGKILL)
+        assert up.wait(20) != 0
+        assert "the worker process exited" in up.log()
+        assert not port_open(redis_url), "the embedded Redis must stop with relay up"
+        assert "relay api" not in cmdline(api), "the API must stop with relay up"
+    finally:
+        up.stop()
 
 
 def test_up_without_intuned_credentials_says_exactly_what_to_set(tmp_path: Path) -> None:

@@ -88,7 +88,6 @@ class Tracked:
     scenario: Scenario
     run_id: str
     subscription_id: str = ""
-    polls_seen: int = 0
     state: str = "watching"
     attempts: list[Any] = field(default_factory=list)
 
@@ -131,6 +130,7 @@ class Demo:
         self.started = time.monotonic()
         self.stop = threading.Event()
         self.tracked: list[Tracked] = []
+        self.polls_seen: dict[str, int] = {}
         self.secret = ""
         self.shown_body = False
         self.failures: list[str] = []
@@ -180,9 +180,11 @@ class Demo:
                     return 0
                 self._invite(fake, receiver)
                 while not self.stop.wait(0.1):
+                    self._polls(fake)
                     self._drain(receiver)
                     if sup.dead_child() is not None:
                         return self._fail("a relay process died", log_path, sup)
+                self.echo("relay demo: stopping")
                 return 0
         finally:
             if sup is not None:
@@ -249,14 +251,16 @@ class Demo:
         return self._summary()
 
     def _polls(self, fake: FakeIntunedHandle) -> None:
-        for t in self.tracked:
-            log = fake.run_stats(t.run_id).log
-            for record in log[t.polls_seen :]:
+        """Print every poll the fake answered since last time (scripted runs and the user's)."""
+        for run_id in fake.fake.run_ids():
+            stats = fake.run_stats(run_id)
+            seen = self.polls_seen.get(run_id, 0)
+            for record in stats.log[seen:]:
                 status = record.status or f"HTTP {record.http_status}"
                 final = status in ("completed", "failed", "canceled")
                 mark = "  (terminal)" if final else ""
-                self.say(f"poll     {t.scenario.project:<15} Intuned says {status}{mark}")
-            t.polls_seen = len(log)
+                self.say(f"poll     {stats.project_name:<15} Intuned says {status}{mark}")
+            self.polls_seen[run_id] = len(stats.log)
 
     def _drain(self, receiver: DemoReceiver) -> None:
         while not receiver.deliveries.empty():

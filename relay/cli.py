@@ -56,15 +56,23 @@ def check_redis(url: str) -> None:
         client.close()
 
 
-def check_port_free(host: str, port: int) -> None:
-    """Exit 2 naming RELAY_PORT when the API could not bind ``host:port``."""
+def check_port_free(host: str, port: int, variable: str) -> None:
+    """Exit 2 naming ``variable`` when ``host:port`` cannot be bound (taken, or not ours)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError as exc:
-            fail(f"RELAY_PORT {port} cannot be used on {host} ({exc.strerror}); set a free port")
+            fail(f"{variable} {port} cannot be used on {host} ({exc.strerror}); set a free port")
+
+
+def check_ports(settings: Settings, *, api: bool, worker: bool) -> None:
+    """The ports the API and/or the worker will listen on are free."""
+    if api:
+        check_port_free(settings.host, settings.port, "RELAY_PORT")
+    if worker and settings.worker_metrics_port:
+        check_port_free("0.0.0.0", settings.worker_metrics_port, "RELAY_WORKER_METRICS_PORT")
 
 
 @click.group()
@@ -82,6 +90,7 @@ def api(check: bool) -> None:
     settings = load_settings()
     assert settings.redis_url is not None
     check_redis(settings.redis_url)
+    check_ports(settings, api=True, worker=False)
     serve_api(settings)
 
 
@@ -130,6 +139,7 @@ def worker(check: bool) -> None:
 
         sys.exit(asyncio.run(worker_health(settings.redis_url)))
     check_redis(settings.redis_url)
+    check_ports(settings, api=False, worker=True)
     from relay.observability import configure_logging
     from workers.runner import run_worker
 
@@ -177,6 +187,7 @@ def run_up(settings: Settings, environ: Mapping[str, str]) -> int:
     from relay.embedded_redis import EmbeddedRedis, exclusive_data_dir
     from relay.supervisor import local_url, supervise
 
+    check_ports(settings, api=True, worker=True)
     env = dict(environ)
     with contextlib.ExitStack() as stack:
         if settings.redis_url is None:
@@ -197,7 +208,6 @@ def run_up(settings: Settings, environ: Mapping[str, str]) -> int:
             )
         else:
             check_redis(settings.redis_url)
-        check_port_free(settings.host, settings.port)
         base = local_url(settings.host, settings.port, "")
 
         def ready() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -41,4 +42,26 @@ def test_bad_configuration_is_one_line_naming_the_variable(
     assert len(output.splitlines()) == 1, output
     assert output.startswith("relay: configuration error: ")
     assert variable in output
+    assert not (tmp_path / "redis").exists()
+
+
+@pytest.mark.parametrize(
+    ("command", "variable"),
+    [(["up"], "RELAY_PORT"), (["api"], "RELAY_PORT"), (["worker"], "RELAY_WORKER_METRICS_PORT")],
+    ids=["up", "api", "worker"],
+)
+def test_a_taken_port_is_named(
+    command: list[str], variable: str, redis_url: str, tmp_path: Path
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        env = base_env(redis_url, "http://127.0.0.1:9/api/v1/workspace")
+        env.update(RELAY_HOST="127.0.0.1", RELAY_PORT=port, RELAY_WORKER_METRICS_PORT=port)
+        env["RELAY_REDIS_DIR"] = str(tmp_path / "redis")
+        proc = RelayProcess(command, env, tmp_path / "out.log")
+        assert proc.wait(20) == 2
+    [line] = proc.log().strip().splitlines()
+    assert line.startswith(f"relay: configuration error: {variable} {port} cannot be used")
     assert not (tmp_path / "redis").exists()

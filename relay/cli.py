@@ -20,6 +20,7 @@ import click
 
 from relay.errors import ConfigError
 from relay.settings import Settings
+from relay.supervisor import stop_with_supervisor
 
 # What `relay up` needs from the user beyond defaults, with what to put there.
 REQUIRED_FOR_UP = {
@@ -91,6 +92,7 @@ def api(check: bool) -> None:
     assert settings.redis_url is not None
     check_redis(settings.redis_url)
     check_ports(settings, api=True, worker=False)
+    stop_with_supervisor(os.environ)
     serve_api(settings)
 
 
@@ -144,6 +146,7 @@ def worker(check: bool) -> None:
     from workers.runner import run_worker
 
     configure_logging(settings.log_format)
+    stop_with_supervisor(os.environ)
     try:
         import uvloop
 
@@ -157,7 +160,7 @@ def missing_for_up(environ: Mapping[str, str]) -> list[str]:
     return [name for name in REQUIRED_FOR_UP if not (environ.get(name) or "").strip()]
 
 
-def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)
 
 
@@ -177,8 +180,9 @@ def up(demo: bool) -> None:
             + " (see .env.example), or try `relay demo` to watch the relay work with a fake Intuned"
         )
     settings = load_settings(require_redis=False)
-    # Until the supervisor takes the signals over, SIGTERM unwinds like Ctrl-C (stopping Redis).
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    # Until the supervisor takes the signals over, these unwind like Ctrl-C (stopping Redis).
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _exit_on_signal)
     sys.exit(run_up(settings, os.environ))
 
 
@@ -196,12 +200,12 @@ def run_up(settings: Settings, environ: Mapping[str, str]) -> int:
                 server = EmbeddedRedis(data_dir, persistent=True)
                 if server.stop_orphan():
                     click.echo("relay: stopped an embedded Redis left running by a killed relay up")
+                stack.callback(server.stop)  # before start: a SIGTERM mid-start still stops it
                 server.start()
             except ConfigError as exc:
                 fail(str(exc))
             except (OSError, RuntimeError) as exc:
                 fail(f"RELAY_REDIS_DIR: the embedded Redis did not start ({exc})")
-            stack.callback(server.stop)
             env["REDIS_URL"] = server.url
             click.echo(
                 f"relay: embedded Redis on {server.url} (AOF on, data in {data_dir.resolve()})"

@@ -9,6 +9,7 @@ a non-zero code when a child exits on its own. It must never import the API or t
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import subprocess
 import sys
@@ -22,6 +23,9 @@ from types import FrameType
 from typing import IO
 
 CHILD_COMMANDS: dict[str, list[str]] = {"api": ["api"], "worker": ["worker"]}
+# Set in each child's environment: the child stops itself if this process disappears.
+SUPERVISOR_PID_ENV = "_RELAY_SUPERVISOR_PID"
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 KILL_MARGIN = 5.0  # seconds past the grace before a child that ignores SIGTERM is killed
 POLL_EVERY = 0.1
 
@@ -73,7 +77,7 @@ class Supervisor:
         output: IO[bytes] | None = None,
         commands: Mapping[str, list[str]] = CHILD_COMMANDS,
     ) -> None:
-        self.env = dict(env)
+        self.env = {**env, SUPERVISOR_PID_ENV: str(os.getpid())}
         self.grace = grace
         self.echo = echo
         self.output = output
@@ -145,7 +149,7 @@ class Supervisor:
 
 @contextlib.contextmanager
 def forwarded_signals(on_signal: Callable[[], None]) -> Iterator[None]:
-    """Route SIGTERM/SIGINT to ``on_signal`` while the block runs (main thread only)."""
+    """Route SIGTERM/SIGINT/SIGHUP to ``on_signal`` while the block runs (main thread only)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -153,12 +157,31 @@ def forwarded_signals(on_signal: Callable[[], None]) -> Iterator[None]:
     def handler(signum: int, frame: FrameType | None) -> None:
         on_signal()
 
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
     try:
         yield
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+def stop_with_supervisor(environ: Mapping[str, str], interval: float = 1.0) -> None:
+    """In a child of ``relay up``: SIGTERM ourselves (a graceful stop) if the supervisor dies.
+
+    Covers a supervisor killed with SIGKILL, which cannot forward anything: without this the
+    API and the worker would keep running, holding their ports, with nobody to stop them.
+    """
+    expected = environ.get(SUPERVISOR_PID_ENV)
+    if not expected or not expected.isdigit():
+        return
+    parent = int(expected)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="supervisor-watch", daemon=True).start()
 
 
 def supervise(

@@ -55,7 +55,7 @@ def test_up_runs_everything_and_subscriptions_survive_a_restart(
     # First life: a subscription is registered over HTTP and delivered, signed.
     first = RelayProcess(["up"], env, tmp_path / "up-1.log")
     try:
-        first.wait_for_log("relay: up;", timeout=25)
+        first.wait_for_log("relay: up;", timeout=45)
         assert "embedded Redis on redis://127.0.0.1:" in first.log()
         secret = api.get("/v1/signing-secret").raise_for_status().json()["secret"]
         run_id = fake_intuned.create_run(RunScript(pending_polls=1, result={"n": 1}))
@@ -73,7 +73,7 @@ def test_up_runs_everything_and_subscriptions_survive_a_restart(
     # Second life: the same data directory; the subscription and its history are still there.
     again = RelayProcess(["up"], env, tmp_path / "up-2.log")
     try:
-        again.wait_for_log("relay: up;", timeout=25)
+        again.wait_for_log("relay: up;", timeout=45)
         view = api.get(f"/v1/subscriptions/{sub['id']}").raise_for_status().json()
         assert view["state"] == "delivered"
         assert [a["statusCode"] for a in view["attempts"]] == [200]
@@ -92,7 +92,7 @@ def test_up_owns_its_data_dir_and_stops_everything_when_a_child_dies(
     env = up_env(fake_intuned, data_dir, free_port())
     up = RelayProcess(["up"], env, tmp_path / "up.log")
     try:
-        up.wait_for_log("relay: up;", timeout=25)
+        up.wait_for_log("relay: up;", timeout=45)
         assert (data_dir / LOCK_FILE).exists()
         # A second `relay up` on the same data directory is refused, naming the variable.
         second = RelayProcess(["up"], {**env, "RELAY_PORT": str(free_port())}, tmp_path / "2.log")

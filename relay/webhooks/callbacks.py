@@ -74,8 +74,12 @@ _FORBIDDEN_V6: Final[tuple[tuple[ipaddress.IPv6Network, str], ...]] = (
     (_V6("fe80::/10"), "link-local (fe80::/10)"),
     (_V6("fec0::/10"), "site-local, deprecated (fec0::/10)"),
     (_V6("ff00::/8"), "multicast (ff00::/8)"),
+    (_V6("::ffff:0:0:0/96"), "IPv4-translated IPv6, SIIT (::ffff:0:0:0/96)"),
 )
 _NAT64: Final = _V6("64:ff9b::/96")
+# Only 2000::/3 is allocated for global unicast; the rest of the space is reserved, and Python's
+# is_global does not say so (it checks the special-purpose registry only).
+_GLOBAL_UNICAST_V6: Final = _V6("2000::/3")
 _NUMERIC_V4_ISH: Final = re.compile(r"^[0-9a-fx.]+$", re.IGNORECASE)
 _HOST_LABEL: Final = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
 _NUMERIC_FLAGS: Final = socket.AI_NUMERICHOST | socket.AI_NUMERICSERV
@@ -196,6 +200,8 @@ def is_forbidden(ip: IPAddress) -> str | None:
     for net6, reason in _FORBIDDEN_V6:
         if ip in net6:
             return reason
+    if ip not in _GLOBAL_UNICAST_V6:
+        return "outside IPv6 global unicast (2000::/3)"
     if not ip.is_global:
         return "not a globally routable address"
     return None

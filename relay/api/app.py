@@ -164,7 +164,6 @@ def create_app(settings: Settings) -> Litestar:
                     )
                 }
             ),
-            security=[{"bearer": []}],
         ),
         logging_config=None,  # the process entry point configured logging (relay.observability)
         debug=False,

@@ -1,6 +1,8 @@
 """Bearer-key authentication: each key of RELAY_API_KEYS names one client (a tenant).
 
-Keys are compared in constant time and never logged or echoed.
+Keys are compared in constant time and never logged or echoed. ``require_client`` guards every
+``/v1`` controller, so a request without a valid key is a 401 before its body is even read;
+``provide_client`` hands the handlers the client's name.
 """
 
 from __future__ import annotations
@@ -9,26 +11,42 @@ import hmac
 from typing import Any
 
 from litestar import Request
+from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException
+from litestar.handlers import BaseRouteHandler
 
 from relay.settings import Settings
+
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="intuned-relay"'}
+
+
+def _refuse(detail: str) -> NotAuthorizedException:
+    return NotAuthorizedException(detail, headers=_CHALLENGE)
 
 
 def client_for(authorization: str | None, settings: Settings) -> str:
     """The client whose key is in ``Authorization: Bearer <key>``; 401 otherwise."""
     if not authorization:
-        raise NotAuthorizedException("missing Authorization: Bearer <key> header")
-    scheme, _, token = authorization.partition(" ")
+        raise _refuse("missing Authorization: Bearer <key> header")
+    scheme, _, token = authorization.strip().partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
-        raise NotAuthorizedException("Authorization must be: Bearer <key>")
+        raise _refuse("Authorization must be: Bearer <key>")
     found: str | None = None
+    presented = token.encode()
     for key, client in settings.api_keys.items():
-        if hmac.compare_digest(key.encode(), token.encode()):
+        # Every key is compared, so the time taken does not tell which one came close.
+        if hmac.compare_digest(key.encode(), presented):
             found = client
     if found is None:
-        raise NotAuthorizedException("unknown API key")
+        raise _refuse("unknown API key")
     return found
+
+
+def require_client(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """Litestar guard: 401 unless the request carries a valid key (runs before body parsing)."""
+    settings: Settings = connection.app.state.settings
+    client_for(connection.headers.get("authorization"), settings)
 
 
 async def provide_client(request: Request[Any, Any, Any]) -> str:

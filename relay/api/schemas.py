@@ -6,24 +6,30 @@ mirror ``relay-contract.md`` §3 field for field. This module does no I/O.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal, cast
 
 import msgspec
 
-from relay.model import Attempt, Subscription
+from relay.model import Attempt, Subscription, SubState
 
 EventName = Literal["completed", "failed", "canceled"]
 
-# A project name is Intuned's free string, sent percent-encoded as ONE path segment: no "/",
-# no control characters, not "." or "..".
+# A project name is Intuned's free string, sent percent-encoded as ONE path segment: no "/" or
+# "\\", no C0/C1 control characters, not "." or "..".
+PROJECT_NAME_PATTERN: Final = r"^(?!\.{1,2}$)[^/\\\x00-\x1f\x7f-\x9f]+$"
+RUN_ID_PATTERN: Final = r"^[A-Za-z0-9_-]+$"
+# Only the scheme: the rest is judged by relay.webhooks.callbacks (which says what is wrong).
+CALLBACK_URL_PATTERN: Final = r"^[Hh][Tt][Tt][Pp][Ss]?://"
 ProjectName = Annotated[
     str,
     msgspec.Meta(
         min_length=1,
         max_length=200,
-        pattern=r"^(?!\.{1,2}$)[^/\\\x00-\x1f\x7f]+$",
-        description="Intuned project name (one path segment: no '/', no control characters)",
+        pattern=PROJECT_NAME_PATTERN,
+        description="Intuned project name (one path segment: no '/', no control characters, "
+        "not '.' or '..')",
     ),
 ]
 RunId = Annotated[
@@ -31,15 +37,38 @@ RunId = Annotated[
     msgspec.Meta(
         min_length=1,
         max_length=128,
-        pattern=r"^[A-Za-z0-9_-]+$",
+        pattern=RUN_ID_PATTERN,
         description="Intuned run id (nanoid alphabet A-Z a-z 0-9 _ -)",
     ),
 ]
 CallbackUrl = Annotated[
     str,
-    msgspec.Meta(min_length=8, max_length=2048, description="http(s) URL receiving the webhook"),
+    msgspec.Meta(
+        min_length=8,
+        max_length=2048,
+        pattern=CALLBACK_URL_PATTERN,
+        description="http(s) URL receiving the webhook; no user info; must not resolve to a "
+        "loopback, private or link-local address (unless RELAY_ALLOW_PRIVATE_CALLBACKS)",
+    ),
 ]
-METADATA_MAX_BYTES = 4096
+METADATA_MAX_BYTES: Final = 4096
+# msgspec matches ``pattern`` with re.search, where "$" also matches before a final "\n":
+# the whole value is checked again with fullmatch.
+_PROJECT_NAME_RE: Final = re.compile(PROJECT_NAME_PATTERN)
+_RUN_ID_RE: Final = re.compile(RUN_ID_PATTERN)
+# Readable versions of the two patterns, used in error details instead of the raw regex.
+PROJECT_NAME_RULE: Final = (
+    "must be one path segment: no '/' or '\\', no control characters, not '.' or '..'"
+)
+RUN_ID_RULE: Final = "may use only letters, digits, '_' and '-'"
+CALLBACK_URL_RULE: Final = "must be an http:// or https:// URL"
+# What ``relay.model.new_subscription_id`` makes; anything else is not found without a lookup.
+_SUBSCRIPTION_ID_RE: Final = re.compile(r"sub_[A-Za-z0-9_-]{1,64}")
+
+
+def is_subscription_id(value: str) -> bool:
+    """True when ``value`` has the shape of a subscription id (``sub_`` + url-safe token)."""
+    return _SUBSCRIPTION_ID_RE.fullmatch(value) is not None
 
 
 class SubscriptionCreate(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
@@ -48,8 +77,30 @@ class SubscriptionCreate(msgspec.Struct, rename="camel", forbid_unknown_fields=T
     project_name: ProjectName
     run_id: RunId
     callback_url: CallbackUrl
-    events: Annotated[list[EventName], msgspec.Meta(min_length=1, max_length=3)] | None = None
-    metadata: dict[str, Any] | None = None
+    events: (
+        Annotated[
+            list[EventName],
+            msgspec.Meta(
+                min_length=1,
+                max_length=3,
+                description="Statuses to be told about; default all three",
+            ),
+        ]
+        | None
+    ) = None
+    metadata: (
+        Annotated[
+            dict[str, Any],
+            msgspec.Meta(description="Any JSON object up to 4 KiB, echoed in the webhook"),
+        ]
+        | None
+    ) = None
+
+    def __post_init__(self) -> None:
+        if _PROJECT_NAME_RE.fullmatch(self.project_name) is None:
+            raise ValueError(f"{PROJECT_NAME_RULE} - at `$.projectName`")
+        if _RUN_ID_RE.fullmatch(self.run_id) is None:
+            raise ValueError(f"{RUN_ID_RULE} - at `$.runId`")
 
 
 class AttemptOut(msgspec.Struct, rename="camel"):
@@ -71,9 +122,9 @@ class SubscriptionOut(msgspec.Struct, rename="camel"):
     run_id: str
     workspace_id: str
     callback_url: str
-    events: list[str]
+    events: list[EventName]
     metadata: dict[str, Any]
-    state: str
+    state: SubState
     created_at: str
     updated_at: str
     run_status: str | None
@@ -108,7 +159,7 @@ class SecretOut(msgspec.Struct):
 
 
 class ErrorOut(msgspec.Struct):
-    """Every error body: a readable ``detail`` (plus the status code)."""
+    """Every error body: a readable ``detail``, the status code, and details of input errors."""
 
     status_code: int
     detail: str
@@ -145,9 +196,9 @@ def subscription_out(sub: Subscription, run_status: str | None) -> SubscriptionO
         run_id=d.run_id,
         workspace_id=d.workspace_id,
         callback_url=d.callback_url,
-        events=list(d.events),
+        events=[cast(EventName, e) for e in d.events],
         metadata=_META.decode(d.metadata),
-        state=sub.state.value,
+        state=sub.state,
         created_at=iso(d.created_at),
         updated_at=iso(sub.updated_at),
         run_status=run_status,

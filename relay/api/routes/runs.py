@@ -1,15 +1,22 @@
-"""``/v1/runs/{projectName}/{runId}``: the last Intuned result the relay holds for a run."""
+"""``/v1/runs/{projectName}/{runId}``: the last Intuned result the relay holds for a run.
+
+Only a client that subscribed to the run may read it; to anyone else it does not exist (404).
+"""
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import msgspec
 from litestar import Controller, Response, get
-from litestar.exceptions import NotFoundException
+from litestar.exceptions import NotFoundException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Example
-from litestar.params import FromPath
+from litestar.params import PathParameter
 
+from relay.api.auth import require_client
 from relay.api.deps import ClientName, SettingsDep, StoreDep
+from relay.api.responses import errors, validation_handler
 from relay.api.schemas import RunView, iso
 from relay.intuned.models import RAW_FIELDS_DECODER
 from relay.model import run_key
@@ -22,15 +29,25 @@ class RunController(Controller):
 
     path = "/v1/runs"
     tags = ["runs"]
+    guards = [require_client]
+    security = [{"bearer": []}]
+    exception_handlers = {
+        ValidationException: validation_handler(
+            aliases={"project_name": "projectName", "run_id": "runId"}
+        )
+    }
 
     @get(
-        "/{project_name:str}/{run_id:str}",
+        "/{projectName:str}/{runId:str}",
         summary="The last Intuned result held for a run this client subscribed to",
+        description="Send projectName percent-encoded as one path segment. 404 when this client "
+        "never subscribed to the run, or when no result has been fetched yet.",
         responses={
             200: ResponseSpec(
                 data_container=RunView,
                 description="Intuned's fields exactly as sent (absent ones omitted), "
                 "plus fetchedAt",
+                generate_examples=False,
                 examples=[
                     Example(
                         value={
@@ -40,13 +57,14 @@ class RunController(Controller):
                         }
                     )
                 ],
-            )
+            ),
+            **errors(401, 404, 503),
         },
     )
     async def read(
         self,
-        project_name: FromPath[str],
-        run_id: FromPath[str],
+        project_name: Annotated[str, PathParameter(name="projectName")],
+        run_id: Annotated[str, PathParameter(name="runId")],
         client: ClientName,
         store: StoreDep,
         settings: SettingsDep,

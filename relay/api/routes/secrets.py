@@ -1,11 +1,16 @@
-"""``/v1/signing-secret``: the client's Standard Webhooks secret, and its rotation."""
+"""``/v1/signing-secret``: the client's Standard Webhooks secret, and its rotation.
+
+A client only ever sees its own secret; it is never logged.
+"""
 
 from __future__ import annotations
 
 from litestar import Controller, get, post
 from litestar.status_codes import HTTP_200_OK
 
+from relay.api.auth import require_client
 from relay.api.deps import ClientName, StoreDep
+from relay.api.responses import errors
 from relay.api.schemas import SecretOut
 from relay.model import now_ms
 from relay.webhooks.signing import new_secret
@@ -16,8 +21,14 @@ class SecretController(Controller):
 
     path = "/v1/signing-secret"
     tags = ["signing"]
+    guards = [require_client]
+    security = [{"bearer": []}]
 
-    @get("/", summary="The current signing secret (created on first use)")
+    @get(
+        "/",
+        summary="The current signing secret (created on first use)",
+        responses=errors(401, 503),
+    )
     async def read(self, client: ClientName, store: StoreDep) -> SecretOut:
         return SecretOut(secret=await store.signing_secret(client, new_secret()))
 
@@ -25,6 +36,7 @@ class SecretController(Controller):
         "/rotate",
         status_code=HTTP_200_OK,
         summary="A new secret; for 24 h webhooks carry signatures with both new and old",
+        responses=errors(401, 503),
     )
     async def rotate(self, client: ClientName, store: StoreDep) -> SecretOut:
         await store.signing_secret(client, new_secret())  # make sure an old one exists

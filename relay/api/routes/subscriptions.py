@@ -1,33 +1,47 @@
 """``/v1/subscriptions``: register, read, list, cancel and redeliver.
 
 Handlers stay thin: decode, check the caller, one store call, enqueue, answer. The only outbound
-work in the request path is resolving the callback host for the SSRF check.
+work in the request path is resolving the callback host for the SSRF check. A subscription id
+that does not have the shape of one is "not found" without a Redis lookup (the store derives key
+names from it).
 """
 
 from __future__ import annotations
 
 import contextlib
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 import structlog
 from arq.connections import ArqRedis
-from litestar import Controller, Response, delete, get, post
-from litestar.exceptions import ClientException, NotFoundException
-from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar import Controller, MediaType, Request, Response, delete, get, post
+from litestar.connection import ASGIConnection
+from litestar.datastructures import State
+from litestar.enums import RequestEncodingType
+from litestar.exceptions import ClientException, NotFoundException, ValidationException
+from litestar.handlers import BaseRouteHandler
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import BodyKwarg, FromPath, QueryParameter
 from litestar.status_codes import (
     HTTP_200_OK,
     HTTP_201_CREATED,
     HTTP_202_ACCEPTED,
+    HTTP_400_BAD_REQUEST,
     HTTP_409_CONFLICT,
 )
 
-from relay.api.deps import ArqDep, ClientName, SettingsDep, StoreDep
+from relay.api.auth import require_client
+from relay.api.deps import ArqDep, ClientName, SettingsDep, StoreDep, callback_lookup
+from relay.api.responses import body_error_handler, errors, validation_handler
 from relay.api.schemas import (
+    CALLBACK_URL_RULE,
     METADATA_MAX_BYTES,
+    PROJECT_NAME_RULE,
+    RUN_ID_RULE,
     SubscriptionCreate,
     SubscriptionOut,
     SubscriptionPage,
+    is_subscription_id,
     subscription_out,
 )
 from relay.model import (
@@ -38,16 +52,48 @@ from relay.model import (
     now_ms,
     run_key,
 )
-from relay.store import Store
+from relay.store import Store, encode_cursor
 from relay.webhooks.callbacks import check_callback
 
 log = structlog.get_logger("relay.api")
+
+_JSON_TYPES = ("application/json",)
+# The body Struct forbids unknown fields; say so in the OpenAPI document, too.
+STRICT_JSON_BODY = BodyKwarg(
+    media_type=RequestEncodingType.JSON, schema_extra={"additionalProperties": False}
+)
 
 
 class ConflictException(ClientException):
     """409: valid, but not in the resource's current state."""
 
     status_code = HTTP_409_CONFLICT
+
+
+async def require_json_body(
+    connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
+) -> None:
+    """Guard: the body must be non-empty JSON (a missing Content-Type is read as JSON)."""
+    content_type = connection.headers.get("content-type", "")
+    media_type = content_type.partition(";")[0].strip().lower()
+    if media_type and media_type not in _JSON_TYPES and not media_type.endswith("+json"):
+        raise ClientException(f"Content-Type must be application/json, not {media_type!r}")
+    if isinstance(connection, Request) and not (await connection.body()).strip():
+        raise ClientException(
+            "the request body is empty: send a JSON object with projectName, runId, callbackUrl"
+        )
+
+
+def _undecodable(_: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, object]]:
+    # msgspec raises these two (not a DecodeError) while Litestar decodes the body, before any
+    # handler runs: JSON nested too deeply, and a string that is not UTF-8.
+    why = "it is nested too deeply" if isinstance(exc, RecursionError) else "it is not UTF-8"
+    detail = f"request body is not valid JSON: {why}"
+    return Response(
+        {"status_code": HTTP_400_BAD_REQUEST, "detail": detail},
+        status_code=HTTP_400_BAD_REQUEST,
+        media_type=MediaType.JSON,
+    )
 
 
 async def enqueue(arq: ArqRedis, function: str, arg: str, job_id: str) -> None:
@@ -58,11 +104,18 @@ async def enqueue(arq: ArqRedis, function: str, arg: str, job_id: str) -> None:
         log.warning("enqueue_failed", function=function, error=repr(exc))
 
 
+def not_found(sid: str) -> NotFoundException:
+    """404 for a subscription id (echoed only when it has the shape of one)."""
+    return NotFoundException(
+        f"no subscription {sid}" if is_subscription_id(sid) else "no subscription with that id"
+    )
+
+
 async def load_out(store: Store, sid: str, client: str) -> SubscriptionOut:
     """A client's subscription shaped for the API, or 404."""
-    sub = await store.get_subscription(sid, client)
+    sub = await store.get_subscription(sid, client) if is_subscription_id(sid) else None
     if sub is None:
-        raise NotFoundException(f"no subscription {sid}")
+        raise not_found(sid)
     [status] = await store.run_statuses(
         [run_key(sub.doc.workspace_id, sub.doc.project_name, sub.doc.run_id)]
     )
@@ -74,27 +127,63 @@ class SubscriptionController(Controller):
 
     path = "/v1/subscriptions"
     tags = ["subscriptions"]
+    guards = [require_client]
+    security = [{"bearer": []}]
+    exception_handlers = {
+        ValidationException: validation_handler(
+            aliases={"state_": "state", "run_id": "runId"},
+            rules={
+                "projectName": PROJECT_NAME_RULE,
+                "runId": RUN_ID_RULE,
+                "callbackUrl": CALLBACK_URL_RULE,
+            },
+        )
+    }
 
     @post(
         "/",
         status_code=HTTP_201_CREATED,
         summary="Register a run and a callback URL",
         description="201 with a new subscription; 200 with the existing one when the same client "
-        "posts the same projectName, runId and callbackUrl again.",
+        "posts the same projectName, runId and callbackUrl again. The callback URL's host is "
+        "resolved now: a URL that is not http(s), has user info, does not resolve, or resolves "
+        "to a forbidden address is a 400 that says why. The body must be JSON "
+        "(Content-Type: application/json or none); any other Content-Type is a 400.",
+        guards=[require_json_body],
+        exception_handlers={
+            RecursionError: _undecodable,
+            UnicodeDecodeError: _undecodable,
+            ClientException: body_error_handler,
+        },
+        responses={
+            200: ResponseSpec(
+                data_container=SubscriptionOut,
+                description="The same registration existed: the existing subscription",
+                generate_examples=False,
+            ),
+            **errors(400, 401, 503),
+        },
     )
     async def create(
         self,
-        data: JSONBody[SubscriptionCreate],
+        data: Annotated[SubscriptionCreate, STRICT_JSON_BODY],
         client: ClientName,
         store: StoreDep,
         settings: SettingsDep,
         arq: ArqDep,
+        state: State,
     ) -> Response[SubscriptionOut]:
         metadata = msgspec.json.encode(data.metadata if data.metadata is not None else {})
         if len(metadata) > METADATA_MAX_BYTES:
-            raise ClientException(f"metadata is {len(metadata)} bytes; the limit is 4096 (4 KiB)")
+            raise ClientException(
+                f"metadata is {len(metadata)} bytes as JSON; the limit is 4096 (4 KiB)"
+            )
         events = tuple(e for e in EVENT_STATUSES if data.events is None or e in data.events)
-        await check_callback(data.callback_url, allow_private=settings.allow_private_callbacks)
+        await check_callback(
+            data.callback_url,
+            allow_private=settings.allow_private_callbacks,
+            lookup=callback_lookup(state),
+        )
         ws = settings.intuned_workspace_id
         rk = run_key(ws, data.project_name, data.run_id)
         doc = SubscriptionDoc(
@@ -124,55 +213,97 @@ class SubscriptionController(Controller):
         out = await load_out(store, reg.subscription_id, client)
         return Response(out, status_code=HTTP_201_CREATED if reg.created else HTTP_200_OK)
 
-    @get("/{subscription_id:str}", summary="One subscription with its attempt log")
+    @get(
+        "/{subscription_id:str}",
+        summary="One subscription with its attempt log",
+        responses=errors(401, 404, 503),
+    )
     async def read(
         self, subscription_id: FromPath[str], client: ClientName, store: StoreDep
     ) -> SubscriptionOut:
         return await load_out(store, subscription_id, client)
 
-    @get("/", summary="The client's subscriptions, newest first")
+    @get(
+        "/",
+        summary="The client's subscriptions, newest first",
+        description="Follow `nextCursor` (null on the last page) to read every page; items "
+        "created while paging are newer and so never appear in a later page.",
+        responses=errors(400, 401, 503),
+    )
     async def list_(
         self,
         client: ClientName,
         store: StoreDep,
-        run_id: Annotated[str | None, QueryParameter(name="runId", max_length=128)] = None,
-        state_: Annotated[SubState | None, QueryParameter(name="state")] = None,
-        limit: Annotated[int, QueryParameter(name="limit", ge=1, le=200)] = 50,
-        cursor: Annotated[str | None, QueryParameter(name="cursor", max_length=512)] = None,
+        run_id: Annotated[
+            str | None,
+            QueryParameter(name="runId", max_length=128, description="Only this run's"),
+        ] = None,
+        state_: Annotated[
+            SubState | None, QueryParameter(name="state", description="Only in this state")
+        ] = None,
+        limit: Annotated[
+            int, QueryParameter(name="limit", ge=1, le=200, description="Page size")
+        ] = 50,
+        cursor: Annotated[
+            str | None,
+            QueryParameter(
+                name="cursor", max_length=512, description="`nextCursor` of the previous page"
+            ),
+        ] = None,
     ) -> SubscriptionPage:
+        # One item more than asked tells whether another page exists, so the last page's
+        # nextCursor is null rather than a cursor to an empty page.
         try:
             page = await store.list_subscriptions(
-                client, state=state_, limit=limit, cursor=cursor, run_id=run_id
+                client, state=state_, limit=limit + 1, cursor=cursor, run_id=run_id
             )
         except ValueError as exc:
-            raise ClientException(f"cursor: {exc}") from None
+            raise ClientException(
+                f"cursor: {exc}; pass a nextCursor from a previous page"
+            ) from None
+        items = page.items[:limit]
+        more = len(page.items) > limit
         statuses = await store.run_statuses(
-            [run_key(s.doc.workspace_id, s.doc.project_name, s.doc.run_id) for s in page.items]
+            [run_key(s.doc.workspace_id, s.doc.project_name, s.doc.run_id) for s in items]
         )
+        last = items[-1].doc if items else None
         return SubscriptionPage(
-            items=[subscription_out(s, st) for s, st in zip(page.items, statuses, strict=True)],
-            next_cursor=page.next_cursor,
+            items=[subscription_out(s, st) for s, st in zip(items, statuses, strict=True)],
+            next_cursor=encode_cursor(last.created_at, last.id) if more and last else None,
         )
 
-    @delete("/{subscription_id:str}", summary="Cancel: no further deliveries")
+    @delete(
+        "/{subscription_id:str}",
+        summary="Cancel: no further deliveries",
+        description="204 also when it was canceled already (idempotent). When no subscription "
+        "is left on the run, its polling stops.",
+        responses=errors(401, 404, 503),
+    )
     async def cancel(
         self, subscription_id: FromPath[str], client: ClientName, store: StoreDep
     ) -> None:
-        if not await store.cancel(subscription_id, client, now_ms()):
-            raise NotFoundException(f"no subscription {subscription_id}")
+        if not is_subscription_id(subscription_id) or not await store.cancel(
+            subscription_id, client, now_ms()
+        ):
+            raise not_found(subscription_id)
         log.info("subscription_canceled", client=client, subscription_id=subscription_id)
 
     @post(
         "/{subscription_id:str}/redeliver",
         status_code=HTTP_202_ACCEPTED,
         summary="Send the event again (same webhook-id) with a fresh attempt series",
+        description="409 while the run is not terminal yet (and for canceled or skipped "
+        "subscriptions, which have no event to send).",
+        responses=errors(401, 404, 409, 503),
     )
     async def redeliver(
         self, subscription_id: FromPath[str], client: ClientName, store: StoreDep, arq: ArqDep
     ) -> SubscriptionOut:
+        if not is_subscription_id(subscription_id):
+            raise not_found(subscription_id)
         res = await store.redeliver(subscription_id, client, now_ms())
         if res == "not_found":
-            raise NotFoundException(f"no subscription {subscription_id}")
+            raise not_found(subscription_id)
         if res.startswith("conflict:"):
             state = res.partition(":")[2]
             raise ConflictException(

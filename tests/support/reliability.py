@@ -1,5 +1,6 @@
 """Helpers of the reliability suite (tests/test_reliability_*.py): a real ``relay api`` process,
-bulk registration, subscription states read straight from Redis, and duplicate counting.
+bulk registration, subscription states read straight from Redis, duplicate counting, and the
+end-of-session audit of every process log the suite wrote (no key, no signing secret).
 
 Everything here talks to loopback only. This module is test support: ``relay`` must never
 import it.
@@ -8,13 +9,11 @@ import it.
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
+import re
 import subprocess
-import sys
-import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -23,56 +22,33 @@ import pytest
 import redis
 
 from relay.embedded_redis import free_port
+from tests.support.intuned_fixtures import FAKE_API_KEY, OTHER_API_KEY
+from tests.support.processes import RelayProcess
 from tests.support.receiver import ReceivedRequest
-from tests.support.relay_fixtures import AUTH_ALPHA, ROOT
+from tests.support.relay_fixtures import ALPHA_KEY, AUTH_ALPHA, BETA_KEY
+
+# The suite's keys, and the wrong Intuned key tests/test_e2e_polling.py gives a worker.
+SUITE_SECRETS = (ALPHA_KEY, BETA_KEY, FAKE_API_KEY, OTHER_API_KEY, "wrong-key-wrong-key")
+# A signing secret in clear (the log redaction writes "whsec_***").
+_CLEAR_WHSEC = re.compile(r"whsec_[A-Za-z0-9+/]{16,}")
 
 
+@dataclass
 class ApiProcess:
     """A real ``relay api`` child process on a free loopback port, its log in a file."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        self.port = free_port()
-        self.log_path = log_path
-        self._log = log_path.open("ab")
-        full = {**os.environ, **env, "RELAY_HOST": "127.0.0.1", "RELAY_PORT": str(self.port)}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "relay", "api"],
-            env=full,
-            cwd=ROOT,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
+    process: RelayProcess
+    port: int
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes]:
+        """The child process."""
+        return self.process.proc
 
     @property
     def base_url(self) -> str:
         """``http://127.0.0.1:<port>``."""
         return f"http://127.0.0.1:{self.port}"
-
-    def wait_ready(self, timeout: float = 20.0) -> None:
-        """Block until ``/healthz`` answers 200."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"relay api exited: {self.log_path.read_text()[-2000:]}")
-            try:
-                if httpx.get(self.base_url + "/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise TimeoutError("relay api did not answer /healthz")
-
-    def terminate(self, timeout: float = 20.0) -> int:
-        """SIGTERM and wait; returns the exit code."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self._log.close()
-        return int(self.proc.returncode)
 
 
 class StartApi(Protocol):
@@ -82,19 +58,22 @@ class StartApi(Protocol):
 @pytest.fixture
 def start_api(relay_env: dict[str, str], tmp_path: Path) -> Iterator[StartApi]:
     """Start real ``relay api`` processes (env overrides as keyword arguments); stopped after."""
-    procs: list[ApiProcess] = []
+    procs: list[RelayProcess] = []
 
     def start(**overrides: str) -> ApiProcess:
-        proc = ApiProcess({**relay_env, **overrides}, tmp_path / f"api-{len(procs)}.log")
+        port = free_port()
+        env = {**relay_env, **overrides, "RELAY_HOST": "127.0.0.1", "RELAY_PORT": str(port)}
+        proc = RelayProcess(["api"], env, tmp_path / f"api-{len(procs)}.log")
         procs.append(proc)
-        proc.wait_ready()
-        return proc
+        api = ApiProcess(proc, port)
+        proc.wait_http(api.base_url + "/healthz", timeout=30)
+        return api
 
     try:
         yield start
     finally:
         for proc in procs:
-            proc.terminate()
+            proc.stop()
 
 
 class Poster(Protocol):
@@ -146,3 +125,38 @@ def webhook_counts(requests: Iterable[ReceivedRequest]) -> Counter[str]:
 def duplicates(requests: Iterable[ReceivedRequest]) -> int:
     """Extra requests beyond the first, summed over webhook ids."""
     return sum(n - 1 for n in webhook_counts(requests).values())
+
+
+def error_lines(paths: Iterable[Path]) -> list[str]:
+    """Log lines at level error (JSON logs) from the given files."""
+    out: list[str] = []
+    for path in paths:
+        for line in path.read_text(errors="replace").splitlines():
+            if '"level": "error"' in line or '"level": "critical"' in line:
+                out.append(line[:500])
+    return out
+
+
+def find_secrets(text: str, secrets: Iterable[str]) -> list[str]:
+    """Which of ``secrets`` (and any signing secret in clear) occur in ``text``, masked."""
+    found = []
+    for secret in secrets:
+        forms = [secret]
+        if secret.startswith("whsec_"):
+            forms.append(secret.removeprefix("whsec_"))  # the key material without its prefix
+        if any(form in text for form in forms):
+            found.append(f"{secret[:6]}...")
+    found += [f"{m.group()[:10]}..." for m in _CLEAR_WHSEC.finditer(text)]
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _suite_log_audit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """After the session: no log file any test's processes wrote holds a key or a secret."""
+    yield
+    leaks = {}
+    for path in sorted({p.resolve() for p in tmp_path_factory.getbasetemp().rglob("*.log")}):
+        hits = find_secrets(path.read_text(errors="replace"), SUITE_SECRETS)
+        if hits:
+            leaks[str(path)] = hits
+    assert not leaks, f"keys or signing secrets in process logs: {leaks}"

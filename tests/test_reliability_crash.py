@@ -1,0 +1,83 @@
+"""Reliability 1, worker crash: N deliveries in flight across two worker processes, one SIGKILLed.
+
+Each worker may hold N/2 deliveries (RELAY_WORKER_CONCURRENCY), so once the receiver has seen all
+N requests arrive, both workers are mid-delivery. The receiver answers slowly, so the killed
+worker's requests are still open when it dies: none of them is recorded, their leases run out
+(RELAY_DELIVERY_TIMEOUT*2+5 s) and the survivors send them again under the same webhook-id.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from litestar.testing import AsyncTestClient
+
+from relay.intuned.fake import FakeIntunedHandle, RunScript
+from tests.support.receiver import ReceiverHandle
+from tests.support.relay_fixtures import StartWorker, wait_until
+from tests.support.reliability import (
+    duplicates,
+    error_lines,
+    register_many,
+    state_counts,
+    webhook_counts,
+)
+
+
+@pytest.mark.parametrize(
+    ("n", "slow_ms", "timeout_s"),
+    [
+        pytest.param(100, 1000, 2, id="n100"),
+        pytest.param(500, 3000, 5, id="n500", marks=pytest.mark.slow),
+    ],
+)
+async def test_sigkill_of_one_of_two_workers_loses_no_delivery(
+    api: AsyncTestClient[Any],
+    fake_intuned: FakeIntunedHandle,
+    receiver: ReceiverHandle,
+    start_worker: StartWorker,
+    redis_sync: redis.Redis,
+    tmp_path: Path,
+    n: int,
+    slow_ms: int,
+    timeout_s: int,
+) -> None:
+    env = {
+        "RELAY_WORKER_CONCURRENCY": str(n // 2),
+        "RELAY_DELIVERY_TIMEOUT": f"{timeout_s}s",
+        "RELAY_NOT_FOUND_GRACE": "60s",
+    }
+    victim, other = start_worker(wait=False, **env), start_worker(wait=False, **env)
+    victim.wait_started()
+    other.wait_started()
+    # Everyone joins the watch of a run Intuned does not know yet (404 within the grace); when
+    # it appears, completed, one poll fans out N deliveries to both workers' pumps at once.
+    run_id = "crash-run"
+    sids = await register_many(
+        api, [(run_id, receiver.url(f"/slow/{slow_ms}/{i}")) for i in range(n)]
+    )
+    fake_intuned.create_run(RunScript(outcome="completed", result=1), run_id=run_id)
+    # All N requests arrived: each worker holds at most N/2, so both are mid-delivery.
+    await receiver.wait_for_async(n, timeout=30)
+    victim.kill()
+    start_worker(**env)
+
+    def all_delivered() -> bool:
+        return state_counts(redis_sync, sids) == {"delivered": n}
+
+    lease_s = timeout_s * 2 + 5
+    await wait_until(all_delivered, timeout=lease_s + 30, interval=0.25)
+    counts = webhook_counts(receiver.requests)
+    seen = {json.loads(r.body)["data"]["subscriptionId"] for r in receiver.requests}
+    dups = duplicates(receiver.requests)
+    print(f"\nworker crash: n={n} delivered={n} lost=0 duplicates={dups}")
+    assert seen == set(sids)
+    assert len(counts) == n and min(counts.values()) >= 1
+    # Only the killed worker's unrecorded half is sent twice; nothing else repeats.
+    assert 0 < dups <= n // 2
+    assert max(counts.values()) == 2
+    assert error_lines(tmp_path.glob("worker-*.log")) == []

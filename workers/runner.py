@@ -76,6 +76,9 @@ async def sweep(ctx: dict[str, Any]) -> tuple[int, int]:
     fixed = await deps.store.sweep(now_ms())
     if any(fixed):
         log.warning("sweep_restored", polls=fixed[0], deliveries=fixed[1])
+    pruned = await deps.store.prune_expired(now_ms())
+    if pruned:
+        log.info("sweep_pruned", subscriptions=pruned)
     return fixed
 
 

@@ -47,6 +47,8 @@ class Pump(Generic[T]):
         self.concurrency = concurrency
         self.batch = batch
         self.idle_max = idle_max
+        # While handlers run, claim only once this many slots are free (fewer claim calls).
+        self._min_claim = max(1, min(batch, concurrency // 8))
         self._wake = asyncio.Event()
         self._stopping = False
         self._slots = asyncio.Semaphore(concurrency)
@@ -69,7 +71,14 @@ class Pump(Generic[T]):
     async def _loop(self) -> None:
         while not self._stopping:
             try:
+                # Cleared before any await of this pass: a wake() that arrives while we claim
+                # or look up the next due time is not lost (the wait below returns at once).
+                self._wake.clear()
                 free = self.concurrency - len(self._running)
+                if self._running and free < self._min_claim:
+                    # Busy: claim in chunks, not one Redis round trip per finished handler.
+                    await self._wait(self.idle_max)
+                    continue
                 items: Sequence[T] = []
                 if free > 0:
                     items = await self._claim(now_ms(), min(free, self.batch))
@@ -92,7 +101,11 @@ class Pump(Generic[T]):
             due = await self._next_due()
             if due is not None:
                 delay = min(delay, max(0.0, (due - now_ms()) / 1000))
-        self._wake.clear()
+        await self._wait(delay)
+
+    async def _wait(self, delay: float) -> None:
+        if self._wake.is_set() or delay <= 0:
+            return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout=delay)
 

@@ -34,6 +34,9 @@ DUE_POLL: Final = "r:due:poll"
 DUE_DELIVERY: Final = "r:due:dlv"
 ATTEMPT_LOG_MAX: Final = 50
 ROTATION_OVERLAP_MS: Final = 24 * 3600 * 1000
+# A claimed delivery carries the cached result it is built from up to this size; a bigger one
+# (Intuned results can be megabytes) is fetched on its own, so a claim of 256 stays small.
+CLAIM_RESULT_MAX: Final = 64 * 1024
 T = TypeVar("T")
 
 
@@ -78,7 +81,13 @@ class ClaimedPoll(msgspec.Struct, frozen=True):
 
 
 class ClaimedDelivery(msgspec.Struct, frozen=True):
-    """A subscription whose delivery attempt is due, leased to the claiming worker."""
+    """A subscription whose delivery attempt is due, leased to the claiming worker.
+
+    The claim also carries what the attempt reads (one round trip instead of four): the stored
+    event body, or else the cached Intuned result it is built from (``result_known`` False when
+    the result was too big to carry and must be fetched), the signing secrets in force at claim
+    time, and the watch failure of a ``run.watch_failed`` event.
+    """
 
     subscription_id: str
     doc: SubscriptionDoc
@@ -87,6 +96,11 @@ class ClaimedDelivery(msgspec.Struct, frozen=True):
     event_type: str
     occurred_at: int
     run_key: str
+    body: bytes | None = None
+    result: bytes | None = None
+    result_known: bool = False
+    secrets: tuple[str, ...] = ()
+    failure: WatchFailure | None = None
 
 
 class RunWatch(msgspec.Struct, frozen=True):
@@ -106,6 +120,16 @@ class Page(msgspec.Struct, frozen=True):
 
     items: list[Subscription]
     next_cursor: str | None
+
+
+def _secrets_in_force(
+    cur: bytes | None, prev: bytes | None, rot: bytes | None, now: int
+) -> list[str]:
+    """The current secret, plus the previous one within 24 h of the rotation."""
+    out = [cur.decode()] if cur else []
+    if prev and rot and now - int(rot) < ROTATION_OVERLAP_MS:
+        out.append(prev.decode())
+    return out
 
 
 def idempotency_field(project_name: str, run_id: str, callback_url: str) -> str:
@@ -381,13 +405,13 @@ class Store:
         self, now: int, limit: int, lease_ms: int, only: str | None = None
     ) -> list[ClaimedDelivery]:
         """Lease up to ``limit`` due delivery attempts (or just ``only`` if it is due)."""
-        args: list[str | int] = [now, limit, lease_ms]
+        args: list[str | int] = [now, limit, lease_ms, CLAIM_RESULT_MAX]
         if only is not None:
             args.append(only)
         flat = await self._claim_deliveries(args=args)
         out: list[ClaimedDelivery] = []
-        for i in range(0, len(flat), 7):
-            sid, doc, n, ser, et, ta, rk = flat[i : i + 7]
+        for i in range(0, len(flat), 14):
+            sid, doc, n, ser, et, ta, rk, state, value, cur, prev, rot, fc, fm = flat[i : i + 14]
             out.append(
                 ClaimedDelivery(
                     subscription_id=_s(sid) or "",
@@ -397,6 +421,11 @@ class Store:
                     event_type=_s(et) or "",
                     occurred_at=int(ta),
                     run_key=_s(rk) or "",
+                    body=bytes(value) if state == b"body" else None,
+                    result=bytes(value) if state == b"result" else None,
+                    result_known=state != b"big",
+                    secrets=tuple(_secrets_in_force(cur, prev, rot, now)),
+                    failure=WatchFailure(FailureCode(fc.decode()), _s(fm) or "") if fc else None,
                 )
             )
         return out
@@ -466,10 +495,7 @@ class Store:
     async def signing_secrets(self, client: str, now: int) -> list[str]:
         """Secrets that sign a webhook now: the current one, plus the previous within 24 h."""
         cur, prev, rot = await _r(self.redis.hmget(f"r:sec:{client}", ["cur", "prev", "rot"]))
-        out = [cur.decode()] if cur else []
-        if prev and rot and now - int(rot) < ROTATION_OVERLAP_MS:
-            out.append(prev.decode())
-        return out
+        return _secrets_in_force(cur, prev, rot, now)
 
     async def release_polls(self, run_keys: Sequence[str], now: int) -> None:
         """Hand leased polls back (a stopping worker): due again at ``now``."""

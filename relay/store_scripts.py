@@ -225,24 +225,48 @@ return out
 """
 )
 
-# ARGV: now limit lease_ms [sid]. Returns flat: sid, doc, n, ser, et, ta, rk per claimed entry.
+# ARGV: now limit lease_ms result_max [sid]. Returns, per claimed entry, 14 values: sid, doc,
+# n, ser, et, ta, rk, then what the attempt reads, so that it needs no other round trip:
+#   body_state  'body' (next value: the stored event body), 'result' (next: the cached Intuned
+#               body), 'none' (no cached result), 'big' (cached result over result_max bytes:
+#               the caller fetches it)
+#   value       as body_state says, or ''
+#   cur prev rot   the client's signing secrets ('' when unset)
+#   fc fm       the run's watch failure (run.watch_failed only; '' otherwise)
 CLAIM_DELIVERIES: Final = r"""
 local now, limit, lease = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local result_max = tonumber(ARGV[4])
 local due
-if ARGV[4] then
-  local score = redis.call('ZSCORE', 'r:due:dlv', ARGV[4])
-  if score and tonumber(score) <= now then due = {ARGV[4]} else due = {} end
+if ARGV[5] then
+  local score = redis.call('ZSCORE', 'r:due:dlv', ARGV[5])
+  if score and tonumber(score) <= now then due = {ARGV[5]} else due = {} end
 else
   due = redis.call('ZRANGEBYSCORE', 'r:due:dlv', '-inf', now, 'LIMIT', 0, limit)
 end
 local out = {}
 for _, sid in ipairs(due) do
-  local s = redis.call('HMGET', 'r:s:' .. sid, 'st', 'd', 'n', 'ser', 'et', 'ta', 'rk')
+  local s = redis.call('HMGET', 'r:s:' .. sid, 'st', 'd', 'n', 'ser', 'et', 'ta', 'rk', 'cl')
   if s[1] == 'delivering' then
     redis.call('ZADD', 'r:due:dlv', now + lease, sid)
+    local rk = s[7] or ''
     table.insert(out, sid); table.insert(out, s[2]); table.insert(out, s[3] or '0')
     table.insert(out, s[4] or '1'); table.insert(out, s[5] or ''); table.insert(out, s[6] or '0')
-    table.insert(out, s[7] or '')
+    table.insert(out, rk)
+    local body = redis.call('GET', 'r:s:' .. sid .. ':b')
+    if body then
+      table.insert(out, 'body'); table.insert(out, body)
+    elseif redis.call('HEXISTS', 'r:res:' .. rk, 'b') == 0 then
+      table.insert(out, 'none'); table.insert(out, '')
+    elseif redis.call('HSTRLEN', 'r:res:' .. rk, 'b') > result_max then
+      table.insert(out, 'big'); table.insert(out, '')
+    else
+      table.insert(out, 'result'); table.insert(out, redis.call('HGET', 'r:res:' .. rk, 'b'))
+    end
+    local sec = redis.call('HMGET', 'r:sec:' .. (s[8] or ''), 'cur', 'prev', 'rot')
+    for j = 1, 3 do table.insert(out, sec[j] or '') end
+    local wf = {false, false}
+    if s[5] == 'run.watch_failed' then wf = redis.call('HMGET', 'r:w:' .. rk, 'fc', 'fm') end
+    table.insert(out, wf[1] or ''); table.insert(out, wf[2] or '')
   else
     redis.call('ZREM', 'r:due:dlv', sid)
   end

@@ -253,3 +253,46 @@ async def test_redelivery_keeps_a_finished_subscription_alive(store: Store) -> N
     assert await store.redeliver(doc.id, "alpha", 4_000) == "ok"
     assert await store.redis.zcard("r:exp") == 0
     assert await store.redis.ttl(f"r:s:{doc.id}") == -1
+
+
+async def test_a_delivery_claim_carries_what_the_attempt_reads(store: Store) -> None:
+    """One round trip per attempt: result (or stored body), secrets and failure ride along."""
+    doc = make_doc()
+    await store.register(doc, rk_of(doc))
+    await store.claim_polls(2_000, 10, 5_000)
+    envelope = b'{"runId":"run1","status":"completed","result":[1]}'
+    await store.record_result(rk_of(doc), 2_100, "completed", envelope, 0, 0)
+    await store.signing_secret("alpha", "whsec_a")
+    await store.rotate_secret("alpha", "whsec_b", 2_500)
+    [claim] = await store.claim_deliveries(3_000, 10, 1_000)
+    assert (claim.body, claim.result, claim.result_known) == (None, envelope, True)
+    assert claim.secrets == ("whsec_b", "whsec_a")
+    assert claim.failure is None
+    await store.store_event_body(doc.id, b'{"type":"run.completed"}')
+    [again] = await store.claim_deliveries(5_000, 10, 1_000)
+    assert (again.body, again.result) == (b'{"type":"run.completed"}', None)
+
+
+async def test_a_delivery_claim_leaves_a_big_result_to_a_separate_read(store: Store) -> None:
+    doc = make_doc()
+    await store.register(doc, rk_of(doc))
+    await store.claim_polls(2_000, 10, 5_000)
+    big = b'{"runId":"run1","status":"completed","result":"' + b"x" * 70_000 + b'"}'
+    await store.record_result(rk_of(doc), 2_100, "completed", big, 0, 0)
+    [claim] = await store.claim_deliveries(3_000, 10, 1_000)
+    assert (claim.result, claim.result_known, claim.secrets) == (None, False, ())
+    cached = await store.cached_result(rk_of(doc))
+    assert cached is not None and cached.body == big
+
+
+async def test_a_watch_failed_claim_carries_the_failure(store: Store) -> None:
+    doc = make_doc()
+    await store.register(doc, rk_of(doc))
+    failure = WatchFailure(FailureCode.WATCH_TIMEOUT, "run not terminal")
+    await store.record_watch_failure(rk_of(doc), 9_000, failure, polled=False)
+    [claim] = await store.claim_deliveries(10_000, 10, 1_000)
+    assert (claim.event_type, claim.failure, claim.result_known) == (
+        "run.watch_failed",
+        failure,
+        True,
+    )

@@ -24,14 +24,16 @@ log = structlog.get_logger("relay.delivery")
 async def event_body(deps: WorkerDeps, claim: ClaimedDelivery) -> bytes:
     """The stored body of this subscription's event, built and stored on first use."""
     store = deps.store
-    body = await store.event_body(claim.subscription_id)
-    if body is not None:
-        return body
-    cached = await store.cached_result(claim.run_key)
-    fields = RAW_FIELDS_DECODER.decode(cached.body) if cached is not None else None
+    if claim.body is not None:  # built by an earlier attempt (read by the claim)
+        return claim.body
+    raw = claim.result
+    if not claim.result_known:  # too big to ride along with the claim
+        cached = await store.cached_result(claim.run_key)
+        raw = cached.body if cached is not None else None
+    fields = RAW_FIELDS_DECODER.decode(raw) if raw is not None else None
     failure = None
     if claim.event_type == "run.watch_failed":
-        wf = await store.watch_failure(claim.run_key)
+        wf = claim.failure
         failure = (wf.code.value, wf.message) if wf else ("watch_timeout", "watch ended")
     doc = claim.doc
     built = build_event_body(
@@ -53,7 +55,7 @@ async def deliver_claimed(deps: WorkerDeps, claim: ClaimedDelivery) -> None:
     store, s = deps.store, deps.settings
     body = await event_body(deps, claim)
     now = now_ms()
-    secrets = await store.signing_secrets(claim.doc.client, now)
+    secrets = list(claim.secrets)
     if not secrets:
         secrets = [await store.signing_secret(claim.doc.client, new_secret())]
     msg_id = webhook_id(claim.subscription_id, claim.event_type)

@@ -14,6 +14,8 @@ The decision table (scheduling numbers come from ``relay.policy``):
 
 from __future__ import annotations
 
+import random
+
 import structlog
 
 from relay.intuned.models import (
@@ -25,10 +27,23 @@ from relay.intuned.models import (
 )
 from relay.model import FailureCode, WatchFailure, now_ms
 from relay.policy import next_poll_interval, poll_delay
+from relay.settings import Settings
 from relay.store import ClaimedPoll
 from workers.deps import WorkerDeps
 
 log = structlog.get_logger("relay.poll")
+
+
+def poll_after(
+    interval: float,
+    s: Settings,
+    retry_after: float | None = None,
+    rng: random.Random | None = None,
+) -> float:
+    """Seconds until the next poll: the jittered interval, never beyond RELAY_POLL_MAX_INTERVAL
+    (jitter included) unless Intuned's Retry-After asks for longer."""
+    delay = poll_delay(interval, retry_after=retry_after, maximum=s.poll_max_interval, rng=rng)
+    return delay if retry_after is not None else min(delay, s.poll_max_interval)
 
 
 async def poll_claimed(deps: WorkerDeps, claim: ClaimedPoll) -> None:
@@ -45,14 +60,15 @@ async def poll_claimed(deps: WorkerDeps, claim: ClaimedPoll) -> None:
     interval = next_poll_interval(claim.interval, s.poll_interval, s.poll_max_interval)
 
     def due(retry_after: float | None = None) -> int:
-        delay = poll_delay(interval, retry_after=retry_after, maximum=s.poll_max_interval)
-        return min(now + int(delay * 1000), deadline)
+        return min(now + int(poll_after(interval, s, retry_after) * 1000), deadline)
 
     if isinstance(outcome, Fetched):
         status = outcome.result.status
         state, delivering = await store.record_result(rk, now, status, outcome.raw, due(), interval)
-        deps.metrics.polls.labels("terminal" if outcome.result.is_terminal else "pending").inc()
-        log.info(
+        terminal = outcome.result.is_terminal
+        deps.metrics.polls.labels("terminal" if terminal else "pending").inc()
+        # A pending answer is the common case (every run, every few seconds): debug only.
+        (log.info if terminal else log.debug)(
             "poll", run_key=rk, run_id=claim.run_id, outcome="result", status=status, state=state
         )
         if delivering:

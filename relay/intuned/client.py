@@ -29,16 +29,16 @@ import email.utils
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC
 from types import TracebackType
-from typing import Final
+from typing import Final, Protocol
 from urllib.parse import quote
 
 import aiohttp
 import httpx
 import msgspec
-from httpx_aiohttp import AiohttpTransport
+from aiohttp.http_exceptions import ContentEncodingError
 
 from relay.intuned.models import (
     RAW_FIELDS_DECODER,
@@ -90,7 +90,31 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     return max(when.timestamp() - current, 0.0)
 
 
-def _detail(response: httpx.Response) -> str:
+class Reply(Protocol):
+    """What the classifiers read from an answer: ``httpx.Response`` and ``_AiohttpReply`` fit."""
+
+    @property
+    def status_code(self) -> int: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    @property
+    def content(self) -> bytes: ...
+
+
+class _AiohttpReply:
+    """An answer read on the direct aiohttp path, shaped like the parts of httpx's we read."""
+
+    __slots__ = ("content", "headers", "status_code")
+
+    def __init__(self, status_code: int, headers: Mapping[str, str], content: bytes) -> None:
+        self.status_code = status_code
+        self.headers = headers
+        self.content = content
+
+
+def _detail(response: Reply) -> str:
     """A short, safe description of an error body: its JSON ``message`` or its first chars."""
     content = response.content
     try:
@@ -116,7 +140,7 @@ def _transport_kind(exc: BaseException) -> str:
 
 
 def _classify_common(
-    response: httpx.Response,
+    response: Reply,
 ) -> NotFoundOutcome | Unauthorized | RateLimited | Transient | None:
     status = response.status_code
     if status == 404:
@@ -130,7 +154,7 @@ def _classify_common(
     return None
 
 
-def classify_result(response: httpx.Response) -> PollOutcome:
+def classify_result(response: Reply) -> PollOutcome:
     """The outcome of a ``GET …/result`` answer (body already read)."""
     if 200 <= response.status_code < 300:
         raw = response.content
@@ -147,7 +171,7 @@ def classify_result(response: httpx.Response) -> PollOutcome:
     return Transient(kind="http_status", status_code=response.status_code, detail=_detail(response))
 
 
-def classify_start(response: httpx.Response) -> StartOutcome:
+def classify_start(response: Reply) -> StartOutcome:
     """The outcome of a ``POST …/run/start`` answer (body already read)."""
     status = response.status_code
     if 200 <= status < 300:
@@ -199,15 +223,22 @@ class IntunedClient:
         self.base_url = base_url.rstrip("/")
         self.workspace_id = workspace_id
         self.timeout = timeout
-        if transport is None:
-            transport = AiohttpTransport(client=_session_factory(max_connections))
-        self._http = httpx.AsyncClient(
-            transport=transport,
-            timeout=httpx.Timeout(timeout),
-            headers={"x-api-key": api_key, "accept": "application/json", "user-agent": USER_AGENT},
-            follow_redirects=False,
-            trust_env=False,
-        )
+        headers = {"x-api-key": api_key, "accept": "application/json", "user-agent": USER_AGENT}
+        # Production path: aiohttp directly. httpx over httpx-aiohttp costs about as much CPU
+        # again per request as aiohttp itself (bench/RESULTS.md, polling profile); an httpx
+        # transport is still accepted so tests can hand in a MockTransport.
+        self._http: httpx.AsyncClient | None = None
+        if transport is not None:
+            self._http = httpx.AsyncClient(
+                transport=transport,
+                timeout=httpx.Timeout(timeout),
+                headers=headers,
+                follow_redirects=False,
+                trust_env=False,
+            )
+        self._headers = headers
+        self._make_session = _session_factory(max_connections)
+        self._session: aiohttp.ClientSession | None = None
         self._ws_path = "/" + quote(workspace_id, safe="")
 
     def __repr__(self) -> str:
@@ -218,15 +249,27 @@ class IntunedClient:
     def _url(self, project_name: str, tail: str) -> str:
         return f"{self.base_url}{self._ws_path}/projects/{quote(project_name, safe='')}/{tail}"
 
-    async def _send(self, method: str, url: str, body: bytes | None) -> httpx.Response | Transient:
+    async def _send(self, method: str, url: str, body: bytes | None) -> Reply | Transient:
         """Send one request under a total deadline and read its body; transport failures typed."""
         headers = {"content-type": "application/json"} if body is not None else None
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self.timeout):
-                response = await self._http.request(method, url, content=body, headers=headers)
+                if self._http is not None:
+                    response: Reply = await self._http.request(
+                        method, url, content=body, headers=headers
+                    )
+                else:
+                    response = await self._aiohttp_request(method, url, body, headers)
         except httpx.DecodingError as exc:  # a Content-Encoding that does not decode
             return Transient(kind="bad_body", detail=f"undecodable body: {exc}"[:_DETAIL_CHARS])
+        except aiohttp.ClientPayloadError as exc:
+            if isinstance(exc.__cause__, ContentEncodingError) or "content-encoding" in str(exc):
+                detail = f"undecodable body: {exc}"[:_DETAIL_CHARS]
+                return Transient(kind="bad_body", detail=detail)
+            return Transient(
+                kind="connection", detail=f"{type(exc).__name__}: {exc}"[:_DETAIL_CHARS]
+            )
         except (httpx.RequestError, aiohttp.ClientError, OSError) as exc:  # OSError: TimeoutError
             kind = _transport_kind(exc)
             log.debug("intuned %s %s failed: %s (%s)", method, url, kind, type(exc).__name__)
@@ -234,6 +277,19 @@ class IntunedClient:
         elapsed_ms = (time.perf_counter() - started) * 1000
         log.debug("intuned %s %s -> %d in %.1f ms", method, url, response.status_code, elapsed_ms)
         return response
+
+    async def _aiohttp_request(
+        self, method: str, url: str, body: bytes | None, headers: dict[str, str] | None
+    ) -> _AiohttpReply:
+        session = self._session
+        if session is None:  # built inside the loop that first uses the client
+            session = self._session = self._make_session()
+        merged = self._headers if headers is None else {**self._headers, **headers}
+        async with session.request(
+            method, url, data=body, headers=merged, allow_redirects=False
+        ) as resp:
+            content = await resp.read()
+            return _AiohttpReply(resp.status, resp.headers, content)
 
     async def get_result(self, project_name: str, run_id: str) -> PollOutcome:
         """Fetch a run's result envelope (``GET …/run/{runId}/result``) and classify it."""
@@ -249,7 +305,11 @@ class IntunedClient:
 
     async def aclose(self) -> None:
         """Close the connection pool."""
-        await self._http.aclose()
+        if self._http is not None:
+            await self._http.aclose()
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
 
     async def __aenter__(self) -> IntunedClient:
         return self

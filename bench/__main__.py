@@ -12,6 +12,8 @@ table, never a failure: the exit code is non-zero only when the harness itself b
 from __future__ import annotations
 
 import argparse
+import asyncio
+import signal
 import sys
 import tempfile
 import time
@@ -38,6 +40,10 @@ SCENARIOS: dict[str, Callable[[Bench], Awaitable[list[Row]]]] = {
 
 async def main_async(names: list[str], smoke: bool, out: Path) -> int:
     """Run the scenarios; write the report; 0 unless the harness broke."""
+    # SIGTERM unwinds like Ctrl-C, so every child is still stopped by the finally below.
+    me = asyncio.current_task()
+    assert me is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, me.cancel)
     started = time.monotonic()
     fleet = Fleet()
     rows: list[Row] = []

@@ -9,6 +9,7 @@ thing measured), and the relay's own ``relay api`` / ``relay worker`` exactly as
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -125,6 +126,7 @@ class Fleet:
     def __init__(self) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="relay-bench-"))
         self.children: list[Child] = []
+        self._seq = 0  # log files are never shared: each child gets its own
         self.redis = EmbeddedRedis(self.dir / "redis", persistent=False)
         self.fake_port = free_port()
         self.receiver_port = free_port()
@@ -158,7 +160,8 @@ class Fleet:
     def spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> Child:
         """Start ``python <args>`` as a child; it is stopped by ``stop``."""
         full = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-        log = self.dir / f"{name}-{len(self.children)}.log"
+        self._seq += 1
+        log = self.dir / f"{name}-{self._seq}.log"
         child = Child(name, [sys.executable, *args], full, log)
         self.children.append(child)
         return child
@@ -196,7 +199,8 @@ class Fleet:
         exe = Path(sys.executable).parent / "py-spy"
         args = [str(exe), "record", "--pid", str(child.pid), "--format", "raw", "-o", str(dest)]
         args += ["--rate", "250", "--subprocesses", "--nonblocking"]
-        log = self.dir / f"py-spy-{child.pid}.log"
+        self._seq += 1
+        log = self.dir / f"py-spy-{self._seq}.log"
         self.children.append(Child("py-spy", args, dict(os.environ), log))
 
     def stop_child(self, child: Child) -> None:
@@ -211,6 +215,8 @@ class Fleet:
             child.stop()
         self.children.clear()
         self.redis.stop()
+        if not os.environ.get("BENCH_KEEP_LOGS"):
+            shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class CpuMeter:

@@ -109,8 +109,8 @@ async def run(b: Bench) -> list[Row]:
         b.fleet.stop_child(worker)
         await b.flush()
     med = {k: statistics.median(v) for k, v in rates.items()}
-    fake_cpu = {k: statistics.median(c["fake"] for c in v) for k, v in cpus.items()}
-    worker_cpu = statistics.median(c["worker"] for c in cpus["relay"])
+    fake_cpu = {k: round(statistics.median(c["fake"] for c in v), 1) for k, v in cpus.items()}
+    worker_cpu = round(statistics.median(c["worker"] for c in cpus["relay"]), 1)
     ratio = med["relay"] / max(med["baseline"], 1e-9)
     note = (
         f"{n} runs. Fake CPU (% of one core, median): during relay windows {fake_cpu['relay']}, "

@@ -2,14 +2,16 @@
 
 Two ways, both reported:
 
-- **schedule**: ``relay.policy``'s own functions (``next_poll_interval``, ``poll_delay`` with its
-  ±10 % jitter) applied to the real DEFAULT settings (``RELAY_POLL_INTERVAL=3s``,
-  ``RELAY_POLL_MAX_INTERVAL=30s``), averaged over 500 seeds: first poll at registration, then one
-  poll per delay until the first at or after the run's end. The naive loop polls at 0, 3, 6, ...
-- **live, clock scaled by K**: the relay worker runs with every duration divided by K (poll
-  interval 3 s/K, maximum 30 s/K, watch timeout 24 h/K) against fake runs whose
-  ``pending_seconds`` is the duration/K; next to it, a naive loop with Intuned's own SDK
-  (``intuned_client.AsyncIntunedClient``) polls other runs of the same durations every 3 s/K.
+- **schedule**: the worker's own functions (``relay.policy.next_poll_interval`` and
+  ``workers.polling.poll_after``: ±10 % jitter, capped at the maximum) applied to the real
+  DEFAULT settings (``RELAY_POLL_INTERVAL=3s``, ``RELAY_POLL_MAX_INTERVAL=30s``), over 500
+  seeds: first poll at registration, then one poll per delay until the first at or after the
+  run's end. The naive loop polls at 0, 3, 6, ...
+- **live, clock scaled by K** (K = 3 for the 30 s run, 20 for 10 min, 120 for 2 h, one after
+  the other, so each lasts 10-60 real seconds): the relay worker runs with every duration
+  divided by K (poll interval 3 s/K, maximum 30 s/K, watch timeout 24 h/K) against fake runs
+  whose ``pending_seconds`` is the duration/K; next to it, a naive loop with Intuned's own SDK
+  (``intuned_client.AsyncIntunedClient``) polls other runs of the same length on a 3 s/K tick.
   Calls are counted by the fake; notice delay = (first terminal answer - run end) x K.
 """
 
@@ -25,12 +27,17 @@ from intuned_client import AsyncIntunedClient
 
 from bench.common import Bench, Row
 from bench.procs import INTUNED_KEY, PROJECT, WORKSPACE
-from relay.policy import next_poll_interval, poll_delay
+from relay.policy import next_poll_interval
 from relay.settings import Settings
+from workers.polling import poll_after
 
 DEFAULTS = Settings(redis_url=None, intuned_workspace_id="w", api_keys={})
 DURATIONS = {"30 s": 30.0, "10 min": 600.0, "2 h": 7200.0}
 NAIVE_INTERVAL = 3.0
+# Clock divisors per run length: each run lasts 10-60 real seconds, so the few real
+# milliseconds between creating a run and its first poll stay small once multiplied by K.
+FULL_SCALE = {"30 s": 3.0, "10 min": 20.0, "2 h": 120.0}
+SMOKE_SCALE = {"30 s": 30.0, "10 min": 600.0}
 
 
 def schedule_cost(duration: float, seed: int) -> tuple[int, float]:
@@ -40,7 +47,7 @@ def schedule_cost(duration: float, seed: int) -> tuple[int, float]:
     base, maximum = DEFAULTS.poll_interval, DEFAULTS.poll_max_interval
     while t < duration:
         interval = next_poll_interval(interval, base, maximum)
-        t += poll_delay(interval, maximum=maximum, rng=rng)
+        t += poll_after(interval, DEFAULTS, rng=rng)
         calls += 1
     return calls, t - duration
 
@@ -52,16 +59,19 @@ def naive_cost(duration: float) -> tuple[int, float]:
 
 
 async def naive_sdk(sdk: AsyncIntunedClient, run_id: str, interval: float) -> None:
-    """Poll with the SDK every ``interval`` until the run is terminal."""
+    """Poll with the SDK on a fixed tick of ``interval`` until the run is terminal."""
+    loop = asyncio.get_running_loop()
+    start, tick = loop.time(), 0
     while True:
         res = await sdk.projects.runs.result(project_name=PROJECT, run_id=run_id)
         if res.status in ("completed", "failed", "canceled"):
             return
-        await asyncio.sleep(interval)
+        tick += 1
+        await asyncio.sleep(max(0.0, start + tick * interval - loop.time()))
 
 
-async def live(b: Bench, k: float, per: int, durations: dict[str, float]) -> dict[str, dict]:
-    """Scaled live run: calls and notice delay per duration, relay vs SDK loop."""
+async def live(b: Bench, label: str, d: float, k: float, per: int) -> dict[str, dict]:
+    """One duration on a clock scaled by ``k``: calls and notice delay, relay vs SDK loop."""
     await b.flush()
     s = DEFAULTS
     worker = b.fleet.worker(
@@ -69,51 +79,41 @@ async def live(b: Bench, k: float, per: int, durations: dict[str, float]) -> dic
         RELAY_POLL_MAX_INTERVAL=f"{s.poll_max_interval / k * 1000:.3f}ms",
         RELAY_WATCH_TIMEOUT=f"{s.watch_timeout / k:.3f}s",
     )
-    out: dict[str, dict] = {}
     try:
-        sdk = AsyncIntunedClient(
+        async with AsyncIntunedClient(
             api_key=INTUNED_KEY, workspace_id=WORKSPACE, base_url=b.fleet.intuned_base
-        )
-        relay_ids: dict[str, list[str]] = {}
-        naive_ids: dict[str, list[str]] = {}
-        tasks = []
-        for label, d in durations.items():
+        ) as sdk:
             # Each side starts watching right after its runs were created: the lag, real
             # milliseconds, is multiplied by K on the scaled clock.
             script = {"pendingSeconds": d / k, "outcome": "completed", "result": {"ok": True}}
             tag = label.replace(" ", "")
-            naive_ids[label] = [f"up-n-{tag}-{i}" for i in range(per)]
+            naive_ids = [f"up-n-{tag}-{i}" for i in range(per)]
             await b.fake_runs(f"up-n-{tag}-", per, script)
-            tasks += [
-                asyncio.create_task(naive_sdk(sdk, r, NAIVE_INTERVAL / k)) for r in naive_ids[label]
-            ]
-            relay_ids[label] = [f"up-r-{tag}-{i}" for i in range(per)]
+            tasks = [asyncio.create_task(naive_sdk(sdk, r, NAIVE_INTERVAL / k)) for r in naive_ids]
+            relay_ids = [f"up-r-{tag}-{i}" for i in range(per)]
             await b.fake_runs(f"up-r-{tag}-", per, script)
-            await b.register_many(relay_ids[label], b.fleet.receiver_root + "/hook")
-        longest = max(durations.values()) / k
-        await asyncio.wait_for(asyncio.gather(*tasks), timeout=longest * 1.5 + 30)
-        deadline = time.monotonic() + 60
-        for label, d in durations.items():
-            while True:
-                info = await b.fake_info(relay_ids[label] + naive_ids[label])
-                done = all(info[r]["firstTerminalAt"] is not None for r in relay_ids[label])
-                if done or time.monotonic() > deadline:
-                    break
-                await asyncio.sleep(0.5)
-            row = {}
-            for side, ids in (("relay", relay_ids[label]), ("naive", naive_ids[label])):
-                calls = [info[r]["polls"] for r in ids]
-                delays = [
-                    (info[r]["firstTerminalAt"] - info[r]["createdAt"] - d / k) * k
-                    for r in ids
-                    if info[r]["firstTerminalAt"] is not None
-                ]
-                row[side] = {"calls": calls, "delays": delays}
-            out[label] = row
-        await sdk.aclose()
+            await b.register_many(relay_ids, b.fleet.receiver_root + "/hook")
+            await asyncio.wait_for(asyncio.gather(*tasks), timeout=d / k * 1.5 + 30)
+        deadline = time.monotonic() + s.poll_max_interval / k * 3 + 10
+        while True:
+            info = await b.fake_info(relay_ids + naive_ids)
+            done = all(info[r]["firstTerminalAt"] is not None for r in relay_ids)
+            if done or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.2)
     finally:
         b.fleet.stop_child(worker)
         await b.flush()
+    out: dict[str, dict] = {}
+    for side, ids in (("relay", relay_ids), ("naive", naive_ids)):
+        out[side] = {
+            "calls": [info[r]["polls"] for r in ids],
+            "delays": [
+                (info[r]["firstTerminalAt"] - info[r]["createdAt"] - d / k) * k
+                for r in ids
+                if info[r]["firstTerminalAt"] is not None
+            ],
+        }
     return out
 
 
@@ -121,10 +121,12 @@ async def run(b: Bench) -> list[Row]:
     """The schedule numbers for every duration, then the scaled live run."""
     rows: list[Row] = []
     seeds = 50 if b.smoke else 500
-    k = 600.0 if b.smoke else 60.0
     per = 2 if b.smoke else 5
-    live_durations = {"30 s": 30.0, "10 min": 600.0} if b.smoke else DURATIONS
-    measured = await live(b, k, per, live_durations)
+    scales = SMOKE_SCALE if b.smoke else FULL_SCALE
+    measured = {}
+    for label, k in scales.items():
+        measured[label] = await live(b, label, DURATIONS[label], k, per)
+        b.log(f"upstream live {label} (clock / {k:g}): {measured[label]}")
     for label, d in DURATIONS.items():
         sched = [schedule_cost(d, seed) for seed in range(seeds)]
         calls = [float(c) for c, _ in sched]
@@ -142,7 +144,7 @@ async def run(b: Bench) -> list[Row]:
             rc, nc = m["relay"]["calls"], m["naive"]["calls"]
             rd = m["relay"]["delays"]
             note += (
-                f"; live at K={k:g}: relay calls {rc}, notice delay "
+                f"; live at K={scales[label]:g}: relay calls {rc}, notice delay "
                 f"{', '.join(f'{x:.1f}' for x in rd)} s; SDK loop calls {nc}"
             )
         rows.append(
@@ -171,6 +173,7 @@ async def run(b: Bench) -> list[Row]:
             )
         )
     for label, m in measured.items():
+        k = scales[label]
         rc, nc = m["relay"]["calls"], m["naive"]["calls"]
         rd = m["relay"]["delays"]
         live_ratio = statistics.median(rc) / max(statistics.median(nc), 1)

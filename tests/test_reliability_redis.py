@@ -122,7 +122,9 @@ async def test_redis_restart_loses_nothing_and_nobody_restarts(
             before = state_counts(db, watched + pending)
             own.stop()  # SIGTERM: Redis writes its AOF and exits, with D deliveries unrecorded
             down_at = time.monotonic()
-            assert before == {"watching": m, "delivering": d}, before
+            # Most of the D are still in flight (unrecorded) when Redis goes away.
+            assert before["watching"] == m and before["delivering"] >= d // 2, before
+            in_flight = before["delivering"]
 
             checked = await _unavailable_everywhere(http, watched[0], runs[0])
             await asyncio.sleep(max(0.0, OUTAGE_S - (time.monotonic() - down_at)))
@@ -147,7 +149,8 @@ async def test_redis_restart_loses_nothing_and_nobody_restarts(
         seen = {json.loads(r.body)["data"]["subscriptionId"] for r in receiver.requests}
         dups = duplicates(receiver.requests)
         print(
-            f"\nredis restart: watched={m} pending={d} outage={outage:.1f}s 503-checks={checked} "
+            f"\nredis restart: watched={m} pending={d} (in flight at the stop: {in_flight}) "
+            f"outage={outage:.1f}s 503-checks={checked} "
             f"delivered={len(everyone)} lost={len(set(everyone) - seen)} duplicates={dups}"
         )
         assert seen == set(everyone)

@@ -127,3 +127,11 @@ async def test_no_key_or_secret_in_any_log_and_no_cross_client_signature(
         f"{sum(len(v) for v in leaks.values())} found"
     )
     assert leaks == {name: [] for name in logs}
+
+
+def test_the_log_audit_finds_what_it_looks_for() -> None:
+    secret = "whsec_" + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo="
+    assert find_secrets(f"Authorization: Bearer {ALPHA_KEY}", [ALPHA_KEY]) == ["alpha-..."]
+    assert find_secrets(secret.removeprefix("whsec_"), [secret]) == ["whsec_..."]
+    assert find_secrets(f"signing with {secret}", []) == ["whsec_QUJD..."]
+    assert find_secrets('{"secret": "***", "note": "whsec_***"}', [ALPHA_KEY, secret]) == []

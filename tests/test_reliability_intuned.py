@@ -126,6 +126,7 @@ async def test_fault_matrix_right_events_and_the_worker_lives(
     runs: dict[str, str] = {}
     faults: dict[str, list[Fault]] = {
         "http500": [Fault(kind="error_500", times=3)],
+        "http500_html": [Fault(kind="gateway", status=500, times=2)],
         "http502": [Fault(kind="gateway", status=502, times=2)],
         "http503": [Fault(kind="gateway", status=503, times=2)],
         "http504": [Fault(kind="gateway", status=504, body_format="html", times=2)],
@@ -171,6 +172,7 @@ async def test_fault_matrix_right_events_and_the_worker_lives(
     # The worker saw each fault for what it is and kept watching the run.
     expected = {
         "http500": ["http_5xx"] * 3,
+        "http500_html": ["http_5xx"] * 2,
         "http502": ["http_5xx"] * 2,
         "http503": ["http_5xx"] * 2,
         "http504": ["http_5xx"] * 2,

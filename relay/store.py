@@ -7,20 +7,23 @@ the caller and passed in as timestamps. This module must never make HTTP calls.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import inspect
-from collections.abc import Awaitable, Sequence
-from typing import Final, TypeVar
+from collections.abc import Awaitable, Mapping, Sequence
+from typing import Any, Final, TypeVar
+from urllib.parse import unquote
 
 import msgspec
 from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
 
 from relay import store_scripts as lua
 from relay.model import (
     ATTEMPT_DECODER,
     DOC_DECODER,
-    DOC_ENCODER,
     Attempt,
     CachedResult,
     FailureCode,
@@ -28,6 +31,7 @@ from relay.model import (
     SubscriptionDoc,
     SubState,
     WatchFailure,
+    run_key,
 )
 
 DUE_POLL: Final = "r:due:poll"
@@ -122,6 +126,50 @@ class Page(msgspec.Struct, frozen=True):
     next_cursor: str | None
 
 
+# The subscription hash's fields that hold its document, in CLAIM_DELIVERIES's order.
+_CLAIM_DOC_FIELDS: Final = (b"d", b"rk", b"cl", b"cb", b"md", b"ev", b"ca", b"dx")
+_EMPTY_METADATA: Final = b"{}"
+
+
+def _doc_fields(doc: SubscriptionDoc, rk: str) -> list[str | bytes]:
+    """The document as short hash fields (field, value, ...): every value usually stays under
+    Redis's 64-byte listpack limit, so a subscription costs ~300 bytes instead of ~950."""
+    out: list[str | bytes] = ["cb", doc.callback_url]
+    metadata = bytes(doc.metadata)
+    if metadata != _EMPTY_METADATA:
+        out += ["md", metadata]
+    if run_key(doc.workspace_id, doc.project_name, doc.run_id) != rk:
+        out += ["dx", msgspec.json.encode([doc.workspace_id, doc.project_name, doc.run_id])]
+    return out
+
+
+def _doc_from(sid: str, f: Mapping[bytes, bytes | None]) -> SubscriptionDoc | None:
+    """The document of a subscription hash (either layout); None when it has none."""
+    legacy = f.get(b"d")
+    if legacy:
+        return DOC_DECODER.decode(legacy)
+    callback, rk, client, created = f.get(b"cb"), f.get(b"rk"), f.get(b"cl"), f.get(b"ca")
+    if not callback or not rk or not client or not created:
+        return None
+    dx = f.get(b"dx")
+    if dx:
+        workspace, project, run_id = msgspec.json.decode(dx, type=tuple[str, str, str])
+    else:
+        workspace, project, run_id = (unquote(part) for part in rk.decode().split("/"))
+    events = (f.get(b"ev") or b"").decode().strip("|")
+    return SubscriptionDoc(
+        id=sid,
+        client=client.decode(),
+        workspace_id=workspace,
+        project_name=project,
+        run_id=run_id,
+        callback_url=callback.decode(),
+        events=tuple(e for e in events.split("|") if e),
+        metadata=msgspec.Raw(f.get(b"md") or _EMPTY_METADATA),
+        created_at=int(created),
+    )
+
+
 def _secrets_in_force(
     cur: bytes | None, prev: bytes | None, rot: bytes | None, now: int
 ) -> list[str]:
@@ -138,6 +186,75 @@ def idempotency_field(project_name: str, run_id: str, callback_url: str) -> str:
     return hashlib.sha256(raw).hexdigest()[:24]
 
 
+class _Batcher:
+    """Script calls made in the same event-loop pass share one pipelined round trip.
+
+    A busy worker finishes many polls or attempts per pass; recording each with its own
+    EVALSHA costs a write syscall, a connection check-out and a read per call. Each script
+    still runs atomically on its own (the pipeline is not a transaction), and each caller gets
+    its own result or exception.
+    """
+
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+        self._pending: list[tuple[AsyncScript, list[Any], asyncio.Future[Any]]] = []
+
+    async def call(self, script: AsyncScript, args: list[Any]) -> Any:
+        """Run ``script`` with ``args`` (in a batch with whatever else is due now)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._pending.append((script, args, future))
+        if len(self._pending) == 1:
+            loop.call_soon(self._flush_soon)
+        return await future
+
+    def _flush_soon(self) -> None:
+        batch, self._pending = self._pending, []
+        _background.add(task := asyncio.ensure_future(self._flush(batch)))
+        task.add_done_callback(_background.discard)
+
+    async def _flush(self, batch: list[tuple[AsyncScript, list[Any], asyncio.Future[Any]]]) -> None:
+        if len(batch) == 1:
+            script, args, future = batch[0]
+            try:
+                _settle(future, await script(args=args))
+            except Exception as exc:  # handed to the caller, who awaits it
+                _fail(future, exc)
+            return
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for script, args, _ in batch:
+                    pipe.evalsha(script.sha, 0, *args)
+                results = await pipe.execute(raise_on_error=False)
+        except Exception as exc:  # the round trip failed: every caller sees it
+            for _, _, future in batch:
+                _fail(future, exc)
+            return
+        for (script, args, future), result in zip(batch, results, strict=True):
+            if isinstance(result, NoScriptError):  # a restarted Redis forgot the script
+                try:
+                    result = await script(args=args)
+                except Exception as exc:
+                    result = exc
+            if isinstance(result, Exception):
+                _fail(future, result)
+            else:
+                _settle(future, result)
+
+
+_background: set[asyncio.Future[None]] = set()
+
+
+def _settle(future: asyncio.Future[Any], value: Any) -> None:
+    if not future.done():
+        future.set_result(value)
+
+
+def _fail(future: asyncio.Future[Any], exc: BaseException) -> None:
+    if not future.done():
+        future.set_exception(exc)
+
+
 class Store:
     """The relay's state in Redis: subscriptions, watches, cached results, due sets, secrets."""
 
@@ -150,9 +267,11 @@ class Store:
         self._record_poll = redis.register_script(lua.RECORD_POLL)
         self._claim_deliveries = redis.register_script(lua.CLAIM_DELIVERIES)
         self._record_attempt = redis.register_script(lua.RECORD_ATTEMPT)
+        self._store_body = redis.register_script(lua.STORE_BODY)
         self._redeliver = redis.register_script(lua.REDELIVER)
         self._cancel = redis.register_script(lua.CANCEL)
         self._prune = redis.register_script(lua.PRUNE_EXPIRED)
+        self._batch = _Batcher(redis)
 
     # ---- registration and the client's view ---------------------------------------------
 
@@ -165,12 +284,13 @@ class Store:
                 doc.client,
                 run_key,
                 idempotency_field(doc.project_name, doc.run_id, doc.callback_url),
-                DOC_ENCODER.encode(doc),
+                "",
                 events,
                 doc.created_at,
                 doc.project_name,
                 doc.run_id,
                 self.ttl_ms,
+                *_doc_fields(doc, run_key),
             ]
         )
         created, sid, action = res
@@ -184,7 +304,7 @@ class Store:
             pipe.hgetall(_sub(sid))
             pipe.lrange(_sub(sid) + ":a", 0, -1)
             fields, attempts = await pipe.execute()
-        sub = self._decode_sub(fields, attempts)
+        sub = self._decode_sub(sid, fields, attempts)
         if sub is None or sub.doc.client != client:
             return None
         return sub
@@ -195,14 +315,14 @@ class Store:
             pipe.hgetall(_sub(sid))
             pipe.lrange(_sub(sid) + ":a", 0, -1)
             fields, attempts = await pipe.execute()
-        return self._decode_sub(fields, attempts)
+        return self._decode_sub(sid, fields, attempts)
 
     def _decode_sub(
-        self, fields: dict[bytes, bytes], attempts: Sequence[bytes] = ()
+        self, sid: str, fields: dict[bytes, bytes], attempts: Sequence[bytes] = ()
     ) -> Subscription | None:
-        if not fields or b"d" not in fields:
+        doc = _doc_from(sid, fields) if fields and b"st" in fields else None
+        if doc is None:
             return None
-        doc = DOC_DECODER.decode(fields[b"d"])
         na = fields.get(b"na")
         return Subscription(
             doc=doc,
@@ -265,7 +385,7 @@ class Store:
             stale: list[str] = []
             for (sid, sc), fields in zip(candidates, found, strict=True):
                 last = (sc, sid)
-                sub = self._decode_sub(fields)
+                sub = self._decode_sub(sid, fields)
                 if sub is None:
                     stale.append(sid)
                     continue
@@ -343,8 +463,9 @@ class Store:
         failure: WatchFailure | None = None,
         flag: bool = False,
     ) -> tuple[str, list[str]]:
-        res = await self._record_poll(
-            args=[
+        res = await self._batch.call(
+            self._record_poll,
+            [
                 run_key,
                 now,
                 kind,
@@ -356,7 +477,7 @@ class Store:
                 failure.code.value if failure else "",
                 failure.message if failure else "",
                 "1" if flag else "0",
-            ]
+            ],
         )
         return _s(res[0]) or "", [_s(x) or "" for x in res[1:]]
 
@@ -410,17 +531,22 @@ class Store:
             args.append(only)
         flat = await self._claim_deliveries(args=args)
         out: list[ClaimedDelivery] = []
-        for i in range(0, len(flat), 14):
-            sid, doc, n, ser, et, ta, rk, state, value, cur, prev, rot, fc, fm = flat[i : i + 14]
+        for i in range(0, len(flat), 20):
+            sid_b, n, ser, et, ta, *doc_values = flat[i : i + 13]
+            state, value, cur, prev, rot, fc, fm = flat[i + 13 : i + 20]
+            sid = _s(sid_b) or ""
+            doc = _doc_from(sid, dict(zip(_CLAIM_DOC_FIELDS, doc_values, strict=True)))
+            if doc is None:  # a hash without its document: nothing to deliver
+                continue
             out.append(
                 ClaimedDelivery(
-                    subscription_id=_s(sid) or "",
-                    doc=DOC_DECODER.decode(doc),
+                    subscription_id=sid,
+                    doc=doc,
                     attempts_in_series=int(n),
                     series=int(ser),
                     event_type=_s(et) or "",
                     occurred_at=int(ta),
-                    run_key=_s(rk) or "",
+                    run_key=_s(doc_values[1]) or "",
                     body=bytes(value) if state == b"body" else None,
                     result=bytes(value) if state == b"result" else None,
                     result_known=state != b"big",
@@ -437,12 +563,8 @@ class Store:
 
     async def store_event_body(self, sid: str, body: bytes) -> bytes:
         """Store the event body unless one exists; return the stored one (first writer wins)."""
-        key = _sub(sid) + ":b"
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.set(key, body, nx=True)
-            pipe.get(key)
-            _, stored = await pipe.execute()
-        return bytes(stored)
+        stored = await self._batch.call(self._store_body, [sid, body])
+        return body if stored is None else bytes(stored)
 
     async def record_attempt(
         self, claim: ClaimedDelivery, attempt: Attempt, outcome: str, next_due: int, now: int
@@ -450,8 +572,9 @@ class Store:
         """Log an attempt and move the subscription on; returns its state or 'stale'."""
         return (
             _s(
-                await self._record_attempt(
-                    args=[
+                await self._batch.call(
+                    self._record_attempt,
+                    [
                         claim.subscription_id,
                         claim.series,
                         msgspec.json.encode(attempt),
@@ -460,7 +583,7 @@ class Store:
                         self.ttl_ms,
                         ATTEMPT_LOG_MAX,
                         now,
-                    ]
+                    ],
                 )
             )
             or "stale"

@@ -2,7 +2,11 @@
 
 Key layout (``relay.store`` is the only Python that names keys; these scripts mirror it):
 
-    r:s:{sid}              hash  subscription: d (doc), cl rk ev st ca up n ser et ta na ik
+    r:s:{sid}              hash  subscription: cl rk ev ca cb [md] [dx] st up n ser et ta na ik
+                                 (the document is spread over short fields so the hash stays a
+                                 listpack: cb callback URL, md metadata unless {}, dx the run's
+                                 workspace/project/id as JSON only when rk does not spell them;
+                                 subscriptions written before this layout carry d, the doc)
     r:s:{sid}:a            list  attempt log (JSON, newest last, trimmed)
     r:s:{sid}:b            str   the event body, built once, identical on every retry/redelivery
     r:w:{rk}               hash  run watch: st, p, r, s, pc, fs, iv, np, er, nf, ac, ta, fc, fm
@@ -96,14 +100,14 @@ local function expire_run(rk, ttl_ms)
 end
 """
 
-# KEYS: none (keys are derived; single-instance Redis). ARGV: sid client rk idem doc ev now
-#       project run_id created_ms ttl_ms
+# KEYS: none (keys are derived; single-instance Redis). ARGV: sid client rk idem - ev now
+#       project run_id ttl_ms, then field/value pairs of the document (cb, md, dx)
 # Returns {created(0/1), sid, action} with action one of: poll, join, deliver, skip, existing.
 REGISTER: Final = (
     _PRELUDE
     + r"""
 local sid, cl, rk, idem = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local doc, ev, now = ARGV[5], ARGV[6], ARGV[7]
+local ev, now = ARGV[6], ARGV[7]
 local project, run_id, ttl_ms = ARGV[8], ARGV[9], tonumber(ARGV[10])
 local idem_key = 'r:c:' .. cl .. ':idem'
 local existing = redis.call('HGET', idem_key, idem)
@@ -112,8 +116,9 @@ if existing then
   if st and st ~= 'canceled' then return {0, existing, 'existing'} end
 end
 local k = 'r:s:' .. sid
-redis.call('HSET', k, 'd', doc, 'cl', cl, 'rk', rk, 'ev', ev, 'ca', now, 'up', now,
+redis.call('HSET', k, 'cl', cl, 'rk', rk, 'ev', ev, 'ca', now, 'up', now,
            'n', 0, 'ser', 1, 'ik', idem)
+for i = 11, #ARGV, 2 do redis.call('HSET', k, ARGV[i], ARGV[i + 1]) end
 redis.call('ZADD', 'r:c:' .. cl, now, sid)
 redis.call('HSET', idem_key, idem, sid)
 local wk = 'r:w:' .. rk
@@ -225,8 +230,9 @@ return out
 """
 )
 
-# ARGV: now limit lease_ms result_max [sid]. Returns, per claimed entry, 14 values: sid, doc,
-# n, ser, et, ta, rk, then what the attempt reads, so that it needs no other round trip:
+# ARGV: now limit lease_ms result_max [sid]. Returns, per claimed entry, 20 values: sid, n, ser,
+# et, ta, then the document's fields d rk cl cb md ev ca dx ('' when unset), then what the
+# attempt reads, so that it needs no other round trip:
 #   body_state  'body' (next value: the stored event body), 'result' (next: the cached Intuned
 #               body), 'none' (no cached result), 'big' (cached result over result_max bytes:
 #               the caller fetches it)
@@ -245,13 +251,14 @@ else
 end
 local out = {}
 for _, sid in ipairs(due) do
-  local s = redis.call('HMGET', 'r:s:' .. sid, 'st', 'd', 'n', 'ser', 'et', 'ta', 'rk', 'cl')
+  local s = redis.call('HMGET', 'r:s:' .. sid, 'st', 'n', 'ser', 'et', 'ta',
+                      'd', 'rk', 'cl', 'cb', 'md', 'ev', 'ca', 'dx')
   if s[1] == 'delivering' then
     redis.call('ZADD', 'r:due:dlv', now + lease, sid)
     local rk = s[7] or ''
-    table.insert(out, sid); table.insert(out, s[2]); table.insert(out, s[3] or '0')
-    table.insert(out, s[4] or '1'); table.insert(out, s[5] or ''); table.insert(out, s[6] or '0')
-    table.insert(out, rk)
+    table.insert(out, sid); table.insert(out, s[2] or '0'); table.insert(out, s[3] or '1')
+    table.insert(out, s[4] or ''); table.insert(out, s[5] or '0')
+    for j = 6, 13 do table.insert(out, s[j] or '') end
     local body = redis.call('GET', 'r:s:' .. sid .. ':b')
     if body then
       table.insert(out, 'body'); table.insert(out, body)
@@ -265,13 +272,23 @@ for _, sid in ipairs(due) do
     local sec = redis.call('HMGET', 'r:sec:' .. (s[8] or ''), 'cur', 'prev', 'rot')
     for j = 1, 3 do table.insert(out, sec[j] or '') end
     local wf = {false, false}
-    if s[5] == 'run.watch_failed' then wf = redis.call('HMGET', 'r:w:' .. rk, 'fc', 'fm') end
+    if s[4] == 'run.watch_failed' then wf = redis.call('HMGET', 'r:w:' .. rk, 'fc', 'fm') end
     table.insert(out, wf[1] or ''); table.insert(out, wf[2] or '')
   else
     redis.call('ZREM', 'r:due:dlv', sid)
   end
 end
 return out
+"""
+
+# ARGV: sid body. Stores the event body unless one exists; returns the existing body, or nil
+# when this one was stored (first writer wins).
+STORE_BODY: Final = r"""
+local k = 'r:s:' .. ARGV[1] .. ':b'
+local old = redis.call('GET', k)
+if old then return old end
+redis.call('SET', k, ARGV[2])
+return false
 """
 
 # ARGV: sid series attempt_json outcome next_due ttl_ms max_log now

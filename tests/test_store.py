@@ -268,7 +268,11 @@ async def test_a_delivery_claim_carries_what_the_attempt_reads(store: Store) -> 
     assert (claim.body, claim.result, claim.result_known) == (None, envelope, True)
     assert claim.secrets == ("whsec_b", "whsec_a")
     assert claim.failure is None
-    await store.store_event_body(doc.id, b'{"type":"run.completed"}')
+    assert await store.store_event_body(doc.id, b'{"type":"run.completed"}') == (
+        b'{"type":"run.completed"}'
+    )
+    # First writer wins: a second worker that built the body too sends the stored bytes.
+    assert await store.store_event_body(doc.id, b"other") == b'{"type":"run.completed"}'
     [again] = await store.claim_deliveries(5_000, 10, 1_000)
     assert (again.body, again.result) == (b'{"type":"run.completed"}', None)
 

@@ -107,7 +107,8 @@ class Pump(Generic[T]):
         if self._wake.is_set() or delay <= 0:
             return
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout=delay)
+            async with asyncio.timeout(delay):  # no extra task per wait, unlike wait_for
+                await self._wake.wait()
 
     async def _run(self, item: T) -> None:
         try:

@@ -2,10 +2,16 @@
 
 The event body is built once (first attempt) and stored; every retry and redelivery sends those
 same bytes under the same ``webhook-id``, with a fresh ``webhook-timestamp`` and signature.
+The first attempt stores the body while its POST is on the way (not before it): the bytes are a
+pure function of what the claim read, all of it fixed once the run ended, so a retry that had to
+rebuild them would get the same bytes, and the store's first writer wins anyway. The store
+finishes before the attempt is recorded (which sets the body's expiry).
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 
 import structlog
@@ -21,11 +27,13 @@ from workers.deps import WorkerDeps
 log = structlog.get_logger("relay.delivery")
 
 
-async def event_body(deps: WorkerDeps, claim: ClaimedDelivery) -> bytes:
-    """The stored body of this subscription's event, built and stored on first use."""
+async def event_body(
+    deps: WorkerDeps, claim: ClaimedDelivery
+) -> tuple[bytes, Awaitable[bytes] | None]:
+    """This subscription's event body; on first use also the pending store of it."""
     store = deps.store
     if claim.body is not None:  # built by an earlier attempt (read by the claim)
-        return claim.body
+        return claim.body, None
     raw = claim.result
     if not claim.result_known:  # too big to ride along with the claim
         cached = await store.cached_result(claim.run_key)
@@ -47,13 +55,13 @@ async def event_body(deps: WorkerDeps, claim: ClaimedDelivery) -> bytes:
         metadata=doc.metadata,
         failure=failure,
     )
-    return await store.store_event_body(claim.subscription_id, built)
+    return built, asyncio.ensure_future(store.store_event_body(claim.subscription_id, built))
 
 
 async def deliver_claimed(deps: WorkerDeps, claim: ClaimedDelivery) -> None:
     """Make one delivery attempt for a leased subscription and record it."""
     store, s = deps.store, deps.settings
-    body = await event_body(deps, claim)
+    body, storing = await event_body(deps, claim)
     now = now_ms()
     secrets = list(claim.secrets)
     if not secrets:
@@ -61,6 +69,8 @@ async def deliver_claimed(deps: WorkerDeps, claim: ClaimedDelivery) -> None:
     msg_id = webhook_id(claim.subscription_id, claim.event_type)
     headers = webhook_headers(msg_id, now // 1000, body, secrets)
     result = await deps.sender.send(claim.doc.callback_url, body, headers)
+    if storing is not None:
+        await storing
     done = now_ms()
     number = claim.attempts_in_series + 1
     outcome: str = result.outcome

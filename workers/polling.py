@@ -65,14 +65,14 @@ async def poll_claimed(deps: WorkerDeps, claim: ClaimedPoll) -> None:
     if isinstance(outcome, Fetched):
         status = outcome.result.status
         state, delivering = await store.record_result(rk, now, status, outcome.raw, due(), interval)
+        if delivering:  # first: the webhook should not wait for the log line
+            deps.wake("delivery")
         terminal = outcome.result.is_terminal
         deps.metrics.polls.labels("terminal" if terminal else "pending").inc()
         # A pending answer is the common case (every run, every few seconds): debug only.
         (log.info if terminal else log.debug)(
             "poll", run_key=rk, run_id=claim.run_id, outcome="result", status=status, state=state
         )
-        if delivering:
-            deps.wake("delivery")
         return
     if isinstance(outcome, NotFoundOutcome):
         since = claim.not_found_since or now

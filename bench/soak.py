@@ -150,7 +150,8 @@ class Soak:
             self.leftover = sorted(k.decode() for k in db.keys("*")) if keys < 20 else []
         finally:
             db.close()
-        self.memory_info = {k: v for k, v in memory.items() if k.startswith("used_memory")}
+        stats = self._memory_stats()
+        self.memory_info = {k: v for k, v in stats.items() if not isinstance(v, dict | list)}
         used = int(memory["used_memory"]) / 2**20
         dataset = int(memory["used_memory_dataset"]) / 2**20
         assert self.redis.process is not None
@@ -172,6 +173,14 @@ class Soak:
         self.samples.append(point)
         print(self.row(point), flush=True)
         return point
+
+    def _memory_stats(self) -> dict[str, object]:
+        """Redis's MEMORY STATS (where used_memory goes)."""
+        db = redis.Redis.from_url(self.redis.url, decode_responses=True)
+        try:
+            return dict(db.memory_stats())
+        finally:
+            db.close()
 
     def header(self) -> str:
         names = ["redis", "api", *sorted(n for n in self.procs if n.startswith("worker"))]
@@ -354,8 +363,11 @@ class Soak:
             f"{self.leftover}; dataset MiB baseline {baseline.dataset_mib:.2f}, peak "
             f"{peak.dataset_mib:.2f}, end {final.dataset_mib:.2f}"
         )
-        parts = ("used_memory_overhead", "used_memory_dataset", "used_memory_scripts")
-        print("redis at the end: " + ", ".join(f"{k}={self.memory_info.get(k)}" for k in parts))
+        parts = ("overhead.total", "clients.normal", "aof.buffer", "lua.caches", "dataset.bytes")
+        print(
+            "redis at the end (bytes): "
+            + ", ".join(f"{k}={self.memory_info.get(k)}" for k in parts)
+        )
         print("(RSS in MiB; 'api' and each process include their child processes)")
         for name in baseline.rss:
             curve = [s.rss.get(name, 0.0) for s in self.samples]

@@ -281,6 +281,23 @@ end
 return out
 """
 
+# ARGV: now kind id... (kind 'poll': run keys; 'dlv': subscription ids). Puts back the due entry
+# of each watching run / delivering subscription that has none; returns how many it fixed.
+SWEEP_PAGE: Final = r"""
+local now, kind = ARGV[1], ARGV[2]
+local prefix, due, want = 'r:w:', 'r:due:poll', 'watching'
+if kind == 'dlv' then prefix, due, want = 'r:s:', 'r:due:dlv', 'delivering' end
+local fixed = 0
+for i = 3, #ARGV do
+  local id = ARGV[i]
+  if redis.call('HGET', prefix .. id, 'st') == want and not redis.call('ZSCORE', due, id) then
+    redis.call('ZADD', due, 'NX', now, id)
+    fixed = fixed + 1
+  end
+end
+return fixed
+"""
+
 # ARGV: sid body. Stores the event body unless one exists; returns the existing body, or nil
 # when this one was stored (first writer wins).
 STORE_BODY: Final = r"""

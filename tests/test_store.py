@@ -300,3 +300,17 @@ async def test_a_watch_failed_claim_carries_the_failure(store: Store) -> None:
         failure,
         True,
     )
+
+
+async def test_sweep_restores_delivering_entries_across_scan_pages(
+    store: Store, redis_client: Redis
+) -> None:
+    docs = [make_doc(run_id=f"run{i}") for i in range(600)]
+    for doc in docs:
+        await store.register(doc, rk_of(doc))
+    await store.claim_polls(2_000, 1_000, 5_000)
+    for doc in docs[:3]:
+        await store.record_result(rk_of(doc), 2_100, "completed", b"{}", 0, 0)
+    await redis_client.delete("r:due:poll", "r:due:dlv")
+    assert await store.sweep(5_000) == (597, 3)
+    assert await store.sweep(5_000) == (0, 0)

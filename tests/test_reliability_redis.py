@@ -118,12 +118,14 @@ async def test_redis_restart_loses_nothing_and_nobody_restarts(
                 concurrency=16,
             )
             fake_intuned.create_run(RunScript(outcome="completed", result="d"), run_id="redis-run")
-            await receiver.wait_for_async(d, timeout=30)
+            # Stop Redis once half of them reached the receiver: the rest are on the wire or
+            # about to be, none of those recorded yet.
+            await receiver.wait_for_async(d // 2, timeout=30)
             before = state_counts(db, watched + pending)
             own.stop()  # SIGTERM: Redis writes its AOF and exits, with D deliveries unrecorded
             down_at = time.monotonic()
-            # Most of the D are still in flight (unrecorded) when Redis goes away.
-            assert before["watching"] == m and before["delivering"] >= d // 2, before
+            # Many of the D are still unrecorded when Redis goes away.
+            assert before["watching"] == m and before["delivering"] >= d // 4, before
             in_flight = before["delivering"]
 
             checked = await _unavailable_everywhere(http, watched[0], runs[0])
@@ -149,7 +151,7 @@ async def test_redis_restart_loses_nothing_and_nobody_restarts(
         seen = {json.loads(r.body)["data"]["subscriptionId"] for r in receiver.requests}
         dups = duplicates(receiver.requests)
         print(
-            f"\nredis restart: watched={m} pending={d} (in flight at the stop: {in_flight}) "
+            f"\nredis restart: watched={m} pending={d} (still delivering at the stop: {in_flight}) "
             f"outage={outage:.1f}s 503-checks={checked} "
             f"delivered={len(everyone)} lost={len(set(everyone) - seen)} duplicates={dups}"
         )

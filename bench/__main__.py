@@ -20,6 +20,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import msgspec
 import uvloop
 
 from bench import report
@@ -89,7 +90,16 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, < 60 s (CI)")
     parser.add_argument("--only", default="", help="comma-separated scenario names")
     parser.add_argument("--out", default="", help="where to write results (default: bench/)")
+    parser.add_argument(
+        "--render",
+        action="store_true",
+        help="only rewrite RESULTS.md from results.json (after editing bench/NOTES.md)",
+    )
     args = parser.parse_args()
+    if args.render:
+        out = Path(args.out) if args.out else Path(__file__).resolve().parent
+        report.render(msgspec.json.decode((out / "results.json").read_bytes()), out)
+        return
     names = [n for n in args.only.split(",") if n] or list(SCENARIOS)
     unknown = [n for n in names if n not in SCENARIOS]
     if unknown:

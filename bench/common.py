@@ -7,6 +7,7 @@ metric of its baseline measured in the same run (interleaved), their ratio and t
 from __future__ import annotations
 
 import asyncio
+import statistics
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -35,25 +36,43 @@ class Row:
     met: bool | None
     higher_is_better: bool = True
     note: str = ""
+    ratio_min: float | None = None  # met when the ratio is at least this ...
+    ratio_max: float | None = None  # ... or at most this (when ``met`` is not given)
+
+    def __post_init__(self) -> None:
+        ratio = self.ratio
+        if self.met is None and ratio is not None:
+            if self.ratio_min is not None:
+                self.met = ratio >= self.ratio_min
+            elif self.ratio_max is not None:
+                self.met = ratio <= self.ratio_max
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON form with summaries and the ratio of medians."""
+        """JSON form with summaries and the ratio."""
         rel = summary(self.relay)
         base = summary(self.baseline) if self.baseline else None
-        ratio = None
-        if base and base["median"]:
-            ratio = rel["median"] / base["median"]
         return {
             "scenario": self.scenario,
             "metric": self.metric,
             "unit": self.unit,
             "relay": {**rel, "runs": self.relay},
             "baseline": {**base, "runs": self.baseline} if base else None,
-            "ratio": ratio,
+            "ratio": self.ratio,
             "target": self.target,
             "met": self.met,
             "note": self.note,
         }
+
+    @property
+    def ratio(self) -> float | None:
+        """Relay / baseline: the median of per-repetition ratios when the two were measured in
+        adjacent pairs (same count), which cancels drift between repetitions; else of medians."""
+        if not self.baseline:
+            return None
+        if len(self.relay) == len(self.baseline) > 1 and all(self.baseline):
+            return statistics.median(r / b for r, b in zip(self.relay, self.baseline, strict=True))
+        base = statistics.median(self.baseline)
+        return statistics.median(self.relay) / base if base else None
 
 
 @dataclass

@@ -11,7 +11,7 @@ import asyncio
 import statistics
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -66,7 +66,7 @@ def session(connections: int) -> aiohttp.ClientSession:
 async def run_lanes(
     http: aiohttp.ClientSession,
     lanes: int,
-    request: Callable[[aiohttp.ClientSession, int], asyncio.Future[int] | object],
+    request: Callable[[aiohttp.ClientSession, int], Awaitable[int]],
     *,
     seconds: float | None = None,
     count: int | None = None,
@@ -83,7 +83,7 @@ async def run_lanes(
                 return
             t0 = time.perf_counter()
             try:
-                status = await request(http, i)  # type: ignore[misc]
+                status = await request(http, i)
             except (aiohttp.ClientError, TimeoutError):
                 result.errors += 1
                 continue

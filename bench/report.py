@@ -74,11 +74,16 @@ def _cell(values: dict[str, Any], unit: str) -> str:
     return f"{_fmt(values['median'], unit)} ({lo} to {hi}) {unit}"
 
 
-def _before(path: Path) -> dict[tuple[str, str], float]:
+def _before(path: Path) -> dict[tuple[str, str], tuple[float, float | None]]:
     if not path.exists():
         return {}
     doc = msgspec.json.decode(path.read_bytes())
-    return {(r["scenario"], r["metric"]): r["relay"]["median"] for r in doc["rows"]}
+    out = {}
+    for r in doc["rows"]:  # the ratio recomputed the way this harness computes it now
+        base = r["baseline"]["runs"] if r["baseline"] else None
+        row = Row(r["scenario"], r["metric"], r["unit"], r["relay"]["runs"], base, "", None)
+        out[(r["scenario"], r["metric"])] = (r["relay"]["median"], row.ratio)
+    return out
 
 
 def write(
@@ -96,6 +101,12 @@ def write(
         "rows": [r.as_dict() for r in rows],
     }
     (out_dir / "results.json").write_bytes(msgspec.json.format(msgspec.json.encode(doc)) + b"\n")
+    render(doc, out_dir)
+
+
+def render(doc: dict[str, Any], out_dir: Path) -> None:
+    """Write RESULTS.md from a results.json document (and NOTES.md, results-before.json)."""
+    smoke = doc["mode"] == "smoke"
     before = _before(HERE / "results-before.json")
     m = doc["machine"]
     lines = [
@@ -108,29 +119,39 @@ def write(
         f"{m['implementation']} {m['python']}, {m['os']}; load average at start "
         f"{', '.join(f'{x:.2f}' for x in m['loadavg_at_start'])}. The machine is shared with "
         "other engineers' test runs, so absolute numbers drift by ±20 % or more between runs; "
-        "each relay number is measured interleaved with its baseline in the same run, and the "
-        "ratio of medians is the number to trust.",
+        "each relay number is measured interleaved with its baseline in the same run. The ratio "
+        "is relay / baseline: the median of the per-repetition ratios, each relay window paired "
+        "with the baseline window next to it (the ratio of medians when the counts differ); it "
+        "is the number to trust.",
         "",
         "| scenario | metric | relay median (min to max) | baseline median (min to max) | ratio | "
-        "target | met? |" + (" before (median) |" if before else ""),
+        "target | met? |" + (" before the speed work: relay median (ratio) |" if before else ""),
         "|---|---|---|---|---|---|---|" + ("---|" if before else ""),
     ]
-    for r, d in zip(rows, doc["rows"], strict=True):
+    for d in doc["rows"]:
+        unit = d["unit"]
         rel, base = d["relay"], d["baseline"]
-        rel_s = _cell(rel, r.unit)
-        base_s = _cell(base, r.unit) if base else "—"
+        rel_s = _cell(rel, unit)
+        base_s = _cell(base, unit) if base else "—"
         ratio = f"{d['ratio']:.2f}" if d["ratio"] is not None else "—"
-        met = {True: "yes", False: "**no**", None: "—"}[r.met]
-        line = f"| {r.scenario} | {r.metric} | {rel_s} | {base_s} | {ratio} | {r.target} | {met} |"
+        met = {True: "yes", False: "**no**", None: "—"}[d["met"]]
+        line = (
+            f"| {d['scenario']} | {d['metric']} | {rel_s} | {base_s} | {ratio} | {d['target']} "
+            f"| {met} |"
+        )
         if before:
-            b = before.get((r.scenario, r.metric))
-            line += f" {_fmt(b, r.unit)} |" if b is not None else " — |"
+            b = before.get((d["scenario"], d["metric"]))
+            if b is None:
+                line += " — |"
+            else:
+                ratio_b = f" (ratio {b[1]:.2f})" if b[1] is not None else ""
+                line += f" {_fmt(b[0], unit)}{ratio_b} |"
         lines.append(line)
     lines += ["", "## Per-row notes", ""]
-    for r in rows:
-        if r.note:
-            lines.append(f"- **{r.scenario} / {r.metric}**: {r.note}")
-    for key, value in meta.items():
+    for d in doc["rows"]:
+        if d["note"]:
+            lines.append(f"- **{d['scenario']} / {d['metric']}**: {d['note']}")
+    for key, value in doc["meta"].items():
         lines.append(f"- {key}: {value}")
     notes = HERE / "NOTES.md"
     if notes.exists() and not smoke:

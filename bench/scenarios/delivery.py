@@ -15,7 +15,6 @@ counted the same way at the receiver.
 from __future__ import annotations
 
 import asyncio
-import statistics
 import time
 from datetime import UTC, datetime
 
@@ -127,7 +126,7 @@ async def baseline_rep(b: Bench, n: int, tag: str, callback: str) -> tuple[float
 async def run(b: Bench) -> list[Row]:
     """Warm-up, then interleaved repetitions."""
     n = 300 if b.smoke else 4000
-    reps = 1 if b.smoke else 3
+    reps = 1 if b.smoke else 5
     callback = b.fleet.receiver_root + "/hook"
     if not b.smoke:  # warm-up: first connections, imports, caches
         await relay_rep(b, 500, "warm", callback)
@@ -135,15 +134,15 @@ async def run(b: Bench) -> list[Row]:
     rates: dict[str, list[float]] = {"relay": [], "baseline": []}
     cpus: list[str] = []
     for rep in range(reps):
-        order = ["relay", "baseline"] if rep % 2 == 0 else ["baseline", "relay"]
-        for name in order:
+        # Always relay first: its measured window (first to last receipt) ends right before the
+        # baseline starts, so each pair sees the same machine; its set-up comes before it.
+        for name in ("relay", "baseline"):
             fn = relay_rep if name == "relay" else baseline_rep
             rate, cpu = await fn(b, n, f"{name}{rep}", callback)
             rates[name].append(rate)
             cpus.append(f"{name}: {cpu}")
             b.log(f"delivery {name}: {rate:,.0f}/s cpu {cpu}")
     await b.flush()
-    ratio = statistics.median(rates["relay"]) / max(statistics.median(rates["baseline"]), 1e-9)
     return [
         Row(
             "delivery",
@@ -152,7 +151,8 @@ async def run(b: Bench) -> list[Row]:
             rates["relay"],
             rates["baseline"],
             "ratio >= 0.5",
-            ratio >= 0.5,
+            None,
             note=f"{n} deliveries per repetition; CPU % of one core per window: " + "; ".join(cpus),
+            ratio_min=0.5,
         )
     ]

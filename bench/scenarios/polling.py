@@ -74,7 +74,7 @@ async def run(b: Bench) -> list[Row]:
     """Register the runs, start one worker, alternate windows."""
     n = 500 if b.smoke else 10_000
     seconds = 1.5 if b.smoke else 5.0
-    reps = 1 if b.smoke else 3
+    reps = 1 if b.smoke else 5
     await b.flush()
     run_ids = [f"poll-{i}" for i in range(n)]
     await b.fake_runs("poll-", n, PENDING_FOREVER)
@@ -111,13 +111,17 @@ async def run(b: Bench) -> list[Row]:
     med = {k: statistics.median(v) for k, v in rates.items()}
     fake_cpu = {k: round(statistics.median(c["fake"] for c in v), 1) for k, v in cpus.items()}
     worker_cpu = round(statistics.median(c["worker"] for c in cpus["relay"]), 1)
-    ratio = med["relay"] / max(med["baseline"], 1e-9)
+    peak_fake = max(c["fake"] for v in cpus.values() for c in v)
+    verdict = (
+        "the fake, one aiohttp process, was near a full core: it is the ceiling for both sides"
+        if peak_fake >= 85
+        else "the fake never used a full core, so the ceiling is the shared CPU, not the fake"
+    )
     note = (
         f"{n} runs. Fake CPU (% of one core, median): during relay windows {fake_cpu['relay']}, "
         f"baseline {fake_cpu['baseline']}, capacity probe ({CONCURRENCY * 4} in flight) "
-        f"{fake_cpu['capacity']} at {med['capacity']:,.0f} polls/s; worker CPU {worker_cpu}%. "
-        "The fake is a single-process aiohttp server: near 100 % of one core it is the ceiling "
-        "for both sides."
+        f"{fake_cpu['capacity']} at {med['capacity']:,.0f} polls/s (peak {peak_fake}); "
+        f"worker CPU {worker_cpu}%: {verdict}."
     )
     return [
         Row(
@@ -127,8 +131,9 @@ async def run(b: Bench) -> list[Row]:
             rates["relay"],
             rates["baseline"],
             "ratio >= 0.5",
-            ratio >= 0.5,
+            None,
             note=note,
+            ratio_min=0.5,
         ),
         Row(
             "polling",

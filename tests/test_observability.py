@@ -21,14 +21,13 @@ from relay.embedded_redis import free_port
 from relay.intuned.fake import FakeConfig, FakeIntuned, Fault, RateLimitConfig, RunScript
 from relay.intuned.fake import start_in_thread as start_fake
 from tests.support.intuned_fixtures import FAKE_API_KEY, FAKE_WORKSPACE_ID
-from tests.support.processes import RelayProcess, clean_env
+from tests.support.processes import ROOT, RelayProcess, clean_env
 from tests.support.receiver import start_receiver_in_thread, verify
 from tests.support.relay_fixtures import (
     ALPHA_KEY,
     AUTH_ALPHA,
     AUTH_BETA,
     BETA_KEY,
-    ROOT,
     base_env,
 )
 

@@ -10,8 +10,7 @@ import textwrap
 import time
 
 from relay.supervisor import SUPERVISOR_PID_ENV, local_url
-from tests.support.processes import cmdline
-from tests.support.relay_fixtures import ROOT
+from tests.support.processes import ROOT, cmdline
 
 CHILD = textwrap.dedent(
     """

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.support.relay_fixtures import ROOT
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class RelayProcess:
@@ -83,6 +83,12 @@ class RelayProcess:
             return int(self.proc.wait(timeout))
         finally:
             self._log.close()
+
+    def kill(self) -> None:
+        """SIGKILL: no chance to clean up."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
 
     def stop(self, timeout: float = 20.0) -> int:
         """SIGTERM, wait for a graceful exit (SIGKILL after ``timeout``); the exit code."""

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -19,12 +15,12 @@ from relay.api.app import create_app
 from relay.intuned.fake import FakeIntunedHandle
 from relay.settings import Settings
 from tests.support.intuned_fixtures import FAKE_API_KEY, FAKE_WORKSPACE_ID
+from tests.support.processes import RelayProcess
 
 ALPHA_KEY = "alpha-key-0123456789abcdef"
 BETA_KEY = "beta-key-0123456789abcdef"
 AUTH_ALPHA = {"Authorization": f"Bearer {ALPHA_KEY}"}
 AUTH_BETA = {"Authorization": f"Bearer {BETA_KEY}"}
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def base_env(redis_url: str, intuned_base: str) -> dict[str, str]:
@@ -56,49 +52,19 @@ def relay_env(redis_sync: Any, redis_url: str, fake_intuned: FakeIntunedHandle) 
     return base_env(redis_url, fake_intuned.base_url)
 
 
-class WorkerProcess:
+class WorkerProcess(RelayProcess):
     """A real ``relay worker`` child process whose log goes to a file."""
 
     def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        self.log_path = log_path
-        self._log = log_path.open("ab")
-        full = {**os.environ, **env}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "relay", "worker"],
-            env=full,
-            cwd=ROOT,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
+        super().__init__(["worker"], env, log_path)
 
     def wait_started(self, timeout: float = 15.0) -> None:
         """Block until the worker logged that it started."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if b"worker_started" in self.log_path.read_bytes():
-                return
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"worker exited: {self.log_path.read_text()[-2000:]}")
-            time.sleep(0.05)
-        raise TimeoutError("worker did not start")
-
-    def kill(self) -> None:
-        """SIGKILL: no chance to clean up."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
+        self.wait_for_log("worker_started", timeout)
 
     def terminate(self, timeout: float = 20.0) -> int:
         """SIGTERM and wait for a graceful exit; returns the exit code."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self._log.close()
-        return int(self.proc.returncode)
+        return self.stop(timeout)
 
 
 StartWorker = Callable[..., WorkerProcess]

@@ -66,11 +66,16 @@ def _s(value: bytes | str | None) -> str | None:
 
 
 class Registration(msgspec.Struct, frozen=True):
-    """What registering a subscription did: ``action`` is poll|join|deliver|skip|existing."""
+    """What registering a subscription did: ``action`` is poll|join|deliver|skip|existing.
+
+    For poll and join the new subscription is exactly the document written, state watching,
+    updated at its creation, no attempts; ``run_status`` is then the run's last seen status.
+    """
 
     subscription_id: str
     created: bool
     action: str
+    run_status: str | None = None
 
 
 class ClaimedPoll(msgspec.Struct, frozen=True):
@@ -294,9 +299,12 @@ class Store:
                 *_doc_fields(doc, run_key),
             ]
         )
-        created, sid, action = res
+        created, sid, action = res[:3]
         return Registration(
-            subscription_id=_s(sid) or "", created=bool(created), action=_s(action) or ""
+            subscription_id=_s(sid) or "",
+            created=bool(created),
+            action=_s(action) or "",
+            run_status=_s(res[3]) if len(res) > 3 else None,
         )
 
     async def get_subscription(self, sid: str, client: str) -> Subscription | None:

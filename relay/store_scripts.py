@@ -102,7 +102,8 @@ end
 
 # KEYS: none (keys are derived; single-instance Redis). ARGV: sid client rk idem - ev now
 #       project run_id ttl_ms, then field/value pairs of the document (cb, md, dx)
-# Returns {created(0/1), sid, action} with action one of: poll, join, deliver, skip, existing.
+# Returns {created(0/1), sid, action} with action one of: poll, join, deliver, skip, existing;
+# for poll and join a fourth element: the run's last seen status (nil when never fetched).
 REGISTER: Final = (
     _PRELUDE
     + r"""
@@ -135,7 +136,7 @@ end
 set_state(sid, 'watching')
 if wst == 'watching' then
   redis.call('HINCRBY', wk, 'ac', 1)
-  return {1, sid, 'join'}
+  return {1, sid, 'join', redis.call('HGET', wk, 's')}
 end
 -- A new run, or one whose watch stopped (idle, failed, expired): (re)start polling now.
 redis.call('DEL', wk)
@@ -145,7 +146,7 @@ if cached then redis.call('HSET', wk, 's', cached) end
 redis.call('PERSIST', wk .. ':s')
 redis.call('PERSIST', 'r:res:' .. rk)
 redis.call('ZADD', 'r:due:poll', now, rk)
-return {1, sid, 'poll'}
+return {1, sid, 'poll', cached or false}
 """
 )
 

@@ -43,8 +43,14 @@ def client_for(authorization: str | None, settings: Settings) -> str:
     return found
 
 
-def require_client(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-    """Litestar guard: 401 unless the request carries a valid key (runs before body parsing)."""
+async def require_client(
+    connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
+) -> None:
+    """Litestar guard: 401 unless the request carries a valid key (runs before body parsing).
+
+    A coroutine, so Litestar calls it on the event loop (a plain function would be sent to a
+    worker thread on every request); it does no I/O.
+    """
     settings: Settings = connection.app.state.settings
     client_for(connection.headers.get("authorization"), settings)
 

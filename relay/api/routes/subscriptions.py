@@ -46,6 +46,7 @@ from relay.api.schemas import (
 )
 from relay.model import (
     EVENT_STATUSES,
+    Subscription,
     SubscriptionDoc,
     SubState,
     new_subscription_id,
@@ -210,6 +211,21 @@ class SubscriptionController(Controller):
                 run_id=data.run_id,
                 action=reg.action,
             )
+        if reg.created and reg.action in ("poll", "join"):
+            # The subscription is the document just written, watching, with no attempts yet:
+            # answer from it instead of reading it back (the script gave the run's status).
+            sub = Subscription(
+                doc=doc,
+                state=SubState.WATCHING,
+                updated_at=doc.created_at,
+                next_attempt_at=None,
+                attempts_in_series=0,
+                series=1,
+                event_type=None,
+                run_status=reg.run_status,
+            )
+            return Response(subscription_out(sub, reg.run_status), status_code=HTTP_201_CREATED)
+        # The idempotent repeat answers with the existing subscription; deliver/skip moved on.
         out = await load_out(store, reg.subscription_id, client)
         return Response(out, status_code=HTTP_201_CREATED if reg.created else HTTP_200_OK)
 

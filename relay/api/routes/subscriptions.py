@@ -9,11 +9,14 @@ names from it).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from typing import Annotated, Any
 
 import msgspec
 import structlog
 from arq.connections import ArqRedis
+from arq.constants import job_key_prefix, result_key_prefix
+from arq.jobs import serialize_job
 from litestar import Controller, MediaType, Request, Response, delete, get, post
 from litestar.connection import ASGIConnection
 from litestar.datastructures import State
@@ -29,6 +32,7 @@ from litestar.status_codes import (
     HTTP_400_BAD_REQUEST,
     HTTP_409_CONFLICT,
 )
+from redis.exceptions import NoScriptError
 
 from relay.api.auth import require_client
 from relay.api.deps import ArqDep, ClientName, SettingsDep, StoreDep, callback_lookup
@@ -97,10 +101,30 @@ def _undecodable(_: Request[Any, Any, Any], exc: Exception) -> Response[dict[str
     )
 
 
+# What ``ArqRedis.enqueue_job(function, arg, _job_id=job_id)`` does (no job under that id and no
+# result kept for it: store the job with its expiry, add it to the queue), as one script call
+# instead of arq's WATCH / EXISTS / MULTI round trips on a dedicated connection.
+# KEYS: job key, result key, queue. ARGV: expires_ms, serialized job, score, job id.
+_ENQUEUE = b"""
+if redis.call('EXISTS', KEYS[1], KEYS[2]) > 0 then return 0 end
+redis.call('PSETEX', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4])
+return 1
+"""
+_ENQUEUE_SHA = hashlib.sha1(_ENQUEUE, usedforsecurity=False).hexdigest()  # its EVALSHA name
+
+
 async def enqueue(arq: ArqRedis, function: str, arg: str, job_id: str) -> None:
     """Kick a worker now; the due sets make this an optimisation, never a requirement."""
     try:
-        await arq.enqueue_job(function, arg, _job_id=job_id)
+        enqueued_ms = now_ms()
+        job = serialize_job(function, (arg,), {}, None, enqueued_ms, serializer=arq.job_serializer)
+        keys = (job_key_prefix + job_id, result_key_prefix + job_id, arq.default_queue_name)
+        argv: list[Any] = [*keys, arq.expires_extra_ms, job, enqueued_ms, job_id]
+        try:
+            await arq.evalsha(_ENQUEUE_SHA, 3, *argv)  # type: ignore[misc]
+        except NoScriptError:
+            await arq.eval(_ENQUEUE.decode(), 3, *argv)  # type: ignore[misc]
     except Exception as exc:  # a failed kick only delays work until the next pump pass
         log.warning("enqueue_failed", function=function, error=repr(exc))
 

@@ -34,8 +34,8 @@ from litestar.status_codes import (
 )
 from redis.exceptions import NoScriptError
 
-from relay.api.auth import require_client
-from relay.api.deps import ArqDep, ClientName, SettingsDep, StoreDep, callback_lookup
+from relay.api.auth import client_for, require_client
+from relay.api.deps import ArqDep, ClientName, StoreDep, callback_lookup
 from relay.api.responses import body_error_handler, errors, validation_handler
 from relay.api.schemas import (
     CALLBACK_URL_RULE,
@@ -57,6 +57,7 @@ from relay.model import (
     now_ms,
     run_key,
 )
+from relay.settings import Settings
 from relay.store import Store, encode_cursor
 from relay.webhooks.callbacks import check_callback
 
@@ -192,12 +193,15 @@ class SubscriptionController(Controller):
     async def create(
         self,
         data: Annotated[SubscriptionCreate, STRICT_JSON_BODY],
-        client: ClientName,
-        store: StoreDep,
-        settings: SettingsDep,
-        arq: ArqDep,
+        request: Request[Any, Any, Any],
         state: State,
     ) -> Response[SubscriptionOut]:
+        # Read from app state here rather than as four injected dependencies: Litestar resolves
+        # a batch of several dependencies in an anyio task group (a task each) per request.
+        settings: Settings = state.settings
+        store: Store = state.store
+        arq: ArqRedis = state.arq
+        client = client_for(request.headers.get("authorization"), settings)  # the guard passed
         metadata = msgspec.json.encode(data.metadata if data.metadata is not None else {})
         if len(metadata) > METADATA_MAX_BYTES:
             raise ClientException(

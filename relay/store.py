@@ -78,6 +78,18 @@ class Registration(msgspec.Struct, frozen=True):
     run_status: str | None = None
 
 
+class QueuedJob(msgspec.Struct, frozen=True):
+    """An arq job, serialized, to enqueue the way ``ArqRedis.enqueue_job`` does."""
+
+    job_key: str
+    result_key: str
+    queue: str
+    expires_ms: int
+    payload: bytes
+    score: int
+    job_id: str
+
+
 class ClaimedPoll(msgspec.Struct, frozen=True):
     """A run whose poll is due, leased to the claiming worker."""
 
@@ -281,10 +293,17 @@ class Store:
 
     # ---- registration and the client's view ---------------------------------------------
 
-    async def register(self, doc: SubscriptionDoc, run_key: str) -> Registration:
-        """Store a subscription and join/start its run's watch, atomically (idempotent)."""
+    async def register(
+        self, doc: SubscriptionDoc, run_key: str, poll_job: QueuedJob | None = None
+    ) -> Registration:
+        """Store a subscription and join/start its run's watch, atomically (idempotent).
+
+        ``poll_job`` is enqueued in the same script when the registration starts polling.
+        """
         events = "|" + "|".join(doc.events) + "|"
+        job = poll_job
         res = await self._register(
+            keys=[job.job_key, job.result_key, job.queue] if job else [],
             args=[
                 doc.id,
                 doc.client,
@@ -296,8 +315,9 @@ class Store:
                 doc.project_name,
                 doc.run_id,
                 self.ttl_ms,
+                *((job.expires_ms, job.payload, job.score, job.job_id) if job else ("",) * 4),
                 *_doc_fields(doc, run_key),
-            ]
+            ],
         )
         created, sid, action = res[:3]
         return Registration(

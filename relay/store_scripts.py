@@ -100,8 +100,11 @@ local function expire_run(rk, ttl_ms)
 end
 """
 
-# KEYS: none (keys are derived; single-instance Redis). ARGV: sid client rk idem - ev now
-#       project run_id ttl_ms, then field/value pairs of the document (cb, md, dx)
+# KEYS: none (keys are derived; single-instance Redis), or the job key, result key and queue of
+#       an arq job to enqueue when polling starts (what ArqRedis.enqueue_job does, when no job or
+#       result exists under that id). ARGV: sid client rk idem - ev now project run_id ttl_ms,
+#       the job's expires_ms payload score job_id ('' without KEYS), then field/value pairs of
+#       the document (cb, md, dx)
 # Returns {created(0/1), sid, action} with action one of: poll, join, deliver, skip, existing;
 # for poll and join a fourth element: the run's last seen status (nil when never fetched).
 REGISTER: Final = (
@@ -119,7 +122,7 @@ end
 local k = 'r:s:' .. sid
 redis.call('HSET', k, 'cl', cl, 'rk', rk, 'ev', ev, 'ca', now, 'up', now,
            'n', 0, 'ser', 1, 'ik', idem)
-for i = 11, #ARGV, 2 do redis.call('HSET', k, ARGV[i], ARGV[i + 1]) end
+for i = 15, #ARGV, 2 do redis.call('HSET', k, ARGV[i], ARGV[i + 1]) end
 redis.call('ZADD', 'r:c:' .. cl, now, sid)
 redis.call('HSET', idem_key, idem, sid)
 local wk = 'r:w:' .. rk
@@ -146,6 +149,10 @@ if cached then redis.call('HSET', wk, 's', cached) end
 redis.call('PERSIST', wk .. ':s')
 redis.call('PERSIST', 'r:res:' .. rk)
 redis.call('ZADD', 'r:due:poll', now, rk)
+if KEYS[1] and redis.call('EXISTS', KEYS[1], KEYS[2]) == 0 then
+  redis.call('PSETEX', KEYS[1], ARGV[11], ARGV[12])
+  redis.call('ZADD', KEYS[3], ARGV[13], ARGV[14])
+end
 return {1, sid, 'poll', cached or false}
 """
 )

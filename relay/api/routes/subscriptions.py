@@ -58,7 +58,7 @@ from relay.model import (
     run_key,
 )
 from relay.settings import Settings
-from relay.store import Store, encode_cursor
+from relay.store import QueuedJob, Store, encode_cursor
 from relay.webhooks.callbacks import check_callback
 
 log = structlog.get_logger("relay.api")
@@ -115,13 +115,28 @@ return 1
 _ENQUEUE_SHA = hashlib.sha1(_ENQUEUE, usedforsecurity=False).hexdigest()  # its EVALSHA name
 
 
+def queued_job(arq: ArqRedis, function: str, arg: str, job_id: str) -> QueuedJob:
+    """The job ``arq.enqueue_job(function, arg, _job_id=job_id)`` would store, enqueued now."""
+    enqueued_ms = now_ms()
+    return QueuedJob(
+        job_key=job_key_prefix + job_id,
+        result_key=result_key_prefix + job_id,
+        queue=arq.default_queue_name,
+        expires_ms=arq.expires_extra_ms,
+        payload=serialize_job(
+            function, (arg,), {}, None, enqueued_ms, serializer=arq.job_serializer
+        ),
+        score=enqueued_ms,
+        job_id=job_id,
+    )
+
+
 async def enqueue(arq: ArqRedis, function: str, arg: str, job_id: str) -> None:
     """Kick a worker now; the due sets make this an optimisation, never a requirement."""
     try:
-        enqueued_ms = now_ms()
-        job = serialize_job(function, (arg,), {}, None, enqueued_ms, serializer=arq.job_serializer)
-        keys = (job_key_prefix + job_id, result_key_prefix + job_id, arq.default_queue_name)
-        argv: list[Any] = [*keys, arq.expires_extra_ms, job, enqueued_ms, job_id]
+        job = queued_job(arq, function, arg, job_id)
+        argv: list[Any] = [job.job_key, job.result_key, job.queue]
+        argv += [job.expires_ms, job.payload, job.score, job.job_id]
         try:
             await arq.evalsha(_ENQUEUE_SHA, 3, *argv)  # type: ignore[misc]
         except NoScriptError:
@@ -226,10 +241,10 @@ class SubscriptionController(Controller):
             metadata=msgspec.Raw(metadata),
             created_at=now_ms(),
         )
-        reg = await store.register(doc, rk)
-        if reg.action == "poll":
-            await enqueue(arq, "poll_now", rk, f"poll:{rk}")
-        elif reg.action == "deliver":
+        # The poll_now kick for a run this registration starts watching is enqueued by the
+        # REGISTER script itself: one round trip for both.
+        reg = await store.register(doc, rk, queued_job(arq, "poll_now", rk, f"poll:{rk}"))
+        if reg.action == "deliver":
             await enqueue(arq, "deliver_now", reg.subscription_id, f"deliver:{reg.subscription_id}")
         if reg.created:
             log.info(

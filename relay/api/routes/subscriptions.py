@@ -90,6 +90,17 @@ async def require_json_body(
         )
 
 
+async def require_client_and_body(
+    connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
+) -> None:
+    """The controller's one guard: ``require_client``, then ``require_json_body`` for the
+    handlers that take a JSON body (``opt={"json_body": True}``). One guard rather than two
+    because Litestar copies the route handler for every guard it calls."""
+    await require_client(connection, handler)
+    if handler.opt.get("json_body"):
+        await require_json_body(connection, handler)
+
+
 def _undecodable(_: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, object]]:
     # msgspec raises these two (not a DecodeError) while Litestar decodes the body, before any
     # handler runs: JSON nested too deeply, and a string that is not UTF-8.
@@ -168,7 +179,7 @@ class SubscriptionController(Controller):
 
     path = "/v1/subscriptions"
     tags = ["subscriptions"]
-    guards = [require_client]
+    guards = [require_client_and_body]
     security = [{"bearer": []}]
     exception_handlers = {
         ValidationException: validation_handler(
@@ -190,7 +201,7 @@ class SubscriptionController(Controller):
         "resolved now: a URL that is not http(s), has user info, does not resolve, or resolves "
         "to a forbidden address is a 400 that says why. The body must be JSON "
         "(Content-Type: application/json or none); any other Content-Type is a 400.",
-        guards=[require_json_body],
+        opt={"json_body": True},
         exception_handlers={
             RecursionError: _undecodable,
             UnicodeDecodeError: _undecodable,

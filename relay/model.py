@@ -107,8 +107,6 @@ class CachedResult(msgspec.Struct, frozen=True):
     fetched_at: int
 
 
-DOC_ENCODER: Final = msgspec.json.Encoder()
-DOC_DECODER: Final = msgspec.json.Decoder(SubscriptionDoc)
 ATTEMPT_DECODER: Final = msgspec.json.Decoder(Attempt)
 
 

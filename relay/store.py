@@ -23,7 +23,6 @@ from redis.exceptions import NoScriptError
 from relay import store_scripts as lua
 from relay.model import (
     ATTEMPT_DECODER,
-    DOC_DECODER,
     Attempt,
     CachedResult,
     FailureCode,
@@ -144,7 +143,7 @@ class Page(msgspec.Struct, frozen=True):
 
 
 # The subscription hash's fields that hold its document, in CLAIM_DELIVERIES's order.
-_CLAIM_DOC_FIELDS: Final = (b"d", b"rk", b"cl", b"cb", b"md", b"ev", b"ca", b"dx")
+_CLAIM_DOC_FIELDS: Final = (b"rk", b"cl", b"cb", b"md", b"ev", b"ca", b"dx")
 _EMPTY_METADATA: Final = b"{}"
 
 
@@ -161,10 +160,7 @@ def _doc_fields(doc: SubscriptionDoc, rk: str) -> list[str | bytes]:
 
 
 def _doc_from(sid: str, f: Mapping[bytes, bytes | None]) -> SubscriptionDoc | None:
-    """The document of a subscription hash (either layout); None when it has none."""
-    legacy = f.get(b"d")
-    if legacy:
-        return DOC_DECODER.decode(legacy)
+    """The document of a subscription hash; None when it has none."""
     callback, rk, client, created = f.get(b"cb"), f.get(b"rk"), f.get(b"cl"), f.get(b"ca")
     if not callback or not rk or not client or not created:
         return None
@@ -560,9 +556,9 @@ class Store:
             args.append(only)
         flat = await self._claim_deliveries(args=args)
         out: list[ClaimedDelivery] = []
-        for i in range(0, len(flat), 20):
-            sid_b, n, ser, et, ta, *doc_values = flat[i : i + 13]
-            state, value, cur, prev, rot, fc, fm = flat[i + 13 : i + 20]
+        for i in range(0, len(flat), 19):
+            sid_b, n, ser, et, ta, *doc_values = flat[i : i + 12]
+            state, value, cur, prev, rot, fc, fm = flat[i + 12 : i + 19]
             sid = _s(sid_b) or ""
             doc = _doc_from(sid, dict(zip(_CLAIM_DOC_FIELDS, doc_values, strict=True)))
             if doc is None:  # a hash without its document: nothing to deliver
@@ -575,7 +571,7 @@ class Store:
                     series=int(ser),
                     event_type=_s(et) or "",
                     occurred_at=int(ta),
-                    run_key=_s(doc_values[1]) or "",
+                    run_key=_s(doc_values[0]) or "",
                     body=bytes(value) if state == b"body" else None,
                     result=bytes(value) if state == b"result" else None,
                     result_known=state != b"big",

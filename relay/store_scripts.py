@@ -5,8 +5,7 @@ Key layout (``relay.store`` is the only Python that names keys; these scripts mi
     r:s:{sid}              hash  subscription: cl rk ev ca cb [md] [dx] st up n ser et ta na ik
                                  (the document is spread over short fields so the hash stays a
                                  listpack: cb callback URL, md metadata unless {}, dx the run's
-                                 workspace/project/id as JSON only when rk does not spell them;
-                                 subscriptions written before this layout carry d, the doc)
+                                 workspace/project/id as JSON only when rk does not spell them)
     r:s:{sid}:a            list  attempt log (JSON, newest last, trimmed)
     r:s:{sid}:b            str   the event body, built once, identical on every retry/redelivery
     r:w:{rk}               hash  run watch: st, p, r, s, pc, fs, iv, np, er, nf, ac, ta, fc, fm
@@ -238,8 +237,8 @@ return out
 """
 )
 
-# ARGV: now limit lease_ms result_max [sid]. Returns, per claimed entry, 20 values: sid, n, ser,
-# et, ta, then the document's fields d rk cl cb md ev ca dx ('' when unset), then what the
+# ARGV: now limit lease_ms result_max [sid]. Returns, per claimed entry, 19 values: sid, n, ser,
+# et, ta, then the document's fields rk cl cb md ev ca dx ('' when unset), then what the
 # attempt reads, so that it needs no other round trip:
 #   body_state  'body' (next value: the stored event body), 'result' (next: the cached Intuned
 #               body), 'none' (no cached result), 'big' (cached result over result_max bytes:
@@ -260,13 +259,13 @@ end
 local out = {}
 for _, sid in ipairs(due) do
   local s = redis.call('HMGET', 'r:s:' .. sid, 'st', 'n', 'ser', 'et', 'ta',
-                      'd', 'rk', 'cl', 'cb', 'md', 'ev', 'ca', 'dx')
+                      'rk', 'cl', 'cb', 'md', 'ev', 'ca', 'dx')
   if s[1] == 'delivering' then
     redis.call('ZADD', 'r:due:dlv', now + lease, sid)
-    local rk = s[7] or ''
+    local rk = s[6] or ''
     table.insert(out, sid); table.insert(out, s[2] or '0'); table.insert(out, s[3] or '1')
     table.insert(out, s[4] or ''); table.insert(out, s[5] or '0')
-    for j = 6, 13 do table.insert(out, s[j] or '') end
+    for j = 6, 12 do table.insert(out, s[j] or '') end
     local body = redis.call('GET', 'r:s:' .. sid .. ':b')
     if body then
       table.insert(out, 'body'); table.insert(out, body)
@@ -277,7 +276,7 @@ for _, sid in ipairs(due) do
     else
       table.insert(out, 'result'); table.insert(out, redis.call('HGET', 'r:res:' .. rk, 'b'))
     end
-    local sec = redis.call('HMGET', 'r:sec:' .. (s[8] or ''), 'cur', 'prev', 'rot')
+    local sec = redis.call('HMGET', 'r:sec:' .. (s[7] or ''), 'cur', 'prev', 'rot')
     for j = 1, 3 do table.insert(out, sec[j] or '') end
     local wf = {false, false}
     if s[4] == 'run.watch_failed' then wf = redis.call('HMGET', 'r:w:' .. rk, 'fc', 'fm') end

@@ -581,11 +581,6 @@ class Store:
             )
         return out
 
-    async def event_body(self, sid: str) -> bytes | None:
-        """The stored event body of a subscription, if built already."""
-        body = await self.redis.get(_sub(sid) + ":b")
-        return bytes(body) if body is not None else None
-
     async def store_event_body(self, sid: str, body: bytes) -> bytes:
         """Store the event body unless one exists; return the stored one (first writer wins)."""
         stored = await self._batch.call(self._store_body, [sid, body])

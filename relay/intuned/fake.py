@@ -22,8 +22,7 @@ import asyncio
 import contextlib
 import signal
 import threading
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
@@ -42,7 +41,7 @@ from relay.intuned.fake_models import (
     RunScript,
     RunStats,
 )
-from relay.intuned.fake_state import Clock, FakeState
+from relay.intuned.fake_state import FakeState
 
 __all__ = [
     "DEFAULT_PREFIX",
@@ -68,16 +67,6 @@ class FakeIntuned(FakeState):
     ``FakeState`` (``create_run``, ``run_stats``, ``add_fault``, ``configure``, ``reset``...)
     may be called from any thread.
     """
-
-    def __init__(
-        self,
-        workspaces: Mapping[str, str],
-        *,
-        prefix: str = DEFAULT_PREFIX,
-        clock: Clock = time.monotonic,
-        config: FakeConfig | None = None,
-    ) -> None:
-        super().__init__(workspaces, prefix=prefix, clock=clock, config=config)
 
     def build_app(self) -> web.Application:
         """The aiohttp application: control routes under /_fake/, Intuned routes under prefix."""

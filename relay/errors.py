@@ -5,7 +5,9 @@
     ├── InvalidInput           a client's request is malformed (-> 400)
     │   └── CallbackRefused    a callback URL is not http(s) or resolves to a forbidden address
     ├── NotFound               no such subscription/run for this client (-> 404)
-    └── Conflict               the request is valid but not now (-> 409)
+    ├── Conflict               the request is valid but not now (-> 409)
+    │   └── SubscriptionExists the same registration exists with other metadata/headers
+    └── RateLimited            a per-client quota is used up (-> 429, names the limit)
 
 Intuned outcomes are not exceptions: ``relay.intuned.client`` returns a typed outcome instead.
 This module must never import HTTP frameworks.
@@ -41,3 +43,25 @@ class NotFound(RelayError):
 
 class Conflict(RelayError):
     """The request is valid but cannot be honoured in the resource's current state."""
+
+
+class SubscriptionExists(Conflict):
+    """The same run and callback are registered with different metadata or headers."""
+
+    code = "subscription_exists"
+
+    def __init__(self, subscription_id: str) -> None:
+        self.subscription_id = subscription_id
+        super().__init__(
+            f"subscription_exists: {subscription_id} is registered for this projectName, runId "
+            "and callbackUrl with different metadata or headers; delete it first, or register "
+            "with the same values"
+        )
+
+
+class RateLimited(RelayError):
+    """A per-client quota is used up; the message names the limit."""
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)

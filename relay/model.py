@@ -65,6 +65,8 @@ class SubscriptionDoc(msgspec.Struct, frozen=True, kw_only=True):
     events: tuple[str, ...]
     metadata: msgspec.Raw  # a JSON object, {} when none was given
     created_at: int  # ms since the epoch
+    # Extra headers sent on every attempt (relay.webhooks.custom_headers); never logged.
+    headers: dict[str, str] = msgspec.field(default_factory=dict)
 
 
 class Attempt(msgspec.Struct, frozen=True, kw_only=True):

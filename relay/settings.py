@@ -24,6 +24,7 @@ _CLIENT_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _UUIDISH = re.compile(r"^[A-Za-z0-9-]{1,64}$")
 
 LogFormat = Literal["json", "console"]
+RunSharing = Literal["workspace", "owner"]
 
 
 def parse_duration(text: str, *, name: str) -> float:
@@ -104,6 +105,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     intuned_timeout: float = 10.0
     not_found_grace: float = 60.0
     embedded_redis_dir: str = ".relay/redis"
+    # Controls (contract §6): who may read a run, and the test-delivery quota.
+    run_sharing: RunSharing = "workspace"
+    test_deliveries_per_minute: int = 10
 
     def __repr__(self) -> str:  # never print secrets
         return (
@@ -179,6 +183,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         if log_format not in ("json", "console"):
             raise ConfigError("RELAY_LOG_FORMAT", "must be json or console")
 
+        sharing = (get("RELAY_RUN_SHARING", "workspace") or "workspace").lower()
+        if sharing not in ("workspace", "owner"):
+            raise ConfigError("RELAY_RUN_SHARING", "must be workspace or owner")
+
         return cls(
             redis_url=redis_url,
             intuned_api_base_url=base.rstrip("/"),
@@ -207,4 +215,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             intuned_timeout=duration("RELAY_INTUNED_TIMEOUT", "10s"),
             not_found_grace=duration("RELAY_NOT_FOUND_GRACE", "60s"),
             embedded_redis_dir=get("RELAY_REDIS_DIR", ".relay/redis") or ".relay/redis",
+            run_sharing="owner" if sharing == "owner" else "workspace",
+            test_deliveries_per_minute=integer("RELAY_TEST_DELIVERIES_PER_MINUTE", 10, 1, 10000),
         )

@@ -23,6 +23,7 @@ from relay.store import ClaimedDelivery
 from relay.webhooks.payload import build_event_body
 from relay.webhooks.signing import new_secret, webhook_headers, webhook_id
 from workers.deps import WorkerDeps
+from workers.operational import subscription_ended
 
 log = structlog.get_logger("relay.delivery")
 
@@ -67,7 +68,8 @@ async def deliver_claimed(deps: WorkerDeps, claim: ClaimedDelivery) -> None:
     if not secrets:
         secrets = [await store.signing_secret(claim.doc.client, new_secret())]
     msg_id = webhook_id(claim.subscription_id, claim.event_type)
-    headers = webhook_headers(msg_id, now // 1000, body, secrets)
+    # The client's own headers (validated at registration) first: none can shadow ours.
+    headers = {**claim.doc.headers, **webhook_headers(msg_id, now // 1000, body, secrets)}
     result = await deps.sender.send(claim.doc.callback_url, body, headers)
     if storing is not None:
         await storing
@@ -91,6 +93,8 @@ async def deliver_claimed(deps: WorkerDeps, claim: ClaimedDelivery) -> None:
         series=claim.series,
     )
     state = await store.record_attempt(claim, attempt, outcome, next_due, done)
+    if state in ("exhausted", "gone"):
+        await subscription_ended(deps, claim.subscription_id)
     deps.metrics.deliveries.labels(outcome).inc()
     deps.metrics.attempt_seconds.observe(result.duration_ms / 1000)
     if outcome == "delivered" and claim.series == 1:

@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from arq.connections import ArqRedis
+
 from relay.intuned.client import IntunedClient
 from relay.metrics import WorkerMetrics
 from relay.settings import Settings
@@ -25,6 +27,10 @@ class WorkerDeps:
     sender: WebhookSender
     metrics: WorkerMetrics
     pumps: dict[str, Any] = field(default_factory=dict)
+    # Enqueues operational-webhook events (workers.operational); None in tests without one.
+    arq: ArqRedis | None = None
+    # This process saw Intuned refuse the key and has not seen an accepted poll since.
+    intuned_incident: bool = False
 
     @property
     def poll_lease_ms(self) -> int:

@@ -30,6 +30,7 @@ from relay.policy import next_poll_interval, poll_delay
 from relay.settings import Settings
 from relay.store import ClaimedPoll
 from workers.deps import WorkerDeps
+from workers.operational import intuned_accepted, intuned_refused
 
 log = structlog.get_logger("relay.poll")
 
@@ -63,6 +64,7 @@ async def poll_claimed(deps: WorkerDeps, claim: ClaimedPoll) -> None:
         return min(now + int(poll_after(interval, s, retry_after) * 1000), deadline)
 
     if isinstance(outcome, Fetched):
+        await intuned_accepted(deps)
         status = outcome.result.status
         state, delivering = await store.record_result(rk, now, status, outcome.raw, due(), interval)
         if delivering:  # first: the webhook should not wait for the log line
@@ -85,6 +87,7 @@ async def poll_claimed(deps: WorkerDeps, claim: ClaimedPoll) -> None:
         return
     if isinstance(outcome, Unauthorized):
         deps.metrics.polls.labels("unauthorized").inc()
+        await intuned_refused(deps, outcome.status_code)
         await _fail(
             deps,
             claim,

@@ -16,7 +16,7 @@ from typing import Any
 
 import msgspec
 import structlog
-from arq.connections import RedisSettings
+from arq.connections import ArqRedis, RedisSettings
 from arq.cron import cron
 from arq.worker import Worker, func
 from prometheus_client import start_http_server
@@ -31,6 +31,7 @@ from relay.webhooks.sender import WebhookSender
 from workers.delivery import deliver_claimed
 from workers.deps import WorkerDeps
 from workers.health import HEALTH_CHECK_INTERVAL, health_check_key
+from workers.operational import deliver_operational, max_tries
 from workers.polling import poll_claimed
 from workers.pump import Pump
 
@@ -98,8 +99,15 @@ async def open_deps(settings: Settings, redis: Redis, metrics: WorkerMetrics) ->
         max_connections=settings.worker_concurrency,
     )
     store = Store(redis, result_ttl=settings.result_ttl)
+    # Shares the worker's connection pool; encodes jobs as the arq worker decodes them.
+    arq = ArqRedis(
+        redis.connection_pool,
+        job_serializer=msgspec.msgpack.encode,
+        job_deserializer=msgspec.msgpack.decode,
+        default_queue_name=QUEUE_NAME,
+    )
     return WorkerDeps(
-        settings=settings, store=store, intuned=intuned, sender=sender, metrics=metrics
+        settings=settings, store=store, intuned=intuned, sender=sender, metrics=metrics, arq=arq
     )
 
 
@@ -167,7 +175,11 @@ async def _gauges(deps: WorkerDeps) -> None:
 def build_worker(settings: Settings, deps: WorkerDeps) -> Worker:
     """The arq Worker of this process (signals are handled by ``run_worker``)."""
     return Worker(
-        functions=[func(poll_now, max_tries=3), func(deliver_now, max_tries=3)],
+        functions=[
+            func(poll_now, max_tries=3),
+            func(deliver_now, max_tries=3),
+            func(deliver_operational, max_tries=max_tries(settings.retry_schedule)),
+        ],
         cron_jobs=[cron(sweep, minute=None, second=0, run_at_startup=True, unique=True)],
         redis_settings=arq_redis_settings(settings),
         queue_name=QUEUE_NAME,

@@ -28,14 +28,23 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from relay.api.auth import provide_client
 from relay.api.deps import provide_arq, provide_settings, provide_store
+from relay.api.routes.controls import OperationalWebhookController, TestDeliveryController
 from relay.api.routes.health import healthz, readyz
 from relay.api.routes.runs import RunController
 from relay.api.routes.secrets import SecretController
 from relay.api.routes.subscriptions import SubscriptionController
-from relay.errors import Conflict, InvalidInput, NotFound, RelayError
+from relay.errors import (
+    Conflict,
+    InvalidInput,
+    NotFound,
+    RateLimited,
+    RelayError,
+    SubscriptionExists,
+)
 from relay.metrics import subscriptions_by_state
 from relay.settings import Settings
 from relay.store import Store
+from relay.webhooks.sender import WebhookSender
 from workers.runner import QUEUE_NAME, arq_redis_settings
 
 log = structlog.get_logger("relay.api")
@@ -53,6 +62,12 @@ def _relay_error(_: Request[Any, Any, Any], exc: RelayError) -> Response[dict[st
         return _error(400, str(exc))
     if isinstance(exc, NotFound):
         return _error(404, str(exc))
+    if isinstance(exc, SubscriptionExists):
+        return _error(409, str(exc), {"code": exc.code, "subscriptionId": exc.subscription_id})
+    if isinstance(exc, RateLimited):
+        response = _error(429, str(exc))
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
     if isinstance(exc, Conflict):
         return _error(409, str(exc))
     return _error(HTTP_500_INTERNAL_SERVER_ERROR, "internal error")
@@ -120,9 +135,18 @@ def create_app(settings: Settings) -> Litestar:
         app.state.redis = redis
         app.state.arq = arq
         app.state.store = Store(redis, result_ttl=settings.result_ttl)
+        # The transport of POST /v1/test-deliveries: the workers' sender, a small pool.
+        app.state.test_sender = WebhookSender(
+            timeout=settings.delivery_timeout,
+            allow_private=settings.allow_private_callbacks,
+            max_connections=8,
+            lookup=app.state.get("callback_lookup"),
+        )
+        await app.state.test_sender.start()
         try:
             yield
         finally:
+            await app.state.test_sender.aclose()
             await arq.aclose()
             await redis.aclose()
 
@@ -132,6 +156,8 @@ def create_app(settings: Settings) -> Litestar:
             SubscriptionController,
             RunController,
             SecretController,
+            TestDeliveryController,
+            OperationalWebhookController,
             healthz,
             readyz,
             MetricsController,

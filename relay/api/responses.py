@@ -22,6 +22,7 @@ _DESCRIPTIONS: Mapping[int, str] = {
     401: "Missing or unknown API key (`Authorization: Bearer <key>`)",
     404: "No such resource among this client's (another client's is also not found)",
     409: "Valid, but not in the resource's current state",
+    429: "A per-client limit is reached: `detail` names it; `Retry-After` says when to retry",
     503: "Redis is unavailable; retry shortly",
 }
 

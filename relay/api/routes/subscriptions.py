@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+from datetime import datetime
 from typing import Annotated, Any
 
 import msgspec
@@ -35,6 +36,7 @@ from litestar.status_codes import (
 from redis.exceptions import NoScriptError
 
 from relay.api.auth import client_for, require_client
+from relay.api.control_schemas import BulkRedeliverIn, BulkRedeliverOut
 from relay.api.deps import ArqDep, ClientName, StoreDep, callback_lookup
 from relay.api.responses import body_error_handler, errors, validation_handler
 from relay.api.schemas import (
@@ -57,6 +59,7 @@ from relay.model import (
     now_ms,
     run_key,
 )
+from relay.services.redelivery import RedeliverFilter, redeliver_matching
 from relay.settings import Settings
 from relay.store import QueuedJob, Store, encode_cursor
 from relay.webhooks.callbacks import check_callback
@@ -357,6 +360,38 @@ class SubscriptionController(Controller):
         ):
             raise not_found(subscription_id)
         log.info("subscription_canceled", client=client, subscription_id=subscription_id)
+
+    @post(
+        "/redeliver",
+        status_code=HTTP_202_ACCEPTED,
+        summary="Redeliver every subscription in a state that matches a filter",
+        description="Each matching subscription of this client starts a new attempt series "
+        "(same webhook-id), exactly as the single redeliver. `since`/`until` (RFC 3339) bound "
+        "when the subscription reached its state (`updatedAt`); `callbackHost` compares the "
+        "callback URL's host, case-insensitively.",
+        opt={"json_body": True},
+        exception_handlers={ClientException: body_error_handler},
+        responses=errors(400, 401, 503),
+    )
+    async def redeliver_many(
+        self,
+        data: Annotated[BulkRedeliverIn, STRICT_JSON_BODY],
+        client: ClientName,
+        store: StoreDep,
+    ) -> BulkRedeliverOut:
+        def ms(moment: datetime | None) -> int | None:
+            return int(moment.timestamp() * 1000) if moment is not None else None
+
+        flt = RedeliverFilter(
+            state=SubState(data.state),
+            run_id=data.run_id,
+            callback_host=data.callback_host,
+            since_ms=ms(data.since),
+            until_ms=ms(data.until),
+        )
+        count = await redeliver_matching(store, client, flt, now_ms())
+        log.info("bulk_redeliver", client=client, state=data.state, count=count)
+        return BulkRedeliverOut(count=count)
 
     @post(
         "/{subscription_id:str}/redeliver",

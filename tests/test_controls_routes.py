@@ -190,7 +190,8 @@ async def test_bulk_redeliver_restarts_the_matching_exhausted_series_only(
     assert by_host.json() == {"count": 1}
     await reach(api, on_b, "delivered")
     delivered = await api.post(
-        f"{SUBS}/redeliver", json={"state": "delivered", "callbackHost": "nowhere.example"},
+        f"{SUBS}/redeliver",
+        json={"state": "delivered", "callbackHost": "nowhere.example"},
         headers=AUTH_ALPHA,
     )
     assert delivered.json() == {"count": 0}

@@ -126,7 +126,7 @@ def intuned_unauthorized_event(
     started = int(incident_started.timestamp())
     return OperationalEvent(
         client=client,
-        msg_id=webhook_id(f"incident:{started}", INTUNED_UNAUTHORIZED),
+        msg_id=webhook_id(f"incident:{started}:{client}", INTUNED_UNAUTHORIZED),
         body=build_control_body(
             event_type=INTUNED_UNAUTHORIZED, occurred_at=incident_started, data=data
         ),

@@ -1,10 +1,11 @@
-"""What a worker process holds while it runs: settings, store, clients, metrics, pumps.
+"""What a worker process holds while it runs: settings, store sides, clients, metrics, pumps.
 
 Built by ``workers.runner`` at start-up and closed at shutdown; arq jobs reach it via ``ctx``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,8 +13,9 @@ from arq.connections import ArqRedis
 
 from relay.intuned.client import IntunedClient
 from relay.metrics import WorkerMetrics
+from relay.model import now_ms
 from relay.settings import Settings
-from relay.store import Store
+from relay.store import Stores
 from relay.webhooks.sender import WebhookSender
 
 
@@ -22,7 +24,7 @@ class WorkerDeps:
     """The worker's long-lived collaborators, one of each per process."""
 
     settings: Settings
-    store: Store
+    store: Stores
     intuned: IntunedClient
     sender: WebhookSender
     metrics: WorkerMetrics
@@ -32,15 +34,9 @@ class WorkerDeps:
     # This process saw Intuned refuse the key and has not seen an accepted poll since.
     intuned_incident: bool = False
 
-    @property
-    def poll_lease_ms(self) -> int:
-        """How long a claimed poll stays with this worker before others may take it."""
-        return int((self.settings.intuned_timeout * 2 + 5) * 1000)
-
-    @property
-    def delivery_lease_ms(self) -> int:
-        """How long a claimed delivery stays with this worker before others may take it."""
-        return int((self.settings.delivery_timeout * 2 + 5) * 1000)
+    # This process's wall clock (ms): attempt times and webhook-timestamp only. Leases and due
+    # times are Redis's clock, so a skewed clock here can neither steal work nor starve.
+    clock: Callable[[], int] = now_ms
 
     def wake(self, pump: str) -> None:
         """Make a pump look for due work now."""

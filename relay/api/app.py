@@ -43,7 +43,7 @@ from relay.errors import (
 )
 from relay.metrics import subscriptions_by_state
 from relay.settings import Settings
-from relay.store import Store
+from relay.store import Stores
 from relay.webhooks.sender import WebhookSender
 from workers.runner import QUEUE_NAME, arq_redis_settings
 
@@ -103,7 +103,7 @@ class MetricsController(PrometheusController):
         settings: Settings = state.settings
         clients = sorted(set(settings.api_keys.values()))
         try:
-            counts = {client: await state.store.count_states(client) for client in clients}
+            counts = {client: await state.store.subscriptions.count_states(client) for client in clients}
         except (RedisConnectionError, RedisTimeoutError):
             log.warning("metrics_without_subscriptions", reason="redis unavailable")
         else:
@@ -134,7 +134,7 @@ def create_app(settings: Settings) -> Litestar:
         )
         app.state.redis = redis
         app.state.arq = arq
-        app.state.store = Store(redis, result_ttl=settings.result_ttl)
+        app.state.store = Stores.open(redis, settings)
         # The transport of POST /v1/test-deliveries: the workers' sender, a small pool.
         app.state.test_sender = WebhookSender(
             timeout=settings.delivery_timeout,

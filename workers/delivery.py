@@ -72,7 +72,10 @@ async def _send(deps: WorkerDeps, claim: ClaimedDelivery, now: int) -> AttemptRe
     body = await event_body(deps, claim)
     msg_id = webhook_id(claim.subscription_id, claim.event_type)
     # The client's own headers (validated at registration) first: none can shadow ours.
-    headers = {**claim.doc.headers, **webhook_headers(msg_id, now // 1000, body, list(claim.secrets))}
+    headers = {
+        **claim.doc.headers,
+        **webhook_headers(msg_id, now // 1000, body, list(claim.secrets)),
+    }
     return await deps.sender.send(claim.doc.callback_url, body, headers)
 
 

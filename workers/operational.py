@@ -38,7 +38,8 @@ async def deliver_operational(ctx: dict[str, Any], client: str, msg_id: str, bod
     """arq job: one attempt to a client's operational webhook; ``Retry`` on the schedule."""
     deps: WorkerDeps = ctx["deps"]
     event = OperationalEvent(client=client, msg_id=msg_id, body=body)
-    result = await send_event(deps.store, deps.sender, event)
+    stores = deps.store
+    result = await send_event(stores.controls, stores.secrets, deps.sender, event)
     if result is None:
         log.info("operational_dropped", client=client, webhook_id=msg_id, reason="no webhook")
         return "no_webhook"
@@ -79,13 +80,12 @@ async def enqueue(deps: WorkerDeps, event: OperationalEvent) -> None:
 async def subscription_ended(deps: WorkerDeps, subscription_id: str) -> None:
     """Tell the subscription's client (if it has an operational webhook) that it ended."""
     try:
-        sub = await deps.store.get_subscription_any(subscription_id)
-        if sub is None or await deps.store.operational_webhook(sub.doc.client) is None:
+        subs = deps.store.subscriptions
+        sub = await subs.get_subscription_any(subscription_id)
+        if sub is None or await deps.store.controls.operational_webhook(sub.doc.client) is None:
             return
         d = sub.doc
-        [status] = await deps.store.run_statuses(
-            [run_key(d.workspace_id, d.project_name, d.run_id)]
-        )
+        [status] = await subs.run_statuses([run_key(d.workspace_id, d.project_name, d.run_id)])
         event = subscription_event(sub, status)
         if event is not None:
             await enqueue(deps, event)
@@ -97,12 +97,13 @@ async def intuned_refused(deps: WorkerDeps, status_code: int | None) -> None:
     """Intuned refused the key: open the incident; its opener alerts every client once."""
     deps.intuned_incident = True
     try:
-        if not await deps.store.open_incident(INCIDENT_INTUNED_KEY, INCIDENT_TTL_S):
+        controls = deps.store.controls
+        if not await controls.open_incident(INCIDENT_INTUNED_KEY, INCIDENT_TTL_S):
             return
         log.error("intuned_key_refused", status_code=status_code)
         started = datetime.now(UTC)
         for client in sorted(set(deps.settings.api_keys.values())):
-            if await deps.store.operational_webhook(client) is not None:
+            if await controls.operational_webhook(client) is not None:
                 await enqueue(deps, intuned_unauthorized_event(client, status_code, started))
     except Exception as exc:
         log.warning("operational_enqueue_failed", event="intuned.unauthorized", error=repr(exc))
@@ -114,7 +115,7 @@ async def intuned_accepted(deps: WorkerDeps) -> None:
         return
     deps.intuned_incident = False
     try:
-        await deps.store.close_incident(INCIDENT_INTUNED_KEY)
+        await deps.store.controls.close_incident(INCIDENT_INTUNED_KEY)
     except Exception as exc:
         deps.intuned_incident = True  # try again with the next accepted poll
         log.warning("incident_close_failed", error=repr(exc))

@@ -20,13 +20,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Final, Protocol
+from typing import Final
 
 import msgspec
 
 from relay.api.schemas import subscription_out
 from relay.model import Subscription, SubState
 from relay.settings import Settings
+from relay.store import ControlStore, OperationalHook, SecretStore
 from relay.webhooks.callbacks import Lookup, check_callback
 from relay.webhooks.custom_headers import validate_headers
 from relay.webhooks.payload import build_control_body
@@ -41,37 +42,6 @@ INCIDENT_INTUNED_KEY: Final = "intuned-unauthorized"
 INCIDENT_TTL_S: Final = 24 * 3600  # an incident nobody closed is forgotten after a day
 
 
-class OperationalWebhook(msgspec.Struct, frozen=True, kw_only=True):
-    """A client's operational webhook as stored."""
-
-    url: str
-    headers: dict[str, str] = msgspec.field(default_factory=dict)
-
-
-class OperationalStore(Protocol):
-    """The store calls the operational webhook makes."""
-
-    async def operational_webhook(self, client: str) -> OperationalWebhook | None:
-        """The client's operational webhook, or None."""
-        ...
-
-    async def set_operational_webhook(self, client: str, hook: OperationalWebhook) -> None:
-        """Store (replace) the client's operational webhook."""
-        ...
-
-    async def delete_operational_webhook(self, client: str) -> bool:
-        """Remove it; False when there was none."""
-        ...
-
-    async def signing_secret(self, client: str, fresh: str) -> str:
-        """The client's current secret, created from ``fresh`` on first use."""
-        ...
-
-    async def signing_secrets(self, client: str, now: int) -> list[str]:
-        """The secrets that sign a webhook now."""
-        ...
-
-
 class OperationalEvent(msgspec.Struct, frozen=True, kw_only=True):
     """One event for one client's operational webhook: what the worker's job carries."""
 
@@ -81,18 +51,21 @@ class OperationalEvent(msgspec.Struct, frozen=True, kw_only=True):
 
 
 async def configure(
-    store: OperationalStore,
+    controls: ControlStore,
+    secrets: SecretStore,
     settings: Settings,
     client: str,
     url: str,
     headers: Mapping[str, str] | None,
     lookup: Lookup | None,
-) -> OperationalWebhook:
-    """Check the URL and headers like a registration's, then store them (InvalidInput why)."""
+) -> OperationalHook:
+    """Check the URL and headers like a registration's, then store them (InvalidInput why).
+    The client's signing secret is created now if it has none (workers only read secrets)."""
     extra = validate_headers(headers)
     await check_callback(url, allow_private=settings.allow_private_callbacks, lookup=lookup)
-    hook = OperationalWebhook(url=url, headers=extra)
-    await store.set_operational_webhook(client, hook)
+    hook = OperationalHook(url=url, headers=extra)
+    await secrets.signing_secret(client, new_secret())
+    await controls.set_operational_webhook(client, hook)
     return hook
 
 
@@ -134,15 +107,14 @@ def intuned_unauthorized_event(
 
 
 async def send_event(
-    store: OperationalStore, sender: WebhookSender, event: OperationalEvent
+    controls: ControlStore, secrets: SecretStore, sender: WebhookSender, event: OperationalEvent
 ) -> AttemptResult | None:
-    """One attempt to the client's operational webhook (None: the client has none now)."""
-    hook = await store.operational_webhook(event.client)
-    if hook is None:
+    """One attempt to the client's operational webhook (None: it has no webhook, or no
+    secret to sign with, now)."""
+    hook = await controls.operational_webhook(event.client)
+    keys = await secrets.in_force(event.client) if hook is not None else []
+    if hook is None or not keys:
         return None
     now = datetime.now(UTC)
-    secrets = await store.signing_secrets(event.client, int(now.timestamp() * 1000))
-    if not secrets:
-        secrets = [await store.signing_secret(event.client, new_secret())]
-    signed = webhook_headers(event.msg_id, int(now.timestamp()), event.body, secrets)
+    signed = webhook_headers(event.msg_id, int(now.timestamp()), event.body, keys)
     return await sender.send(hook.url, event.body, {**hook.headers, **signed})

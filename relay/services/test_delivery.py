@@ -14,13 +14,14 @@ from __future__ import annotations
 import secrets as _random
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Final, Literal, Protocol
+from typing import Final, Literal
 
 import msgspec
 import structlog
 
 from relay.errors import RateLimited
 from relay.settings import Settings
+from relay.store import ControlStore, SecretStore
 from relay.webhooks.callbacks import Lookup, check_callback
 from relay.webhooks.custom_headers import validate_headers
 from relay.webhooks.payload import build_control_body
@@ -47,22 +48,6 @@ class TestResult(msgspec.Struct, frozen=True, kw_only=True):
     error: str | None
 
 
-class TestDeliveryStore(Protocol):
-    """The store calls a test delivery makes."""
-
-    async def take_quota(self, name: str, client: str, limit: int, window_s: int) -> bool:
-        """Count one use; False when ``limit`` uses in the window were made already."""
-        ...
-
-    async def signing_secret(self, client: str, fresh: str) -> str:
-        """The client's current secret, created from ``fresh`` on first use."""
-        ...
-
-    async def signing_secrets(self, client: str, now: int) -> list[str]:
-        """The secrets that sign a webhook now."""
-        ...
-
-
 def ping_body(client: str, now: datetime) -> bytes:
     """The ``relay.ping`` event body."""
     data = {"client": client, "message": "test delivery from intuned-relay"}
@@ -85,7 +70,8 @@ def result_of(attempt: AttemptResult) -> TestResult:
 
 async def send_test(
     *,
-    store: TestDeliveryStore,
+    controls: ControlStore,
+    secrets: SecretStore,
     sender: WebhookSender,
     settings: Settings,
     client: str,
@@ -97,7 +83,7 @@ async def send_test(
     extra = validate_headers(headers)
     await check_callback(url, allow_private=settings.allow_private_callbacks, lookup=lookup)
     limit = settings.test_deliveries_per_minute
-    if not await store.take_quota("test-delivery", client, limit, QUOTA_WINDOW_S):
+    if not await controls.take_quota("test-delivery", client, limit, QUOTA_WINDOW_S):
         raise RateLimited(
             f"test deliveries are limited to {limit} a minute per client "
             "(RELAY_TEST_DELIVERIES_PER_MINUTE); try again within a minute",
@@ -105,11 +91,9 @@ async def send_test(
         )
     now = datetime.now(UTC)
     body = ping_body(client, now)
-    secrets = await store.signing_secrets(client, int(now.timestamp() * 1000))
-    if not secrets:
-        secrets = [await store.signing_secret(client, new_secret())]
+    keys = await secrets.in_force(client) or [await secrets.signing_secret(client, new_secret())]
     msg_id = WEBHOOK_ID_PREFIX + "ping_" + _random.token_hex(12)
-    signed = webhook_headers(msg_id, int(now.timestamp()), body, secrets)
+    signed = webhook_headers(msg_id, int(now.timestamp()), body, keys)
     attempt = await sender.send(url, body, {**extra, **signed})
     result = result_of(attempt)
     log.info(

@@ -7,6 +7,7 @@
     watches.py        the poll side: claim, record, fan-out in batches
     deliveries.py     the delivery side: claim, record, defer, per-minute counters
     secrets.py        signing secrets (created by the API only)
+    controls.py       the client controls: operational webhook, quotas, incidents, bulk redeliver
     housekeeping.py   sweep and prune in bounded slices from saved cursors, gauges
 
 ``Stores.open`` builds every side over one Redis client. This package must never make HTTP
@@ -22,6 +23,7 @@ from redis.asyncio import Redis
 
 from relay.model import Attempt, DeliveryOutcome, WatchFailure
 from relay.settings import Settings
+from relay.store.controls import ControlStore, OperationalHook, RedeliverQuery
 from relay.store.deliveries import DeliveryStore
 from relay.store.docs import decode_cursor, encode_cursor, idempotency_field
 from relay.store.housekeeping import Housekeeping
@@ -44,11 +46,14 @@ __all__ = [
     "AttemptRecorded",
     "ClaimedDelivery",
     "ClaimedPoll",
+    "ControlStore",
     "DeliverySide",
     "DeliveryStore",
     "Housekeeping",
+    "OperationalHook",
     "Page",
     "PollSide",
+    "RedeliverQuery",
     "Registration",
     "RunWatch",
     "SecretStore",
@@ -102,6 +107,7 @@ class Stores:
     deliveries: DeliveryStore
     secrets: SecretStore
     housekeeping: Housekeeping
+    controls: ControlStore
 
     @classmethod
     def open(cls, redis: Redis, settings: Settings) -> Stores:
@@ -122,4 +128,5 @@ class Stores:
             ),
             secrets=SecretStore(redis),
             housekeeping=Housekeeping(redis),
+            controls=ControlStore(redis, ttl_ms=ttl_ms),
         )

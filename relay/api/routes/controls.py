@@ -26,6 +26,7 @@ from relay.api.schemas import CALLBACK_URL_RULE
 from relay.services import operational
 from relay.services.test_delivery import send_test
 from relay.settings import Settings
+from relay.store import OperationalHook
 from relay.webhooks.custom_headers import redacted
 
 
@@ -61,7 +62,8 @@ class TestDeliveryController(Controller):
     ) -> TestDeliveryOut:
         settings: Settings = state.settings
         result = await send_test(
-            store=store,
+            controls=store.controls,
+            secrets=store.secrets,
             sender=state.test_sender,
             settings=settings,
             client=client,
@@ -78,7 +80,7 @@ class TestDeliveryController(Controller):
         )
 
 
-def _out(hook: operational.OperationalWebhook) -> OperationalWebhookOut:
+def _out(hook: OperationalHook) -> OperationalWebhookOut:
     return OperationalWebhookOut(url=hook.url, headers=redacted(hook.headers))
 
 
@@ -111,7 +113,13 @@ class OperationalWebhookController(Controller):
         state: State,
     ) -> OperationalWebhookOut:
         hook = await operational.configure(
-            store, state.settings, client, data.url, data.headers, callback_lookup(state)
+            store.controls,
+            store.secrets,
+            state.settings,
+            client,
+            data.url,
+            data.headers,
+            callback_lookup(state),
         )
         return _out(hook)
 
@@ -121,7 +129,7 @@ class OperationalWebhookController(Controller):
         responses=errors(401, 404, 503),
     )
     async def read(self, client: ClientName, store: StoreDep) -> OperationalWebhookOut:
-        hook = await store.operational_webhook(client)
+        hook = await store.controls.operational_webhook(client)
         if hook is None:
             raise NotFoundException("no operational webhook is set")
         return _out(hook)
@@ -133,4 +141,4 @@ class OperationalWebhookController(Controller):
         responses=errors(401, 503),
     )
     async def remove(self, client: ClientName, store: StoreDep) -> None:
-        await store.delete_operational_webhook(client)
+        await store.controls.delete_operational_webhook(client)

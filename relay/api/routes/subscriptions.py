@@ -11,7 +11,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-import msgspec
 import structlog
 from litestar import Controller, MediaType, Request, Response, delete, get, post
 from litestar.connection import ASGIConnection
@@ -20,7 +19,6 @@ from litestar.enums import RequestEncodingType
 from litestar.exceptions import (
     ClientException,
     NotFoundException,
-    TooManyRequestsException,
     ValidationException,
 )
 from litestar.handlers import BaseRouteHandler
@@ -40,7 +38,6 @@ from relay.api.deps import ClientName, StoreDep, callback_lookup
 from relay.api.responses import body_error_handler, errors, validation_handler
 from relay.api.schemas import (
     CALLBACK_URL_RULE,
-    METADATA_MAX_BYTES,
     PROJECT_NAME_RULE,
     RUN_ID_RULE,
     SubscriptionCreate,
@@ -50,20 +47,13 @@ from relay.api.schemas import (
     subscription_out,
 )
 from relay.model import (
-    EVENT_STATUSES,
-    RegisterAction,
-    Subscription,
-    SubscriptionDoc,
     SubState,
-    new_subscription_id,
-    now_ms,
     run_key,
 )
-from relay.services.redelivery import RedeliverFilter, redeliver_matching
+from relay.services.redelivery import query_for, redeliver_matching
+from relay.services.registration import NewSubscription, register
 from relay.settings import Settings
 from relay.store import SubscriptionStore, encode_cursor
-from relay.webhooks.callbacks import check_callback
-from relay.webhooks.signing import new_secret
 
 log = structlog.get_logger("relay.api")
 
@@ -117,21 +107,6 @@ def _undecodable(_: Request[Any, Any, Any], exc: Exception) -> Response[dict[str
     )
 
 
-def quota_refused(action: RegisterAction, settings: Settings) -> None:
-    """429 naming the limit when the registration was refused by a quota (nothing written)."""
-    if action is RegisterAction.QUOTA_CLIENT:
-        raise TooManyRequestsException(
-            f"RELAY_MAX_SUBSCRIPTIONS_PER_CLIENT reached: this client has "
-            f"{settings.max_subscriptions_per_client} active subscriptions; wait for some to "
-            "finish or cancel some"
-        )
-    if action is RegisterAction.QUOTA_RUN:
-        raise TooManyRequestsException(
-            f"RELAY_MAX_SUBSCRIPTIONS_PER_RUN reached: this run has "
-            f"{settings.max_subscriptions_per_run} subscriptions"
-        )
-
-
 def not_found(sid: str) -> NotFoundException:
     """404 for a subscription id (echoed only when it has the shape of one)."""
     return NotFoundException(
@@ -173,7 +148,10 @@ class SubscriptionController(Controller):
         status_code=HTTP_201_CREATED,
         summary="Register a run and a callback URL",
         description="201 with a new subscription; 200 with the existing one when the same client "
-        "posts the same projectName, runId and callbackUrl again. The callback URL's host is "
+        "posts the same projectName, runId and callbackUrl again (409 subscription_exists when "
+        "its metadata or header names differ). `headers` (up to 10, 4 KiB) are sent on every "
+        "attempt and shown back as `***`. With RELAY_RUN_SHARING=owner, a run another client "
+        "registered first is a 404. The callback URL's host is "
         "resolved now: a URL that is not http(s), has user info, does not resolve, or resolves "
         "to a forbidden address is a 400 that says why. The body must be JSON "
         "(Content-Type: application/json or none); any other Content-Type is a 400.",
@@ -189,7 +167,7 @@ class SubscriptionController(Controller):
                 description="The same registration existed: the existing subscription",
                 generate_examples=False,
             ),
-            **errors(400, 401, 503),
+            **errors(400, 401, 404, 409, 429, 503),
         },
     )
     async def create(
@@ -198,64 +176,23 @@ class SubscriptionController(Controller):
         request: Request[Any, Any, Any],
         state: State,
     ) -> Response[SubscriptionOut]:
-        # Read from app state here rather than as four injected dependencies: Litestar resolves
+        # Read from app state here rather than as injected dependencies: Litestar resolves
         # a batch of several dependencies in an anyio task group (a task each) per request.
         settings: Settings = state.settings
-        store: SubscriptionStore = state.store.subscriptions
         client = client_for(request.headers.get("authorization"), settings)  # the guard passed
-        metadata = msgspec.json.encode(data.metadata if data.metadata is not None else {})
-        if len(metadata) > METADATA_MAX_BYTES:
-            raise ClientException(
-                f"metadata is {len(metadata)} bytes as JSON; the limit is 4096 (4 KiB)"
-            )
-        events = tuple(e for e in EVENT_STATUSES if data.events is None or e in data.events)
-        await check_callback(
-            data.callback_url,
-            allow_private=settings.allow_private_callbacks,
-            lookup=callback_lookup(state),
-        )
-        ws = settings.intuned_workspace_id
-        rk = run_key(ws, data.project_name, data.run_id)
-        doc = SubscriptionDoc(
-            id=new_subscription_id(),
-            client=client,
-            workspace_id=ws,
+        new = NewSubscription(
             project_name=data.project_name,
             run_id=data.run_id,
             callback_url=data.callback_url,
-            events=events,
-            metadata=msgspec.Raw(metadata),
-            created_at=now_ms(),
+            events=tuple(data.events) if data.events is not None else None,
+            metadata=data.metadata,
+            headers=data.headers,
         )
-        # The script also wakes the workers' pumps (a poll or a delivery is due now), and
-        # creates the client's signing secret from new_secret() if it has none.
-        reg = await store.register(doc, rk, new_secret())
-        quota_refused(reg.action, settings)
-        if reg.created:
-            log.info(
-                "subscription_created",
-                client=client,
-                subscription_id=reg.id,
-                run_id=data.run_id,
-                action=reg.action,
-            )
-        if reg.action in (RegisterAction.POLL, RegisterAction.JOIN):
-            # The subscription is the document just written, watching, with no attempts yet:
-            # answer from it instead of reading it back (the script gave the run's status).
-            sub = Subscription(
-                doc=doc,
-                state=SubState.WATCHING,
-                updated_at=doc.created_at,
-                next_attempt_at=None,
-                attempts_in_series=0,
-                series=1,
-                event_type=None,
-                run_status=reg.status,
-            )
-            return Response(subscription_out(sub, reg.status), status_code=HTTP_201_CREATED)
-        # The idempotent repeat answers with the existing subscription; deliver/skip moved on.
-        out = await load_out(store, reg.id, client)
-        return Response(out, status_code=HTTP_201_CREATED if reg.created else HTTP_200_OK)
+        reg = await register(state.store, settings, client, new, callback_lookup(state))
+        return Response(
+            subscription_out(reg.subscription, reg.run_status),
+            status_code=HTTP_201_CREATED if reg.created else HTTP_200_OK,
+        )
 
     @get(
         "/{subscription_id:str}",
@@ -357,14 +294,14 @@ class SubscriptionController(Controller):
         def ms(moment: datetime | None) -> int | None:
             return int(moment.timestamp() * 1000) if moment is not None else None
 
-        flt = RedeliverFilter(
-            state=SubState(data.state),
+        query = query_for(
+            SubState(data.state),
             run_id=data.run_id,
-            callback_host=data.callback_host,
+            host=data.callback_host,
             since_ms=ms(data.since),
             until_ms=ms(data.until),
         )
-        count = await redeliver_matching(store, client, flt, now_ms())
+        count = await redeliver_matching(store.controls, client, query)
         log.info("bulk_redeliver", client=client, state=data.state, count=count)
         return BulkRedeliverOut(count=count)
 

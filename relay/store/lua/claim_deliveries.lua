@@ -13,7 +13,7 @@ else
 end
 local fields = {F.STATE, F.ATTEMPTS, F.SERIES, F.EVENT_TYPE, F.OCCURRED, F.RUN_KEY, F.CLIENT,
                 F.CALLBACK, F.METADATA, F.EVENTS, F.CREATED, F.RUN_DIGEST, W.FAIL_CODE,
-                W.FAIL_MESSAGE}
+                W.FAIL_MESSAGE, F.HEADERS}
 local out = {}
 for _, sid in ipairs(due) do
   local s = redis.call('HMGET', fmt(K_SUB, sid), unpack(fields))

@@ -4,15 +4,23 @@
 --       in SubState order (watching first, delivering second)
 -- ARGV: 1 sid, 2 client, 3 run key, 4 run digest, 5 idem, 6 events '|a|b|', 7 project,
 --       8 run id, 9 ttl ms, 10 max active per client, 11 max per run, 12 fresh secret,
---       13 created ms, 14 run id digest, 15.. document field/value pairs
+--       13 created ms, 14 run id digest, 15 fingerprint (metadata + header names), 16 'owner'
+--       when RELAY_RUN_SHARING=owner (else ''), 17.. document field/value pairs
 -- Returns a map: action, id, status (the run's last seen status, when known)
 local sid, cl, rk, rd, idem = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local ev, project, run_id, ttl = ARGV[6], ARGV[7], ARGV[8], tonumber(ARGV[9])
 local max_client, max_run, fresh, ca = tonumber(ARGV[10]), tonumber(ARGV[11]), ARGV[12], ARGV[13]
+local fp, owner_mode = ARGV[15], ARGV[16] == 'owner'
+local owner = redis.call('HGET', KEYS[4], W.OWNER)
+if owner_mode and owner and owner ~= cl then return {'action', RA.NOT_OWNER, 'id', sid} end
 local existing = redis.call('HGET', KEYS[3], idem)
 if existing then
-  local st = redis.call('HGET', fmt(K_SUB, existing), F.STATE)
-  if st and st ~= ST.CANCELED then return {'action', RA.EXISTING, 'id', existing} end
+  local e = redis.call('HMGET', fmt(K_SUB, existing), F.STATE, F.FINGERPRINT)
+  if e[1] and e[1] ~= ST.CANCELED then
+    -- A subscription stored before fingerprints existed keeps the old idempotent answer.
+    if e[2] and e[2] ~= fp then return {'action', RA.CONFLICT, 'id', existing} end
+    return {'action', RA.EXISTING, 'id', existing}
+  end
 end
 if redis.call('ZCARD', KEYS[12]) + redis.call('ZCARD', KEYS[13]) >= max_client then
   return {'action', RA.QUOTA_CLIENT, 'id', sid}
@@ -22,11 +30,12 @@ local now = redis_now()
 local k = KEYS[1]
 redis.call('HSET', k, F.CLIENT, cl, F.RUN_KEY, rk, F.RUN_DIGEST, rd, F.EVENTS, ev,
            F.CREATED, ca, F.UPDATED, ca, F.ATTEMPTS, 0, F.SERIES, 1, F.IDEM, idem,
-           F.CLIENT_RUN, ARGV[14])
-for i = 15, #ARGV, 2 do redis.call('HSET', k, ARGV[i], ARGV[i + 1]) end
+           F.CLIENT_RUN, ARGV[14], F.FINGERPRINT, fp)
+for i = 17, #ARGV, 2 do redis.call('HSET', k, ARGV[i], ARGV[i + 1]) end
 redis.call('ZADD', KEYS[2], ca, sid)
 redis.call('HSET', KEYS[3], idem, sid)
 local wk = KEYS[4]
+redis.call('HSETNX', wk, W.OWNER, cl)  -- the first registrant owns the run (enforced in owner mode)
 redis.call('ZADD', KEYS[5], redis.call('HINCRBY', wk, W.SEQUENCE, 1), sid)
 redis.call('HSETNX', KEYS[9], SF.CURRENT, fresh)
 redis.call('SADD', KEYS[11], cl)

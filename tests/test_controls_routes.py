@@ -66,7 +66,7 @@ async def test_a_test_delivery_is_signed_carries_headers_and_reports_delivered(
     assert resp.status_code == 200, resp.text
     out = resp.json()
     assert out["outcome"] == "delivered" and out["statusCode"] == 200 and out["error"] is None
-    assert out["durationMs"] >= 0 and out["responseExcerpt"] == "ok"
+    assert out["durationMs"] >= 0 and out["responseExcerpt"] == '{"ok": true}'
     [req] = receiver.requests
     payload = verify(req, secret)
     assert payload["type"] == "relay.ping" and payload["data"]["client"] == "alpha"

@@ -189,7 +189,6 @@ async def test_owner_sharing_hides_a_run_from_other_clients_and_fans_out_to_the_
     start_worker: StartWorker,
 ) -> None:
     env = {**relay_env, "RELAY_RUN_SHARING": "owner"}
-    start_worker(RELAY_RUN_SHARING="owner")
     async with api_client(env) as api:
         run_id = fake_intuned.create_run(RunScript(pending_polls=2, outcome="completed", result=1))
         sids = []
@@ -206,6 +205,7 @@ async def test_owner_sharing_hides_a_run_from_other_clients_and_fans_out_to_the_
         assert stolen.status_code == 404, stolen.text
         assert run_id in stolen.json()["detail"]
         assert everything(redis_sync) == before
+        start_worker(RELAY_RUN_SHARING="owner")
         for sid in sids:
             await reach(api, sid, "delivered")
         assert {json.loads(r.body)["data"]["subscriptionId"] for r in receiver.requests} == set(

@@ -13,7 +13,7 @@ import pytest
 import redis
 from litestar.testing import AsyncTestClient
 
-from relay.intuned.fake import FakeIntunedHandle, RunScript
+from relay.fake_intuned import FakeIntunedHandle, RunScript
 from relay.webhooks.callbacks import IPAddress
 from tests.support.api_helpers import api_env, body, everything, make_app
 from tests.support.receiver import ReceiverHandle, verify

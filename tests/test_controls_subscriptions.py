@@ -11,7 +11,7 @@ import pytest
 import redis
 from litestar.testing import AsyncTestClient
 
-from relay.intuned.fake import FakeIntunedHandle, RunScript
+from relay.fake_intuned import FakeIntunedHandle, RunScript
 from tests.support.api_helpers import api_client, api_env, body, everything
 from tests.support.receiver import ReceiverHandle, verify
 from tests.support.relay_fixtures import (

@@ -88,7 +88,9 @@ class MetricsController(PrometheusController):
         settings: Settings = state.settings
         clients = sorted(set(settings.api_keys.values()))
         try:
-            counts = {client: await state.store.subscriptions.count_states(client) for client in clients}
+            counts = {
+                client: await state.store.subscriptions.count_states(client) for client in clients
+            }
         except (RedisConnectionError, RedisTimeoutError):
             log.warning("metrics_without_subscriptions", reason="redis unavailable")
         else:

@@ -151,8 +151,8 @@ async def test_bulk_redeliver_restarts_the_matching_exhausted_series_only(
 ) -> None:
     start_worker()
     secret = await secret_of(api)
-    run_a = fake_intuned.create_run(RunScript(outcome="completed", result=1))
-    run_b = fake_intuned.create_run(RunScript(outcome="completed", result=2))
+    run_a = fake_intuned.state.create_run(RunScript(outcome="completed", result=1))
+    run_b = fake_intuned.state.create_run(RunScript(outcome="completed", result=2))
     on_a = [await subscribe(api, run_a, receiver.url(f"/flaky/4/a{i}")) for i in range(3)]
     on_b = await subscribe(api, run_b, receiver.url("/flaky/4/b"))
     beta = await subscribe(api, run_a, receiver.url("/flaky/4/beta"), AUTH_BETA)
@@ -268,7 +268,7 @@ async def test_exhausted_and_gone_subscriptions_are_reported_signed_with_retries
     secret = await secret_of(api)
     hook = {"url": receiver.url("/flaky/1/ops"), "headers": {"Authorization": "ops-tok"}}
     assert (await api.put(OPS, json=hook, headers=AUTH_ALPHA)).status_code == 200
-    run_id = fake_intuned.create_run(RunScript(outcome="completed", result=1))
+    run_id = fake_intuned.state.create_run(RunScript(outcome="completed", result=1))
     gone = await subscribe(api, run_id, receiver.url("/gone"))
     failing = await subscribe(api, run_id, receiver.url("/status/500"))
     quiet = await subscribe(api, run_id, receiver.url("/gone/beta"), AUTH_BETA)

@@ -134,7 +134,7 @@ async def test_headers_arrive_on_every_attempt_and_never_in_the_log(
 ) -> None:
     worker = start_worker()
     secret = await secret_of(api)
-    run_id = fake_intuned.create_run(RunScript(outcome="completed", result={"x": 1}))
+    run_id = fake_intuned.state.create_run(RunScript(outcome="completed", result={"x": 1}))
     headers = {"Authorization": SECRET_VALUE, "X-Tenant": "billing"}
     resp = await api.post(
         SUBS,
@@ -190,7 +190,9 @@ async def test_owner_sharing_hides_a_run_from_other_clients_and_fans_out_to_the_
 ) -> None:
     env = {**relay_env, "RELAY_RUN_SHARING": "owner"}
     async with api_client(env) as api:
-        run_id = fake_intuned.create_run(RunScript(pending_polls=2, outcome="completed", result=1))
+        run_id = fake_intuned.state.create_run(
+            RunScript(pending_polls=2, outcome="completed", result=1)
+        )
         sids = []
         for i in range(3):
             resp = await api.post(

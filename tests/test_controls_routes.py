@@ -21,6 +21,8 @@ from tests.support.relay_fixtures import (
     AUTH_ALPHA,
     AUTH_BETA,
     StartWorker,
+    reach_state,
+    signing_secret_of,
     subscription_state,
     wait_until,
 )
@@ -28,19 +30,6 @@ from tests.support.relay_fixtures import (
 SUBS = "/v1/subscriptions"
 TESTS = "/v1/test-deliveries"
 OPS = "/v1/operational-webhook"
-
-
-async def secret_of(api: AsyncTestClient[Any], auth: dict[str, str] = AUTH_ALPHA) -> str:
-    return str((await api.get("/v1/signing-secret", headers=auth)).json()["secret"])
-
-
-async def reach(
-    api: AsyncTestClient[Any], sid: str, state: str, auth: dict[str, str] = AUTH_ALPHA
-) -> None:
-    async def check() -> bool:
-        return await subscription_state(api, sid, auth) == state
-
-    await wait_until(check, timeout=20)
 
 
 async def subscribe(
@@ -57,7 +46,7 @@ async def subscribe(
 async def test_a_test_delivery_is_signed_carries_headers_and_reports_delivered(
     api: AsyncTestClient[Any], receiver: ReceiverHandle
 ) -> None:
-    secret = await secret_of(api)
+    secret = await signing_secret_of(api)
     resp = await api.post(
         TESTS,
         json={"callbackUrl": receiver.url("/ok"), "headers": {"Authorization": "Bearer t"}},
@@ -150,7 +139,7 @@ async def test_bulk_redeliver_restarts_the_matching_exhausted_series_only(
     start_worker: StartWorker,
 ) -> None:
     start_worker()
-    secret = await secret_of(api)
+    secret = await signing_secret_of(api)
     run_a = fake_intuned.state.create_run(RunScript(outcome="completed", result=1))
     run_b = fake_intuned.state.create_run(RunScript(outcome="completed", result=2))
     on_a = [await subscribe(api, run_a, receiver.url(f"/flaky/4/a{i}")) for i in range(3)]
@@ -158,9 +147,9 @@ async def test_bulk_redeliver_restarts_the_matching_exhausted_series_only(
     beta = await subscribe(api, run_a, receiver.url("/flaky/4/beta"), AUTH_BETA)
     ok = await subscribe(api, run_b, receiver.url("/ok/fine"))
     for sid in [*on_a, on_b]:
-        await reach(api, sid, "exhausted")
-    await reach(api, beta, "exhausted", AUTH_BETA)
-    await reach(api, ok, "delivered")
+        await reach_state(api, sid, "exhausted")
+    await reach_state(api, beta, "exhausted", AUTH_BETA)
+    await reach_state(api, ok, "delivered")
 
     none = await api.post(
         f"{SUBS}/redeliver",
@@ -173,7 +162,7 @@ async def test_bulk_redeliver_restarts_the_matching_exhausted_series_only(
     )
     assert resp.status_code == 202 and resp.json() == {"count": 3}
     for sid in on_a:
-        await reach(api, sid, "delivered")
+        await reach_state(api, sid, "delivered")
         view = (await api.get(f"{SUBS}/{sid}", headers=AUTH_ALPHA)).json()
         assert [a["series"] for a in view["attempts"]] == [1, 1, 1, 1, 2]
     assert await subscription_state(api, on_b, AUTH_ALPHA) == "exhausted"
@@ -188,7 +177,7 @@ async def test_bulk_redeliver_restarts_the_matching_exhausted_series_only(
         headers=AUTH_ALPHA,
     )
     assert by_host.json() == {"count": 1}
-    await reach(api, on_b, "delivered")
+    await reach_state(api, on_b, "delivered")
     delivered = await api.post(
         f"{SUBS}/redeliver",
         json={"state": "delivered", "callbackHost": "nowhere.example"},
@@ -265,16 +254,16 @@ async def test_exhausted_and_gone_subscriptions_are_reported_signed_with_retries
     start_worker: StartWorker,
 ) -> None:
     start_worker()
-    secret = await secret_of(api)
+    secret = await signing_secret_of(api)
     hook = {"url": receiver.url("/flaky/1/ops"), "headers": {"Authorization": "ops-tok"}}
     assert (await api.put(OPS, json=hook, headers=AUTH_ALPHA)).status_code == 200
     run_id = fake_intuned.state.create_run(RunScript(outcome="completed", result=1))
     gone = await subscribe(api, run_id, receiver.url("/gone"))
     failing = await subscribe(api, run_id, receiver.url("/status/500"))
     quiet = await subscribe(api, run_id, receiver.url("/gone/beta"), AUTH_BETA)
-    await reach(api, gone, "gone")
-    await reach(api, failing, "exhausted")
-    await reach(api, quiet, "gone", AUTH_BETA)
+    await reach_state(api, gone, "gone")
+    await reach_state(api, failing, "exhausted")
+    await reach_state(api, quiet, "gone", AUTH_BETA)
 
     def ops() -> list[Any]:
         return [r for r in receiver.requests if r.path == "/flaky/1/ops"]
@@ -301,13 +290,13 @@ async def test_a_refused_intuned_key_is_reported_once_per_incident(
     receiver: ReceiverHandle,
     start_worker: StartWorker,
 ) -> None:
-    secrets = [await secret_of(api), await secret_of(api, AUTH_BETA)]
+    secrets = [await signing_secret_of(api), await signing_secret_of(api, AUTH_BETA)]
     for auth, path in ((AUTH_ALPHA, "/ok/ops-alpha"), (AUTH_BETA, "/ok/ops-beta")):
         assert (await api.put(OPS, json={"url": receiver.url(path)}, headers=auth)).status_code
     start_worker(INTUNED_API_KEY="a-wrong-key-0123456789")
     sids = [await subscribe(api, f"run-{i}", receiver.url(f"/ok/{i}")) for i in range(3)]
     for sid in sids:
-        await reach(api, sid, "delivered")
+        await reach_state(api, sid, "delivered")
     await wait_until(
         lambda: {r.path for r in receiver.requests} >= {"/ok/ops-alpha", "/ok/ops-beta"}
     )

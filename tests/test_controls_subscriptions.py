@@ -18,23 +18,13 @@ from tests.support.relay_fixtures import (
     AUTH_ALPHA,
     AUTH_BETA,
     StartWorker,
-    subscription_state,
+    reach_state,
+    signing_secret_of,
     wait_until,
 )
 
 SUBS = "/v1/subscriptions"
 SECRET_VALUE = "Bearer tok-7f3a9c-never-shown"
-
-
-async def secret_of(api: AsyncTestClient[Any], auth: dict[str, str] = AUTH_ALPHA) -> str:
-    return str((await api.get("/v1/signing-secret", headers=auth)).json()["secret"])
-
-
-async def reach(api: AsyncTestClient[Any], sid: str, state: str, timeout: float = 15) -> None:
-    async def check() -> bool:
-        return await subscription_state(api, sid, AUTH_ALPHA) == state
-
-    await wait_until(check, timeout=timeout)
 
 
 # ---- headers at registration (API only) ---------------------------------------------------
@@ -133,7 +123,7 @@ async def test_headers_arrive_on_every_attempt_and_never_in_the_log(
     start_worker: StartWorker,
 ) -> None:
     worker = start_worker()
-    secret = await secret_of(api)
+    secret = await signing_secret_of(api)
     run_id = fake_intuned.state.create_run(RunScript(outcome="completed", result={"x": 1}))
     headers = {"Authorization": SECRET_VALUE, "X-Tenant": "billing"}
     resp = await api.post(
@@ -143,7 +133,7 @@ async def test_headers_arrive_on_every_attempt_and_never_in_the_log(
     )
     assert resp.status_code == 201, resp.text
     sid = resp.json()["id"]
-    await reach(api, sid, "delivered")
+    await reach_state(api, sid, "delivered")
     reqs = receiver.requests
     assert len(reqs) == 2
     for req in reqs:
@@ -157,7 +147,7 @@ async def test_headers_arrive_on_every_attempt_and_never_in_the_log(
     # Redeliver: a second series, numbered 2.
     assert (await api.post(f"{SUBS}/{sid}/redeliver", headers=AUTH_ALPHA)).status_code == 202
     await wait_until(lambda: len(receiver.requests) == 3)
-    await reach(api, sid, "delivered")
+    await reach_state(api, sid, "delivered")
     view = (await api.get(f"{SUBS}/{sid}", headers=AUTH_ALPHA)).json()
     assert [a["series"] for a in view["attempts"]] == [1, 1, 2]
     assert receiver.requests[2].headers["authorization"] == SECRET_VALUE
@@ -173,7 +163,7 @@ async def test_watch_failed_shows_as_event_type(
     )
     sid = resp.json()["id"]
     assert resp.json()["eventType"] is None
-    await reach(api, sid, "delivered")
+    await reach_state(api, sid, "delivered")
     view = (await api.get(f"{SUBS}/{sid}", headers=AUTH_ALPHA)).json()
     assert view["eventType"] == "run.watch_failed"
 
@@ -209,7 +199,7 @@ async def test_owner_sharing_hides_a_run_from_other_clients_and_fans_out_to_the_
         assert everything(redis_sync) == before
         start_worker(RELAY_RUN_SHARING="owner")
         for sid in sids:
-            await reach(api, sid, "delivered")
+            await reach_state(api, sid, "delivered")
         assert {json.loads(r.body)["data"]["subscriptionId"] for r in receiver.requests} == set(
             sids
         )

@@ -103,6 +103,16 @@ def parse_bool(text: str, *, name: str) -> bool:
     raise ConfigError(name, f"{text!r} is not true or false")
 
 
+def parse_run_sharing(text: str) -> RunSharing:
+    """RELAY_RUN_SHARING: ``workspace`` or ``owner`` (any case)."""
+    value = text.strip().lower()
+    if value == "owner":
+        return "owner"
+    if value == "workspace":
+        return "workspace"
+    raise ConfigError("RELAY_RUN_SHARING", f"{text!r} must be workspace or owner")
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Everything the relay's processes are configured with (contract §2)."""
 
@@ -210,10 +220,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         if log_format not in ("json", "console"):
             raise ConfigError("RELAY_LOG_FORMAT", "must be json or console")
 
-        sharing = (get("RELAY_RUN_SHARING", "workspace") or "workspace").lower()
-        if sharing not in ("workspace", "owner"):
-            raise ConfigError("RELAY_RUN_SHARING", "must be workspace or owner")
-
         return cls(
             redis_url=redis_url,
             intuned_api_base_url=base.rstrip("/"),
@@ -251,6 +257,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             max_result_bytes=parse_size(
                 get("RELAY_MAX_RESULT_BYTES", "16MiB") or "16MiB", name="RELAY_MAX_RESULT_BYTES"
             ),
-            run_sharing="owner" if sharing == "owner" else "workspace",
+            run_sharing=parse_run_sharing(get("RELAY_RUN_SHARING", "workspace") or "workspace"),
             test_deliveries_per_minute=integer("RELAY_TEST_DELIVERIES_PER_MINUTE", 10, 1, 10000),
         )

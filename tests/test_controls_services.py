@@ -8,11 +8,14 @@ from datetime import UTC, datetime
 import msgspec
 import pytest
 
+from relay.errors import ConfigError
 from relay.model import Attempt, Subscription, SubscriptionDoc, SubState
 from relay.services.operational import intuned_unauthorized_event, subscription_event
 from relay.services.test_delivery import ping_body, result_of
+from relay.settings import Settings
 from relay.webhooks.payload import build_control_body
 from relay.webhooks.sender import AttemptResult
+from tests.support.relay_fixtures import base_env
 
 
 @pytest.mark.parametrize(
@@ -107,3 +110,15 @@ def test_the_unauthorized_event_is_the_same_for_one_incident() -> None:
     two = intuned_unauthorized_event("alpha", 401, started)
     assert one.msg_id == two.msg_id
     assert json.loads(one.body)["data"]["statusCode"] == 401
+
+
+def test_the_control_settings_are_read_and_checked() -> None:
+    env = base_env("redis://127.0.0.1:1/0", "http://127.0.0.1:9")
+    assert Settings.from_env(env).run_sharing == "workspace"
+    assert Settings.from_env(env).test_deliveries_per_minute == 10
+    owner = Settings.from_env({**env, "RELAY_RUN_SHARING": " Owner "})
+    assert owner.run_sharing == "owner"
+    with pytest.raises(ConfigError, match="RELAY_RUN_SHARING 'tenant' must be workspace or owner"):
+        Settings.from_env({**env, "RELAY_RUN_SHARING": "tenant"})
+    with pytest.raises(ConfigError, match="RELAY_TEST_DELIVERIES_PER_MINUTE"):
+        Settings.from_env({**env, "RELAY_TEST_DELIVERIES_PER_MINUTE": "0"})

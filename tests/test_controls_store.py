@@ -3,9 +3,15 @@ batches, quotas with a TTL, incidents, the operational webhook, run ownership, f
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
+import pytest
+from arq.constants import job_key_prefix
+from arq.worker import Retry
 from redis.asyncio import Redis
 
+from relay.metrics import WorkerMetrics
 from relay.model import (
     Attempt,
     DeliveryOutcome,
@@ -16,8 +22,12 @@ from relay.model import (
     run_key,
 )
 from relay.services.redelivery import query_for, redeliver_matching
+from relay.settings import Settings
 from relay.store import OperationalHook, RedeliverQuery, Stores, keys
+from tests.support.relay_fixtures import base_env
 from tests.support.store_helpers import finish_run, open_stores
+from workers.operational import confirm_operational, subscription_ending
+from workers.runner import open_deps
 
 WS = "ws-1"
 SECRET = "whsec_dGVzdC1zZWNyZXQ="
@@ -39,11 +49,18 @@ def doc(client: str, run_id: str, url: str, created_at: int) -> SubscriptionDoc:
 
 async def gone(stores: Stores, docs: list[SubscriptionDoc]) -> None:
     """Register each, end their runs, and let every first attempt answer 410."""
+    await gone_or_delivered(stores, docs, record=True)
+
+
+async def gone_or_delivered(stores: Stores, docs: list[SubscriptionDoc], *, record: bool) -> None:
+    """Register each and end their runs; with ``record``, every first attempt answers 410."""
     for d in docs:
         rk = run_key(WS, d.project_name, d.run_id)
         await stores.subscriptions.register(d, rk, SECRET)
     for rk in {run_key(WS, d.project_name, d.run_id) for d in docs}:
         await finish_run(stores, rk, "completed", b'{"status":"completed"}')
+    if not record:
+        return
     claims = await stores.deliveries.claim_deliveries(100)
     assert len(claims) == len(docs)
     for c in claims:
@@ -143,3 +160,36 @@ async def test_owner_and_fingerprint_are_checked_atomically(redis_client: Redis)
     changed = await subs.register(again, rk, SECRET, fingerprint="f2", owner_only=True)
     assert (changed.action, changed.id) == (RegisterAction.CONFLICT, first.id)
     assert await subs.get_subscription_any(again.id) is None
+
+
+async def test_an_alert_is_queued_only_once_the_final_attempt_is_recorded(
+    redis_client: Redis, redis_url: str
+) -> None:
+    settings = Settings.from_env(base_env(redis_url, "http://127.0.0.1:9"))
+    deps = await open_deps(settings, redis_client, WorkerMetrics())
+    try:
+        stores = deps.store
+        hook = OperationalHook(url="http://127.0.0.1:9/ops")
+        await stores.controls.set_operational_webhook("alpha", hook)
+        ending, fine = doc("alpha", "r", "http://a.example/1", 1), doc("alpha", "r", "http://b/", 2)
+        await gone_or_delivered(stores, [ending, fine], record=False)
+        claims = {c.subscription_id: c for c in await stores.deliveries.claim_deliveries(10)}
+        await subscription_ending(deps, claims[ending.id])
+        assert await redis_client.exists(f"{job_key_prefix}opc:{ending.id}:1")
+        ctx: dict[str, Any] = {"deps": deps, "job_try": 1}
+        # Not recorded yet (or the worker died before recording): look again later.
+        with pytest.raises(Retry):
+            await confirm_operational(ctx, ending.id, 1)
+        assert await confirm_operational({**ctx, "job_try": 10}, ending.id, 1) == "gave_up"
+        a = Attempt(attempt=1, at=1, status_code=410, error="http_410", duration_ms=1.0)
+        await stores.deliveries.record_attempt(claims[ending.id], a, DeliveryOutcome.GONE, 0)
+        assert await confirm_operational(ctx, ending.id, 1) == "queued"
+        queued = [k async for k in redis_client.scan_iter(match=f"{job_key_prefix}op:*")]
+        assert len(queued) == 1
+        assert await confirm_operational(ctx, ending.id, 2) == "superseded"
+        ok = Attempt(attempt=1, at=1, status_code=200, error=None, duration_ms=1.0)
+        await stores.deliveries.record_attempt(claims[fine.id], ok, DeliveryOutcome.DELIVERED, 0)
+        assert await confirm_operational(ctx, fine.id, 1) == "not_ended"
+    finally:
+        await deps.sender.aclose()
+        await deps.intuned.aclose()

@@ -23,7 +23,7 @@ from relay.webhooks.payload import build_event_body
 from relay.webhooks.sender import AttemptResult
 from relay.webhooks.signing import webhook_headers, webhook_id
 from workers.deps import WorkerDeps
-from workers.operational import subscription_ended
+from workers.operational import subscription_ending
 
 log = structlog.get_logger("relay.delivery")
 
@@ -102,10 +102,10 @@ async def deliver_claimed(deps: WorkerDeps, claim: ClaimedDelivery) -> None:
         response=result.response_excerpt,
         series=claim.series,
     )
+    if outcome in (DeliveryOutcome.EXHAUSTED, DeliveryOutcome.GONE):
+        await subscription_ending(deps, claim)  # before the record: alerted at least once
     rec = await deps.store.deliveries.record_attempt(claim, attempt, outcome, delay_ms)
     deps.metrics.deliveries.labels(outcome.value).inc()
-    if rec.state in (DeliveryOutcome.EXHAUSTED, DeliveryOutcome.GONE):
-        await subscription_ended(deps, claim.subscription_id)
     deps.metrics.attempt_seconds.observe(result.duration_ms / 1000)
     if outcome is DeliveryOutcome.DELIVERED and claim.series == 1:
         deps.metrics.lag_seconds.observe(max(0.0, (claim.now - claim.occurred_at) / 1000))

@@ -3,8 +3,16 @@
 An event is an arq job (``deliver_operational``) carrying its signed-later body; a failed attempt
 raises arq's ``Retry`` with the next ``RELAY_RETRY_SCHEDULE`` delay, so retries survive a worker
 restart like any queued job. The job id is the event's webhook-id, so the same event enqueued
-twice is sent once. Nothing here is on the critical path of a run's webhook: a failure to alert
-is logged, never raised into the delivery or the poll that noticed it.
+twice is sent once.
+
+A subscription's alert is queued at least once: BEFORE the final attempt is recorded, a
+``confirm_operational`` job is queued (id per subscription and series). It looks at the stored
+subscription: still delivering (the record is not in yet, or the worker died first and the
+attempt will be made again) → it looks again after a lease; exhausted or gone in that series →
+the event is queued; anything else (delivered after all, canceled, a newer series) → nothing.
+
+Nothing here is on the critical path of a run's webhook: a failure to alert is logged, never
+raised into the delivery or the poll that noticed it.
 
 This module must never log a header value or secret, and holds no policy of its own.
 """
@@ -17,7 +25,7 @@ from typing import Any, Final
 import structlog
 from arq.worker import Retry
 
-from relay.model import run_key
+from relay.model import SubState, run_key
 from relay.policy import retry_delay
 from relay.services.operational import (
     INCIDENT_INTUNED_KEY,
@@ -27,11 +35,15 @@ from relay.services.operational import (
     send_event,
     subscription_event,
 )
+from relay.store import ClaimedDelivery
 from workers.deps import WorkerDeps
 
 log = structlog.get_logger("relay.operational")
 
 JOB: Final = "deliver_operational"
+CONFIRM: Final = "confirm_operational"
+CONFIRM_DELAY_S: Final = 0.2  # the record of the final attempt is usually in by then
+CONFIRM_TRIES: Final = 10
 
 
 async def deliver_operational(ctx: dict[str, Any], client: str, msg_id: str, body: bytes) -> str:
@@ -77,20 +89,44 @@ async def enqueue(deps: WorkerDeps, event: OperationalEvent) -> None:
     )
 
 
-async def subscription_ended(deps: WorkerDeps, subscription_id: str) -> None:
-    """Tell the subscription's client (if it has an operational webhook) that it ended."""
+async def subscription_ending(deps: WorkerDeps, claim: ClaimedDelivery) -> None:
+    """Before a final attempt (exhausted or gone) is recorded: queue the check that alerts the
+    client's operational webhook once the subscription shows it (see the module docstring)."""
+    if deps.arq is None:
+        return
+    sid = claim.subscription_id
     try:
-        subs = deps.store.subscriptions
-        sub = await subs.get_subscription_any(subscription_id)
-        if sub is None or await deps.store.controls.operational_webhook(sub.doc.client) is None:
+        if await deps.store.controls.operational_webhook(claim.doc.client) is None:
             return
-        d = sub.doc
-        [status] = await subs.run_statuses([run_key(d.workspace_id, d.project_name, d.run_id)])
-        event = subscription_event(sub, status)
-        if event is not None:
-            await enqueue(deps, event)
+        await deps.arq.enqueue_job(
+            CONFIRM,
+            sid,
+            claim.series,
+            _job_id=f"opc:{sid}:{claim.series}",
+            _defer_by=CONFIRM_DELAY_S,
+        )
     except Exception as exc:  # an alert must never break the delivery that noticed it
-        log.warning("operational_enqueue_failed", subscription_id=subscription_id, error=repr(exc))
+        log.warning("operational_enqueue_failed", subscription_id=sid, error=repr(exc))
+
+
+async def confirm_operational(ctx: dict[str, Any], subscription_id: str, series: int) -> str:
+    """arq job: queue the subscription's exhausted/gone event once its state shows it."""
+    deps: WorkerDeps = ctx["deps"]
+    subs = deps.store.subscriptions
+    sub = await subs.get_subscription_any(subscription_id)
+    if sub is None or sub.series != series:
+        return "superseded"
+    if sub.state is SubState.DELIVERING:  # the final attempt is not recorded (yet)
+        if ctx.get("job_try", 1) >= CONFIRM_TRIES:
+            return "gave_up"
+        raise Retry(defer=deps.settings.delivery_timeout * 2 + 5)
+    d = sub.doc
+    [status] = await subs.run_statuses([run_key(d.workspace_id, d.project_name, d.run_id)])
+    event = subscription_event(sub, status)
+    if event is None:  # delivered after all, or canceled
+        return "not_ended"
+    await enqueue(deps, event)
+    return "queued"
 
 
 async def intuned_refused(deps: WorkerDeps, status_code: int | None) -> None:

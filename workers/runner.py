@@ -31,7 +31,12 @@ from relay.webhooks.sender import WebhookSender
 from workers.delivery import deliver_claimed
 from workers.deps import WorkerDeps
 from workers.health import HEALTH_CHECK_INTERVAL, health_check_key
-from workers.operational import deliver_operational, max_tries
+from workers.operational import (
+    CONFIRM_TRIES,
+    confirm_operational,
+    deliver_operational,
+    max_tries,
+)
 from workers.polling import poll_claimed
 from workers.pump import Pump
 
@@ -176,6 +181,7 @@ def build_worker(settings: Settings, deps: WorkerDeps) -> Worker:
             func(poll_now, max_tries=3),
             func(deliver_now, max_tries=3),
             func(deliver_operational, max_tries=max_tries(settings.retry_schedule)),
+            func(confirm_operational, max_tries=CONFIRM_TRIES),
         ],
         cron_jobs=[cron(sweep, minute=None, second=0, run_at_startup=True, unique=True)],
         redis_settings=arq_redis_settings(settings),

@@ -10,8 +10,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from relay.api.schemas import CallbackUrl, Headers, RunId
-
-TestOutcome = Literal["delivered", "failed", "refused"]
+from relay.services.test_delivery import TestOutcome
 RedeliverableState = Literal["exhausted", "gone", "delivered"]
 Rfc3339 = Annotated[
     datetime, msgspec.Meta(tz=True, description="RFC 3339 time with an offset, e.g. ...Z")

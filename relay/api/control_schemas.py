@@ -11,6 +11,7 @@ import msgspec
 
 from relay.api.schemas import CallbackUrl, Headers, RunId
 from relay.services.test_delivery import TestOutcome
+
 RedeliverableState = Literal["exhausted", "gone", "delivered"]
 Rfc3339 = Annotated[
     datetime, msgspec.Meta(tz=True, description="RFC 3339 time with an offset, e.g. ...Z")

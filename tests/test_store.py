@@ -331,7 +331,7 @@ async def test_sweep_restores_delivering_entries_from_a_saved_cursor(
     await redis_client.delete(keys.DUE_POLL, keys.DUE_DELIVERY)
     slices = []
     while not slices or not slices[-1].wrapped:
-        slices.append(await store.housekeeping.sweep_slice(runs=200))
+        slices.append(await store.housekeeping.sweep_slice(runs=200, deliveries=2))
     assert len(slices) == 4  # 3 full slices and an empty one that wraps the saved cursor
     assert sum(s.polls for s in slices) == 597
     assert sum(s.deliveries for s in slices) == 3

@@ -17,6 +17,7 @@ from relay.store.types import PruneSlice, SweepSlice
 from relay.store.watches import redis_now
 
 SWEEP_RUNS_PER_SLICE: Final = 200
+SWEEP_DELIVERIES_PER_SLICE: Final = 500
 PRUNE_PER_SLICE: Final = 1000
 
 
@@ -28,10 +29,14 @@ class Housekeeping:
         self._sweep = Script(redis, "sweep")
         self._prune = Script(redis, "prune")
 
-    async def sweep_slice(self, runs: int = SWEEP_RUNS_PER_SLICE) -> SweepSlice:
-        """Repair one slice of the runs index, from the saved cursor."""
+    async def sweep_slice(
+        self, runs: int = SWEEP_RUNS_PER_SLICE, deliveries: int = SWEEP_DELIVERIES_PER_SLICE
+    ) -> SweepSlice:
+        """Repair one slice of the runs index and of the delivering subscriptions, from the
+        cursors saved in Redis."""
         res = await self._sweep(
-            [keys.RUNS, keys.HOUSEKEEPING, keys.DUE_POLL, keys.DUE_DELIVERY], [runs]
+            [keys.RUNS, keys.HOUSEKEEPING, keys.DUE_POLL, keys.DUE_DELIVERY, keys.CLIENTS],
+            [runs, deliveries],
         )
         return decode_map(res, SweepSlice)
 

@@ -33,7 +33,7 @@ DUE_DELIVERY: Final = "r:due:dlv"  # zset: subscription id -> next attempt (Redi
 EXPIRING: Final = "r:exp"  # zset: "sid\tclient\tidem\trun" -> expiry (ms): index entries to prune
 RUNS: Final = "r:runs"  # zset: run digest -> registration (ms): what the sweep walks
 HOUSEKEEPING: Final = "r:hk"  # hash: the sweep's saved cursor
-CLIENTS: Final = "r:clients"  # set: client names that ever subscribed
+CLIENTS: Final = "r:clients"  # zset (score 0, by name): clients that ever subscribed
 # Pub/sub channels (not keys): a script publishes when it made work due now; pumps wake up.
 WAKE_POLL: Final = "r:wake:poll"
 WAKE_DELIVERY: Final = "r:wake:dlv"

@@ -38,7 +38,7 @@ local wk = KEYS[4]
 redis.call('HSETNX', wk, W.OWNER, cl)  -- the first registrant owns the run (enforced in owner mode)
 redis.call('ZADD', KEYS[5], redis.call('HINCRBY', wk, W.SEQUENCE, 1), sid)
 redis.call('HSETNX', KEYS[9], SF.CURRENT, fresh)
-redis.call('SADD', KEYS[11], cl)
+redis.call('ZADD', KEYS[11], 0, cl)
 local w = redis.call('HMGET', wk, W.STATE, W.ENDED_AT, W.STATUS)
 local cached = redis.call('HGET', KEYS[6], RF.STATUS)
 set_state(sid, k, ST.WATCHING)

@@ -55,7 +55,6 @@ class SubscriptionStore:
             keys.DUE_POLL,
             keys.DUE_DELIVERY,
             keys.secrets(client),
-            keys.RUNS,
             keys.CLIENTS,
             *keys.client_states(client),
         ]
@@ -66,14 +65,11 @@ class SubscriptionStore:
             rd,
             idem,
             events_field(doc.events),
-            doc.project_name,
-            doc.run_id,
             self.ttl_ms,
             self.max_per_client,
             self.max_per_run,
             fresh_secret,
             doc.created_at,
-            keys.run_id_digest(doc.run_id),
             *doc_fields(doc),
         ]
         return decode_map(await self._register(key_list, args), Registration)

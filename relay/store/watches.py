@@ -111,7 +111,12 @@ class WatchStore:
         if not raw or WatchField.STATE.value.encode() not in raw:
             return None
         f = {k.decode(): text(v) or "" for k, v in raw.items()}
-        fc, np = f.get(WatchField.FAIL_CODE), f.get(WatchField.NEXT_POLL)
+        fc = f.get(WatchField.FAIL_CODE)
+        np = (
+            await r(self.redis.zscore(keys.DUE_POLL, rd))
+            if f[WatchField.STATE] == "watching"
+            else None
+        )
         return RunWatch(
             state=f[WatchField.STATE],
             status=f.get(WatchField.STATUS),

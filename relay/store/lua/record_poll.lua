@@ -20,17 +20,16 @@ if kind == PK.RESULT then
   redis.call('HDEL', wk, W.NOT_FOUND_SINCE)
   if TERMINAL[status] then
     redis.call('HSET', wk, W.STATE, WS.TERMINAL, W.ENDED_AT, now, W.FANOUT_CURSOR, 0)
-    redis.call('HDEL', wk, W.NEXT_POLL)
     redis.call('ZADD', KEYS[3], now + lease, rd)
     return {'outcome', PR.TERMINAL, 'now', now}
   end
-  redis.call('HSET', wk, W.INTERVAL, iv, W.NEXT_POLL, now + delay, W.ERRORS, 0)
+  redis.call('HSET', wk, W.INTERVAL, iv, W.ERRORS, 0)
   redis.call('ZADD', KEYS[3], now + delay, rd)
   return {'outcome', PR.SCHEDULED, 'now', now}
 elseif kind == PK.ERROR then
   redis.call('HINCRBY', wk, W.POLLS, 1)
   redis.call('HINCRBY', wk, W.ERRORS, 1)
-  redis.call('HSET', wk, W.INTERVAL, iv, W.NEXT_POLL, now + delay)
+  redis.call('HSET', wk, W.INTERVAL, iv)
   if ARGV[9] == '1' then redis.call('HSETNX', wk, W.NOT_FOUND_SINCE, now) end
   redis.call('ZADD', KEYS[3], now + delay, rd)
   return {'outcome', PR.SCHEDULED, 'now', now}
@@ -38,6 +37,5 @@ end
 if ARGV[9] == '1' then redis.call('HINCRBY', wk, W.POLLS, 1) end
 redis.call('HSET', wk, W.STATE, WS.FAILED, W.FAIL_CODE, ARGV[7], W.FAIL_MESSAGE, ARGV[8],
            W.ENDED_AT, now, W.FANOUT_CURSOR, 0)
-redis.call('HDEL', wk, W.NEXT_POLL)
 redis.call('ZADD', KEYS[3], now + lease, rd)
 return {'outcome', PR.FAILED, 'now', now}

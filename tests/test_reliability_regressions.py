@@ -8,7 +8,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from litestar.testing import AsyncTestClient
 
-from relay.intuned.fake import FakeIntunedHandle, RunScript
+from relay.fake_intuned import FakeIntunedHandle, RunScript
 from relay.store import keys
 from tests.support.receiver import ReceiverHandle
 from tests.support.reliability import register_many

@@ -17,7 +17,7 @@ import redis
 from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
 
-from relay.intuned.fake import FakeIntunedHandle, RunScript
+from relay.fake_intuned import FakeIntunedHandle, RunScript
 from relay.model import SubscriptionDoc, new_subscription_id, now_ms, run_key
 from relay.settings import Settings
 from relay.store import keys

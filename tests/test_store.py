@@ -150,7 +150,7 @@ async def test_delivery_attempts_retry_then_deliver(store: Stores) -> None:
     # The run's keys now expire (no delivery pending), not before the subscription's.
     watch = await store.watches.get_watch(rd_of(doc))
     assert watch is not None and watch.pending == 0
-    assert await store.watches.redis.pttl(keys.result(rd_of(doc))) > 0
+    assert await store.watches.redis.pttl(keys.watch(rd_of(doc))) > 0
 
 
 async def test_redeliver_starts_a_new_series_and_old_results_are_stale(store: Stores) -> None:
@@ -277,7 +277,7 @@ async def test_redelivery_keeps_a_finished_subscription_alive(store: Stores) -> 
     assert (await store.subscriptions.redeliver(doc.id, "alpha")).outcome == "ok"
     assert await redis.zcard(keys.EXPIRING) == 0
     assert await redis.ttl(keys.sub(doc.id)) == -1
-    assert await redis.ttl(keys.result(rd_of(doc))) == -1  # pending again: the result stays
+    assert await redis.ttl(keys.watch(rd_of(doc))) == -1  # pending again: the result stays
 
 
 async def test_a_delivery_claim_carries_what_the_attempt_reads(store: Stores) -> None:

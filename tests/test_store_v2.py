@@ -144,16 +144,16 @@ async def test_the_run_result_outlives_every_pending_delivery(redis_client: Redi
     await register(store, b)
     await store.watches.record_result(rd_of(a), "completed", b'{"status":"completed"}', 0, 0.0)
     await store.watches.fan_out_all(rd_of(a))
-    assert await redis_client.pttl(keys.result(rd_of(a))) == -1  # two deliveries pending
+    assert await redis_client.pttl(keys.watch(rd_of(a))) == -1  # two deliveries pending
     claims = await store.deliveries.claim_deliveries(10)
     ok = Attempt(attempt=1, at=1, status_code=200, error=None, duration_ms=1.0)
     await store.deliveries.record_attempt(claims[0], ok, DeliveryOutcome.DELIVERED, 0)
-    assert await redis_client.pttl(keys.result(rd_of(a))) == -1  # one still pending
+    assert await redis_client.pttl(keys.watch(rd_of(a))) == -1  # one still pending
     await store.deliveries.record_attempt(claims[1], ok, DeliveryOutcome.DELIVERED, 0)
-    assert 0 < await redis_client.pttl(keys.result(rd_of(a))) <= 1000  # now it may expire
+    assert 0 < await redis_client.pttl(keys.watch(rd_of(a))) <= 1000  # now it may expire
     # Both set by the last attempt's script (the same expiry); PTTL read a moment apart.
     sub_ttl = await redis_client.pttl(keys.sub(a.id))
-    assert sub_ttl <= await redis_client.pttl(keys.result(rd_of(a))) + 5
+    assert sub_ttl <= await redis_client.pttl(keys.watch(rd_of(a))) + 5
 
 
 async def test_defer_moves_due_deliveries_without_counting_an_attempt(redis_client: Redis) -> None:

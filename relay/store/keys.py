@@ -78,11 +78,10 @@ class SubField(StrEnum):
 
 
 class ResultField(StrEnum):
-    """Fields of the cached result hash ``r:{w:<rd>}:res``."""
+    """Fields of the run's stored result, kept in its watch hash (its status is ``s``)."""
 
     BODY = "b"
     FETCHED = "t"
-    STATUS = "st"
 
 
 class SecretField(StrEnum):
@@ -100,18 +99,14 @@ def run_digest(run_key: str) -> str:
 
 
 def watch(rd: str) -> str:
-    """The run's watch hash."""
+    """The run's watch hash, with the run's last Intuned body (stored once for every
+    subscriber, fields ``ResultField``)."""
     return f"r:{{w:{rd}}}"
 
 
 def subscribers(rd: str) -> str:
     """zset: the run's subscription ids by registration order (the fan-out cursor's order)."""
     return f"r:{{w:{rd}}}:s"
-
-
-def result(rd: str) -> str:
-    """hash: the run's last Intuned body, stored once for every subscriber."""
-    return f"r:{{w:{rd}}}:res"
 
 
 def sub(sid: str) -> str:
@@ -169,7 +164,6 @@ def counters(client: str, minute_ms: int) -> str:
 _TEMPLATES: Final = {
     "K_WATCH": watch("%s"),
     "K_SUBS": subscribers("%s"),
-    "K_RESULT": result("%s"),
     "K_SUB": sub("%s"),
     "K_ATTEMPTS": attempts("%s"),
     "K_CLIENT": client_all("%s"),

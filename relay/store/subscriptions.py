@@ -51,7 +51,6 @@ class SubscriptionStore:
             keys.client_run(client, keys.run_id_digest(doc.run_id)),
             keys.watch(rd),
             keys.subscribers(rd),
-            keys.result(rd),
             keys.DUE_POLL,
             keys.DUE_DELIVERY,
             keys.secrets(client),
@@ -227,7 +226,7 @@ def _page(items: list[Subscription], limit: int) -> Page:
 async def cached_result(redis: Redis, rd: str) -> CachedResult | None:
     """The run's stored Intuned body and its fetch time (Redis ms)."""
     body, fetched = await r(
-        redis.hmget(keys.result(rd), [ResultField.BODY.value, ResultField.FETCHED.value])
+        redis.hmget(keys.watch(rd), [ResultField.BODY.value, ResultField.FETCHED.value])
     )
     if body is None:
         return None

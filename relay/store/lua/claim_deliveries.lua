@@ -22,7 +22,7 @@ for _, sid in ipairs(due) do
     for j = 2, #fields do
       if s[j] then table.insert(m, fields[j]); table.insert(m, s[j]) end
     end
-    local rk = fmt(K_RESULT, run_digest(s[6] or ''))
+    local rk = fmt(K_WATCH, run_digest(s[6] or ''))
     local size = redis.call('HSTRLEN', rk, RF.BODY)
     if redis.call('HEXISTS', rk, RF.BODY) == 0 then
       table.insert(m, 'result_state'); table.insert(m, 'none')

@@ -51,7 +51,7 @@ end
 local function settle_run(rd, ttl)
   local wk = fmt(K_WATCH, rd)
   local w = redis.call('HMGET', wk, W.STATE, W.FANOUT_CURSOR, W.PENDING)
-  local keys = {wk, fmt(K_SUBS, rd), fmt(K_RESULT, rd)}
+  local keys = {wk, fmt(K_SUBS, rd)}
   local busy = w[1] == WS.WATCHING or w[2] or tonumber(w[3] or '0') > 0
   for _, key in ipairs(keys) do
     if busy then redis.call('PERSIST', key) else redis.call('PEXPIRE', key, ttl) end

@@ -1,7 +1,7 @@
 -- Store a subscription and join/start its run's watch, atomically (idempotent, quota-checked).
--- KEYS: 1 sub, 2 client all, 3 client run index, 4 watch, 5 run subscribers, 6 result,
---       7 due poll, 8 due dlv, 9 secrets, 10 clients, 11.. client state zsets in SubState
---       order (watching first, delivering second)
+-- KEYS: 1 sub, 2 client all, 3 client run index, 4 watch (with the run's result), 5 run
+--       subscribers, 6 due poll, 7 due dlv, 8 secrets, 9 clients, 10.. client state zsets in
+--       SubState order (watching first, delivering second)
 -- ARGV: 1 sid, 2 client, 3 run key, 4 run digest, 5 idem, 6 events '|a|b|' ('' = all),
 --       7 ttl ms, 8 max active per client, 9 max per run, 10 fresh secret, 11 created ms,
 --       12.. document field/value pairs
@@ -14,7 +14,7 @@ if existing then
   local st = redis.call('HGET', fmt(K_SUB, existing), F.STATE)
   if st and st ~= ST.CANCELED then return {'action', RA.EXISTING, 'id', existing} end
 end
-if redis.call('ZCARD', KEYS[11]) + redis.call('ZCARD', KEYS[12]) >= max_client then
+if redis.call('ZCARD', KEYS[10]) + redis.call('ZCARD', KEYS[11]) >= max_client then
   return {'action', RA.QUOTA_CLIENT, 'id', sid}
 end
 if redis.call('ZCARD', KEYS[5]) >= max_run then return {'action', RA.QUOTA_RUN, 'id', sid} end
@@ -28,10 +28,10 @@ redis.call('ZADD', KEYS[2], ca, sid)
 redis.call('HSET', KEYS[3], idem, sid)
 local wk = KEYS[4]
 redis.call('ZADD', KEYS[5], redis.call('HINCRBY', wk, W.SEQUENCE, 1), sid)
-redis.call('HSETNX', KEYS[9], SF.CURRENT, fresh)
-redis.call('ZADD', KEYS[10], 0, cl)
+redis.call('HSETNX', KEYS[8], SF.CURRENT, fresh)
+redis.call('ZADD', KEYS[9], 0, cl)
 local w = redis.call('HMGET', wk, W.STATE, W.ENDED_AT, W.STATUS)
-local cached = redis.call('HGET', KEYS[6], RF.STATUS)
+local cached = w[3]  -- the status of the run's stored result
 set_state(sid, k, ST.WATCHING)
 if w[1] == WS.TERMINAL and cached then
   local delivering = start_delivery(sid, cached, 'run.' .. cached, w[2] or now, now, ttl)
@@ -54,9 +54,8 @@ redis.call('HDEL', wk, W.FAIL_CODE, W.FAIL_MESSAGE, W.ENDED_AT, W.NOT_FOUND_SINC
            W.FANOUT_CURSOR)
 redis.call('HSET', wk, W.STATE, WS.WATCHING, W.RUN_KEY, rk, W.FIRST_SEEN, now, W.INTERVAL, 0,
            W.POLLS, 0, W.ERRORS, 0, W.ACTIVE, 1)
-if cached then redis.call('HSET', wk, W.STATUS, cached) end
 settle_run(rd, ttl)
-redis.call('ZADD', KEYS[7], now, rd)
+redis.call('ZADD', KEYS[6], now, rd)
 redis.call('PUBLISH', WAKE_POLL, '1')
 if cached then return {'action', RA.POLL, 'id', sid, 'status', cached} end
 return {'action', RA.POLL, 'id', sid}

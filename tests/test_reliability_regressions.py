@@ -27,7 +27,7 @@ async def test_a_registration_that_starts_a_watch_wakes_the_poll_pumps(
     try:
         async with client.pubsub(ignore_subscribe_messages=True) as ps:
             await ps.subscribe(keys.WAKE_POLL)
-            run_id = fake_intuned.create_run(RunScript(outcome="completed", result=1))
+            run_id = fake_intuned.state.create_run(RunScript(outcome="completed", result=1))
             await register_many(api, [(run_id, receiver.url("/ok"))])
             message = None
             async with asyncio.timeout(5):

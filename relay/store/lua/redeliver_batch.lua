@@ -14,9 +14,9 @@ local now = redis_now()
 local count, kept = 0, 0
 for _, sid in ipairs(sids) do
   local k = fmt(K_SUB, sid)
-  local s = redis.call('HMGET', k, F.CLIENT_RUN, F.CALLBACK, F.UPDATED)
-  local up = tonumber(s[3] or '0')
-  local match = s[1] and (crd == '' or s[1] == crd)
+  local s = redis.call('HMGET', k, F.RUN_KEY, F.CALLBACK, F.UPDATED, F.CREATED)
+  local up = tonumber(s[3] or s[4] or '0')  -- updated defaults to created
+  local match = s[1] and (crd == '' or run_id_digest(s[1]) == crd)
     and (host == '' or callback_host(s[2] or '') == host)
     and (not since or up >= since) and (not till or up <= till)
   if match and redeliver_one(sid, k, cl, now, ttl) == 'ok' then

@@ -109,16 +109,13 @@ async def test_bulk_redeliver_walks_the_index_in_bounded_batches(redis_client: R
 
 async def test_quota_counts_in_a_window_that_expires(redis_client: Redis) -> None:
     controls = open_stores(redis_client).controls
-    assert [await controls.take_quota("t", "alpha", 2, 60) for _ in range(3)] == [
-        True,
-        True,
-        False,
-    ]
-    assert await controls.take_quota("t", "beta", 2, 60)
+    assert [(await controls.take_quota("t", "alpha", 60)).count for _ in range(3)] == [1, 2, 3]
+    assert (await controls.take_quota("t", "beta", 60)).count == 1
     ttl = await redis_client.pttl(keys.quota("alpha", "t"))
     assert 0 < ttl <= 60_000
     await redis_client.persist(keys.quota("alpha", "t"))  # a lost expiry is put back
-    assert not await controls.take_quota("t", "alpha", 2, 60)
+    use = await controls.take_quota("t", "alpha", 60)
+    assert use.count == 4 and 0 < use.ttl <= 60_000
     assert await redis_client.pttl(keys.quota("alpha", "t")) > 0
 
 

@@ -11,6 +11,7 @@ This module must never know HTTP request objects or log a header value.
 
 from __future__ import annotations
 
+import math
 import secrets as _random
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -83,11 +84,12 @@ async def send_test(
     extra = validate_headers(headers)
     await check_callback(url, allow_private=settings.allow_private_callbacks, lookup=lookup)
     limit = settings.test_deliveries_per_minute
-    if not await controls.take_quota("test-delivery", client, limit, QUOTA_WINDOW_S):
+    use = await controls.take_quota("test-delivery", client, QUOTA_WINDOW_S)
+    if use.count > limit:
         raise RateLimited(
             f"test deliveries are limited to {limit} a minute per client "
             "(RELAY_TEST_DELIVERIES_PER_MINUTE); try again within a minute",
-            retry_after=QUOTA_WINDOW_S,
+            retry_after=max(1, math.ceil(use.ttl / 1000)),
         )
     now = datetime.now(UTC)
     body = ping_body(client, now)

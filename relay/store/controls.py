@@ -68,11 +68,12 @@ class ControlStore:
         """Remove it; False when there was none."""
         return bool(await r(self.redis.delete(keys.operational(client))))
 
-    async def take_quota(self, name: str, client: str, limit: int, window_s: int) -> bool:
-        """Count one use of a per-client quota; False when ``limit`` uses were made in the
-        window already (a fixed window from its first use; the counter expires with it)."""
+    async def take_quota(self, name: str, client: str, window_s: int) -> QuotaUse:
+        """Count one use of a per-client quota: the uses in this window so far (this one
+        included) and the ms left in it (a fixed window from its first use; the counter
+        expires with it)."""
         res = await self._quota([keys.quota(client, name)], [window_s * 1000])
-        return decode_map(res, QuotaUse).count <= limit
+        return decode_map(res, QuotaUse)
 
     async def open_incident(self, name: str, ttl_s: int) -> bool:
         """Mark an incident open; True only for the call that opened it."""

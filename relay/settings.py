@@ -79,6 +79,17 @@ def parse_bool(text: str, *, name: str) -> bool:
     raise ConfigError(name, f"{text!r} is not true or false")
 
 
+def metrics_token(text: str | None) -> str:
+    """RELAY_METRICS_TOKEN: unset or a token of 16+ visible characters (sent as a bearer)."""
+    if text is None:
+        return ""
+    if len(text) < 16 or not text.isprintable() or any(c.isspace() for c in text):
+        raise ConfigError(
+            "RELAY_METRICS_TOKEN", "must be 16 or more visible characters without spaces"
+        )
+    return text
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Everything the relay's processes are configured with (contract §2)."""
 
@@ -104,6 +115,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     intuned_timeout: float = 10.0
     not_found_grace: float = 60.0
     embedded_redis_dir: str = ".relay/redis"
+    metrics_token: str = msgspec.field(default="")  # empty: /metrics is open, without client names
 
     def __repr__(self) -> str:  # never print secrets
         return (
@@ -207,4 +219,5 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             intuned_timeout=duration("RELAY_INTUNED_TIMEOUT", "10s"),
             not_found_grace=duration("RELAY_NOT_FOUND_GRACE", "60s"),
             embedded_redis_dir=get("RELAY_REDIS_DIR", ".relay/redis") or ".relay/redis",
+            metrics_token=metrics_token(get("RELAY_METRICS_TOKEN")),
         )

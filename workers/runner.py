@@ -19,12 +19,12 @@ import structlog
 from arq.connections import RedisSettings
 from arq.cron import cron
 from arq.worker import Worker, func
-from prometheus_client import start_http_server
 from redis.asyncio import Redis
 
 from relay.intuned.client import IntunedClient
-from relay.metrics import WorkerMetrics
+from relay.metrics import WorkerMetrics, serve_metrics
 from relay.model import now_ms
+from relay.readiness import StartupChecks
 from relay.settings import Settings
 from relay.store import ClaimedDelivery, ClaimedPoll, Store
 from relay.webhooks.sender import WebhookSender
@@ -211,7 +211,7 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
             loop.add_signal_handler(sig, stop.set)
     metrics = WorkerMetrics()
     if settings.worker_metrics_port:
-        start_http_server(settings.worker_metrics_port, registry=metrics.registry)
+        serve_metrics(settings.worker_metrics_port, metrics.registry, settings.metrics_token)
     redis = Redis.from_url(
         settings.redis_url,
         socket_timeout=10,
@@ -220,6 +220,7 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
         retry_on_timeout=True,
     )
     deps = await open_deps(settings, redis, metrics)
+    checks = await StartupChecks.start(settings, redis, reprobe=False)  # warns; never stops us
     pumps = build_pumps(deps)
     deps.pumps.update(pumps)
     worker = build_worker(settings, deps)
@@ -247,5 +248,6 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
                 await worker.main_task
         await deps.sender.aclose()
         await deps.intuned.aclose()
+        await checks.aclose()
         await redis.aclose()
         log.info("worker_stopped")

@@ -9,7 +9,8 @@ that never ends, past ``busy-reply-threshold``, then ``SCRIPT KILL``), and stopp
 from __future__ import annotations
 
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import httpx
@@ -65,43 +66,48 @@ def writes(sid: str) -> list[tuple[str, str, dict[str, Any] | None, dict[str, st
     ]
 
 
-async def test_redis_full_is_503_and_writes_nothing(
-    api: AsyncTestClient[Any], db: redis.Redis
+@contextmanager
+def full(db: redis.Redis) -> Iterator[None]:
+    """maxmemory below what Redis already holds, noeviction: every write is refused (OOM)."""
+    db.config_set("maxmemory-policy", "noeviction")
+    db.config_set("maxmemory", 1)
+    try:
+        yield
+    finally:
+        db.config_set("maxmemory", 0)
+
+
+@contextmanager
+def read_only(db: redis.Redis) -> Iterator[None]:
+    """A replica of a master that never answers: it stays read-only (READONLY)."""
+    db.replicaof("127.0.0.1", str(free_port()))
+    try:
+        yield
+    finally:
+        db.replicaof("NO", "ONE")
+
+
+@pytest.mark.parametrize(
+    ("breaker", "words"), [(full, "maxmemory"), (read_only, "read-only")], ids=["oom", "readonly"]
+)
+async def test_refused_writes_are_503_and_write_nothing(
+    api: AsyncTestClient[Any],
+    db: redis.Redis,
+    breaker: Callable[[redis.Redis], AbstractContextManager[None]],
+    words: str,
 ) -> None:
     sid = await subscribe(api)
     await api.get("/v1/signing-secret", headers=AUTH_ALPHA)
     before = everything(db)
-    db.config_set("maxmemory-policy", "noeviction")
-    db.config_set("maxmemory", 1)  # below what it already holds: every write is refused (OOM)
-    try:
+    with breaker(db):
         for method, path, payload, auth in writes(sid):
             resp = await api.request(method, path, json=payload, headers=auth)
-            assert_unavailable(resp, "maxmemory")
-        # Reads still answer, and nothing was written.
+            assert_unavailable(resp, words)
+        # Reads still answer, Redis still answers PING (ready), and nothing was written.
         assert (await api.get(f"{SUBS}/{sid}", headers=AUTH_ALPHA)).json()["state"] == "watching"
         assert (await api.get("/readyz")).status_code == 200
         assert everything(db) == before
-    finally:
-        db.config_set("maxmemory", 0)
     assert (await api.post(SUBS, json=body(run="run-2"), headers=AUTH_ALPHA)).status_code == 201
-
-
-async def test_redis_read_only_replica_is_503_and_writes_nothing(
-    api: AsyncTestClient[Any], db: redis.Redis
-) -> None:
-    sid = await subscribe(api)
-    await api.get("/v1/signing-secret", headers=AUTH_ALPHA)
-    before = everything(db)
-    db.replicaof("127.0.0.1", str(free_port()))  # a master that never answers: stays read-only
-    try:
-        for method, path, payload, auth in writes(sid):
-            resp = await api.request(method, path, json=payload, headers=auth)
-            assert_unavailable(resp, "read-only")
-        assert (await api.get(f"{SUBS}/{sid}", headers=AUTH_ALPHA)).status_code == 200
-        assert everything(db) == before
-    finally:
-        db.replicaof("NO", "ONE")
-    assert (await api.delete(f"{SUBS}/{sid}", headers=AUTH_ALPHA)).status_code == 204
 
 
 def is_busy(db: redis.Redis) -> bool:

@@ -1,7 +1,8 @@
 """``create_app(settings)``: the Litestar application, its lifespan, errors and OpenAPI.
 
-Redis and the arq pool are opened in the lifespan and closed with it; nothing is created at
-import time. Domain errors are translated into JSON ``{"status_code", "detail"}`` bodies here.
+Redis and the arq pool are opened in the lifespan and closed with it, with the start-up checks
+(``relay.readiness``) that ``/readyz`` reports; nothing is created at import time. Every error
+is rendered by ``relay.api.responses`` (one body shape; Redis errors are 503s, never 500s).
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import msgspec
-import structlog
 from arq import create_pool
 from litestar import Litestar
 from litestar.datastructures import State
@@ -33,8 +33,6 @@ from relay.readiness import StartupChecks
 from relay.settings import Settings
 from relay.store import Store
 from workers.runner import QUEUE_NAME, arq_redis_settings
-
-log = structlog.get_logger("relay.api")
 
 
 def create_app(settings: Settings) -> Litestar:

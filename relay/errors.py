@@ -25,7 +25,12 @@ from redis import exceptions as redis_errors
 
 
 class RelayError(Exception):
-    """Base of every error the relay raises on purpose."""
+    """Base of every error the relay raises on purpose.
+
+    ``retry_after`` (seconds), when set, tells the client when to come back (``Retry-After``).
+    """
+
+    retry_after: int | None = None
 
 
 class ConfigError(RelayError):
@@ -64,6 +69,8 @@ class QuotaExceeded(RelayError):
 
 class Unavailable(RelayError):
     """Redis cannot serve the request now; retry after ``retry_after`` seconds."""
+
+    retry_after: int
 
     def __init__(self, reason: str, *, retry_after: int, cause: str) -> None:
         self.retry_after = retry_after

@@ -84,13 +84,13 @@ def error_response(
 
 def relay_error(request: Request[Any, Any, Any], exc: RelayError) -> Response[dict[str, object]]:
     """Render a relay error by its class; one that is not an HTTP answer is a logged 500."""
+    status = next((code for cls, code in _STATUS if isinstance(exc, cls)), None)
+    if status is None:
+        return unexpected_error(request, exc)
     if isinstance(exc, Unavailable):
         log.warning("storage_unavailable", cause=exc.cause, path=request.url.path)
-        return error_response(503, str(exc), headers={"Retry-After": str(exc.retry_after)})
-    for cls, status in _STATUS:
-        if isinstance(exc, cls):
-            return error_response(status, str(exc))
-    return unexpected_error(request, exc)
+    retry = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
+    return error_response(status, str(exc), headers=retry)
 
 
 def redis_error(request: Request[Any, Any, Any], exc: RedisError) -> Response[dict[str, object]]:

@@ -10,7 +10,7 @@ import pytest
 import redis
 from litestar.testing import AsyncTestClient
 
-from relay.intuned.fake import FakeIntunedHandle, RunScript
+from relay.fake_intuned import FakeIntunedHandle, RunScript
 from tests.support.api_helpers import api_client, api_env, body
 from tests.support.receiver import ReceiverHandle
 from tests.support.relay_fixtures import AUTH_ALPHA, StartWorker, subscription_state, wait_until
@@ -76,7 +76,7 @@ async def test_list_items_carry_no_attempt_log_and_one_subscription_does(
     receiver: ReceiverHandle,
     start_worker: StartWorker,
 ) -> None:
-    run_id = fake_intuned.create_run(RunScript(outcome="completed", result={"a": 1}))
+    run_id = fake_intuned.state.create_run(RunScript(outcome="completed", result={"a": 1}))
     url = receiver.url("/flaky/1/list")  # the first attempt fails, the second is delivered
     resp = await api.post(SUBS, json=body(run=run_id, url=url), headers=AUTH_ALPHA)
     sid = resp.json()["id"]

@@ -17,8 +17,8 @@ import redis
 from structlog.testing import capture_logs
 
 from relay.embedded_redis import EmbeddedRedis, free_port
+from relay.fake_intuned import FakeIntuned, start_in_thread
 from relay.intuned.client import IntunedClient
-from relay.intuned.fake import FakeIntuned, start_in_thread
 from relay.readiness import Readiness, probe_intuned_key, watch_intuned_key
 from tests.support.api_helpers import api_client, api_env
 from tests.support.intuned_fixtures import FAKE_API_KEY, FAKE_WORKSPACE_ID, MakeFake
@@ -96,7 +96,7 @@ async def test_the_key_is_probed_again_until_it_is_ok() -> None:
             assert readiness.intuned_key == "unknown" and not watcher.done()
             fake = start_in_thread(FakeIntuned({FAKE_WORKSPACE_ID: FAKE_API_KEY}), port=port)
             await wait_until(lambda: readiness.intuned_key == "ok", timeout=10)
-            assert fake.fake.stats().result_requests == 1  # ok now: no more probes for a while
+            assert fake.state.stats().result_requests == 1  # ok now: no more probes for a while
         finally:
             watcher.cancel()
             if fake is not None:

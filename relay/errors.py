@@ -64,7 +64,7 @@ class QuotaExceeded(RelayError):
     def __init__(self, setting: str, limit: int, what: str) -> None:
         self.setting = setting
         self.limit = limit
-        super().__init__(f"{what}: the limit is {limit} ({setting})")
+        super().__init__(f"{setting} reached (the limit is {limit}): {what}")
 
 
 class Unavailable(RelayError):

@@ -31,7 +31,7 @@ from relay.api.routes.secrets import SecretController
 from relay.api.routes.subscriptions import SubscriptionController
 from relay.readiness import StartupChecks
 from relay.settings import Settings
-from relay.store import Store
+from relay.store import Stores
 from workers.runner import QUEUE_NAME, arq_redis_settings
 
 
@@ -58,7 +58,7 @@ def create_app(settings: Settings) -> Litestar:
         )
         app.state.redis = redis
         app.state.arq = arq
-        app.state.store = Store(redis, result_ttl=settings.result_ttl)
+        app.state.store = Stores.open(redis, settings)
         checks = await StartupChecks.start(settings, redis, reprobe=True)
         app.state.readiness = checks.readiness
         try:

@@ -42,7 +42,9 @@ class MetricsController(PrometheusController):
         body = generate_latest(REGISTRY)
         clients = sorted(set(settings.api_keys.values()))
         try:
-            counts = {client: await state.store.count_states(client) for client in clients}
+            counts = {
+                client: await state.store.subscriptions.count_states(client) for client in clients
+            }
         except RedisError as exc:  # the process's own metrics are still worth a scrape
             log.warning("metrics_without_subscriptions", cause=unavailable(exc).cause)
         else:

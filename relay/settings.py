@@ -113,6 +113,17 @@ def parse_run_sharing(text: str) -> RunSharing:
     raise ConfigError("RELAY_RUN_SHARING", f"{text!r} must be workspace or owner")
 
 
+def metrics_token(text: str | None) -> str:
+    """RELAY_METRICS_TOKEN: unset or a token of 16+ visible characters (sent as a bearer)."""
+    if text is None:
+        return ""
+    if len(text) < 16 or not text.isprintable() or any(c.isspace() for c in text):
+        raise ConfigError(
+            "RELAY_METRICS_TOKEN", "must be 16 or more visible characters without spaces"
+        )
+    return text
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Everything the relay's processes are configured with (contract §2)."""
 
@@ -145,6 +156,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Controls (contract §6): who may read a run, and the test-delivery quota.
     run_sharing: RunSharing = "workspace"
     test_deliveries_per_minute: int = 10
+    metrics_token: str = msgspec.field(default="")  # empty: /metrics is open, without client names
 
     def __repr__(self) -> str:  # never print secrets
         return (
@@ -259,4 +271,5 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             ),
             run_sharing=parse_run_sharing(get("RELAY_RUN_SHARING", "workspace") or "workspace"),
             test_deliveries_per_minute=integer("RELAY_TEST_DELIVERIES_PER_MINUTE", 10, 1, 10000),
+            metrics_token=metrics_token(get("RELAY_METRICS_TOKEN")),
         )

@@ -7,7 +7,7 @@ happened; this module turns refusals into the relay's errors:
 * the same projectName+runId+callbackUrl with other metadata or other header names →
   ``SubscriptionExists`` (409, naming the existing id); the same values again → the existing one;
 * RELAY_RUN_SHARING=owner and a run another client registered first → ``NotFound`` (404);
-* a quota reached → ``RateLimited`` (429 naming the limit).
+* a quota reached → ``QuotaExceeded`` (429 naming the limit).
 Every refusal writes nothing.
 
 This module must never know HTTP request objects, or log header values or metadata.
@@ -20,7 +20,7 @@ from typing import Any, Final
 import msgspec
 import structlog
 
-from relay.errors import InvalidInput, NotFound, RateLimited, SubscriptionExists
+from relay.errors import InvalidInput, NotFound, QuotaExceeded, SubscriptionExists
 from relay.model import (
     EVENT_STATUSES,
     RegisterAction,
@@ -41,7 +41,6 @@ from relay.webhooks.signing import new_secret
 log = structlog.get_logger("relay.registration")
 
 METADATA_MAX_BYTES: Final = 4096
-QUOTA_RETRY_AFTER_S: Final = 60
 
 
 class NewSubscription(msgspec.Struct, frozen=True, kw_only=True):
@@ -77,17 +76,17 @@ def _refused(action: RegisterAction, new: NewSubscription, existing: str, s: Set
     if action is RegisterAction.NOT_OWNER:
         raise NotFound(f"no run {new.project_name}/{new.run_id} that this client may subscribe to")
     if action is RegisterAction.QUOTA_CLIENT:
-        raise RateLimited(
-            "RELAY_MAX_SUBSCRIPTIONS_PER_CLIENT reached: this client has "
-            f"{s.max_subscriptions_per_client} active subscriptions; wait for some to finish or "
-            "cancel some",
-            retry_after=QUOTA_RETRY_AFTER_S,
+        raise QuotaExceeded(
+            "RELAY_MAX_SUBSCRIPTIONS_PER_CLIENT",
+            s.max_subscriptions_per_client,
+            "this client has that many active subscriptions; wait for some to finish or cancel "
+            "some",
         )
     if action is RegisterAction.QUOTA_RUN:
-        raise RateLimited(
-            "RELAY_MAX_SUBSCRIPTIONS_PER_RUN reached: this run has "
-            f"{s.max_subscriptions_per_run} subscriptions",
-            retry_after=QUOTA_RETRY_AFTER_S,
+        raise QuotaExceeded(
+            "RELAY_MAX_SUBSCRIPTIONS_PER_RUN",
+            s.max_subscriptions_per_run,
+            "this run has that many subscriptions",
         )
 
 
@@ -95,7 +94,7 @@ async def register(
     stores: Stores, settings: Settings, client: str, new: NewSubscription, lookup: Lookup | None
 ) -> Registered:
     """Register ``new`` for ``client`` (idempotent); raise InvalidInput, SubscriptionExists,
-    NotFound or RateLimited when refused."""
+    NotFound or QuotaExceeded when refused."""
     metadata = _metadata(new)
     headers = validate_headers(new.headers)
     events = tuple(e for e in EVENT_STATUSES if new.events is None or e in new.events)

@@ -20,7 +20,7 @@ from typing import Final, Literal
 import msgspec
 import structlog
 
-from relay.errors import RateLimited
+from relay.errors import QuotaExceeded
 from relay.settings import Settings
 from relay.store import ControlStore, SecretStore
 from relay.webhooks.callbacks import Lookup, check_callback
@@ -80,15 +80,16 @@ async def send_test(
     headers: Mapping[str, str] | None,
     lookup: Lookup | None,
 ) -> TestResult:
-    """Check, take the quota, sign and send one ping; raise InvalidInput / RateLimited."""
+    """Check, take the quota, sign and send one ping; raise InvalidInput / QuotaExceeded."""
     extra = validate_headers(headers)
     await check_callback(url, allow_private=settings.allow_private_callbacks, lookup=lookup)
     limit = settings.test_deliveries_per_minute
     use = await controls.take_quota("test-delivery", client, QUOTA_WINDOW_S)
     if use.count > limit:
-        raise RateLimited(
-            f"test deliveries are limited to {limit} a minute per client "
-            "(RELAY_TEST_DELIVERIES_PER_MINUTE); try again within a minute",
+        raise QuotaExceeded(
+            "RELAY_TEST_DELIVERIES_PER_MINUTE",
+            limit,
+            "test deliveries a minute per client; try again after Retry-After seconds",
             retry_after=max(1, math.ceil(use.ttl / 1000)),
         )
     now = datetime.now(UTC)

@@ -650,6 +650,14 @@ class Store:
         if sids:
             await _r(self.redis.zadd(DUE_DELIVERY, dict.fromkeys(sids, now), xx=True))
 
+    async def defer_deliveries(self, sids: Sequence[str], until_ms: int) -> None:
+        """Put leased deliveries back, due at ``until_ms``; no attempt is counted (fair delivery).
+
+        ``XX``: a subscription that left the due set meanwhile (cancelled) is not brought back.
+        """
+        if sids:
+            await _r(self.redis.zadd(DUE_DELIVERY, dict.fromkeys(sids, until_ms), xx=True))
+
     # ---- housekeeping ----------------------------------------------------------------------
 
     async def next_due(self, kind: str) -> int | None:

@@ -6,6 +6,11 @@ The first attempt stores the body while its POST is on the way (not before it): 
 pure function of what the claim read, all of it fixed once the run ended, so a retry that had to
 rebuild them would get the same bytes, and the store's first writer wins anyway. The store
 finishes before the attempt is recorded (which sets the body's expiry).
+
+Before anything else the attempt asks the worker's ``HostGate`` (``relay.webhooks.hostgate``):
+an attempt whose host is at its in-flight cap or behind an open breaker is put back into the due
+set for later (``defer_deliveries``), taking no pool slot while it waits and no attempt from the
+subscription's retry budget.
 """
 
 from __future__ import annotations
@@ -20,7 +25,9 @@ from relay.intuned.models import RAW_FIELDS_DECODER
 from relay.model import Attempt, now_ms
 from relay.policy import retry_delay
 from relay.store import ClaimedDelivery
+from relay.webhooks.hostgate import Verdict, attempt_verdict, host_key
 from relay.webhooks.payload import build_event_body
+from relay.webhooks.sender import AttemptResult
 from relay.webhooks.signing import new_secret, webhook_headers, webhook_id
 from workers.deps import WorkerDeps
 
@@ -59,6 +66,25 @@ async def event_body(
 
 
 async def deliver_claimed(deps: WorkerDeps, claim: ClaimedDelivery) -> None:
+    """Make one delivery attempt for a leased subscription, unless its host's gate defers it."""
+    host = host_key(claim.doc.callback_url)
+    admission = deps.gate.admit(host)
+    if not admission.admitted:
+        until = now_ms() + int(admission.retry_in * 1000)
+        await deps.store.defer_deliveries([claim.subscription_id], until)
+        deps.metrics.deferrals.labels(admission.reason or "").inc()
+        return
+    verdict: Verdict = "neutral"
+    duration = 0.0
+    try:
+        result = await _attempt(deps, claim)
+        verdict = attempt_verdict(result.status_code, result.error)
+        duration = result.duration_ms / 1000
+    finally:
+        deps.gate.done(host, admission, verdict, duration)
+
+
+async def _attempt(deps: WorkerDeps, claim: ClaimedDelivery) -> AttemptResult:
     """Make one delivery attempt for a leased subscription and record it."""
     store, s = deps.store, deps.settings
     body, storing = await event_body(deps, claim)
@@ -91,7 +117,7 @@ async def deliver_claimed(deps: WorkerDeps, claim: ClaimedDelivery) -> None:
         series=claim.series,
     )
     state = await store.record_attempt(claim, attempt, outcome, next_due, done)
-    deps.metrics.deliveries.labels(outcome).inc()
+    deps.metrics.deliveries.labels("dns" if result.error == "dns" else outcome).inc()
     deps.metrics.attempt_seconds.observe(result.duration_ms / 1000)
     if outcome == "delivered" and claim.series == 1:
         deps.metrics.lag_seconds.observe(max(0.0, (done - claim.occurred_at) / 1000))
@@ -108,3 +134,4 @@ async def deliver_claimed(deps: WorkerDeps, claim: ClaimedDelivery) -> None:
         duration_ms=attempt.duration_ms,
         next_attempt_at=next_due or None,
     )
+    return result

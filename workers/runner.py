@@ -27,6 +27,7 @@ from relay.metrics import WorkerMetrics
 from relay.model import now_ms
 from relay.settings import Settings
 from relay.store import ClaimedDelivery, ClaimedPoll, Store
+from relay.webhooks.hostgate import HostGate
 from relay.webhooks.sender import WebhookSender
 from workers.delivery import deliver_claimed
 from workers.deps import WorkerDeps
@@ -86,8 +87,9 @@ async def open_deps(settings: Settings, redis: Redis, metrics: WorkerMetrics) ->
     """Open the worker's clients (closed by ``close_deps``)."""
     sender = WebhookSender(
         timeout=settings.delivery_timeout,
-        allow_private=settings.allow_private_callbacks,
+        policy=settings.callback_policy,
         max_connections=settings.worker_concurrency,
+        dns_timeout=settings.dns_timeout,
     )
     await sender.start()
     intuned = IntunedClient(
@@ -98,8 +100,14 @@ async def open_deps(settings: Settings, redis: Redis, metrics: WorkerMetrics) ->
         max_connections=settings.worker_concurrency,
     )
     store = Store(redis, result_ttl=settings.result_ttl)
+    gate = HostGate(
+        max_in_flight=settings.max_in_flight_per_host,
+        breaker_threshold=settings.breaker_threshold,
+        cooldown=settings.breaker_cooldown,
+        attempt_timeout=settings.delivery_timeout,
+    )
     return WorkerDeps(
-        settings=settings, store=store, intuned=intuned, sender=sender, metrics=metrics
+        settings=settings, store=store, intuned=intuned, sender=sender, metrics=metrics, gate=gate
     )
 
 

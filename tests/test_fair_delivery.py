@@ -37,17 +37,22 @@ class Clock:
 
 
 def gate(clock: Clock, cap: int = 2, threshold: int = 3) -> HostGate:
-    return HostGate(
-        max_in_flight=cap, breaker_threshold=threshold, cooldown=10, attempt_timeout=1, clock=clock
-    )
+    return HostGate(max_in_flight=cap, breaker_threshold=threshold, cooldown=10, clock=clock)
 
 
 def test_the_cap_defers_beyond_it_and_spreads_the_backlog() -> None:
-    g = gate(Clock())
+    clock = Clock()
+    g = gate(clock)
     first, second = g.admit("a:80"), g.admit("a:80")
     assert first.admitted and second.admitted
+    early = [g.admit("a:80") for _ in range(6)]
+    assert all(not w.admitted and w.reason == "host_busy" for w in early)
+    assert max(w.retry_in for w in early) < 1  # nothing known yet: a short first guess
+    g.done("a:80", first, "failed", 1.0)
+    g.done("a:80", second, "failed", 1.0)
+    clock.now += 1
+    first, second = g.admit("a:80"), g.admit("a:80")
     waits = [g.admit("a:80") for _ in range(6)]
-    assert all(not w.admitted and w.reason == "host_busy" for w in waits)
     # Spread at the host's pace (2 per 1 s attempt): later ones wait longer.
     assert waits[-1].retry_in > waits[0].retry_in + 2
     assert g.admit("b:80").admitted  # another host is not affected

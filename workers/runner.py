@@ -104,7 +104,6 @@ async def open_deps(settings: Settings, redis: Redis, metrics: WorkerMetrics) ->
         max_in_flight=settings.max_in_flight_per_host,
         breaker_threshold=settings.breaker_threshold,
         cooldown=settings.breaker_cooldown,
-        attempt_timeout=settings.delivery_timeout,
     )
     return WorkerDeps(
         settings=settings, store=store, intuned=intuned, sender=sender, metrics=metrics, gate=gate

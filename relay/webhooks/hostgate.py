@@ -39,7 +39,8 @@ DeferReason = Literal["host_busy", "breaker_open"]
 Verdict = Literal["answered", "failed", "neutral"]
 FAILURES: Final = frozenset({"timeout", "connect", "dns", "reset", "tls"})
 """Attempt error classes that count against a host's breaker (no HTTP answer came back)."""
-MIN_DEFER: Final = 0.05
+MIN_DEFER: Final = 0.01
+FIRST_GUESS: Final = 0.05  # the attempt duration assumed before a host finished any
 MAX_DEFER: Final = 600.0
 _EWMA: Final = 0.3
 
@@ -88,15 +89,13 @@ class HostGate:
         max_in_flight: int,
         breaker_threshold: int,
         cooldown: float,
-        attempt_timeout: float,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if max_in_flight < 1 or breaker_threshold < 0 or cooldown <= 0 or attempt_timeout <= 0:
-            raise ValueError("max_in_flight >= 1, breaker_threshold >= 0, cooldown/timeout > 0")
+        if max_in_flight < 1 or breaker_threshold < 0 or cooldown <= 0:
+            raise ValueError("max_in_flight >= 1, breaker_threshold >= 0, cooldown > 0")
         self.max_in_flight = max_in_flight
         self.threshold = breaker_threshold
         self.cooldown = cooldown
-        self.attempt_timeout = attempt_timeout
         self._clock = clock
         self._hosts: dict[str, _Host] = {}
 
@@ -128,7 +127,7 @@ class HostGate:
 
     def _spread(self, h: _Host, now: float) -> float:
         """The next free turn for a deferred attempt: one more ``duration / max_in_flight``."""
-        per_turn = max(h.duration or self.attempt_timeout, MIN_DEFER) / self.max_in_flight
+        per_turn = max(h.duration or FIRST_GUESS, 0.001) / self.max_in_flight
         h.spread_until = max(h.spread_until, now) + per_turn
         return min(h.spread_until - now + per_turn * random.random(), MAX_DEFER)
 
@@ -148,7 +147,8 @@ class HostGate:
             tripped = self.threshold and h.failures >= self.threshold and not h.open_until
             if admission.probe or tripped:
                 h.open_until = self._clock() + self.cooldown
-        if not h.in_flight and not h.failures and not h.open_until:
+        idle = not h.in_flight and not h.failures and not h.open_until
+        if idle and h.spread_until <= self._clock():
             del self._hosts[host]
 
 

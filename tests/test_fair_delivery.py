@@ -36,53 +36,67 @@ class Clock:
         return self.now
 
 
-def gate(clock: Clock, cap: int = 2, threshold: int = 3) -> HostGate:
+def gate(clock: Clock, cap: int = 2, threshold: int = 3) -> HostGate[str]:
     return HostGate(max_in_flight=cap, breaker_threshold=threshold, cooldown=10, clock=clock)
 
 
-def test_the_cap_defers_beyond_it_and_spreads_the_backlog() -> None:
+def test_the_cap_parks_one_round_then_defers_spread_at_the_hosts_pace() -> None:
     clock = Clock()
     g = gate(clock)
-    first, second = g.admit("a:80"), g.admit("a:80")
+    first, second = g.admit("a:80", "1"), g.admit("a:80", "2")
     assert first.admitted and second.admitted
-    early = [g.admit("a:80") for _ in range(6)]
-    assert all(not w.admitted and w.reason == "host_busy" for w in early)
+    assert [g.admit("a:80", x).parked for x in ("3", "4")] == [True, True]
+    early = [g.admit("a:80", "x") for _ in range(4)]
+    assert all(not (w.admitted or w.parked) and w.reason == "host_busy" for w in early)
     assert max(w.retry_in for w in early) < 1  # nothing known yet: a short first guess
-    g.done("a:80", first, "failed", 1.0)
-    g.done("a:80", second, "failed", 1.0)
+    # A finished attempt hands its turn to a parked item, in order; the cap never grows.
+    assert g.done("a:80", first, "failed", 1.0) == "3"
+    assert g.done("a:80", second, "failed", 1.0) == "4"
+    assert g.in_flight("a:80") == 2
+    assert g.admit("b:80", "b").admitted  # another host is not affected
     clock.now += 1
-    first, second = g.admit("a:80"), g.admit("a:80")
-    waits = [g.admit("a:80") for _ in range(6)]
+    assert [g.admit("a:80", x).parked for x in ("5", "6")] == [True, True]
+    waits = [g.admit("a:80", "x") for _ in range(6)]
     # Spread at the host's pace (2 per 1 s attempt): later ones wait longer.
     assert waits[-1].retry_in > waits[0].retry_in + 2
-    assert g.admit("b:80").admitted  # another host is not affected
-    g.done("a:80", first, "answered", 0.01)
-    assert g.admit("a:80").admitted
+    assert g.done("a:80", first, "answered", 0.01) == "5"
+    assert sorted(g.drain()) == ["6"]
+    assert g.done("a:80", first, "answered", 0.01) is None
+    assert g.in_flight("a:80") == 1
 
 
 def test_the_breaker_opens_after_consecutive_failures_then_probes_once() -> None:
     clock = Clock()
     g = gate(clock, cap=8)
     for _ in range(2):
-        g.done("h:80", g.admit("h:80"), "failed", 1.0)
-    g.done("h:80", g.admit("h:80"), "answered", 0.1)  # an answer resets the count
+        g.done("h:80", g.admit("h:80", "x"), "failed", 1.0)
+    g.done("h:80", g.admit("h:80", "x"), "answered", 0.1)  # an answer resets the count
     for _ in range(3):
-        g.done("h:80", g.admit("h:80"), "failed", 1.0)
+        g.done("h:80", g.admit("h:80", "x"), "failed", 1.0)
     assert g.is_open("h:80")
-    held = g.admit("h:80")
-    assert (held.admitted, held.reason) == (False, "breaker_open")
+    held = g.admit("h:80", "x")
+    assert (held.admitted, held.parked, held.reason) == (False, False, "breaker_open")
     assert 10 <= held.retry_in <= 15
     clock.now += 10
-    probe = g.admit("h:80")
+    probe = g.admit("h:80", "x")
     assert probe.admitted and probe.probe
-    assert g.admit("h:80").reason == "breaker_open"  # one probe at a time
+    assert g.admit("h:80", "x").reason == "breaker_open"  # one probe at a time
     g.done("h:80", probe, "failed", 1.0)  # the probe failed: open again
-    assert not g.admit("h:80").admitted
+    assert not g.admit("h:80", "x").admitted
     clock.now += 10
-    probe = g.admit("h:80")
+    probe = g.admit("h:80", "x")
     g.done("h:80", probe, "answered", 0.1)
     assert not g.is_open("h:80")
-    assert g.admit("h:80").admitted
+    assert g.admit("h:80", "x").admitted
+
+
+def test_parked_items_are_evicted_when_the_breaker_opens() -> None:
+    g = gate(Clock(), cap=1, threshold=1)
+    running = g.admit("h:80", "a")
+    assert g.admit("h:80", "b").parked
+    assert g.done("h:80", running, "failed", 1.0) is None  # opened: no hand-over
+    assert g.evict("h:80") == ["b"]
+    assert g.in_flight("h:80") == 0
 
 
 def test_what_counts_against_a_host() -> None:

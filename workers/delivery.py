@@ -25,7 +25,7 @@ from relay.intuned.models import RAW_FIELDS_DECODER
 from relay.model import Attempt, now_ms
 from relay.policy import retry_delay
 from relay.store import ClaimedDelivery
-from relay.webhooks.hostgate import Verdict, attempt_verdict, host_key
+from relay.webhooks.hostgate import ADMITTED, Verdict, attempt_verdict, host_key
 from relay.webhooks.payload import build_event_body
 from relay.webhooks.sender import AttemptResult
 from relay.webhooks.signing import new_secret, webhook_headers, webhook_id
@@ -66,22 +66,48 @@ async def event_body(
 
 
 async def deliver_claimed(deps: WorkerDeps, claim: ClaimedDelivery) -> None:
-    """Make one delivery attempt for a leased subscription, unless its host's gate defers it."""
+    """Deliver a leased subscription unless its host's gate parks or defers it.
+
+    An admitted attempt may be followed, in the same task and pool slot, by parked attempts to
+    the same host that the gate hands over when it ends.
+    """
+    gate = deps.gate
     host = host_key(claim.doc.callback_url)
-    admission = deps.gate.admit(host)
-    if not admission.admitted:
-        until = now_ms() + int(admission.retry_in * 1000)
-        await deps.store.defer_deliveries([claim.subscription_id], until)
-        deps.metrics.deferrals.labels(admission.reason or "").inc()
+    admission = gate.admit(host, claim)
+    if admission.parked:
         return
-    verdict: Verdict = "neutral"
-    duration = 0.0
-    try:
-        result = await _attempt(deps, claim)
-        verdict = attempt_verdict(result.status_code, result.error)
-        duration = result.duration_ms / 1000
-    finally:
-        deps.gate.done(host, admission, verdict, duration)
+    if not admission.admitted:
+        await _defer(deps, [claim], admission.retry_in, admission.reason)
+        return
+    current: ClaimedDelivery | None = claim
+    while current is not None:
+        verdict: Verdict = "neutral"
+        duration = 0.0
+        try:
+            result = await _attempt(deps, current)
+            verdict = attempt_verdict(result.status_code, result.error)
+            duration = result.duration_ms / 1000
+        except Exception as exc:  # the lease brings it back; the parked ones must go on
+            log.error(
+                "delivery_error",
+                subscription_id=current.subscription_id,
+                error=repr(exc),
+                exc_info=True,
+            )
+        current = gate.done(host, admission, verdict, duration)
+        admission = ADMITTED
+        evicted = gate.evict(host)
+        if evicted:
+            await _defer(deps, evicted, gate.cooldown, "breaker_open")
+
+
+async def _defer(
+    deps: WorkerDeps, claims: list[ClaimedDelivery], seconds: float, reason: str | None
+) -> None:
+    """Put leased deliveries back into the due set for later; no attempt is counted."""
+    until = now_ms() + int(seconds * 1000)
+    await deps.store.defer_deliveries([c.subscription_id for c in claims], until)
+    deps.metrics.deferrals.labels(reason or "host_busy").inc(len(claims))
 
 
 async def _attempt(deps: WorkerDeps, claim: ClaimedDelivery) -> AttemptResult:

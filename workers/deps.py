@@ -11,7 +11,7 @@ from typing import Any
 from relay.intuned.client import IntunedClient
 from relay.metrics import WorkerMetrics
 from relay.settings import Settings
-from relay.store import Store
+from relay.store import ClaimedDelivery, Store
 from relay.webhooks.hostgate import HostGate
 from relay.webhooks.sender import WebhookSender
 
@@ -25,7 +25,7 @@ class WorkerDeps:
     intuned: IntunedClient
     sender: WebhookSender
     metrics: WorkerMetrics
-    gate: HostGate
+    gate: HostGate[ClaimedDelivery]
     pumps: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -100,7 +100,7 @@ async def open_deps(settings: Settings, redis: Redis, metrics: WorkerMetrics) ->
         max_connections=settings.worker_concurrency,
     )
     store = Store(redis, result_ttl=settings.result_ttl)
-    gate = HostGate(
+    gate: HostGate[ClaimedDelivery] = HostGate(
         max_in_flight=settings.max_in_flight_per_host,
         breaker_threshold=settings.breaker_threshold,
         cooldown=settings.breaker_cooldown,
@@ -169,6 +169,15 @@ async def _gauges(deps: WorkerDeps) -> None:
             for name, pump in deps.pumps.items():
                 deps.metrics.in_flight.labels(name).set(pump.in_flight)
         await asyncio.sleep(5)
+
+
+async def _hand_back_parked(deps: WorkerDeps) -> None:
+    """Release the deliveries the host gate still holds (due again at once for any worker)."""
+    parked = [c.subscription_id for c in deps.gate.drain()]
+    try:
+        await deps.store.release_deliveries(parked, now_ms())
+    except Exception as exc:  # Redis gone: they come back when their lease runs out
+        log.warning("parked_release_failed", count=len(parked), error=repr(exc))
 
 
 def build_worker(settings: Settings, deps: WorkerDeps) -> Worker:
@@ -243,6 +252,7 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
         await asyncio.gather(
             *(p.stop(settings.shutdown_grace) for p in pumps.values()), return_exceptions=True
         )
+        await _hand_back_parked(deps)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(
                 asyncio.gather(*worker.tasks.values(), return_exceptions=True), timeout=1.0

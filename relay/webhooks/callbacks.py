@@ -134,6 +134,12 @@ def validate_callback_url(url: str) -> ParsedCallback:
     if port is None or not 1 <= port <= 65535:
         raise CallbackRefused("callbackUrl has an invalid port (1-65535)")
     host = host.lower()
+    _check_host(host)
+    return ParsedCallback(url=url, scheme=parsed.scheme, host=host, port=port)
+
+
+def _check_host(host: str) -> None:
+    """Refuse a malformed host: a bad IPv6 literal, a shorthand IPv4 form, a bad name."""
     if ":" in host:
         if "%" in host:
             raise CallbackRefused("callbackUrl must not use an IPv6 zone identifier")
@@ -141,17 +147,18 @@ def validate_callback_url(url: str) -> ParsedCallback:
             ipaddress.IPv6Address(host)
         except ValueError:
             raise CallbackRefused(f"callbackUrl has an invalid IPv6 address {host!r}") from None
-    elif (literal := parse_host_address(host)) is not None:
+        return
+    literal = parse_host_address(host)
+    if literal is not None:
         if str(literal) != host:
             raise CallbackRefused(
                 f"callbackUrl host {host!r} is a shorthand IPv4 form (it means {literal}); "
                 "write IPv4 addresses as four decimal numbers"
             )
-    else:
-        name = host.removesuffix(".")
-        if len(name) > 253 or not all(_HOST_LABEL.match(label) for label in name.split(".")):
-            raise CallbackRefused(f"callbackUrl has an invalid host name {host!r}")
-    return ParsedCallback(url=url, scheme=parsed.scheme, host=host, port=port)
+        return
+    name = host.removesuffix(".")
+    if len(name) > 253 or not all(_HOST_LABEL.match(label) for label in name.split(".")):
+        raise CallbackRefused(f"callbackUrl has an invalid host name {host!r}")
 
 
 def parse_host_address(host: str) -> IPAddress | None:
@@ -189,9 +196,12 @@ def is_forbidden(ip: IPAddress) -> str | None:
         for net, reason in _FORBIDDEN_V4:
             if ip in net:
                 return reason
-        if not ip.is_global:
-            return "not a globally routable address"
-        return None
+        return None if ip.is_global else "not a globally routable address"
+    return _v6_forbidden(ip)
+
+
+def _tunnel_reason(ip: ipaddress.IPv6Address) -> str | None:
+    """Why an IPv6 form embedding an IPv4 address (mapped, Teredo, 6to4, NAT64) is refused."""
     if ip.ipv4_mapped is not None:
         inner = is_forbidden(ip.ipv4_mapped)
         suffix = f"; it embeds {ip.ipv4_mapped}: {inner}" if inner else ""
@@ -209,11 +219,18 @@ def is_forbidden(ip: IPAddress) -> str | None:
         inner = is_forbidden(inner_ip)
         if inner:
             return f"{kind} address embedding {inner_ip}: {inner}"
-        if kind == "NAT64":
-            return None  # a public IPv4 behind the well-known NAT64 prefix
-    for net6, reason in _FORBIDDEN_V6:
+    return None
+
+
+def _v6_forbidden(ip: ipaddress.IPv6Address) -> str | None:
+    reason = _tunnel_reason(ip)
+    if reason is not None:
+        return reason
+    if ip in _NAT64:
+        return None  # a public IPv4 behind the well-known NAT64 prefix
+    for net6, why in _FORBIDDEN_V6:
         if ip in net6:
-            return reason
+            return why
     if ip not in _GLOBAL_UNICAST_V6:
         return "outside IPv6 global unicast (2000::/3)"
     if not ip.is_global:

@@ -1,40 +1,47 @@
 """Fair delivery inside one worker: a cap on attempts in flight per callback host, and a breaker.
 
 A host is the callback's ``host:port`` (two receivers on one machine are two hosts). Before an
-attempt the worker asks ``HostGate.admit(host)``:
+attempt the worker asks ``HostGate.admit(host, item)``:
 
-* **Admitted**: the attempt runs; afterwards ``done(...)`` reports how it went.
+* **Admitted**: the attempt runs; afterwards ``done(...)`` reports how it went, and may hand back
+  a parked item that takes over the finished attempt's turn (and pool slot).
+* **Parked**: the host is at its cap; the gate keeps the item (at most ``max_in_flight`` per
+  host, so each waits for about one attempt) and the caller returns, freeing its pool slot.
 * **Deferred** (``retry_in`` seconds): the attempt does not run now and takes no pool slot. The
   caller puts the delivery back into the due set for later without counting an attempt.
 
 Two reasons defer an attempt:
 
-* ``host_busy``: ``max_in_flight`` attempts to the host are already running. Deferred attempts
-  are spread at the rate the host has been finishing attempts (``max_in_flight`` per recent
-  attempt duration), so a black hole's backlog comes back about when slots free up instead of
-  spinning through the pool.
+* ``host_busy``: the host is at its cap and its parking is full. Deferred attempts are spread at
+  the rate the host has been finishing attempts (``max_in_flight`` per recent attempt
+  duration), so a black hole's backlog comes back about when turns free up instead of spinning
+  through the pool.
 * ``breaker_open``: ``threshold`` consecutive timeouts/connection failures opened the host's
   breaker for ``cooldown`` seconds. After it, exactly one attempt probes the host: an answer
   (any HTTP status) closes the breaker, another failure opens it again.
 
 State is per process and in memory (each worker protects its own pool); a host with nothing in
-flight and a closed breaker is forgotten. This module must never touch Redis, the network or the
-clock of another process: it is pure bookkeeping over ``time.monotonic``.
+flight, nothing parked and a closed breaker is forgotten. Parked items are leased deliveries: a
+stopping worker hands them back (``drain``); a killed one loses only their lease time.
+
+This module must never touch Redis or the network: it is pure bookkeeping over a clock.
 """
 
 from __future__ import annotations
 
 import random
 import time
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Final, Literal
+from dataclasses import dataclass, field
+from typing import Final, Generic, Literal, TypeVar
 
 import msgspec
 
 from relay.errors import CallbackRefused
 from relay.webhooks.callbacks import validate_callback_url
 
+T = TypeVar("T")
 DeferReason = Literal["host_busy", "breaker_open"]
 Verdict = Literal["answered", "failed", "neutral"]
 FAILURES: Final = frozenset({"timeout", "connect", "dns", "reset", "tls"})
@@ -62,26 +69,32 @@ def host_key(url: str) -> str:
 
 
 class Admission(msgspec.Struct, frozen=True):
-    """The gate's answer: run now (``admitted``), or come back in ``retry_in`` seconds."""
+    """The gate's answer: run now, parked (the gate keeps the item), or come back later."""
 
     admitted: bool
-    retry_in: float = 0.0
+    parked: bool = False
+    retry_in: float = 0.0  # seconds, when neither admitted nor parked
     reason: DeferReason | None = None
     probe: bool = False
 
 
+ADMITTED: Final = Admission(admitted=True)
+PARKED: Final = Admission(admitted=False, parked=True, reason="host_busy")
+
+
 @dataclass
-class _Host:
+class _Host(Generic[T]):
     in_flight: int = 0
     failures: int = 0
     open_until: float = 0.0  # breaker open while now < open_until; 0: closed
     probing: bool = False
     duration: float = 0.0  # moving average of attempt durations, seconds
     spread_until: float = 0.0  # the latest time handed to a host_busy deferral
+    parked: deque[T] = field(default_factory=deque)
 
 
-class HostGate:
-    """Per-host in-flight cap and circuit breaker for one worker process."""
+class HostGate(Generic[T]):
+    """Per-host in-flight cap and circuit breaker for one worker process (items of type T)."""
 
     def __init__(
         self,
@@ -97,7 +110,7 @@ class HostGate:
         self.threshold = breaker_threshold
         self.cooldown = cooldown
         self._clock = clock
-        self._hosts: dict[str, _Host] = {}
+        self._hosts: dict[str, _Host[T]] = {}
 
     def in_flight(self, host: str) -> int:
         """Attempts to ``host`` running now."""
@@ -109,8 +122,12 @@ class HostGate:
         h = self._hosts.get(host)
         return bool(h and h.open_until)
 
-    def admit(self, host: str) -> Admission:
-        """Let an attempt to ``host`` start now, or say when to come back."""
+    def admit(self, host: str, item: T) -> Admission:
+        """Let an attempt to ``host`` start now, park ``item`` for the next free turn, or defer.
+
+        At most ``max_in_flight`` items are parked per host: each waits for one running attempt
+        to end, whose slot it takes over (``done`` returns it), so it holds no slot meanwhile.
+        """
         h = self._hosts.setdefault(host, _Host())
         now = self._clock()
         if h.open_until:
@@ -120,23 +137,28 @@ class HostGate:
             h.probing = True
             h.in_flight += 1
             return Admission(admitted=True, probe=True)
-        if h.in_flight >= self.max_in_flight:
-            return _defer(self._spread(h, now), "host_busy")
-        h.in_flight += 1
-        return Admission(admitted=True)
+        if h.in_flight < self.max_in_flight:
+            h.in_flight += 1
+            return ADMITTED
+        if len(h.parked) < self.max_in_flight:
+            h.parked.append(item)
+            return PARKED
+        return _defer(self._spread(h, now), "host_busy")
 
-    def _spread(self, h: _Host, now: float) -> float:
+    def _spread(self, h: _Host[T], now: float) -> float:
         """The next free turn for a deferred attempt: one more ``duration / max_in_flight``."""
         per_turn = max(h.duration or FIRST_GUESS, 0.001) / self.max_in_flight
-        h.spread_until = max(h.spread_until, now) + per_turn
+        h.spread_until = max(h.spread_until, now + h.duration) + per_turn
         return min(h.spread_until - now + per_turn * random.random(), MAX_DEFER)
 
-    def done(self, host: str, admission: Admission, verdict: Verdict, duration: float) -> None:
-        """Report an admitted attempt's end: ``verdict`` from ``attempt_verdict``."""
+    def done(self, host: str, admission: Admission, verdict: Verdict, duration: float) -> T | None:
+        """Report an admitted attempt's end; returns a parked item that takes over its turn.
+
+        The caller runs the returned item next (as admitted) and reports it here in turn.
+        """
         h = self._hosts.get(host)
         if h is None or not admission.admitted:
-            return
-        h.in_flight = max(0, h.in_flight - 1)
+            return None
         h.duration = duration if not h.duration else h.duration + _EWMA * (duration - h.duration)
         if admission.probe:
             h.probing = False
@@ -147,9 +169,29 @@ class HostGate:
             tripped = self.threshold and h.failures >= self.threshold and not h.open_until
             if admission.probe or tripped:
                 h.open_until = self._clock() + self.cooldown
-        idle = not h.in_flight and not h.failures and not h.open_until
+        if h.parked and not h.open_until:
+            return h.parked.popleft()  # the turn passes on: in_flight stays as it is
+        h.in_flight = max(0, h.in_flight - 1)
+        idle = not h.in_flight and not h.failures and not h.open_until and not h.parked
         if idle and h.spread_until <= self._clock():
             del self._hosts[host]
+        return None
+
+    def evict(self, host: str) -> list[T]:
+        """Parked items of a host whose breaker opened (the caller defers them)."""
+        h = self._hosts.get(host)
+        if h is None or not h.open_until or not h.parked:
+            return []
+        items = list(h.parked)
+        h.parked.clear()
+        return items
+
+    def drain(self) -> list[T]:
+        """Every parked item (a stopping worker hands them back)."""
+        items = [item for h in self._hosts.values() for item in h.parked]
+        for h in self._hosts.values():
+            h.parked.clear()
+        return items
 
 
 def _defer(seconds: float, reason: DeferReason) -> Admission:

@@ -36,8 +36,10 @@ class Clock:
         return self.now
 
 
-def gate(clock: Clock, cap: int = 2, threshold: int = 3) -> HostGate[str]:
-    return HostGate(max_in_flight=cap, breaker_threshold=threshold, cooldown=10, clock=clock)
+def gate(clock: Clock, cap: int = 2, threshold: int = 3, park: float = 0.1) -> HostGate[str]:
+    return HostGate(
+        max_in_flight=cap, breaker_threshold=threshold, cooldown=10, max_park=park, clock=clock
+    )
 
 
 def test_the_cap_parks_one_round_then_defers_spread_at_the_hosts_pace() -> None:
@@ -88,6 +90,19 @@ def test_the_breaker_opens_after_consecutive_failures_then_probes_once() -> None
     g.done("h:80", probe, "answered", 0.1)
     assert not g.is_open("h:80")
     assert g.admit("h:80", "x").admitted
+
+
+def test_parking_grows_with_a_fast_host_and_never_outlives_max_park() -> None:
+    clock = Clock()
+    g = gate(clock, cap=2, park=4.0)
+    running = [g.admit("f:80", "r1"), g.admit("f:80", "r2")]
+    g.done("f:80", running[0], "answered", 0.1)  # 0.1 s per attempt: 2 s of queue = 40 items
+    assert g.admit("f:80", "r3").admitted  # the free turn
+    parked = [g.admit("f:80", str(i)).parked for i in range(60)]
+    assert parked.count(True) == 40
+    clock.now += 5  # longer than max_park: their leases will bring them back instead
+    assert g.done("f:80", running[1], "answered", 0.1) is None
+    assert g.in_flight("f:80") == 1
 
 
 def test_parked_items_are_evicted_when_the_breaker_opens() -> None:

@@ -104,6 +104,8 @@ async def open_deps(settings: Settings, redis: Redis, metrics: WorkerMetrics) ->
         max_in_flight=settings.max_in_flight_per_host,
         breaker_threshold=settings.breaker_threshold,
         cooldown=settings.breaker_cooldown,
+        # Parked deliveries keep their lease (2 x timeout + 5 s): they never wait half of it.
+        max_park=settings.delivery_timeout + 2.5,
     )
     return WorkerDeps(
         settings=settings, store=store, intuned=intuned, sender=sender, metrics=metrics, gate=gate

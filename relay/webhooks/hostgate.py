@@ -90,7 +90,8 @@ class _Host(Generic[T]):
     probing: bool = False
     duration: float = 0.0  # moving average of attempt durations, seconds
     spread_until: float = 0.0  # the latest time handed to a host_busy deferral
-    parked: deque[T] = field(default_factory=deque)
+    progress_at: float = 0.0  # the last time an attempt to the host ended (or it was first seen)
+    parked: deque[tuple[float, T]] = field(default_factory=deque)  # (parked at, item)
 
 
 class HostGate(Generic[T]):
@@ -102,11 +103,13 @@ class HostGate(Generic[T]):
         max_in_flight: int,
         breaker_threshold: int,
         cooldown: float,
+        max_park: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if max_in_flight < 1 or breaker_threshold < 0 or cooldown <= 0:
-            raise ValueError("max_in_flight >= 1, breaker_threshold >= 0, cooldown > 0")
+        if max_in_flight < 1 or breaker_threshold < 0 or cooldown <= 0 or max_park <= 0:
+            raise ValueError("max_in_flight >= 1, breaker_threshold >= 0, cooldown/max_park > 0")
         self.max_in_flight = max_in_flight
+        self.max_park = max_park
         self.threshold = breaker_threshold
         self.cooldown = cooldown
         self._clock = clock
@@ -125,11 +128,16 @@ class HostGate(Generic[T]):
     def admit(self, host: str, item: T) -> Admission:
         """Let an attempt to ``host`` start now, park ``item`` for the next free turn, or defer.
 
-        At most ``max_in_flight`` items are parked per host: each waits for one running attempt
-        to end, whose slot it takes over (``done`` returns it), so it holds no slot meanwhile.
+        Items are parked while their expected wait (the queue ahead at the host's pace) stays
+        within half of ``max_park``, at least one round (``max_in_flight`` items). A parked item
+        waits for a running attempt to end and takes over its turn and pool slot (``done``
+        returns it), so it holds no slot meanwhile. One parked longer than ``max_park`` is
+        dropped instead of run: its lease (longer than ``max_park``) brings it back.
         """
-        h = self._hosts.setdefault(host, _Host())
         now = self._clock()
+        h = self._hosts.get(host)
+        if h is None:
+            h = self._hosts[host] = _Host(progress_at=now)
         if h.open_until:
             if now < h.open_until or h.probing:
                 wait = max(h.open_until - now, 0.0) + self.cooldown * random.uniform(0.0, 0.5)
@@ -140,15 +148,24 @@ class HostGate(Generic[T]):
         if h.in_flight < self.max_in_flight:
             h.in_flight += 1
             return ADMITTED
-        if len(h.parked) < self.max_in_flight:
-            h.parked.append(item)
+        rounds = self.max_park / 2 / self._duration(h, now)
+        if len(h.parked) < max(self.max_in_flight, int(rounds * self.max_in_flight)):
+            h.parked.append((now, item))
             return PARKED
         return _defer(self._spread(h, now), "host_busy")
 
+    @staticmethod
+    def _duration(h: _Host[T], now: float) -> float:
+        """The host's attempt duration: the recent average, but at least the time since an
+        attempt last ended (a host that has not finished anything lately is slower than it was).
+        """
+        return max(h.duration or FIRST_GUESS, now - h.progress_at, 0.001)
+
     def _spread(self, h: _Host[T], now: float) -> float:
         """The next free turn for a deferred attempt: one more ``duration / max_in_flight``."""
-        per_turn = max(h.duration or FIRST_GUESS, 0.001) / self.max_in_flight
-        h.spread_until = max(h.spread_until, now + h.duration) + per_turn
+        duration = self._duration(h, now)
+        per_turn = duration / self.max_in_flight
+        h.spread_until = max(h.spread_until, now + duration) + per_turn
         return min(h.spread_until - now + per_turn * random.random(), MAX_DEFER)
 
     def done(self, host: str, admission: Admission, verdict: Verdict, duration: float) -> T | None:
@@ -160,6 +177,7 @@ class HostGate(Generic[T]):
         if h is None or not admission.admitted:
             return None
         h.duration = duration if not h.duration else h.duration + _EWMA * (duration - h.duration)
+        h.progress_at = self._clock()
         if admission.probe:
             h.probing = False
         if verdict == "answered":
@@ -169,8 +187,11 @@ class HostGate(Generic[T]):
             tripped = self.threshold and h.failures >= self.threshold and not h.open_until
             if admission.probe or tripped:
                 h.open_until = self._clock() + self.cooldown
-        if h.parked and not h.open_until:
-            return h.parked.popleft()  # the turn passes on: in_flight stays as it is
+        now = self._clock()
+        while h.parked and not h.open_until:
+            parked_at, item = h.parked.popleft()
+            if now - parked_at <= self.max_park:
+                return item  # the turn passes on: in_flight stays as it is
         h.in_flight = max(0, h.in_flight - 1)
         idle = not h.in_flight and not h.failures and not h.open_until and not h.parked
         if idle and h.spread_until <= self._clock():
@@ -182,13 +203,13 @@ class HostGate(Generic[T]):
         h = self._hosts.get(host)
         if h is None or not h.open_until or not h.parked:
             return []
-        items = list(h.parked)
+        items = [item for _, item in h.parked]
         h.parked.clear()
         return items
 
     def drain(self) -> list[T]:
         """Every parked item (a stopping worker hands them back)."""
-        items = [item for h in self._hosts.values() for item in h.parked]
+        items = [item for h in self._hosts.values() for _, item in h.parked]
         for h in self._hosts.values():
             h.parked.clear()
         return items

@@ -7,6 +7,11 @@ poll stores), so all N are due at once; then one worker starts at its configured
 store it, sign, POST, record the attempt. The rate is counted at the receiver, from its first to
 its last verified receipt, so the worker's start-up is not in it.
 
+The worker runs with RELAY_MAX_IN_FLIGHT_PER_HOST equal to its concurrency: every delivery here
+goes to one receiver, and this row measures the worker's pool against a raw loop at the same
+concurrency; at the default per-host cap (8) only 8 POSTs would be in flight (see the fairness
+section of bench/NOTES.md for what that costs a single-receiver deployment).
+
 Baseline, interleaved: a raw aiohttp loop in the bench process POSTs the same body, signed per
 request (one HMAC each, as the relay does), to the same receiver at the same concurrency; rate
 counted the same way at the receiver.
@@ -81,7 +86,7 @@ async def relay_rep(b: Bench, n: int, tag: str, callback: str) -> tuple[float, d
             )
         )
     ids = [webhook_id(d.id, "run.completed") for d in docs]
-    worker = b.fleet.worker()
+    worker = b.fleet.worker(RELAY_MAX_IN_FLIGHT_PER_HOST=str(CONCURRENCY))
     meter = CpuMeter({"worker": worker.pid, "receiver": b.fleet.receiver.pid})
     try:
         got = await wait_receipts(b, ids, timeout=60 + n / 50)

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import urllib.request
 from collections.abc import AsyncIterator, Sequence
 
 import pytest
 import redis
 from litestar.testing import AsyncTestClient
 
+from relay.embedded_redis import free_port
 from relay.intuned.fake import FakeIntunedHandle, RunScript
 from relay.model import ATTEMPT_DECODER
 from relay.webhooks.allowlist import CallbackPolicy
@@ -150,6 +152,28 @@ async def test_a_hanging_domain_does_not_hold_up_other_deliveries(receiver: Rece
         assert all(not s.done() for s in slow)  # still resolving while the others delivered
         assert [r.outcome for r in fast] == ["delivered"] * 20
         assert {(r.outcome, r.error) for r in await asyncio.gather(*slow)} == {("retry", "dns")}
+
+
+async def test_a_name_that_stops_resolving_spends_attempts_labelled_dns(
+    api: AsyncTestClient[object],
+    fake_intuned: FakeIntunedHandle,
+    start_worker: StartWorker,
+    receiver: ReceiverHandle,
+    redis_sync: redis.Redis,
+) -> None:
+    run_id = fake_intuned.create_run(RunScript(outcome="completed", result=1))
+    [sid] = await register_many(api, [(run_id, receiver.url("/ok"))])
+    # Resolved at registration; by delivery time the name is gone (.invalid never resolves).
+    redis_sync.hset(f"r:s:{sid}", "cb", f"http://relay-test.invalid:{receiver.port}/ok")
+    port = free_port()
+    start_worker(RELAY_RETRY_SCHEDULE="50ms", RELAY_WORKER_METRICS_PORT=str(port))
+    await wait_until(lambda: state_counts(redis_sync, [sid]) == {"exhausted": 1}, timeout=20)
+    log = [ATTEMPT_DECODER.decode(a) for a in redis_sync.lrange(f"r:s:{sid}:a", 0, -1)]
+    assert [(a.error, a.status_code) for a in log] == [("dns", None), ("dns", None)]
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
+    assert b'relay_deliveries_total{outcome="dns"} 1.0' in metrics
+    assert b'relay_deliveries_total{outcome="exhausted"} 1.0' in metrics
+    assert receiver.requests == []
 
 
 # ---- a black hole next to a healthy receiver ---------------------------------------------------

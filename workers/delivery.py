@@ -143,7 +143,9 @@ async def _attempt(deps: WorkerDeps, claim: ClaimedDelivery) -> AttemptResult:
         series=claim.series,
     )
     state = await store.record_attempt(claim, attempt, outcome, next_due, done)
-    deps.metrics.deliveries.labels("dns" if result.error == "dns" else outcome).inc()
+    # A failed lookup is an attempt like any other, but labelled apart (the last one: exhausted).
+    dns_retry = outcome == "retry" and result.error == "dns"
+    deps.metrics.deliveries.labels("dns" if dns_retry else outcome).inc()
     deps.metrics.attempt_seconds.observe(result.duration_ms / 1000)
     if outcome == "delivered" and claim.series == 1:
         deps.metrics.lag_seconds.observe(max(0.0, (done - claim.occurred_at) / 1000))

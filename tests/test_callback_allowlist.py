@@ -19,7 +19,7 @@ from litestar.testing import AsyncTestClient
 
 from relay.api.app import create_app
 from relay.errors import ConfigError
-from relay.intuned.fake import FakeIntunedHandle, RunScript
+from relay.fake_intuned import FakeIntunedHandle, RunScript
 from relay.model import ATTEMPT_DECODER
 from relay.settings import Settings
 from relay.webhooks.allowlist import build_policy, parse_allowlist

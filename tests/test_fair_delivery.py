@@ -19,7 +19,7 @@ import redis
 from litestar.testing import AsyncTestClient
 
 from relay.embedded_redis import free_port
-from relay.intuned.fake import FakeIntunedHandle, RunScript
+from relay.fake_intuned import FakeIntunedHandle, RunScript
 from relay.model import ATTEMPT_DECODER
 from relay.webhooks.allowlist import CallbackPolicy
 from relay.webhooks.callbacks import IPAddress, dns_lookup

@@ -144,7 +144,7 @@ async def test_delivery_reaches_the_allowlisted_receiver_and_nothing_else(
     redis_sync: redis.Redis,
 ) -> None:
     port, seen = listener
-    run_id = fake_intuned.create_run(RunScript(outcome="completed", result=1))
+    run_id = fake_intuned.state.create_run(RunScript(outcome="completed", result=1))
     # Stored while private callbacks were allowed; the worker below has them off.
     urls = [u for w, u in refused_urls(port).items() if "metadata" not in w]
     refused = await register_many(api, [(run_id, u) for u in [*urls, f"{urls[0]}/meta"]])

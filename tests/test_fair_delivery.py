@@ -161,7 +161,7 @@ async def test_a_name_that_stops_resolving_spends_attempts_labelled_dns(
     receiver: ReceiverHandle,
     redis_sync: redis.Redis,
 ) -> None:
-    run_id = fake_intuned.create_run(RunScript(outcome="completed", result=1))
+    run_id = fake_intuned.state.create_run(RunScript(outcome="completed", result=1))
     [sid] = await register_many(api, [(run_id, receiver.url("/ok"))])
     # Resolved at registration; by delivery time the name is gone (.invalid never resolves).
     redis_sync.hset(f"r:s:{sid}", "cb", f"http://relay-test.invalid:{receiver.port}/ok")
@@ -219,7 +219,7 @@ async def test_a_black_hole_neither_starves_a_healthy_host_nor_loses_its_deliver
     black_hole: BlackHole,
     redis_sync: redis.Redis,
 ) -> None:
-    run_id = fake_intuned.create_run(RunScript(outcome="completed", result=1))
+    run_id = fake_intuned.state.create_run(RunScript(outcome="completed", result=1))
     hole = [(run_id, f"http://127.0.0.1:{black_hole.port}/hook/{i}") for i in range(12)]
     good = [(run_id, receiver.url(f"/ok/{i}")) for i in range(40)]
     hole_ids = await register_many(api, hole, concurrency=8)

@@ -129,7 +129,8 @@ class HostGate(Generic[T]):
         """Let an attempt to ``host`` start now, park ``item`` for the next free turn, or defer.
 
         Items are parked while their expected wait (the queue ahead at the host's pace) stays
-        within half of ``max_park``, at least one round (``max_in_flight`` items). A parked item
+        within half of ``max_park``, at least one round (``max_in_flight`` items; only one round
+        while no attempt to the host has ended yet). A parked item
         waits for a running attempt to end and takes over its turn and pool slot (``done``
         returns it), so it holds no slot meanwhile. One parked longer than ``max_park`` is
         dropped instead of run: its lease (longer than ``max_park``) brings it back.
@@ -148,7 +149,8 @@ class HostGate(Generic[T]):
         if h.in_flight < self.max_in_flight:
             h.in_flight += 1
             return ADMITTED
-        rounds = self.max_park / 2 / self._duration(h, now)
+        # One round until the host's pace is known; then half of max_park's worth of queue.
+        rounds = self.max_park / 2 / self._duration(h, now) if h.duration else 1.0
         if len(h.parked) < max(self.max_in_flight, int(rounds * self.max_in_flight)):
             h.parked.append((now, item))
             return PARKED

@@ -121,7 +121,7 @@ async def rep(
 async def run(b: Bench) -> list[Row]:
     """Warm-up, then interleaved repetitions: black hole present, black hole absent."""
     n = 100 if b.smoke else 500
-    reps = 1 if b.smoke else 3
+    reps = 1 if b.smoke else 5
     callback = b.fleet.receiver_root + "/hook"
     black_hole = BlackHole()
     hole = await black_hole.start()

@@ -29,6 +29,7 @@ This module must never touch Redis or the network: it is pure bookkeeping over a
 
 from __future__ import annotations
 
+import functools
 import random
 import time
 from collections import deque
@@ -59,6 +60,7 @@ def attempt_verdict(status_code: int | None, error: str | None) -> Verdict:
     return "failed" if error in FAILURES else "neutral"
 
 
+@functools.lru_cache(maxsize=4096)
 def host_key(url: str) -> str:
     """The host an attempt to ``url`` counts against (``host:port``; "" for an invalid URL)."""
     try:

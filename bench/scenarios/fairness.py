@@ -24,6 +24,7 @@ from collections import Counter
 
 from bench.common import Bench, Row
 from bench.scenarios.delivery import rate_from, result_envelope, wait_receipts
+from relay.embedded_redis import free_port
 from relay.model import SubscriptionDoc, now_ms, run_key
 from relay.webhooks.signing import webhook_id
 
@@ -94,6 +95,18 @@ async def hole_outcome(b: Bench, docs: list[SubscriptionDoc], timeout: float) ->
         await asyncio.sleep(0.5)
 
 
+async def deferrals(b: Bench, port: int) -> str:
+    """The worker's deferral counters when the last healthy delivery arrived."""
+    async with b.http.get(f"http://127.0.0.1:{port}/metrics") as r:
+        text = await r.text()
+    found = [
+        line.removeprefix("relay_delivery_deferrals_total")
+        for line in text.splitlines()
+        if line.startswith("relay_delivery_deferrals_total")
+    ]
+    return "deferrals by then " + (", ".join(found) or "none")
+
+
 async def rep(
     b: Bench, n: int, tag: str, callback: str, hole: str | None, wait_hole: bool
 ) -> tuple[float, str]:
@@ -105,12 +118,14 @@ async def rep(
     await b.redis.delete("r:due:poll")  # no worker runs yet; nobody must poll these runs
     await make_due(b, [*docs, *hole_docs])
     ids = [webhook_id(d.id, "run.completed") for d in docs]
-    worker = b.fleet.worker(**WORKER_ENV)
+    port = free_port()
+    worker = b.fleet.worker(**WORKER_ENV, RELAY_WORKER_METRICS_PORT=str(port))
     note = ""
     try:
         got = await wait_receipts(b, ids, timeout=60 + n / 20)
+        note = await deferrals(b, port)
         if wait_hole and hole_docs:
-            note = await hole_outcome(b, hole_docs, timeout=300)
+            note += "; " + await hole_outcome(b, hole_docs, timeout=300)
     finally:
         b.fleet.stop_child(worker)
     if len(got) < n:
@@ -134,11 +149,11 @@ async def run(b: Bench) -> list[Row]:
             last = i == reps - 1
             rate, note = await rep(b, n, f"hole{i}", callback, hole, last)
             rates["relay"].append(rate)
-            notes += [note] if note else []
+            notes += [note] if last else []
             b.log(f"fairness with black hole: {rate:,.0f}/s {note}")
-            rate, _ = await rep(b, n, f"alone{i}", callback, None, False)
+            rate, note = await rep(b, n, f"alone{i}", callback, None, False)
             rates["baseline"].append(rate)
-            b.log(f"fairness black hole absent: {rate:,.0f}/s")
+            b.log(f"fairness black hole absent: {rate:,.0f}/s {note}")
     finally:
         black_hole.close()
     await b.flush()

@@ -24,6 +24,7 @@ from relay.model import ATTEMPT_DECODER
 from relay.settings import Settings
 from relay.webhooks.allowlist import build_policy, parse_allowlist
 from relay.webhooks.callbacks import is_forbidden
+from tests.support.listener import recording_listener
 from tests.support.receiver import ReceiverHandle
 from tests.support.relay_fixtures import AUTH_ALPHA, StartWorker, wait_until
 from tests.support.reliability import register_many, state_counts
@@ -81,18 +82,8 @@ def test_malformed_entries_name_the_variable(entry: str) -> None:
 @pytest.fixture
 async def listener() -> AsyncIterator[tuple[int, list[str]]]:
     """A TCP listener on 127.0.0.2 recording every connection (it must get none)."""
-    seen: list[str] = []
-
-    async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        seen.append(str(writer.get_extra_info("peername")))
-        writer.close()
-
-    server = await asyncio.start_server(on_connect, "127.0.0.2", 0)
-    try:
-        yield server.sockets[0].getsockname()[1], seen
-    finally:
-        server.close()
-        await server.wait_closed()
+    async with recording_listener("127.0.0.2") as listener:
+        yield listener
 
 
 def refused_urls(port: int) -> dict[str, str]:

@@ -26,6 +26,7 @@ from relay.webhooks.callbacks import (
     validate_callback_url,
 )
 from relay.webhooks.sender import WebhookSender
+from tests.support.listener import recording_listener
 
 OPEN = CallbackPolicy(allow_private=True)
 STRICT = CallbackPolicy()
@@ -275,18 +276,8 @@ async def test_guarded_resolver_returns_exactly_the_checked_addresses() -> None:
 @pytest.fixture
 async def loopback_listener() -> AsyncIterator[tuple[int, list[str]]]:
     """A TCP listener on 127.0.0.1 that records every connection it accepts."""
-    seen: list[str] = []
-
-    async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        seen.append(str(writer.get_extra_info("peername")))
-        writer.close()
-
-    server = await asyncio.start_server(on_connect, "127.0.0.1", 0)
-    try:
-        yield server.sockets[0].getsockname()[1], seen
-    finally:
-        server.close()
-        await server.wait_closed()
+    async with recording_listener() as listener:
+        yield listener
 
 
 async def test_dns_rebinding_never_reaches_the_private_address(

@@ -29,7 +29,7 @@ import msgspec
 from bench.common import Bench, Row
 from bench.load import run_lanes, session
 from bench.procs import SECRET, CpuMeter
-from relay.model import now_ms, run_key
+from relay.model import SubscriptionDoc, now_ms, run_key
 from relay.settings import Settings
 from relay.webhooks.payload import build_event_body
 from relay.webhooks.signing import webhook_headers, webhook_id
@@ -43,6 +43,25 @@ def result_envelope(run_id: str) -> bytes:
     return msgspec.json.encode(
         {"runId": run_id, "status": "completed", "result": {"items": ["x" * 90] * 20}}
     )
+
+
+async def make_due(b: Bench, docs: list[SubscriptionDoc]) -> None:
+    """Record every run terminal (a 2 KB completed envelope), as a poll would."""
+    now = now_ms()
+    for lo in range(0, len(docs), 256):
+        await asyncio.gather(
+            *(
+                b.store.record_result(
+                    run_key(d.workspace_id, d.project_name, d.run_id),
+                    now,
+                    "completed",
+                    result_envelope(d.run_id),
+                    0,
+                    0.0,
+                )
+                for d in docs[lo : lo + 256]
+            )
+        )
 
 
 async def wait_receipts(b: Bench, ids: list[str], timeout: float) -> dict[str, float]:
@@ -70,21 +89,7 @@ async def relay_rep(b: Bench, n: int, tag: str, callback: str) -> tuple[float, d
     run_ids = [f"dlv-{tag}-{i}" for i in range(n)]
     docs = await b.register_many(run_ids, callback)
     await b.redis.delete("r:due:poll")  # no worker runs yet; nobody must poll these runs
-    now = now_ms()
-    for lo in range(0, n, 256):
-        await asyncio.gather(
-            *(
-                b.store.record_result(
-                    run_key(d.workspace_id, d.project_name, d.run_id),
-                    now,
-                    "completed",
-                    result_envelope(d.run_id),
-                    0,
-                    0.0,
-                )
-                for d in docs[lo : lo + 256]
-            )
-        )
+    await make_due(b, docs)
     ids = [webhook_id(d.id, "run.completed") for d in docs]
     worker = b.fleet.worker(RELAY_MAX_IN_FLIGHT_PER_HOST=str(CONCURRENCY))
     meter = CpuMeter({"worker": worker.pid, "receiver": b.fleet.receiver.pid})

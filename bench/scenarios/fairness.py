@@ -23,9 +23,9 @@ import time
 from collections import Counter
 
 from bench.common import Bench, Row
-from bench.scenarios.delivery import rate_from, result_envelope, wait_receipts
+from bench.scenarios.delivery import make_due, rate_from, wait_receipts
 from relay.embedded_redis import free_port
-from relay.model import SubscriptionDoc, now_ms, run_key
+from relay.model import SubscriptionDoc
 from relay.webhooks.signing import webhook_id
 
 WORKER_ENV = {
@@ -58,25 +58,6 @@ class BlackHole:
     def close(self) -> None:
         if self.server is not None:
             self.server.close()
-
-
-async def make_due(b: Bench, docs: list[SubscriptionDoc]) -> None:
-    """Record every run terminal (a 2 KB completed envelope), as a poll would."""
-    now = now_ms()
-    for lo in range(0, len(docs), 256):
-        await asyncio.gather(
-            *(
-                b.store.record_result(
-                    run_key(d.workspace_id, d.project_name, d.run_id),
-                    now,
-                    "completed",
-                    result_envelope(d.run_id),
-                    0,
-                    0.0,
-                )
-                for d in docs[lo : lo + 256]
-            )
-        )
 
 
 async def hole_outcome(b: Bench, docs: list[SubscriptionDoc], timeout: float) -> str:

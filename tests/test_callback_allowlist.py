@@ -22,6 +22,7 @@ from relay.errors import ConfigError
 from relay.fake_intuned import FakeIntunedHandle, RunScript
 from relay.model import ATTEMPT_DECODER
 from relay.settings import Settings
+from relay.store import keys
 from relay.webhooks.allowlist import build_policy, parse_allowlist
 from relay.webhooks.callbacks import is_forbidden
 from tests.support.listener import recording_listener
@@ -141,7 +142,9 @@ async def test_delivery_reaches_the_allowlisted_receiver_and_nothing_else(
     refused = await register_many(api, [(run_id, u) for u in [*urls, f"{urls[0]}/meta"]])
     # No API accepts the metadata address any more: put it into the stored document directly.
     redis_sync.hset(
-        f"r:s:{refused[2]}", "cb", refused_urls(port)["link-local, incl. cloud metadata"]
+        keys.sub(refused[2]),
+        keys.SubField.CALLBACK.value,
+        refused_urls(port)["link-local, incl. cloud metadata"],
     )
     [good] = await register_many(api, [(run_id, receiver.url("/ok"))])
     start_worker(**ALLOWLISTED, RELAY_RETRY_SCHEDULE="50ms")
@@ -151,7 +154,9 @@ async def test_delivery_reaches_the_allowlisted_receiver_and_nothing_else(
     )
     assert len(receiver.requests) == 1
     for sid in refused:
-        errors = {ATTEMPT_DECODER.decode(a).error for a in redis_sync.lrange(f"r:s:{sid}:a", 0, -1)}
+        errors = {
+            ATTEMPT_DECODER.decode(a).error for a in redis_sync.lrange(keys.attempts(sid), 0, -1)
+        }
         assert errors == {"ssrf_refused"}, (sid, errors)
     await asyncio.sleep(0.05)
     assert seen == []

@@ -21,6 +21,7 @@ from litestar.testing import AsyncTestClient
 from relay.embedded_redis import free_port
 from relay.fake_intuned import FakeIntunedHandle, RunScript
 from relay.model import ATTEMPT_DECODER
+from relay.store import keys
 from relay.webhooks.allowlist import CallbackPolicy
 from relay.webhooks.callbacks import IPAddress, dns_lookup
 from relay.webhooks.hostgate import HostGate, attempt_verdict, host_key
@@ -164,11 +165,13 @@ async def test_a_name_that_stops_resolving_spends_attempts_labelled_dns(
     run_id = fake_intuned.state.create_run(RunScript(outcome="completed", result=1))
     [sid] = await register_many(api, [(run_id, receiver.url("/ok"))])
     # Resolved at registration; by delivery time the name is gone (.invalid never resolves).
-    redis_sync.hset(f"r:s:{sid}", "cb", f"http://relay-test.invalid:{receiver.port}/ok")
+    redis_sync.hset(
+        keys.sub(sid), keys.SubField.CALLBACK.value, f"http://relay-test.invalid:{receiver.port}/ok"
+    )
     port = free_port()
     start_worker(RELAY_RETRY_SCHEDULE="50ms", RELAY_WORKER_METRICS_PORT=str(port))
     await wait_until(lambda: state_counts(redis_sync, [sid]) == {"exhausted": 1}, timeout=20)
-    log = [ATTEMPT_DECODER.decode(a) for a in redis_sync.lrange(f"r:s:{sid}:a", 0, -1)]
+    log = [ATTEMPT_DECODER.decode(a) for a in redis_sync.lrange(keys.attempts(sid), 0, -1)]
     assert [(a.error, a.status_code) for a in log] == [("dns", None), ("dns", None)]
     metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
     assert b'relay_deliveries_total{outcome="dns"} 1.0' in metrics
@@ -235,7 +238,7 @@ async def test_a_black_hole_neither_starves_a_healthy_host_nor_loses_its_deliver
     await wait_until(lambda: state_counts(redis_sync, good_ids) == {"delivered": 40}, timeout=30)
     await wait_until(lambda: state_counts(redis_sync, hole_ids) == {"exhausted": 12}, timeout=60)
     for sid in hole_ids:
-        log = [ATTEMPT_DECODER.decode(a) for a in redis_sync.lrange(f"r:s:{sid}:a", 0, -1)]
+        log = [ATTEMPT_DECODER.decode(a) for a in redis_sync.lrange(keys.attempts(sid), 0, -1)]
         assert [a.error for a in log] == ["timeout", "timeout"], sid  # deferrals are no attempts
     assert black_hole.accepted == 24
     assert 1 <= black_hole.most_open <= 4

@@ -29,8 +29,9 @@ import msgspec
 from bench.common import Bench, Row
 from bench.load import run_lanes, session
 from bench.procs import SECRET, CpuMeter
-from relay.model import SubscriptionDoc, now_ms, run_key
+from relay.model import SubscriptionDoc, run_key
 from relay.settings import Settings
+from relay.store import keys, run_digest
 from relay.webhooks.payload import build_event_body
 from relay.webhooks.signing import webhook_headers, webhook_id
 
@@ -46,22 +47,15 @@ def result_envelope(run_id: str) -> bytes:
 
 
 async def make_due(b: Bench, docs: list[SubscriptionDoc]) -> None:
-    """Record every run terminal (a 2 KB completed envelope), as a poll would."""
-    now = now_ms()
+    """Record every run terminal (a 2 KB completed envelope) and fan it out, as a poll would."""
+
+    async def finish(d: SubscriptionDoc) -> None:
+        rd = run_digest(run_key(d.workspace_id, d.project_name, d.run_id))
+        await b.store.watches.record_result(rd, "completed", result_envelope(d.run_id), 0, 0.0)
+        await b.store.watches.fan_out_all(rd)
+
     for lo in range(0, len(docs), 256):
-        await asyncio.gather(
-            *(
-                b.store.record_result(
-                    run_key(d.workspace_id, d.project_name, d.run_id),
-                    now,
-                    "completed",
-                    result_envelope(d.run_id),
-                    0,
-                    0.0,
-                )
-                for d in docs[lo : lo + 256]
-            )
-        )
+        await asyncio.gather(*(finish(d) for d in docs[lo : lo + 256]))
 
 
 async def wait_receipts(b: Bench, ids: list[str], timeout: float) -> dict[str, float]:
@@ -88,7 +82,7 @@ async def relay_rep(b: Bench, n: int, tag: str, callback: str) -> tuple[float, d
     await b.receiver_reset()
     run_ids = [f"dlv-{tag}-{i}" for i in range(n)]
     docs = await b.register_many(run_ids, callback)
-    await b.redis.delete("r:due:poll")  # no worker runs yet; nobody must poll these runs
+    await b.redis.delete(keys.DUE_POLL)  # no worker runs yet; nobody must poll these runs
     await make_due(b, docs)
     ids = [webhook_id(d.id, "run.completed") for d in docs]
     worker = b.fleet.worker(RELAY_MAX_IN_FLIGHT_PER_HOST=str(CONCURRENCY))

@@ -26,6 +26,7 @@ from bench.common import Bench, Row
 from bench.scenarios.delivery import make_due, rate_from, wait_receipts
 from relay.embedded_redis import free_port
 from relay.model import SubscriptionDoc
+from relay.store import keys
 from relay.webhooks.signing import webhook_id
 
 WORKER_ENV = {
@@ -66,8 +67,8 @@ async def hole_outcome(b: Bench, docs: list[SubscriptionDoc], timeout: float) ->
     while True:
         async with b.redis.pipeline(transaction=False) as pipe:
             for d in docs:
-                pipe.hget(f"r:s:{d.id}", "st")
-                pipe.llen(f"r:s:{d.id}:a")
+                pipe.hget(keys.sub(d.id), keys.SubField.STATE.value)
+                pipe.llen(keys.attempts(d.id))
             values = await pipe.execute()
         states = Counter(v.decode() if v else None for v in values[0::2])
         if states.get("delivering", 0) == 0 or time.monotonic() > deadline:
@@ -96,7 +97,7 @@ async def rep(
     await b.receiver_reset()
     docs = await b.register_many([f"fair-{tag}-{i}" for i in range(n)], callback)
     hole_docs = await b.register_many([f"hole-{tag}-{i}" for i in range(n)], hole) if hole else []
-    await b.redis.delete("r:due:poll")  # no worker runs yet; nobody must poll these runs
+    await b.redis.delete(keys.DUE_POLL)  # no worker runs yet; nobody must poll these runs
     await make_due(b, [*docs, *hole_docs])
     ids = [webhook_id(d.id, "run.completed") for d in docs]
     port = free_port()

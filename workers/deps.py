@@ -15,7 +15,8 @@ from relay.intuned.client import IntunedClient
 from relay.metrics import WorkerMetrics
 from relay.model import now_ms
 from relay.settings import Settings
-from relay.store import Stores
+from relay.store import ClaimedDelivery, Stores
+from relay.webhooks.hostgate import HostGate
 from relay.webhooks.sender import WebhookSender
 
 
@@ -28,6 +29,7 @@ class WorkerDeps:
     intuned: IntunedClient
     sender: WebhookSender
     metrics: WorkerMetrics
+    gate: HostGate[ClaimedDelivery]
     pumps: dict[str, Any] = field(default_factory=dict)
     # Enqueues operational-webhook events (workers.operational); None in tests without one.
     arq: ArqRedis | None = None

@@ -66,9 +66,10 @@ def create_app(settings: Settings) -> Litestar:
         # The transport of POST /v1/test-deliveries: the workers' sender, a small pool.
         app.state.test_sender = WebhookSender(
             timeout=settings.delivery_timeout,
-            allow_private=settings.allow_private_callbacks,
+            policy=settings.callback_policy,
             max_connections=8,
             lookup=app.state.get("callback_lookup"),
+            dns_timeout=settings.dns_timeout,
         )
         await app.state.test_sender.start()
         try:

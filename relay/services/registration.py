@@ -98,9 +98,7 @@ async def register(
     metadata = _metadata(new)
     headers = validate_headers(new.headers)
     events = tuple(e for e in EVENT_STATUSES if new.events is None or e in new.events)
-    await check_callback(
-        new.callback_url, allow_private=settings.allow_private_callbacks, lookup=lookup
-    )
+    await check_callback(new.callback_url, policy=settings.callback_policy, lookup=lookup)
     ws = settings.intuned_workspace_id
     doc = SubscriptionDoc(
         id=new_subscription_id(),

@@ -82,7 +82,7 @@ async def send_test(
 ) -> TestResult:
     """Check, take the quota, sign and send one ping; raise InvalidInput / QuotaExceeded."""
     extra = validate_headers(headers)
-    await check_callback(url, allow_private=settings.allow_private_callbacks, lookup=lookup)
+    await check_callback(url, policy=settings.callback_policy, lookup=lookup)
     limit = settings.test_deliveries_per_minute
     use = await controls.take_quota("test-delivery", client, QUOTA_WINDOW_S)
     if use.count > limit:

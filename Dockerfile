@@ -27,8 +27,10 @@ RUN --mount=type=cache,target=/root/.cache/uv \
 COPY pyproject.toml uv.lock README.md ./
 COPY relay ./relay
 COPY workers ./workers
+# --reinstall-package: uv's cache (the cache mount) keys the project's own wheel on
+# pyproject.toml only, so without it a rebuild after a code change could install the old code.
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --locked --no-dev --no-editable
+    uv sync --locked --no-dev --no-editable --reinstall-package intuned-relay
 
 # ---- runtime: the environment only, a non-root user, tini as PID 1 ------------------------------
 FROM python:${PYTHON_VERSION}-slim-bookworm AS runtime

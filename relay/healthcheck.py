@@ -63,17 +63,37 @@ def children(pid: int) -> list[int]:
     return sorted(found)
 
 
+def is_wrapper(argv: list[str]) -> bool:
+    """True for a process that runs the relay as its child (``tini -- relay up``), False for
+    the relay itself (``relay up``, ``python -m relay up``, ``python .../bin/relay up``)."""
+    i = next((n for n, arg in enumerate(argv) if os.path.basename(arg) == "relay"), 0)
+    python = os.path.basename(argv[0]).startswith("python") if argv else False
+    return not (i == 0 or (python and (i == 1 or (i == 2 and argv[1] == "-m"))))
+
+
+def innermost(pid: int, role: str) -> int:
+    """Past wrappers whose command line names the relay (``tini -- relay up``) to the relay."""
+    for _ in range(_MAX_DEPTH):
+        if not is_wrapper(read_argv(pid)):
+            break
+        same = [child for child in children(pid) if role_of(read_argv(child)) == role]
+        if not same:
+            break
+        pid = same[0]
+    return pid
+
+
 def find_relay(root: int, depth: int = 0) -> tuple[int, str] | None:
     """The first relay process at or below ``root`` (breadth first) and its role."""
     role = role_of(read_argv(root))
     if role is not None:
-        return root, role
+        return innermost(root, role), role
     if depth >= _MAX_DEPTH:
         return None
     for child in children(root):
         role = role_of(read_argv(child))
         if role is not None:
-            return child, role
+            return innermost(child, role), role
     for child in children(root):
         found = find_relay(child, depth + 1)
         if found is not None:

@@ -320,6 +320,8 @@ def test_dockerfile_has_the_production_basics() -> None:
     text = (ROOT / "Dockerfile").read_text()
     assert text.count("\nFROM ") >= 3, "multi-stage"
     assert "uv sync --locked --no-dev" in text
+    # The cache mount would otherwise hand back the relay's wheel built from older code.
+    assert "--no-editable --reinstall-package intuned-relay" in text
     assert re.search(r"^USER 10001", text, re.M)
     assert 'ENTRYPOINT ["/usr/bin/tini", "--"]' in text
     assert "STOPSIGNAL SIGTERM" in text

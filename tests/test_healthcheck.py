@@ -6,6 +6,8 @@ probes tini's child; a process that is not the relay, and a stopped one, are unh
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -14,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from relay.embedded_redis import free_port
-from relay.healthcheck import role_of
+from relay.healthcheck import children, is_wrapper, role_of
 from relay.intuned.fake import FakeIntunedHandle
 from tests.support.processes import RelayProcess, clean_env
 from tests.support.relay_fixtures import StartWorker, base_env
@@ -56,6 +58,20 @@ def relay_check(pid: int, env: dict[str, str], *, until_healthy: float = 0.0) ->
 )
 def test_the_role_is_read_from_the_command_line(argv: list[str], role: str | None) -> None:
     assert role_of(argv) == role
+
+
+@pytest.mark.parametrize(
+    ("argv", "wrapper"),
+    [
+        (["/usr/bin/tini", "--", "relay", "up"], True),
+        (["/app/.venv/bin/python", "/app/.venv/bin/relay", "up"], False),
+        (["/usr/bin/python3.11", "-m", "relay", "api"], False),
+        (["relay", "worker"], False),
+        (["python3", "-c", "...", "/usr/bin/python3", "-m", "relay", "worker"], True),
+    ],
+)
+def test_a_wrapper_is_told_from_the_relay_itself(argv: list[str], wrapper: bool) -> None:
+    assert is_wrapper(argv) is wrapper
 
 
 def test_a_worker_is_healthy_while_it_runs_and_not_after(
@@ -111,3 +127,29 @@ def test_a_process_that_is_not_the_relay_is_unhealthy(relay_env: dict[str, str])
         sleeper.wait()
     assert code == 1
     assert f"no relay up, api or worker process at or below pid {sleeper.pid}" in output
+
+
+def test_a_wrapper_naming_the_relay_is_looked_through(
+    relay_env: dict[str, str], tmp_path: Path
+) -> None:
+    """As with ``tini -- relay worker`` in the image: the wrapper's own command line names the
+    relay, but the probe reports (and reads the health of) the relay process under it."""
+    wrapper_code = "import subprocess, sys; sys.exit(subprocess.call(sys.argv[1:]))"
+    log = (tmp_path / "wrapped.log").open("wb")
+    wrapper = subprocess.Popen(
+        [sys.executable, "-c", wrapper_code, sys.executable, "-m", "relay", "worker"],
+        env=clean_env(relay_env),
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        code, output = relay_check(wrapper.pid, relay_env, until_healthy=20)
+        assert code == 0, output
+        assert "relay worker (pid" in output
+        assert f"(pid {wrapper.pid})" not in output, "the wrapper is not the worker"
+    finally:
+        for pid in children(wrapper.pid):  # the worker first: the wrapper forwards nothing
+            os.kill(pid, signal.SIGTERM)
+        wrapper.wait(30)
+        log.close()

@@ -22,7 +22,7 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from relay.embedded_redis import free_port
-from relay.intuned.fake import FakeIntunedHandle
+from relay.fake_intuned import FakeIntunedHandle
 from tests.support.relay_fixtures import AUTH_ALPHA, StartWorker, subscription_state, wait_until
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "docs" / "examples"

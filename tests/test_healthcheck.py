@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from relay.embedded_redis import free_port
+from relay.fake_intuned import FakeIntunedHandle
 from relay.healthcheck import children, is_wrapper, role_of
-from relay.intuned.fake import FakeIntunedHandle
 from tests.support.processes import RelayProcess, clean_env
 from tests.support.relay_fixtures import StartWorker, base_env
 from tests.support.reliability import StartApi

@@ -245,6 +245,7 @@ def test_compose_builds_the_image_once_and_publishes_relay_port() -> None:
     builders = [name for name, service in services.items() if "build" in service]
     assert builders == ["api"]
     assert services["worker"]["image"] == services["api"]["image"]
+    assert services["api"]["pull_policy"] == "build", "compose would otherwise try a registry"
     assert services["worker"]["pull_policy"] == "never"
     assert services["api"]["ports"] == ["${RELAY_PORT:-8080}:${RELAY_PORT:-8080}"]
     assert Settings.from_env(FILLED_IN, require_redis=False).port == 8080, "the :-8080 fallback"

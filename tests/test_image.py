@@ -140,7 +140,7 @@ class Container:
         return result.stdout + result.stderr
 
     def remove(self) -> None:
-        self.engine("rm", "-f", "-t", "0", self.name)
+        self.engine("rm", "-f", "-v", "-t", "0", self.name)  # -v: its anonymous /data too
 
 
 def wait_http(url: str, container: Container, timeout: float = 90) -> httpx.Response:

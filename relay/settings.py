@@ -104,6 +104,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     intuned_timeout: float = 10.0
     not_found_grace: float = 60.0
     embedded_redis_dir: str = ".relay/redis"
+    # The operator page (/console): session lifetime (sliding), Secure cookies, sign-in limit.
+    console_session_ttl: float = 3600.0
+    console_secure_cookie: bool = True
+    console_signin_limit: int = 10
 
     def __repr__(self) -> str:  # never print secrets
         return (
@@ -207,4 +211,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             intuned_timeout=duration("RELAY_INTUNED_TIMEOUT", "10s"),
             not_found_grace=duration("RELAY_NOT_FOUND_GRACE", "60s"),
             embedded_redis_dir=get("RELAY_REDIS_DIR", ".relay/redis") or ".relay/redis",
+            console_session_ttl=duration("RELAY_CONSOLE_SESSION_TTL", "1h"),
+            console_secure_cookie=parse_bool(
+                get("RELAY_CONSOLE_SECURE_COOKIE", "true") or "true",
+                name="RELAY_CONSOLE_SECURE_COOKIE",
+            ),
+            console_signin_limit=integer("RELAY_CONSOLE_SIGNIN_LIMIT", 10, 1, 10_000),
         )

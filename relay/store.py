@@ -460,6 +460,18 @@ class Store:
         """Start a fresh attempt series: 'ok', 'not_found' or 'conflict:<state>'."""
         return _s(await self._redeliver(args=[sid, client, now])) or "not_found"
 
+    async def event_body(self, sid: str) -> bytes | None:
+        """The stored event body of a subscription (None before its first attempt)."""
+        body = await _r(self.redis.get(_sub(sid) + ":b"))
+        return bytes(body) if body is not None else None
+
+    async def oldest_in_state(self, client: str, state: SubState) -> Subscription | None:
+        """The client's earliest-created subscription in ``state`` (one index read, one hash)."""
+        rows = await self.redis.zrange(f"r:c:{client}:st:{state.value}", 0, 0)
+        if not rows:
+            return None
+        return await self.get_subscription(rows[0].decode(), client)
+
     # ---- the poll loop ---------------------------------------------------------------------
 
     async def claim_polls(self, now: int, limit: int, lease_ms: int) -> list[ClaimedPoll]:

@@ -32,6 +32,7 @@ from relay.api.routes.health import healthz, readyz
 from relay.api.routes.runs import RunController
 from relay.api.routes.secrets import SecretController
 from relay.api.routes.subscriptions import SubscriptionController
+from relay.console import console_handlers, register_stores, template_config
 from relay.errors import Conflict, InvalidInput, NotFound, RelayError
 from relay.metrics import subscriptions_by_state
 from relay.settings import Settings
@@ -120,6 +121,7 @@ def create_app(settings: Settings) -> Litestar:
         app.state.redis = redis
         app.state.arq = arq
         app.state.store = Store(redis, result_ttl=settings.result_ttl)
+        register_stores(app, redis)
         try:
             yield
         finally:
@@ -135,7 +137,9 @@ def create_app(settings: Settings) -> Litestar:
             healthz,
             readyz,
             MetricsController,
+            *console_handlers(settings),
         ],
+        template_config=template_config(),
         lifespan=[lifespan],
         state=State({"settings": settings}),
         dependencies={

@@ -14,7 +14,8 @@ from urllib.parse import urlencode
 from arq.connections import ArqRedis
 from litestar import Controller, Response, get, post
 from litestar.datastructures import State
-from litestar.params import QueryParameter
+from litestar.di import NamedDependency
+from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_303_SEE_OTHER
 
@@ -34,10 +35,11 @@ TEST_DELIVERY_NOTE = (
     "issue, POST /v1/test-deliveries)."
 )
 _NO_STORE = {"Cache-Control": "no-store"}
+ClientDep = NamedDependency[str]  # the signed-in client (relay.console.auth)
 Text = Annotated[str | None, QueryParameter(max_length=200)]
 
 
-def _page(name: str, client: str, **context: Any) -> Template:
+def _page(name: str, client: ClientDep, **context: Any) -> Template:
     notice = context.pop("done", None)
     return Template(
         template_name=name,
@@ -50,7 +52,7 @@ def _see(path: str, **query: str | int) -> Redirect:
     return Redirect(target, status_code=HTTP_303_SEE_OTHER)
 
 
-def _checked_id(sid: str) -> str:
+def _checked_id(sid: FromPath[str]) -> str:
     if not is_subscription_id(sid):
         raise NotFound("no subscription with that id")
     return sid
@@ -70,7 +72,7 @@ class ConsolePages(Controller):
     path = "/"
 
     @get("/", name="console:overview")
-    async def overview(self, client: str, state: State, done: Text = None) -> Template:
+    async def overview(self, client: ClientDep, state: State, done: Text = None) -> Template:
         store: Store = state.store
         ov = await overview_service.overview(store, client, now_ms())
         return _page(
@@ -85,15 +87,15 @@ class ConsolePages(Controller):
     @get("/subscriptions", name="console:subscriptions")
     async def subscriptions(
         self,
-        client: str,
+        client: ClientDep,
         state: State,
         state_: Annotated[str | None, QueryParameter(name="state", max_length=20)] = None,
         run: Text = None,
         host: Text = None,
         cursor: Annotated[str | None, QueryParameter(max_length=512)] = None,
         done: Text = None,
-        count: int | None = None,
-        left: int | None = None,
+        count: FromQuery[int | None] = None,
+        left: FromQuery[int | None] = None,
     ) -> Template:
         store: Store = state.store
         filters = _filters(state_, run, host)
@@ -122,7 +124,7 @@ class ConsolePages(Controller):
 
     @get("/subscriptions/{sid:str}", name="console:subscription")
     async def subscription(
-        self, client: str, state: State, sid: str, done: Text = None
+        self, client: ClientDep, state: State, sid: FromPath[str], done: Text = None
     ) -> Template:
         detail = await subscriptions.subscription_detail(state.store, client, _checked_id(sid))
         return _page(
@@ -136,25 +138,27 @@ class ConsolePages(Controller):
         )
 
     @get("/subscriptions/{sid:str}/event.json", name="console:event")
-    async def event_json(self, client: str, state: State, sid: str) -> Response[bytes]:
+    async def event_json(
+        self, client: ClientDep, state: State, sid: FromPath[str]
+    ) -> Response[bytes]:
         detail = await subscriptions.subscription_detail(state.store, client, _checked_id(sid))
         if detail.event_body is None:
             raise NotFound("no event has been built for this subscription yet")
         return Response(detail.event_body, media_type="application/json", headers=_NO_STORE)
 
     @post("/subscriptions/{sid:str}/redeliver", name="console:redeliver")
-    async def redeliver(self, client: str, state: State, sid: str) -> Redirect:
+    async def redeliver(self, client: ClientDep, state: State, sid: FromPath[str]) -> Redirect:
         arq: ArqRedis = state.arq
         await subscriptions.redeliver(state.store, client, _checked_id(sid), now_ms(), arq)
         return _see(f"/console/subscriptions/{sid}", done="redelivered")
 
     @post("/subscriptions/{sid:str}/delete", name="console:delete")
-    async def delete(self, client: str, state: State, sid: str) -> Redirect:
+    async def delete(self, client: ClientDep, state: State, sid: FromPath[str]) -> Redirect:
         await subscriptions.delete(state.store, client, _checked_id(sid), now_ms())
         return _see("/console/subscriptions", done="deleted")
 
     @post("/redeliver-exhausted", name="console:bulk")
-    async def redeliver_exhausted(self, client: str, state: State) -> Redirect:
+    async def redeliver_exhausted(self, client: ClientDep, state: State) -> Redirect:
         outcome = await subscriptions.redeliver_exhausted(state.store, client, now_ms())
         return _see(
             "/console/subscriptions",
@@ -165,7 +169,7 @@ class ConsolePages(Controller):
         )
 
     @get("/signing", name="console:signing")
-    async def signing(self, client: str, done: Text = None) -> Template:
+    async def signing(self, client: ClientDep, done: Text = None) -> Template:
         return _page(
             "signing.html",
             client,
@@ -176,7 +180,7 @@ class ConsolePages(Controller):
         )
 
     @post("/signing/reveal", name="console:reveal", status_code=200)
-    async def reveal(self, client: str, state: State) -> Template:
+    async def reveal(self, client: ClientDep, state: State) -> Template:
         secret = await signing.current_secret(state.store, client)
         page = _page(
             "signing.html", client, secret=secret, nav="signing", test_note=TEST_DELIVERY_NOTE
@@ -185,6 +189,6 @@ class ConsolePages(Controller):
         return page
 
     @post("/signing/rotate", name="console:rotate")
-    async def rotate(self, client: str, state: State) -> Redirect:
+    async def rotate(self, client: ClientDep, state: State) -> Redirect:
         await signing.rotate_secret(state.store, client, now_ms())
         return _see("/console/signing", done="rotated")

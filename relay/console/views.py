@@ -12,6 +12,7 @@ import msgspec
 
 RESULT_SHOWN: Final = 400  # characters of an event's data.result shown on the page
 EXCERPT_SHOWN: Final = 120
+_CUT: Final = "relay-console-cut-9f1c2e7a"  # stands in for the cut result while formatting
 
 # Messages shown after an action (the redirect names one by its code; nothing else is echoed).
 NOTICES: Final = {
@@ -58,8 +59,12 @@ def shortened_event(body: bytes | None) -> str | None:
     except msgspec.DecodeError:
         return excerpt(body.decode(errors="replace"), 2000)
     data = event.get("data") if isinstance(event, dict) else None
+    cut: str | None = None
     if isinstance(data, dict) and "result" in data:
         text = msgspec.json.encode(data["result"]).decode()
         if len(text) > RESULT_SHOWN:
-            data["result"] = f"{text[:RESULT_SHOWN]}… ({len(text)} characters in all)"
-    return msgspec.json.format(msgspec.json.encode(event), indent=2).decode()
+            cut = f"{text[:RESULT_SHOWN]}… ({len(text)} characters in all)"
+            data["result"] = _CUT
+    shown = msgspec.json.format(msgspec.json.encode(event), indent=2).decode()
+    # The cut result is shown as the JSON text it starts with, not as an escaped string.
+    return shown.replace(f'"{_CUT}"', cut) if cut is not None else shown

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook
 
@@ -51,3 +53,27 @@ def test_demo_receiver_verifies_like_standard_webhooks() -> None:
         verify_webhook(new, headers, body, now=now + 301)
     with pytest.raises(VerificationError, match="missing"):
         verify_webhook(new, {k: v for k, v in headers.items() if k != "webhook-id"}, body)
+
+
+def test_demo_keep_running_prints_the_console_and_a_key_that_signs_in(tmp_path: Path) -> None:
+    proc = RelayProcess(["demo", "--keep-running"], {}, tmp_path / "demo.log")
+    try:
+        proc.wait_for_log("sign in with the API key", timeout=90)
+        found = re.search(
+            r"open (http://127\.0\.0\.1:\d+/console) and sign in with the API key (\S+)", proc.log()
+        )
+        assert found is not None, proc.tail()
+        console, key = found.groups()
+        with httpx.Client(timeout=10) as browser:
+            form = browser.get(console + "/sign-in")
+            token = re.search(r'name="_csrf_token" value="([^"]+)"', form.text)
+            assert token is not None
+            resp = browser.post(
+                console + "/sign-in", data={"api_key": key, "_csrf_token": token.group(1)}
+            )
+            assert resp.status_code == 303
+            page = browser.get(console)
+            assert page.status_code == 200
+            assert "Client <strong>demo</strong>" in page.text
+    finally:
+        proc.stop()

@@ -16,7 +16,7 @@ from relay.model import Subscription, SubState, run_key
 from relay.store import Store
 
 CHART_MINUTES: Final = 60
-WATCHED_PAGE: Final = 100
+WATCHED_PAGE: Final = 50
 WATCHED_SHOWN: Final = 10
 
 

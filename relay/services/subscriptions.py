@@ -21,8 +21,8 @@ from relay.errors import Conflict, InvalidInput, NotFound
 from relay.model import Subscription, SubState, run_key
 from relay.store import Store, encode_cursor
 
-SCAN_PAGE: Final = 200
-SCAN_LIMIT: Final = 1000
+SCAN_PAGE: Final = 100
+SCAN_LIMIT: Final = 300
 BULK_BATCH: Final = 100
 BULK_MAX: Final = 1000
 

@@ -19,7 +19,7 @@ import pytest
 
 from relay.embedded_redis import free_port
 from relay.intuned.fake import FakeIntunedHandle, RunScript
-from tests.support.browser import ROOT, axe_violations, chromium, screenshot
+from tests.support.browser import ROOT, artifacts_dir, axe_violations, chromium, screenshot
 from tests.support.processes import RelayProcess
 from tests.support.receiver import ReceiverHandle
 from tests.support.relay_fixtures import ALPHA_KEY, AUTH_ALPHA, AUTH_BETA, StartWorker
@@ -180,6 +180,17 @@ def test_operator_story_in_chromium(
     driver.get(f"{relay_url}/console/subscriptions/{theirs}")
     _check_page(driver, "08-not-found")
     assert http.get(f"/console/subscriptions/{theirs}").status_code in (303, 404)
+
+    # On a phone-sized screen the overview still reads (and passes axe).
+    driver.get(relay_url + "/console")
+    driver.set_window_size(390, 844)
+    try:
+        width = driver.execute_script("return document.documentElement.scrollWidth")
+        assert width <= 390, width  # nothing forces sideways scrolling
+        driver.save_screenshot(str(artifacts_dir() / "09-overview-phone.png"))
+        assert not axe_violations(driver)
+    finally:
+        driver.set_window_size(1280, 900)
 
     # Sign out, and the pages are closed again.
     driver.get(relay_url + "/console")

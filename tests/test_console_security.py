@@ -205,3 +205,15 @@ async def test_failed_sign_ins_are_limited_per_address(
     async with api_client(_env(redis_url, RELAY_CONSOLE_SIGNIN_LIMIT="3")) as client:
         client.follow_redirects = False
         assert (await sign_in(client, ALPHA_KEY)).status_code == 303
+
+
+async def test_each_request_renews_the_session(
+    app: AsyncTestClient[Any], redis_sync: redis.Redis
+) -> None:
+    await sign_in(app, ALPHA_KEY)
+    [key] = list(redis_sync.scan_iter(match="r:ui:sess:*"))
+    redis_sync.pexpire(key, 5_000)  # as if the session had been idle for almost an hour
+    assert (await app.get("/console/subscriptions")).status_code == 200
+    assert redis_sync.pttl(key) > 3_000_000  # back to RELAY_CONSOLE_SESSION_TTL (1 h)
+    redis_sync.delete(key)  # an idle session expires: the cookie no longer opens a page
+    assert (await app.get("/console")).status_code == 303

@@ -22,7 +22,7 @@ from relay.model import Subscription, SubState, run_key
 from relay.store import Store, encode_cursor
 
 SCAN_PAGE: Final = 100
-SCAN_LIMIT: Final = 300
+SCAN_LIMIT: Final = 200
 BULK_BATCH: Final = 100
 BULK_MAX: Final = 1000
 

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from relay.embedded_redis import free_port
-from relay.intuned.fake import FakeIntunedHandle, RunScript
+from relay.fake_intuned import FakeIntunedHandle, RunScript
 from tests.support.browser import ROOT, artifacts_dir, axe_violations, chromium, screenshot
 from tests.support.processes import RelayProcess
 from tests.support.receiver import ReceiverHandle

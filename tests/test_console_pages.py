@@ -16,7 +16,7 @@ from litestar.testing import AsyncTestClient
 
 from relay.console.chart import delivery_chart
 from relay.console.views import RESULT_SHOWN, shortened_event
-from relay.intuned.fake import FakeIntunedHandle, RunScript
+from relay.fake_intuned import FakeIntunedHandle, RunScript
 from relay.model import run_key
 from relay.services import subscriptions as subs_service
 from relay.services.overview import Minute

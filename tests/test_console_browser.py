@@ -94,17 +94,19 @@ def test_operator_story_in_chromium(
     wait = WebDriverWait(driver, 20)
     start_worker()
     http = httpx.Client(base_url=relay_url, timeout=10)
-    run_id = fake_intuned.create_run(
+    run_id = fake_intuned.state.create_run(
         RunScript(outcome="completed", result={"products": [{"sku": i} for i in range(200)]}),
         project_name=PROJECT,
     )
     delivered = _subscribe(http, run_id, receiver.url("/ok/orders"), AUTH_ALPHA)
     exhausted = _subscribe(http, run_id, receiver.url("/flaky/4/alerts"), AUTH_ALPHA)
-    watching_run = fake_intuned.create_run(RunScript(pending_polls=10_000), project_name=PROJECT)
+    watching_run = fake_intuned.state.create_run(
+        RunScript(pending_polls=10_000), project_name=PROJECT
+    )
     watching = _subscribe(http, watching_run, receiver.url("/ok/later"), AUTH_ALPHA)
     theirs = _subscribe(
         http,
-        fake_intuned.create_run(RunScript(), project_name=PROJECT),
+        fake_intuned.state.create_run(RunScript(), project_name=PROJECT),
         receiver.url("/ok"),
         AUTH_BETA,
     )

@@ -116,8 +116,8 @@ async def test_overview_counts_watched_runs_and_the_oldest_pending_delivery(
     start_worker: StartWorker,
 ) -> None:
     start_worker(RELAY_RETRY_SCHEDULE="1h")  # a failed first attempt waits an hour: pending
-    done = fake_intuned.create_run(RunScript(outcome="completed", result={"n": 1}))
-    later = fake_intuned.create_run(RunScript(pending_polls=10_000))
+    done = fake_intuned.state.create_run(RunScript(outcome="completed", result={"n": 1}))
+    later = fake_intuned.state.create_run(RunScript(pending_polls=10_000))
     pending = await _subscribe(console, done, receiver.url("/status/503"))
     await _subscribe(console, later, receiver.url("/ok"))
 
@@ -149,7 +149,7 @@ async def test_bulk_redeliver_gives_every_exhausted_subscription_a_fresh_series(
     start_worker: StartWorker,
 ) -> None:
     start_worker()
-    run_id = fake_intuned.create_run(RunScript(outcome="completed", result={"n": 1}))
+    run_id = fake_intuned.state.create_run(RunScript(outcome="completed", result={"n": 1}))
     sids = [await _subscribe(console, run_id, receiver.url(f"/flaky/4/{i}")) for i in range(3)]
 
     async def states() -> set[str]:

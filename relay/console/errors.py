@@ -22,6 +22,7 @@ from litestar.types import ExceptionHandlersMap
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from relay.console.auth import signed_in_client
 from relay.errors import Conflict, InvalidInput, NotFound, RelayError
 
 log = structlog.get_logger("relay.console")
@@ -37,15 +38,18 @@ _TITLES = {
 }
 
 
-def error_page(status: int, detail: str, headers: dict[str, str] | None = None) -> Template:
-    """The error page for ``status`` with a readable ``detail``."""
+def error_page(
+    status: int, detail: str, headers: dict[str, str] | None = None, client: str | None = None
+) -> Template:
+    """The error page for ``status`` with a readable ``detail`` (the menu when signed in)."""
     return Template(
         template_name="error.html",
         context={
             "status": status,
             "title": _TITLES.get(status, "Something went wrong"),
             "detail": detail,
-            "client": None,
+            "client": client,
+            "nav": None,
             "notice": None,
         },
         status_code=status,
@@ -59,17 +63,18 @@ def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response
     detail = exc.detail or _TITLES.get(exc.status_code, "error")
     if exc.status_code == 403:
         detail = "The form's security token did not match. Reload the page and try again."
-    return error_page(exc.status_code, detail, exc.headers)
+    return error_page(exc.status_code, detail, exc.headers, signed_in_client(request))
 
 
-def _relay_error(_: Request[Any, Any, Any], exc: RelayError) -> Response[Any]:
+def _relay_error(request: Request[Any, Any, Any], exc: RelayError) -> Response[Any]:
+    client = signed_in_client(request)
     if isinstance(exc, NotFound):
-        return error_page(404, str(exc))
+        return error_page(404, str(exc), client=client)
     if isinstance(exc, Conflict):
-        return error_page(409, str(exc))
+        return error_page(409, str(exc), client=client)
     if isinstance(exc, InvalidInput):
-        return error_page(400, str(exc))
-    return error_page(HTTP_500_INTERNAL_SERVER_ERROR, "internal error")
+        return error_page(400, str(exc), client=client)
+    return error_page(HTTP_500_INTERNAL_SERVER_ERROR, "internal error", client=client)
 
 
 def _redis_down(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:

@@ -22,19 +22,20 @@ from relay.services import subscriptions as subs_service
 from relay.services.overview import Minute
 from relay.services.subscriptions import SCAN_LIMIT, Filters
 from relay.settings import Settings
-from relay.store import Store
+from relay.store import Stores
 from tests.support.api_helpers import WORKSPACE, api_client, api_env, make_doc
 from tests.support.console import post_form, sign_in
 from tests.support.receiver import ReceiverHandle
 from tests.support.relay_fixtures import ALPHA_KEY, AUTH_ALPHA, StartWorker, wait_until
+from tests.support.store_helpers import open_stores
 
 _ROW = re.compile(r'href="/console/subscriptions/(sub_[^"/]+)"')
 
 
 @pytest.fixture
-async def store(redis_sync: redis.Redis, redis_url: str) -> AsyncIterator[Store]:
+async def store(redis_sync: redis.Redis, redis_url: str) -> AsyncIterator[Stores]:
     client = aioredis.Redis.from_url(redis_url)
-    yield Store(client, result_ttl=3600)
+    yield open_stores(client)
     await client.aclose()
 
 
@@ -46,13 +47,14 @@ async def console(redis_sync: redis.Redis, redis_url: str) -> AsyncIterator[Asyn
         yield client
 
 
-async def _seed(store: Store, n: int, *, start: int = 1_000_000) -> list[str]:
+async def _seed(store: Stores, n: int, *, start: int = 1_000_000) -> list[str]:
     """``n`` of alpha's subscriptions, newest last: runs r0..r2, hosts a/b.example alternating."""
     ids = []
     for i in range(n):
         doc = make_doc("alpha", "demo-project", f"r{i % 3}", start + i)
         doc = msgspec.structs.replace(doc, callback_url=f"https://{'ab'[i % 2]}.example/h/{i}")
-        await store.register(doc, run_key(WORKSPACE, doc.project_name, doc.run_id))
+        rk = run_key(WORKSPACE, doc.project_name, doc.run_id)
+        await store.subscriptions.register(doc, rk, "whsec_dGVzdA==")
         ids.append(doc.id)
     return ids
 
@@ -67,7 +69,7 @@ def _next_link(html: str) -> str | None:
 
 
 async def test_subscriptions_are_paged_newest_first(
-    console: AsyncTestClient[Any], store: Store
+    console: AsyncTestClient[Any], store: Stores
 ) -> None:
     ids = await _seed(store, 60)
     first = await console.get("/console/subscriptions")
@@ -81,7 +83,7 @@ async def test_subscriptions_are_paged_newest_first(
     assert "First page" in second.text
 
 
-async def test_filters_by_state_run_and_host(console: AsyncTestClient[Any], store: Store) -> None:
+async def test_filters_by_state_run_and_host(console: AsyncTestClient[Any], store: Stores) -> None:
     ids = await _seed(store, 12)
     by_run = await console.get("/console/subscriptions?run=r1")
     assert _rows(by_run.text) == [s for i, s in enumerate(ids) if i % 3 == 1][::-1]
@@ -96,15 +98,17 @@ async def test_filters_by_state_run_and_host(console: AsyncTestClient[Any], stor
     assert bad.headers["content-type"].startswith("text/html")
 
 
-async def test_a_filtered_listing_examines_a_bounded_number_per_page(store: Store) -> None:
+async def test_a_filtered_listing_examines_a_bounded_number_per_page(store: Stores) -> None:
     await _seed(store, SCAN_LIMIT + 150)
     nowhere = Filters(host="nowhere.example")
-    page = await subs_service.list_subscriptions(store, "alpha", nowhere, limit=50, cursor=None)
+    page = await subs_service.list_subscriptions(
+        store.subscriptions, "alpha", nowhere, limit=50, cursor=None
+    )
     assert page.items == []
     assert page.scanned == SCAN_LIMIT
     assert page.next_cursor is not None
     rest = await subs_service.list_subscriptions(
-        store, "alpha", nowhere, limit=50, cursor=page.next_cursor
+        store.subscriptions, "alpha", nowhere, limit=50, cursor=page.next_cursor
     )
     assert (rest.scanned, rest.next_cursor) == (150, None)
 

@@ -24,14 +24,15 @@ from litestar.middleware.session.server_side import ServerSideSessionConfig
 from litestar.stores.base import Store as KeyValueStore
 
 from relay.settings import Settings
+from relay.store import keys
 
 SESSION_COOKIE: Final = "relay_console"
 CSRF_COOKIE: Final = "relay_console_csrf"
 SESSION_STORE: Final = "relay-console-sessions"
 SIGNIN_STORE: Final = "relay-console-signin"
-# Redis key prefixes of the two Litestar stores (beside the store's own r:* keys).
-SESSION_NAMESPACE: Final = "r:ui:sess"
-SIGNIN_NAMESPACE: Final = "r:ui:signin"
+# Redis key prefixes of the two Litestar stores (named with every other key in relay.store.keys).
+SESSION_NAMESPACE: Final = keys.CONSOLE_SESSIONS
+SIGNIN_NAMESPACE: Final = keys.CONSOLE_SIGN_INS
 SIGNIN_WINDOW: Final = 300  # seconds
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from arq.connections import ArqRedis
 from litestar import Controller, Response, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency
@@ -23,11 +22,11 @@ from relay.api.schemas import is_subscription_id
 from relay.console.chart import delivery_chart
 from relay.console.views import NOTICES, shortened_event
 from relay.errors import InvalidInput, NotFound
-from relay.model import SubState, now_ms
+from relay.model import SubState
 from relay.services import overview as overview_service
 from relay.services import signing, subscriptions
 from relay.services.subscriptions import Filters
-from relay.store import Store
+from relay.store import Stores
 
 PAGE_SIZE = 50
 TEST_DELIVERY_NOTE = (
@@ -39,7 +38,7 @@ ClientDep = NamedDependency[str]  # the signed-in client (relay.console.auth)
 Text = Annotated[str | None, QueryParameter(max_length=200)]
 
 
-def _page(name: str, client: ClientDep, **context: Any) -> Template:
+def _page(name: str, client: str, **context: Any) -> Template:
     notice = context.pop("done", None)
     return Template(
         template_name=name,
@@ -52,7 +51,12 @@ def _see(path: str, **query: str | int) -> Redirect:
     return Redirect(target, status_code=HTTP_303_SEE_OTHER)
 
 
-def _checked_id(sid: FromPath[str]) -> str:
+def _stores(state: State) -> Stores:
+    stores: Stores = state.store
+    return stores
+
+
+def _checked_id(sid: str) -> str:
     if not is_subscription_id(sid):
         raise NotFound("no subscription with that id")
     return sid
@@ -73,8 +77,7 @@ class ConsolePages(Controller):
 
     @get("/", name="console:overview")
     async def overview(self, client: ClientDep, state: State, done: Text = None) -> Template:
-        store: Store = state.store
-        ov = await overview_service.overview(store, client, now_ms())
+        ov = await overview_service.overview(_stores(state), client)
         return _page(
             "overview.html",
             client,
@@ -97,7 +100,7 @@ class ConsolePages(Controller):
         count: FromQuery[int | None] = None,
         left: FromQuery[int | None] = None,
     ) -> Template:
-        store: Store = state.store
+        store = _stores(state).subscriptions
         filters = _filters(state_, run, host)
         listing = await subscriptions.list_subscriptions(
             store, client, filters, limit=PAGE_SIZE, cursor=cursor or None
@@ -126,7 +129,9 @@ class ConsolePages(Controller):
     async def subscription(
         self, client: ClientDep, state: State, sid: FromPath[str], done: Text = None
     ) -> Template:
-        detail = await subscriptions.subscription_detail(state.store, client, _checked_id(sid))
+        detail = await subscriptions.subscription_detail(
+            _stores(state).subscriptions, client, _checked_id(sid)
+        )
         return _page(
             "subscription.html",
             client,
@@ -141,25 +146,26 @@ class ConsolePages(Controller):
     async def event_json(
         self, client: ClientDep, state: State, sid: FromPath[str]
     ) -> Response[bytes]:
-        detail = await subscriptions.subscription_detail(state.store, client, _checked_id(sid))
+        detail = await subscriptions.subscription_detail(
+            _stores(state).subscriptions, client, _checked_id(sid)
+        )
         if detail.event_body is None:
             raise NotFound("no event has been built for this subscription yet")
         return Response(detail.event_body, media_type="application/json", headers=_NO_STORE)
 
     @post("/subscriptions/{sid:str}/redeliver", name="console:redeliver")
     async def redeliver(self, client: ClientDep, state: State, sid: FromPath[str]) -> Redirect:
-        arq: ArqRedis = state.arq
-        await subscriptions.redeliver(state.store, client, _checked_id(sid), now_ms(), arq)
+        await subscriptions.redeliver(_stores(state).subscriptions, client, _checked_id(sid))
         return _see(f"/console/subscriptions/{sid}", done="redelivered")
 
     @post("/subscriptions/{sid:str}/delete", name="console:delete")
     async def delete(self, client: ClientDep, state: State, sid: FromPath[str]) -> Redirect:
-        await subscriptions.delete(state.store, client, _checked_id(sid), now_ms())
+        await subscriptions.delete(_stores(state).subscriptions, client, _checked_id(sid))
         return _see("/console/subscriptions", done="deleted")
 
     @post("/redeliver-exhausted", name="console:bulk")
     async def redeliver_exhausted(self, client: ClientDep, state: State) -> Redirect:
-        outcome = await subscriptions.redeliver_exhausted(state.store, client, now_ms())
+        outcome = await subscriptions.redeliver_exhausted(_stores(state).subscriptions, client)
         return _see(
             "/console/subscriptions",
             state="exhausted",
@@ -181,7 +187,7 @@ class ConsolePages(Controller):
 
     @post("/signing/reveal", name="console:reveal", status_code=200)
     async def reveal(self, client: ClientDep, state: State) -> Template:
-        secret = await signing.current_secret(state.store, client)
+        secret = await signing.current_secret(_stores(state).secrets, client)
         page = _page(
             "signing.html", client, secret=secret, nav="signing", test_note=TEST_DELIVERY_NOTE
         )
@@ -190,5 +196,5 @@ class ConsolePages(Controller):
 
     @post("/signing/rotate", name="console:rotate")
     async def rotate(self, client: ClientDep, state: State) -> Redirect:
-        await signing.rotate_secret(state.store, client, now_ms())
+        await signing.rotate_secret(_stores(state).secrets, client)
         return _see("/console/signing", done="rotated")

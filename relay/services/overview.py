@@ -13,7 +13,7 @@ from typing import Final
 import msgspec
 
 from relay.model import Subscription, SubState, run_key
-from relay.store import Store
+from relay.store import Stores, SubscriptionStore
 
 CHART_MINUTES: Final = 60
 WATCHED_PAGE: Final = 50
@@ -51,7 +51,7 @@ class Overview(msgspec.Struct, frozen=True):
         return sum(self.counts.values())
 
 
-async def _watched_runs(store: Store, client: str) -> list[WatchedRun]:
+async def _watched_runs(store: SubscriptionStore, client: str) -> list[WatchedRun]:
     """The runs of the client's newest watching subscriptions (one page, grouped by run)."""
     page = await store.list_subscriptions(
         client, state=SubState.WATCHING, limit=WATCHED_PAGE, cursor=None
@@ -74,17 +74,13 @@ async def _watched_runs(store: Store, client: str) -> list[WatchedRun]:
     ]
 
 
-async def delivery_minutes(store: Store, client: str, now: int) -> list[Minute]:
-    """Deliveries and failures per minute over the last ``CHART_MINUTES`` (oldest first)."""
-    del store, client, now  # the store keeps no per-minute counters yet
-    return []
-
-
-async def overview(store: Store, client: str, now: int) -> Overview:
+async def overview(stores: Stores, client: str) -> Overview:
     """The client's overview."""
+    subs = stores.subscriptions
+    counters = await stores.deliveries.delivery_counters(client, CHART_MINUTES)
     return Overview(
-        counts=await store.count_states(client),
-        minutes=await delivery_minutes(store, client, now),
-        oldest_pending=await store.oldest_in_state(client, SubState.DELIVERING),
-        watched_runs=await _watched_runs(store, client),
+        counts=await subs.count_states(client),
+        minutes=[Minute(start=m, delivered=d, failed=f) for m, d, f in counters],
+        oldest_pending=await subs.oldest_in_state(client, SubState.DELIVERING),
+        watched_runs=await _watched_runs(subs, client),
     )

@@ -66,10 +66,12 @@ def delivery_chart(minutes: list[Minute]) -> Markup:
                 f'width="{slot * 0.8:.1f}" height="{bad_h:.1f}"/>'
             )
     if minutes:
-        for i in (0, len(minutes) // 2, len(minutes) - 1):
-            x = PAD_LEFT + i * slot
+        last = len(minutes) - 1
+        for i, anchor in ((0, "start"), (last // 2, "middle"), (last, "end")):
+            x = PAD_LEFT + i * slot + (slot * 0.8 if anchor == "end" else 0)
             parts.append(
-                f'<text class="axis" x="{x:.1f}" y="{HEIGHT - 4}">{_clock(minutes[i].start)}</text>'
+                f'<text class="axis" x="{x:.1f}" y="{HEIGHT - 4}" text-anchor="{anchor}">'
+                f"{_clock(minutes[i].start)}</text>"
             )
     parts.append("</svg>")
     return Markup("".join(parts))  # noqa: S704 - numbers and fixed text only

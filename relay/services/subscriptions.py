@@ -22,7 +22,7 @@ from relay.services.events import event_body
 from relay.store import SubscriptionStore, encode_cursor
 
 SCAN_PAGE: Final = 100
-SCAN_LIMIT: Final = 200
+SCAN_LIMIT: Final = 100
 BULK_BATCH: Final = 100
 BULK_MAX: Final = 1000
 

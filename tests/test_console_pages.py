@@ -17,7 +17,7 @@ from litestar.testing import AsyncTestClient
 from relay.console.chart import delivery_chart
 from relay.console.views import RESULT_SHOWN, shortened_event
 from relay.fake_intuned import FakeIntunedHandle, RunScript
-from relay.model import run_key
+from relay.model import SubState, run_key
 from relay.services import subscriptions as subs_service
 from relay.services.overview import Minute
 from relay.services.subscriptions import SCAN_LIMIT, Filters
@@ -27,7 +27,7 @@ from tests.support.api_helpers import WORKSPACE, api_client, api_env, make_doc
 from tests.support.console import post_form, sign_in
 from tests.support.receiver import ReceiverHandle
 from tests.support.relay_fixtures import ALPHA_KEY, AUTH_ALPHA, StartWorker, wait_until
-from tests.support.store_helpers import open_stores
+from tests.support.store_helpers import finish_run, open_stores
 
 _ROW = re.compile(r'href="/console/subscriptions/(sub_[^"/]+)"')
 
@@ -211,3 +211,28 @@ def test_console_settings_have_safe_defaults() -> None:
     assert settings.console_secure_cookie is True
     assert settings.console_session_ttl == 3600
     assert settings.console_signin_limit == 10
+
+
+async def test_the_event_source_and_oldest_pending_are_read_for_their_client_only(
+    store: Stores,
+) -> None:
+    older = make_doc("beta", "demo-project", "run-e", 1_000)
+    newer = make_doc("beta", "demo-project", "run-e", 2_000)
+    newer = msgspec.structs.replace(newer, callback_url="https://b.example/h")
+    rk = run_key(WORKSPACE, "demo-project", "run-e")
+    for doc in (newer, older):
+        await store.subscriptions.register(doc, rk, "whsec_dGVzdA==")
+    subs = store.subscriptions
+    assert await subs.event_source(older.id, "beta") is None  # the run has not ended
+    assert await finish_run(store, rk, "completed", b'{"status":"completed","result":[7]}') == 2
+    source = await subs.event_source(older.id, "beta")
+    assert source is not None
+    assert source.event_type == "run.completed"
+    assert source.result == b'{"status":"completed","result":[7]}'
+    assert await subs.event_source(older.id, "alpha") is None
+    oldest = await subs.oldest_in_state("beta", SubState.DELIVERING)
+    assert oldest is not None and oldest.doc.id == older.id
+    assert await subs.oldest_in_state("alpha", SubState.DELIVERING) is None
+    detail = await subs_service.subscription_detail(subs, "beta", older.id)
+    assert detail.event_body is not None
+    assert b'"result":[7]' in detail.event_body

@@ -221,8 +221,8 @@ class SubscriptionStore:
     async def event_source(self, sid: str, client: str) -> EventSource | None:
         """What the client's subscription's event body is built from; None before its run
         ended (no event yet), or when the subscription is absent or another client's."""
-        fields = (SubField.CLIENT, SubField.EVENT_TYPE, SubField.OCCURRED, SubField.RUN_DIGEST)
-        cl, et, ta, rd, fc, fm = await r(
+        fields = (SubField.CLIENT, SubField.EVENT_TYPE, SubField.OCCURRED, SubField.RUN_KEY)
+        cl, et, ta, rk, fc, fm = await r(
             self.redis.hmget(
                 keys.sub(sid),
                 [
@@ -234,7 +234,7 @@ class SubscriptionStore:
         )
         if text(cl) != client or not et or not ta:
             return None
-        cached = await cached_result(self.redis, text(rd) or "")
+        cached = await cached_result(self.redis, keys.run_digest(text(rk) or ""))
         return EventSource(
             event_type=text(et) or "",
             occurred_at=int(ta),

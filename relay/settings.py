@@ -102,6 +102,17 @@ def parse_bool(text: str, *, name: str) -> bool:
     raise ConfigError(name, f"{text!r} is not true or false")
 
 
+def metrics_token(text: str | None) -> str:
+    """RELAY_METRICS_TOKEN: unset or a token of 16+ visible characters (sent as a bearer)."""
+    if text is None:
+        return ""
+    if len(text) < 16 or not text.isprintable() or any(c.isspace() for c in text):
+        raise ConfigError(
+            "RELAY_METRICS_TOKEN", "must be 16 or more visible characters without spaces"
+        )
+    return text
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Everything the relay's processes are configured with (contract §2)."""
 
@@ -131,6 +142,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_subscriptions_per_client: int = 100_000
     max_subscriptions_per_run: int = 1000
     max_result_bytes: int = 16 * 1024 * 1024
+    metrics_token: str = msgspec.field(default="")  # empty: /metrics is open, without client names
     # The operator page (/console): session lifetime (sliding), Secure cookies, sign-in limit.
     console_session_ttl: float = 3600.0
     console_secure_cookie: bool = True
@@ -247,6 +259,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             max_result_bytes=parse_size(
                 get("RELAY_MAX_RESULT_BYTES", "16MiB") or "16MiB", name="RELAY_MAX_RESULT_BYTES"
             ),
+            metrics_token=metrics_token(get("RELAY_METRICS_TOKEN")),
             console_session_ttl=duration("RELAY_CONSOLE_SESSION_TTL", "1h"),
             console_secure_cookie=parse_bool(
                 get("RELAY_CONSOLE_SECURE_COOKIE", "true") or "true",

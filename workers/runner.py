@@ -19,12 +19,12 @@ import structlog
 from arq.connections import RedisSettings
 from arq.cron import cron
 from arq.worker import Worker, func
-from prometheus_client import start_http_server
 from redis.asyncio import Redis
 
 from relay.intuned.client import IntunedClient
-from relay.metrics import WorkerMetrics
+from relay.metrics import WorkerMetrics, serve_metrics
 from relay.model import now_ms
+from relay.readiness import StartupChecks
 from relay.settings import Settings
 from relay.store import ClaimedDelivery, ClaimedPoll, Stores, keys
 from relay.webhooks.sender import WebhookSender
@@ -238,7 +238,7 @@ async def run_worker(
             loop.add_signal_handler(sig, stop.set)
     metrics = WorkerMetrics()
     if settings.worker_metrics_port:
-        start_http_server(settings.worker_metrics_port, registry=metrics.registry)
+        serve_metrics(settings.worker_metrics_port, metrics.registry, settings.metrics_token)
     redis = Redis.from_url(
         settings.redis_url,
         socket_timeout=10,
@@ -247,6 +247,7 @@ async def run_worker(
         retry_on_timeout=True,
     )
     deps = await open_deps(settings, redis, metrics, clock)
+    checks = await StartupChecks.start(settings, redis, reprobe=False)  # warns; never stops us
     pumps = build_pumps(deps)
     deps.pumps.update(pumps)
     worker = build_worker(settings, deps)
@@ -277,5 +278,6 @@ async def run_worker(
                 await worker.main_task
         await deps.sender.aclose()
         await deps.intuned.aclose()
+        await checks.aclose()
         await redis.aclose()
         log.info("worker_stopped")

@@ -11,10 +11,13 @@ from typing import Any
 
 import pytest
 import redis
+import redis.asyncio as aioredis
 from httpx import Response
 from litestar.testing import AsyncTestClient
 
 from relay.console.auth import CSRF_COOKIE, SESSION_COOKIE
+from relay.embedded_redis import free_port
+from relay.store import Stores
 from tests.support.api_helpers import api_client, api_env, body, everything, make_app
 from tests.support.console import csrf_of, post_form, sign_in
 from tests.support.relay_fixtures import ALPHA_KEY, AUTH_ALPHA, AUTH_BETA, BETA_KEY
@@ -217,3 +220,24 @@ async def test_each_request_renews_the_session(
     assert redis_sync.pttl(key) > 3_000_000  # back to RELAY_CONSOLE_SESSION_TTL (1 h)
     redis_sync.delete(key)  # an idle session expires: the cookie no longer opens a page
     assert (await app.get("/console")).status_code == 303
+
+
+async def test_storage_down_is_a_503_page_never_a_500(app: AsyncTestClient[Any]) -> None:
+    await sign_in(app, ALPHA_KEY)
+    live = app.app.state.store
+    dead = aioredis.Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=1)
+    app.app.state.store = Stores.open(dead, app.app.state.settings)  # the data store is down
+    try:
+        reveal = post_form(app, "/console/signing", "/console/signing/reveal")
+        for resp in (
+            await app.get("/console"),
+            await app.get("/console/subscriptions"),
+            await reveal,
+        ):
+            assert resp.status_code == 503, resp.url
+            assert resp.headers["content-type"].startswith("text/html")
+            assert int(resp.headers["retry-after"]) > 0
+            assert "Storage is unavailable" in resp.text
+    finally:
+        app.app.state.store = live
+        await dead.aclose()

@@ -16,14 +16,13 @@ from litestar.response import Redirect, Template
 from litestar.status_codes import (
     HTTP_303_SEE_OTHER,
     HTTP_500_INTERNAL_SERVER_ERROR,
-    HTTP_503_SERVICE_UNAVAILABLE,
 )
 from litestar.types import ExceptionHandlersMap
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import RedisError
 
+from relay.api.responses import status_of
 from relay.console.auth import signed_in_client
-from relay.errors import Conflict, InvalidInput, NotFound, RelayError
+from relay.errors import RelayError, Unavailable, unavailable
 
 log = structlog.get_logger("relay.console")
 
@@ -33,7 +32,7 @@ _TITLES = {
     403: "That form has expired",
     404: "Not found",
     409: "Not possible now",
-    429: "Too many attempts",
+    429: "Too many requests",
     503: "Storage is unavailable",
 }
 
@@ -67,19 +66,17 @@ def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response
 
 
 def _relay_error(request: Request[Any, Any, Any], exc: RelayError) -> Response[Any]:
-    client = signed_in_client(request)
-    if isinstance(exc, NotFound):
-        return error_page(404, str(exc), client=client)
-    if isinstance(exc, Conflict):
-        return error_page(409, str(exc), client=client)
-    if isinstance(exc, InvalidInput):
-        return error_page(400, str(exc), client=client)
-    return error_page(HTTP_500_INTERNAL_SERVER_ERROR, "internal error", client=client)
+    status = status_of(exc)
+    if status is None:
+        return _unexpected(request, exc)
+    if isinstance(exc, Unavailable):
+        log.warning("storage_unavailable", cause=exc.cause, path=request.url.path)
+    retry = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
+    return error_page(status, str(exc), retry, signed_in_client(request))
 
 
-def _redis_down(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-    log.warning("redis_unavailable", error=type(exc).__name__)
-    return error_page(HTTP_503_SERVICE_UNAVAILABLE, "Storage is unavailable; retry shortly.")
+def _redis_error(request: Request[Any, Any, Any], exc: RedisError) -> Response[Any]:
+    return _relay_error(request, unavailable(exc))
 
 
 def _unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
@@ -90,7 +87,6 @@ def _unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     HTTPException: _http_error,
     RelayError: _relay_error,
-    RedisConnectionError: _redis_down,
-    RedisTimeoutError: _redis_down,
+    RedisError: _redis_error,
     Exception: _unexpected,
 }

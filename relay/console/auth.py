@@ -115,7 +115,12 @@ def start_session(request: Request[Any, Any, Any], client: str, key: str) -> Non
 
 
 class SignInLimiter:
-    """Counts failed sign-ins per address in fixed windows of ``SIGNIN_WINDOW`` seconds."""
+    """Counts failed sign-ins per address in fixed windows of ``SIGNIN_WINDOW`` seconds.
+
+    The count is read and written back (the Litestar store has no increment), so failures sent
+    at the same instant may count once each pass: the limit holds to within the concurrency.
+    The address is the connection's peer (behind a proxy: the proxy's, unless the server is
+    told to trust forwarded headers)."""
 
     def __init__(self, store: KeyValueStore, limit: int) -> None:
         self._store = store

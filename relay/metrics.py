@@ -46,6 +46,12 @@ class WorkerMetrics:
         self.deliveries = Counter(
             "relay_deliveries", "Delivery attempts by outcome", ["outcome"], registry=r
         )
+        self.deferrals = Counter(
+            "relay_delivery_deferrals",
+            "Delivery attempts put back without counting (reason host_busy or breaker_open)",
+            ["reason"],
+            registry=r,
+        )
         self.attempt_seconds = Histogram(
             "relay_delivery_attempt_seconds",
             "Duration of one delivery attempt",

@@ -192,7 +192,7 @@ class SubscriptionController(Controller):
         events = tuple(e for e in EVENT_STATUSES if data.events is None or e in data.events)
         await check_callback(
             data.callback_url,
-            allow_private=settings.allow_private_callbacks,
+            policy=settings.callback_policy,
             lookup=callback_lookup(state),
         )
         ws = settings.intuned_workspace_id

@@ -188,3 +188,13 @@ class BatchRedelivered(msgspec.Struct, frozen=True):
     count: int  # subscriptions that started a new series
     offset: int  # where the next batch starts in the per-state index
     done: bool  # the index is walked through
+
+
+class EventSource(msgspec.Struct, frozen=True):
+    """What a subscription's event body is built from (for showing it, not sending it): its
+    event type and time, the watch failure of a ``run.watch_failed``, the run's stored result."""
+
+    event_type: str
+    occurred_at: int
+    failure: WatchFailure | None
+    result: bytes | None

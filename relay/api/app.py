@@ -35,7 +35,7 @@ from relay.api.routes.subscriptions import SubscriptionController
 from relay.errors import Conflict, InvalidInput, NotFound, RelayError
 from relay.metrics import subscriptions_by_state
 from relay.settings import Settings
-from relay.store import Store
+from relay.store import Stores
 from workers.runner import QUEUE_NAME, arq_redis_settings
 
 log = structlog.get_logger("relay.api")
@@ -88,7 +88,9 @@ class MetricsController(PrometheusController):
         settings: Settings = state.settings
         clients = sorted(set(settings.api_keys.values()))
         try:
-            counts = {client: await state.store.count_states(client) for client in clients}
+            counts = {
+                client: await state.store.subscriptions.count_states(client) for client in clients
+            }
         except (RedisConnectionError, RedisTimeoutError):
             log.warning("metrics_without_subscriptions", reason="redis unavailable")
         else:
@@ -119,7 +121,7 @@ def create_app(settings: Settings) -> Litestar:
         )
         app.state.redis = redis
         app.state.arq = arq
-        app.state.store = Store(redis, result_ttl=settings.result_ttl)
+        app.state.store = Stores.open(redis, settings)
         try:
             yield
         finally:

@@ -77,7 +77,13 @@ async def relay_rep(
     for lo in range(0, n, 256):
         await asyncio.gather(*(finish(d) for d in docs[lo : lo + 256]))
     ids = [webhook_id(d.id, "run.completed") for d in docs]
+    # Every worker process must be up before the first delivery is due: park the due entries
+    # a day ahead while they start, then make them all due at once and wake the pumps.
+    due = await b.redis.zrange(keys.DUE_DELIVERY, 0, -1)
+    await b.redis.zadd(keys.DUE_DELIVERY, dict.fromkeys(due, 2**50))
     worker = b.fleet.worker(processes)
+    await b.redis.zadd(keys.DUE_DELIVERY, dict.fromkeys(due, 0))
+    await b.redis.publish(keys.WAKE_DELIVERY, b"1")
     meter = CpuMeter({"worker": worker.pid, "receiver": b.fleet.receiver.pid})
     try:
         got = await wait_receipts(b, ids, timeout=60 + n / 50)

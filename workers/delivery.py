@@ -59,7 +59,7 @@ def body_for(claim: ClaimedDelivery, raw: bytes | None) -> bytes:
     )
 
 
-async def _send(deps: WorkerDeps, claim: ClaimedDelivery, now: int, msg_id: str) -> AttemptResult:
+async def _send(deps: WorkerDeps, claim: ClaimedDelivery, now: int) -> AttemptResult:
     if not claim.secrets:
         log.error(
             "delivery_without_secret",
@@ -69,6 +69,7 @@ async def _send(deps: WorkerDeps, claim: ClaimedDelivery, now: int, msg_id: str)
         )
         return AttemptResult(outcome="retry", error=NO_SECRET, duration_ms=0.0)
     body = await event_body(deps, claim)
+    msg_id = webhook_id(claim.subscription_id, claim.event_type)
     headers = webhook_headers(msg_id, now // 1000, body, list(claim.secrets))
     return await deps.sender.send(claim.doc.callback_url, body, headers)
 
@@ -77,10 +78,7 @@ async def deliver_claimed(deps: WorkerDeps, claim: ClaimedDelivery) -> None:
     """Make one delivery attempt for a leased subscription and record it."""
     s = deps.settings
     now = deps.clock()
-    # Seam "one webhook id per attempt": the id (SHA-256 + base32, ~5 % of a delivery's worker
-    # samples for two calls) is derived once and used for the header and the log line.
-    msg_id = webhook_id(claim.subscription_id, claim.event_type)
-    result = await _send(deps, claim, now, msg_id)
+    result = await _send(deps, claim, now)
     number = claim.attempts_in_series + 1
     outcome = DeliveryOutcome(result.outcome)
     delay_ms = 0
@@ -107,7 +105,7 @@ async def deliver_claimed(deps: WorkerDeps, claim: ClaimedDelivery) -> None:
     log.info(
         "delivery_attempt",
         subscription_id=claim.subscription_id,
-        webhook_id=msg_id,
+        webhook_id=webhook_id(claim.subscription_id, claim.event_type),
         run_id=claim.doc.run_id,
         attempt=number,
         outcome=outcome.value,

@@ -23,7 +23,7 @@ from relay.store.docs import (
     subscription_from,
 )
 from relay.store.keys import ResultField, WatchField
-from relay.store.scripts import Batcher, Script, decode_map, r, text
+from relay.store.scripts import Script, decode_map, r, text
 from relay.store.types import Outcome, Page, Registration
 
 
@@ -35,10 +35,7 @@ class SubscriptionStore:
         self.ttl_ms = ttl_ms
         self.max_per_client = max_per_client
         self.max_per_run = max_per_run
-        # Seam "batched registrations": registrations made in the same event-loop pass (64
-        # connections keep several in one pass) share one pipelined round trip instead of a
-        # pool checkout, send and read each (measured in bench/NOTES.md).
-        self._register = Script(redis, "register", Batcher(redis))
+        self._register = Script(redis, "register")
         self._cancel = Script(redis, "cancel")
         self._redeliver = Script(redis, "redeliver")
 

@@ -29,6 +29,7 @@ from bench.procs import Fleet
 from bench.scenarios import (
     delivery,
     e2e,
+    fairness,
     latency,
     polling,
     processes,
@@ -42,6 +43,7 @@ SCENARIOS: dict[str, Callable[[Bench], Awaitable[list[Row]]]] = {
     "delivery": delivery.run,
     "processes": processes.run,
     "e2e": e2e.run,
+    "fairness": fairness.run,
     "polling": polling.run,
     "scale": scale.run,
     "latency": latency.run,

@@ -144,14 +144,16 @@ async def test_the_run_result_outlives_every_pending_delivery(redis_client: Redi
     await register(store, b)
     await store.watches.record_result(rd_of(a), "completed", b'{"status":"completed"}', 0, 0.0)
     await store.watches.fan_out_all(rd_of(a))
-    assert await redis_client.pttl(keys.result(rd_of(a))) == -1  # two deliveries pending
+    assert await redis_client.pttl(keys.watch(rd_of(a))) == -1  # two deliveries pending
     claims = await store.deliveries.claim_deliveries(10)
     ok = Attempt(attempt=1, at=1, status_code=200, error=None, duration_ms=1.0)
     await store.deliveries.record_attempt(claims[0], ok, DeliveryOutcome.DELIVERED, 0)
-    assert await redis_client.pttl(keys.result(rd_of(a))) == -1  # one still pending
+    assert await redis_client.pttl(keys.watch(rd_of(a))) == -1  # one still pending
     await store.deliveries.record_attempt(claims[1], ok, DeliveryOutcome.DELIVERED, 0)
-    assert 0 < await redis_client.pttl(keys.result(rd_of(a))) <= 1000  # now it may expire
-    assert await redis_client.pttl(keys.sub(a.id)) <= await redis_client.pttl(keys.result(rd_of(a)))
+    assert 0 < await redis_client.pttl(keys.watch(rd_of(a))) <= 1000  # now it may expire
+    # Both set by the last attempt's script (the same expiry); PTTL read a moment apart.
+    sub_ttl = await redis_client.pttl(keys.sub(a.id))
+    assert sub_ttl <= await redis_client.pttl(keys.watch(rd_of(a))) + 5
 
 
 async def test_defer_moves_due_deliveries_without_counting_an_attempt(redis_client: Redis) -> None:
@@ -252,3 +254,23 @@ async def test_pagination_is_exact_with_250_ties(redis_url: str, redis_client: R
             if cursor is None:
                 break
     assert len(seen) == 250 and set(seen) == ids
+
+
+async def test_a_watch_restarted_mid_fan_out_counts_the_subscribers_not_yet_reached(
+    redis_client: Redis,
+) -> None:
+    store = open_stores(redis_client)
+    docs = [doc(url=f"http://127.0.0.1:9/{i}") for i in range(5)]
+    for d in docs:
+        await register(store, d)
+    failure = WatchFailure(FailureCode.WATCH_TIMEOUT, "run not terminal")
+    await store.watches.record_watch_failure(rd_of(docs[0]), failure, polled=False)
+    step = await store.watches.fan_out(rd_of(docs[0]), batch=2)  # a crash after one batch
+    assert (step.delivering, step.done) == (2, False)
+    new = doc(url="http://127.0.0.1:9/new", created_at=2_000)
+    assert await register(store, new) == RegisterAction.POLL
+    # Three old subscribers still watching and the new one: canceling the new one keeps polling.
+    new_id = new.id
+    assert await store.subscriptions.cancel(new_id, "alpha")
+    watch = await store.watches.get_watch(rd_of(docs[0]))
+    assert watch is not None and watch.state == "watching"

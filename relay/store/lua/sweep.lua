@@ -1,56 +1,59 @@
--- Re-derive lost due entries over bounded slices of the relay's own indexes, from cursors
--- saved in the housekeeping hash:
---   runs: a watching or fanning-out run without a poll due entry gets one; a run whose watch
---         expired leaves the index (cursor: a rank; it wraps to 0 at the end).
---   deliveries: each client's delivering subscriptions (clients in name order, then rank)
---         without a delivery due entry get one.
--- KEYS: 1 runs index, 2 housekeeping, 3 due poll, 4 due dlv, 5 clients
--- ARGV: 1 runs per slice, 2 delivering subscriptions per slice
--- Returns a map: polls, deliveries, seen, wrapped (0/1: both walks reached their end)
-local limit, dlimit = tonumber(ARGV[1]), tonumber(ARGV[2])
+-- Re-derive lost due entries over bounded slices of the relay's own indexes: each client's
+-- watching subscriptions (their run gets a poll due entry when it is watched or fanning out
+-- and has none) and delivering subscriptions (a delivery due entry when missing). Clients are
+-- walked in name order, each index by rank, from cursors saved in the housekeeping hash.
+-- KEYS: 1 housekeeping, 2 due poll, 3 due dlv, 4 clients
+-- ARGV: 1 watching subscriptions per slice, 2 delivering subscriptions per slice
+-- Returns a map: polls, deliveries, seen, watching_done, delivering_done (0/1: that walk
+-- reached its end in this slice and starts over in the next)
 local now = redis_now()
-local hk = KEYS[2]
-local pos = tonumber(redis.call('HGET', hk, 'runs') or '0')
-local rds = redis.call('ZRANGE', KEYS[1], pos, pos + limit - 1)
-local polls, deliveries, gone = 0, 0, 0
-for _, rd in ipairs(rds) do
-  local w = redis.call('HMGET', fmt(K_WATCH, rd), W.STATE, W.FANOUT_CURSOR)
-  if not w[1] and not w[2] then
-    redis.call('ZREM', KEYS[1], rd)
-    gone = gone + 1
-  elseif (w[1] == WS.WATCHING or w[2]) and not redis.call('ZSCORE', KEYS[3], rd) then
-    redis.call('ZADD', KEYS[3], 'NX', now, rd)
-    polls = polls + 1
-  end
-end
-local runs_done = #rds < limit
-if runs_done then pos = 0 else pos = pos + limit - gone end
-redis.call('HSET', hk, 'runs', pos)
--- Deliveries: from the saved client and rank, at most dlimit entries.
-local cl = redis.call('HGET', hk, 'dcl')
-local dpos = tonumber(redis.call('HGET', hk, 'dpos') or '0')
-local budget, seen, dlv_done = dlimit, #rds, false
-while budget > 0 do
-  if not cl then
-    local first = redis.call('ZRANGE', KEYS[5], 0, 0)
-    if not first[1] then dlv_done = true; break end
-    cl, dpos = first[1], 0
-  end
-  local sids = redis.call('ZRANGE', fmt(K_STATE, cl, ST.DELIVERING), dpos, dpos + budget - 1)
-  for _, sid in ipairs(sids) do
-    if not redis.call('ZSCORE', KEYS[4], sid) then
-      redis.call('ZADD', KEYS[4], 'NX', now, sid)
-      deliveries = deliveries + 1
+local hk = KEYS[1]
+
+-- Walk up to budget members of every client's `state` index from the saved cursor; calls
+-- fix(sid) for each. Returns seen, done (the walk reached its end and starts over next time).
+local function walk(state, budget, cursor, fix)
+  local cl = redis.call('HGET', hk, cursor .. ':cl')
+  local pos = tonumber(redis.call('HGET', hk, cursor .. ':pos') or '0')
+  local seen, done = 0, false
+  while budget > 0 do
+    if not cl then
+      local first = redis.call('ZRANGE', KEYS[4], 0, 0)
+      if not first[1] then done = true; break end
+      cl, pos = first[1], 0
+    end
+    local sids = redis.call('ZRANGE', fmt(K_STATE, cl, state), pos, pos + budget - 1)
+    for _, sid in ipairs(sids) do fix(sid) end
+    seen, budget, pos = seen + #sids, budget - #sids, pos + #sids
+    if budget > 0 then  -- this client is done: the next one by name, or the end of the walk
+      local nxt = redis.call('ZRANGEBYLEX', KEYS[4], '(' .. cl, '+', 'LIMIT', 0, 1)
+      cl, pos = nxt[1], 0
+      if not cl then done = true; break end
     end
   end
-  seen, budget, dpos = seen + #sids, budget - #sids, dpos + #sids
-  if budget > 0 then  -- this client is done: the next one by name, or the end of the walk
-    local nxt = redis.call('ZRANGEBYLEX', KEYS[5], '(' .. cl, '+', 'LIMIT', 0, 1)
-    if not nxt[1] then cl, dpos, dlv_done = nil, 0, true; break end
-    cl, dpos = nxt[1], 0
+  if cl then
+    redis.call('HSET', hk, cursor .. ':cl', cl, cursor .. ':pos', pos)
+  else
+    redis.call('HDEL', hk, cursor .. ':cl', cursor .. ':pos')
   end
+  return seen, done
 end
-if cl then redis.call('HSET', hk, 'dcl', cl, 'dpos', dpos) else redis.call('HDEL', hk, 'dcl', 'dpos') end
-local wrapped = 0
-if runs_done and dlv_done then wrapped = 1 end
-return {'polls', polls, 'deliveries', deliveries, 'seen', seen, 'wrapped', wrapped}
+
+local polls, deliveries = 0, 0
+local seen_w, done_w = walk(ST.WATCHING, tonumber(ARGV[1]), 'w', function(sid)
+  local rk = redis.call('HGET', fmt(K_SUB, sid), F.RUN_KEY)
+  if not rk then return end
+  local rd = run_digest(rk)
+  local w = redis.call('HMGET', fmt(K_WATCH, rd), W.STATE, W.FANOUT_CURSOR)
+  if (w[1] == WS.WATCHING or w[2]) and not redis.call('ZSCORE', KEYS[2], rd) then
+    redis.call('ZADD', KEYS[2], 'NX', now, rd)
+    polls = polls + 1
+  end
+end)
+local seen_d, done_d = walk(ST.DELIVERING, tonumber(ARGV[2]), 'd', function(sid)
+  if not redis.call('ZSCORE', KEYS[3], sid) then
+    redis.call('ZADD', KEYS[3], 'NX', now, sid)
+    deliveries = deliveries + 1
+  end
+end)
+return {'polls', polls, 'deliveries', deliveries, 'seen', seen_w + seen_d,
+        'watching_done', done_w and 1 or 0, 'delivering_done', done_d and 1 or 0}

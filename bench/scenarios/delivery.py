@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 import aiohttp
 import msgspec
 
-from bench.common import Bench, Row
+from bench.common import Bench, Row, ratio_row
 from bench.load import run_lanes, session
 from bench.procs import SECRET, CpuMeter
 from relay.model import SubscriptionDoc, run_key
@@ -155,16 +155,7 @@ async def run(b: Bench) -> list[Row]:
             cpus.append(f"{name}: {cpu}")
             b.log(f"delivery {name}: {rate:,.0f}/s cpu {cpu}")
     await b.flush()
-    return [
-        Row(
-            "delivery",
-            f"deliveries/s, one worker, concurrency {CONCURRENCY}, 2 KB result",
-            "deliveries/s",
-            rates["relay"],
-            rates["baseline"],
-            "ratio >= 0.6",
-            None,
-            note=f"{n} deliveries per repetition; CPU % of one core per window: " + "; ".join(cpus),
-            ratio_min=0.6,
-        )
-    ]
+    cpu_note = "; ".join(cpus)
+    metric = f"deliveries/s, one worker, concurrency {CONCURRENCY}, 2 KB result"
+    note = f"{n} deliveries per repetition; CPU % of one core per window: {cpu_note}"
+    return [ratio_row("delivery", metric, "deliveries/s", rates, 0.6, note)]

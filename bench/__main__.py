@@ -27,6 +27,7 @@ from bench import report
 from bench.common import Bench, Row
 from bench.procs import Fleet
 from bench.scenarios import (
+    console,
     delivery,
     e2e,
     fairness,
@@ -48,6 +49,7 @@ SCENARIOS: dict[str, Callable[[Bench], Awaitable[list[Row]]]] = {
     "scale": scale.run,
     "latency": latency.run,
     "upstream": upstream.run,
+    "console": console.run,
     "registration": registration.run,
 }
 

@@ -7,6 +7,7 @@ comment, in ``.env.example`` and in ``relay-contract.md`` §2.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from typing import Literal
@@ -36,6 +37,15 @@ _UUIDISH = re.compile(r"^[A-Za-z0-9-]{1,64}$")
 
 LogFormat = Literal["json", "console"]
 RunSharing = Literal["workspace", "owner"]
+MAX_PROCESSES = 64
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask, e.g. a container's cpuset)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def parse_duration(text: str, *, name: str) -> float:
@@ -151,6 +161,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     intuned_timeout: float = 10.0
     not_found_grace: float = 60.0
     embedded_redis_dir: str = ".relay/redis"
+    # Processes per container: 0 means one per CPU this process may run on.
+    worker_processes: int = 1
+    api_workers: int = 1
     # Limits (contract §6).
     max_subscriptions_per_client: int = 100_000
     max_subscriptions_per_run: int = 1000
@@ -187,6 +200,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     def max_retry_delay(self) -> float:
         """The longest delay in the retry schedule: the cap for a receiver's Retry-After."""
         return max(self.retry_schedule)
+
+    @property
+    def worker_process_count(self) -> int:
+        """How many ``relay worker`` processes to run (RELAY_WORKER_PROCESSES, 0 = CPUs)."""
+        return self.worker_processes or usable_cpus()
+
+    @property
+    def api_worker_count(self) -> int:
+        """How many granian workers serve the API (RELAY_API_WORKERS, 0 = CPUs)."""
+        return self.api_workers or usable_cpus()
 
     @property
     def max_attempts(self) -> int:
@@ -282,6 +305,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             intuned_timeout=duration("RELAY_INTUNED_TIMEOUT", "10s"),
             not_found_grace=duration("RELAY_NOT_FOUND_GRACE", "60s"),
             embedded_redis_dir=get("RELAY_REDIS_DIR", ".relay/redis") or ".relay/redis",
+            worker_processes=integer("RELAY_WORKER_PROCESSES", 1, 0, MAX_PROCESSES),
+            api_workers=integer("RELAY_API_WORKERS", 1, 0, MAX_PROCESSES),
             max_subscriptions_per_client=integer(
                 "RELAY_MAX_SUBSCRIPTIONS_PER_CLIENT", 100_000, 1, 100_000_000
             ),

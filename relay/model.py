@@ -53,6 +53,16 @@ class FailureCode(StrEnum):
     WATCH_TIMEOUT = "watch_timeout"
 
 
+class StartKeyState(StrEnum):
+    """What an ``Idempotency-Key`` of ``POST /v1/runs`` holds (contract §7)."""
+
+    NEW = "new"  # just taken by this request
+    PENDING = "pending"  # another request with the key is starting the run
+    DONE = "done"  # answered: the stored answer is the answer
+    UNKNOWN = "unknown"  # the start may or may not have reached Intuned: never retried
+    MISMATCH = "mismatch"  # the key was used with another body
+
+
 class SubscriptionDoc(msgspec.Struct, frozen=True, kw_only=True):
     """The immutable part of a subscription, stored once at registration."""
 

@@ -31,11 +31,14 @@ from relay.api.deps import provide_arq, provide_settings, provide_store
 from relay.api.routes.health import healthz, readyz
 from relay.api.routes.runs import RunController
 from relay.api.routes.secrets import SecretController
+from relay.api.routes.starts import StartController, intuned_push
 from relay.api.routes.subscriptions import SubscriptionController
 from relay.errors import Conflict, InvalidInput, NotFound, RelayError
+from relay.intuned.client import IntunedClient
 from relay.metrics import subscriptions_by_state
 from relay.settings import Settings
 from relay.store import Store
+from relay.store_starts import StartStore
 from workers.runner import QUEUE_NAME, arq_redis_settings
 
 log = structlog.get_logger("relay.api")
@@ -120,9 +123,19 @@ def create_app(settings: Settings) -> Litestar:
         app.state.redis = redis
         app.state.arq = arq
         app.state.store = Store(redis, result_ttl=settings.result_ttl)
+        app.state.starts = StartStore(redis)
+        # Only POST /v1/runs calls Intuned from the API (one start per request).
+        app.state.intuned = IntunedClient(
+            settings.intuned_api_base_url,
+            settings.intuned_workspace_id,
+            settings.intuned_api_key,
+            timeout=settings.intuned_timeout,
+            max_connections=16,
+        )
         try:
             yield
         finally:
+            await app.state.intuned.aclose()
             await arq.aclose()
             await redis.aclose()
 
@@ -132,6 +145,8 @@ def create_app(settings: Settings) -> Litestar:
             SubscriptionController,
             RunController,
             SecretController,
+            StartController,
+            intuned_push,
             healthz,
             readyz,
             MetricsController,

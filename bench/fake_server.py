@@ -1,6 +1,6 @@
 """The bundled fake Intuned in its own process, rate limit off, plus two bulk routes for benches.
 
-``python -m bench.fake_server --port P`` serves ``relay.intuned.fake.FakeIntuned`` (uvloop) with
+``python -m bench.fake_server --port P`` serves ``relay.fake_intuned.FakeIntuned`` (uvloop) with
 the bench's workspace and key, and adds:
 
     POST /_bench/runs      {"prefix", "count", "script"} -> creates runs prefix0..prefixN-1
@@ -21,8 +21,8 @@ import uvloop
 from aiohttp import web
 
 from bench.procs import INTUNED_KEY, PROJECT, WORKSPACE
-from relay.intuned.fake import FakeConfig, FakeIntuned, FakeIntunedServer, RateLimitConfig
-from relay.intuned.fake_models import RunScript
+from relay.fake_intuned import FakeConfig, FakeIntuned, FakeIntunedServer, RateLimitConfig
+from relay.fake_intuned.models import RunScript
 
 
 class BulkRuns(msgspec.Struct, rename="camel"):

@@ -236,14 +236,76 @@ def demo(keep_running: bool, port: int) -> None:
     sys.exit(run_demo(click.echo, keep_running=keep_running, port=port))
 
 
-@main.command("fake-intuned")
+FAKE_WORKSPACE_DEFAULT = "123e4567-e89b-12d3-a456-426614174000"
+FAKE_KEY_DEFAULT = "fake-intuned-key"
+FAKE_HELP = f"""Run the bundled fake of the Intuned Run API (development, demos, tests).
+
+\b
+Intuned routes (send header x-api-key: <--api-key>):
+  POST /api/v1/workspace/<workspace>/projects/<project>/run/start
+  GET  /api/v1/workspace/<workspace>/projects/<project>/run/<runId>/result
+Point the relay at it with INTUNED_API_BASE_URL=http://HOST:PORT/api/v1/workspace,
+INTUNED_WORKSPACE_ID=<--workspace-id> and INTUNED_API_KEY=<--api-key>. Without those
+variables the fake expects workspace {FAKE_WORKSPACE_DEFAULT} and key {FAKE_KEY_DEFAULT}.
+
+\b
+Control API (no key; camelCase JSON):
+  POST /_fake/runs                        create a scripted run -> {{runId}}
+  GET  /_fake/runs, /_fake/runs/<runId>   run ids; one run's polls and log
+  POST /_fake/runs/<runId>/push-faults    {{lost, delaySeconds, duplicates, earlySeconds}}
+  GET  /_fake/pushes[?runId=]             sink pushes sent (webhook sinks)
+  POST /_fake/faults, DELETE /_fake/faults   arm / clear faults
+  GET|POST /_fake/config, /_fake/rate-limit  read / merge switches
+  GET  /_fake/stats, /_fake/starts        counters; accepted start bodies
+  POST /_fake/reset                       forget everything
+
+\b
+A run that completes after two polls answered pending, then one started:
+  curl -s -X POST http://127.0.0.1:8001/_fake/runs -H 'content-type: application/json' \\
+    -d '{{"projectName": "demo-project", "script": {{"pendingPolls": 2, "startedPolls": 1,
+         "outcome": "completed", "result": {{"hello": "world"}}}}}}'
+Script fields: pendingPolls, startedPolls, pendingSeconds, startedSeconds, outcome
+(completed|failed|canceled), result, error, reason, message, extendedPayloads.
+A run created with "sink": {{"type": "webhook", "url": ..., "headers": {{...}}}} (or started
+with one) is POSTed Intuned's sink payload when it ends, retried on non-2xx.
+
+\b
+Faults (POST /_fake/faults {{"kind": ..., "times": n|null, "runId"?, "endpoint"?}}):
+  error_500, gateway (status 502/503/504), slow (delayMs), reset, malformed_json,
+  wrong_shape, rate_limited (retryAfter), unknown_enum (field), big_result (sizeBytes),
+  hang (start: create the run, answer after delayMs), refuse (start: a 4xx, status).
+Defaults: 20 requests/minute per path (--no-rate-limit to lift it); runs started through
+run/start complete after one pending and one started poll (POST /_fake/config
+{{"defaultScript": ...}} changes that).
+"""
+
+
+@main.command("fake-intuned", help=FAKE_HELP)
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8001, show_default=True, type=int)
-def fake_intuned(host: str, port: int) -> None:
-    """Run the bundled fake of the Intuned Run API (development and demos)."""
-    from relay.intuned.fake import run_fake_intuned
+@click.option(
+    "--workspace-id",
+    envvar="INTUNED_WORKSPACE_ID",
+    default=FAKE_WORKSPACE_DEFAULT,
+    show_default=True,
+    show_envvar=True,
+    help="The one workspace the fake serves.",
+)
+@click.option(
+    "--api-key",
+    envvar="INTUNED_API_KEY",
+    default=FAKE_KEY_DEFAULT,
+    show_default=True,
+    show_envvar=True,
+    help="The x-api-key the fake expects.",
+)
+@click.option("--rate-limit/--no-rate-limit", default=True, show_default=True)
+def fake_intuned(host: str, port: int, workspace_id: str, api_key: str, rate_limit: bool) -> None:
+    from relay.fake_intuned import run_fake_intuned
 
-    workspace = os.environ.get("INTUNED_WORKSPACE_ID") or "123e4567-e89b-12d3-a456-426614174000"
-    key = os.environ.get("INTUNED_API_KEY") or "fake-intuned-key"
-    click.echo(f"fake Intuned on http://{host}:{port}/api/v1/workspace (workspace {workspace})")
-    run_fake_intuned(host=host, port=port, workspace_id=workspace, api_key=key)
+    click.echo(f"fake Intuned on http://{host}:{port}/api/v1/workspace")
+    click.echo(f"  workspace id {workspace_id}, x-api-key {api_key}")
+    click.echo(f"  control API  http://{host}:{port}/_fake/ (see relay fake-intuned --help)")
+    run_fake_intuned(
+        host=host, port=port, workspace_id=workspace_id, api_key=api_key, rate_limit=rate_limit
+    )

@@ -26,7 +26,8 @@ import httpx
 
 from relay.demo_receiver import Delivery, DemoReceiver, VerificationError, verify_webhook
 from relay.embedded_redis import EmbeddedRedis, free_port
-from relay.intuned.fake import FakeIntuned, FakeIntunedHandle, RunScript, start_in_thread
+from relay.fake_intuned import CreateRun, FakeIntuned, FakeIntunedHandle, RunScript, start_in_thread
+from relay.fake_intuned.control_client import FakeControl
 from relay.supervisor import Supervisor, forwarded_signals, http_ok, local_url
 
 DEMO_WORKSPACE = "123e4567-e89b-12d3-a456-426614174000"
@@ -145,13 +146,15 @@ class Demo:
             tempfile.TemporaryDirectory(prefix="relay-demo-") as tmp,
             forwarded_signals(self.stop.set),
         ):
-            return self._run(Path(tmp))
+            # With --keep-running the logs outlive the demo, so the user can read them after.
+            logs = Path(tempfile.mkdtemp(prefix="relay-demo-logs-")) if self.keep_running else None
+            return self._run(Path(tmp), (logs or Path(tmp)) / "relay.log")
 
-    def _run(self, tmp: Path) -> int:
+    def _run(self, tmp: Path, log_path: Path) -> int:
         fake = start_in_thread(FakeIntuned({DEMO_WORKSPACE: "fake-" + secrets.token_hex(12)}))
+        control = FakeControl(fake.root_url)  # the demo drives the fake only over its HTTP API
         receiver = DemoReceiver()
         redis = EmbeddedRedis(tmp / "redis", persistent=False)
-        log_path = tmp / "relay.log"
         sup: Supervisor | None = None
         try:
             receiver.start()
@@ -170,23 +173,24 @@ class Demo:
                 health = local_url("127.0.0.1", self.port, "/healthz")
                 if not sup.wait_ready(lambda: http_ok(health), DEADLINE_SECONDS):
                     return self._fail("the relay did not come up", log_path, sup)
-                self.say(f"relay is up: API + worker (their JSON logs go to {log_path.name})")
-                code = self._scenarios(fake, receiver, sup)
+                self.say(f"relay is up: API + worker (their JSON logs go to {log_path})")
+                code = self._scenarios(control, receiver, sup)
                 if code == INTERRUPTED:
                     return code
                 if code:
                     return self._fail("", log_path, sup)
                 if not self.keep_running:
                     return 0
-                self._invite(fake, receiver)
+                self._invite(fake, receiver, log_path)
                 while not self.stop.wait(0.1):
-                    self._polls(fake)
+                    self._polls(control)
                     self._drain(receiver)
                     if sup.dead_child() is not None:
                         return self._fail("a relay process died", log_path, sup)
-                self.echo("relay demo: stopping")
+                self.echo(f"relay demo: stopping; the relay's logs are kept in {log_path}")
                 return 0
         finally:
+            control.close()
             if sup is not None:
                 sup.stop()
             redis.stop()
@@ -208,14 +212,14 @@ class Demo:
         self.echo(f"  worker metrics http://127.0.0.1:{env['RELAY_WORKER_METRICS_PORT']}/metrics")
         self.say("starting the relay's API and worker ...")
 
-    def _scenarios(self, fake: FakeIntunedHandle, receiver: DemoReceiver, sup: Supervisor) -> int:
+    def _scenarios(self, control: FakeControl, receiver: DemoReceiver, sup: Supervisor) -> int:
         base = f"http://127.0.0.1:{self.port}"
         auth = {"Authorization": f"Bearer {self.api_key}"}
         with httpx.Client(base_url=base, headers=auth, timeout=10) as api:
             self.secret = api.get("/v1/signing-secret").raise_for_status().json()["secret"]
             self.say("the receiver will verify signatures with this client's signing secret")
             for sc in SCENARIOS:
-                run_id = fake.create_run(sc.script, project_name=sc.project)
+                run_id = control.create_run(CreateRun(script=sc.script, project_name=sc.project))
                 body = {
                     "projectName": sc.project,
                     "runId": run_id,
@@ -231,7 +235,7 @@ class Demo:
             deadline = self.started + DEADLINE_SECONDS
             next_check = 0.0
             while not self.stop.wait(0.05):
-                self._polls(fake)
+                self._polls(control)
                 self._drain(receiver)
                 if sup.dead_child() is not None:
                     self.failures.append("a relay process died")
@@ -246,14 +250,14 @@ class Demo:
             else:
                 self.echo("relay demo: interrupted")
                 return INTERRUPTED
-            self._polls(fake)
+            self._polls(control)
             self._drain(receiver)
         return self._summary()
 
-    def _polls(self, fake: FakeIntunedHandle) -> None:
+    def _polls(self, control: FakeControl) -> None:
         """Print every poll the fake answered since last time (scripted runs and the user's)."""
-        for run_id in fake.fake.run_ids():
-            stats = fake.run_stats(run_id)
+        for run_id in control.run_ids():
+            stats = control.run_stats(run_id)
             seen = self.polls_seen.get(run_id, 0)
             for record in stats.log[seen:]:
                 status = record.status or f"HTTP {record.http_status}"
@@ -306,7 +310,7 @@ class Demo:
         self.echo(f"all {len(self.tracked)} webhooks delivered and verified in {elapsed:.1f}s")
         return 0
 
-    def _invite(self, fake: FakeIntunedHandle, receiver: DemoReceiver) -> None:
+    def _invite(self, fake: FakeIntunedHandle, receiver: DemoReceiver, log_path: Path) -> None:
         api = f"http://127.0.0.1:{self.port}"
         bearer = f"-H 'Authorization: Bearer {self.api_key}'"
         self.echo(
@@ -322,6 +326,8 @@ class Demo:
             f'"callbackUrl": "{receiver.url("/hooks/mine")}"}}\'\n'
             f"  # 3. look at it\n"
             f"  curl -s {api}/v1/subscriptions {bearer}\n"
+            f"the relay's JSON logs: {log_path} (kept after the demo stops)\n"
+            f"the fake Intuned's control API: `relay fake-intuned --help` ({fake.root_url}/_fake/)"
         )
 
     def _fail(self, why: str, log_path: Path, sup: Supervisor) -> int:

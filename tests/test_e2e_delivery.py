@@ -14,7 +14,7 @@ import pytest
 from litestar.testing import AsyncTestClient
 from standardwebhooks.webhooks import Webhook
 
-from relay.intuned.fake import FakeIntunedHandle, RunScript
+from relay.fake_intuned import FakeIntunedHandle, RunScript
 from tests.support.receiver import ReceiverHandle, verify
 from tests.support.relay_fixtures import (
     AUTH_ALPHA,
@@ -78,7 +78,7 @@ async def test_each_terminal_status_arrives_once_verified(
     event: str,
 ) -> None:
     secret = (await api.get("/v1/signing-secret", headers=AUTH_ALPHA)).json()["secret"]
-    run_id = fake_intuned.create_run(script)
+    run_id = fake_intuned.state.create_run(script)
     sid = await subscribe(api, run_id, receiver.url("/ok"))
     await reach(api, sid, "delivered")
     [req] = receiver.requests
@@ -110,7 +110,7 @@ async def test_receiver_failing_twice_gets_it_on_attempt_three_with_the_same_id(
     receiver: ReceiverHandle,
     worker: None,
 ) -> None:
-    run_id = fake_intuned.create_run(RunScript(outcome="completed", result=1))
+    run_id = fake_intuned.state.create_run(RunScript(outcome="completed", result=1))
     sid = await subscribe(api, run_id, receiver.url("/flaky/2"))
     await reach(api, sid, "delivered")
     reqs = receiver.requests
@@ -129,7 +129,7 @@ async def test_410_stops_delivery(
     receiver: ReceiverHandle,
     worker: None,
 ) -> None:
-    run_id = fake_intuned.create_run(RunScript(outcome="completed", result=1))
+    run_id = fake_intuned.state.create_run(RunScript(outcome="completed", result=1))
     sid = await subscribe(api, run_id, receiver.url("/gone"))
     await reach(api, sid, "gone")
     assert len(receiver.requests) == 1
@@ -144,7 +144,7 @@ async def test_retry_after_is_honoured(
 ) -> None:
     # Retry-After 1 s is above the schedule's first delay (50 ms) and within its longest (2 s).
     start_worker(RELAY_RETRY_SCHEDULE="50ms,2s")
-    run_id = fake_intuned.create_run(RunScript(outcome="completed", result=1))
+    run_id = fake_intuned.state.create_run(RunScript(outcome="completed", result=1))
     sid = await subscribe(api, run_id, receiver.url("/status/503?retry_after=1"))
     await reach(api, sid, "exhausted", timeout=20)
     reqs = receiver.requests
@@ -157,7 +157,7 @@ async def test_redirect_is_a_failure_and_not_followed(
     receiver: ReceiverHandle,
     worker: None,
 ) -> None:
-    run_id = fake_intuned.create_run(RunScript(outcome="completed", result=1))
+    run_id = fake_intuned.state.create_run(RunScript(outcome="completed", result=1))
     sid = await subscribe(api, run_id, receiver.url("/redirect"))
     await reach(api, sid, "exhausted")
     assert {r.path for r in receiver.requests} == {"/redirect"}
@@ -172,7 +172,7 @@ async def test_hanging_receiver_is_cut_at_the_timeout_and_retried(
     start_worker: StartWorker,
 ) -> None:
     start_worker(RELAY_RETRY_SCHEDULE="50ms")
-    run_id = fake_intuned.create_run(RunScript(outcome="completed", result=1))
+    run_id = fake_intuned.state.create_run(RunScript(outcome="completed", result=1))
     hanging = await subscribe(api, run_id, receiver.url("/slow/5000"))
     fast = await subscribe(api, run_id, receiver.url("/ok/fast"))
     await reach(api, fast, "delivered", timeout=5)
@@ -188,7 +188,7 @@ async def test_exhausted_is_listed_then_redelivered_with_the_same_id(
     receiver: ReceiverHandle,
     worker: None,
 ) -> None:
-    run_id = fake_intuned.create_run(RunScript(outcome="completed", result=1))
+    run_id = fake_intuned.state.create_run(RunScript(outcome="completed", result=1))
     sid = await subscribe(api, run_id, receiver.url("/flaky/4"))
     await reach(api, sid, "exhausted")
     listed = await api.get("/v1/subscriptions?state=exhausted", headers=AUTH_ALPHA)
@@ -213,7 +213,7 @@ async def test_rotation_signs_with_both_secrets(
     new = (await api.post("/v1/signing-secret/rotate", headers=AUTH_ALPHA)).json()["secret"]
     assert new != old
     assert (await api.get("/v1/signing-secret", headers=AUTH_ALPHA)).json()["secret"] == new
-    run_id = fake_intuned.create_run(RunScript(outcome="completed", result=1))
+    run_id = fake_intuned.state.create_run(RunScript(outcome="completed", result=1))
     sid = await subscribe(api, run_id, receiver.url("/ok"))
     await reach(api, sid, "delivered")
     [req] = receiver.requests
@@ -232,7 +232,7 @@ async def test_delete_during_retries_stops_them(
     start_worker: StartWorker,
 ) -> None:
     start_worker(RELAY_RETRY_SCHEDULE="300ms,300ms,300ms,300ms,300ms")
-    run_id = fake_intuned.create_run(RunScript(outcome="completed", result=1))
+    run_id = fake_intuned.state.create_run(RunScript(outcome="completed", result=1))
     sid = await subscribe(api, run_id, receiver.url("/status/500"))
     await wait_until(lambda: len(receiver.requests) >= 1, timeout=10)
     assert (await api.delete(f"/v1/subscriptions/{sid}", headers=AUTH_ALPHA)).status_code == 204
@@ -248,7 +248,9 @@ async def test_sigkill_during_200_in_flight_deliveries_delivers_all(
     receiver: ReceiverHandle,
     start_worker: StartWorker,
 ) -> None:
-    run_id = fake_intuned.create_run(RunScript(pending_polls=1, outcome="completed", result=1))
+    run_id = fake_intuned.state.create_run(
+        RunScript(pending_polls=1, outcome="completed", result=1)
+    )
     sids = [await subscribe(api, run_id, receiver.url(f"/slow/400/{i}")) for i in range(200)]
     first = start_worker(RELAY_WORKER_CONCURRENCY="256")
     await wait_until(lambda: len(receiver.requests) >= 20, timeout=20)

@@ -12,7 +12,7 @@ from typing import Any
 
 from litestar.testing import AsyncTestClient
 
-from relay.intuned.fake import FakeIntunedHandle, Fault, RunScript
+from relay.fake_intuned import FakeIntunedHandle, Fault, RunScript
 from tests.support.receiver import ReceiverHandle
 from tests.support.relay_fixtures import AUTH_ALPHA, StartWorker, subscription_state, wait_until
 
@@ -33,12 +33,12 @@ async def test_time_based_run_is_seen_terminal_within_one_max_interval(
     start_worker: StartWorker,
 ) -> None:
     start_worker()
-    run_id = fake_intuned.create_run(
+    run_id = fake_intuned.state.create_run(
         RunScript(pending_seconds=0.6, started_seconds=0.6, outcome="completed", result="x")
     )
     await subscribe(api, run_id, receiver.url("/ok"))
     await receiver.wait_for_async(1, timeout=10)
-    stats = fake_intuned.run_stats(run_id)
+    stats = fake_intuned.state.run_stats(run_id)
     statuses = [p.status for p in stats.log]
     assert statuses[0] == "pending" and "started" in statuses and statuses[-1] == "completed"
     # The run became terminal 1.2 s after creation; the relay's poll saw it within one max
@@ -58,11 +58,15 @@ async def test_429_retry_after_delays_the_next_poll(
     start_worker: StartWorker,
 ) -> None:
     start_worker()
-    run_id = fake_intuned.create_run(RunScript(pending_polls=1, outcome="completed", result=1))
-    fake_intuned.add_fault(Fault(kind="rate_limited", run_id=run_id, times=1, retry_after="2"))
+    run_id = fake_intuned.state.create_run(
+        RunScript(pending_polls=1, outcome="completed", result=1)
+    )
+    fake_intuned.state.add_fault(
+        Fault(kind="rate_limited", run_id=run_id, times=1, retry_after="2")
+    )
     await subscribe(api, run_id, receiver.url("/ok"))
     await receiver.wait_for_async(1, timeout=15)
-    log = fake_intuned.run_stats(run_id).log
+    log = fake_intuned.state.run_stats(run_id).log
     assert log[0].http_status == 429
     assert log[1].at - log[0].at >= 2.0  # Retry-After: 2 honoured (base interval is 0.1 s)
 
@@ -74,7 +78,9 @@ async def test_5xx_burst_garbage_and_resets_do_not_end_the_watch(
     start_worker: StartWorker,
 ) -> None:
     start_worker()
-    run_id = fake_intuned.create_run(RunScript(pending_polls=1, outcome="completed", result=1))
+    run_id = fake_intuned.state.create_run(
+        RunScript(pending_polls=1, outcome="completed", result=1)
+    )
     for fault in (
         Fault(kind="error_500", run_id=run_id, times=2),
         Fault(kind="gateway", run_id=run_id, times=2, status=503),
@@ -82,12 +88,12 @@ async def test_5xx_burst_garbage_and_resets_do_not_end_the_watch(
         Fault(kind="wrong_shape", run_id=run_id, times=1),
         Fault(kind="reset", run_id=run_id, times=1),
     ):
-        fake_intuned.add_fault(fault)
+        fake_intuned.state.add_fault(fault)
     sid = await subscribe(api, run_id, receiver.url("/ok"))
     [req] = await receiver.wait_for_async(1, timeout=20)
     assert json.loads(req.body)["type"] == "run.completed"
     await wait_until(lambda: _is(api, sid, "delivered"), timeout=10)
-    assert fake_intuned.run_stats(run_id).by_http_status.get(500, 0) == 2
+    assert fake_intuned.state.run_stats(run_id).by_http_status.get(500, 0) == 2
 
 
 async def _is(api: AsyncTestClient[Any], sid: str, state: str) -> bool:
@@ -119,7 +125,7 @@ async def test_unknown_run_that_appears_within_grace_is_followed(
     start_worker(RELAY_NOT_FOUND_GRACE="5s")
     await subscribe(api, "late-run", receiver.url("/ok"))
     time.sleep(0.5)
-    fake_intuned.create_run(RunScript(outcome="completed", result=1), run_id="late-run")
+    fake_intuned.state.create_run(RunScript(outcome="completed", result=1), run_id="late-run")
     [req] = await receiver.wait_for_async(1, timeout=15)
     assert json.loads(req.body)["type"] == "run.completed"
 
@@ -130,14 +136,14 @@ async def test_401_fails_with_intuned_unauthorized(
     receiver: ReceiverHandle,
     start_worker: StartWorker,
 ) -> None:
-    run_id = fake_intuned.create_run(RunScript(pending_polls=5))
+    run_id = fake_intuned.state.create_run(RunScript(pending_polls=5))
     start_worker(INTUNED_API_KEY="wrong-key-wrong-key")
     await subscribe(api, run_id, receiver.url("/ok"))
     failure = await _failure_of(receiver)
     assert failure["code"] == "intuned_unauthorized"
-    polls = fake_intuned.run_stats(run_id).polls
+    polls = fake_intuned.state.run_stats(run_id).polls
     time.sleep(0.5)
-    assert fake_intuned.run_stats(run_id).polls == polls  # a failed watch is not polled again
+    assert fake_intuned.state.run_stats(run_id).polls == polls  # a failed watch is not polled again
 
 
 async def test_watch_timeout_fails_with_watch_timeout(
@@ -146,7 +152,7 @@ async def test_watch_timeout_fails_with_watch_timeout(
     receiver: ReceiverHandle,
     start_worker: StartWorker,
 ) -> None:
-    run_id = fake_intuned.create_run(RunScript(pending_polls=10_000))
+    run_id = fake_intuned.state.create_run(RunScript(pending_polls=10_000))
     start_worker(RELAY_WATCH_TIMEOUT="1s")
     await subscribe(api, run_id, receiver.url("/ok"))
     failure = await _failure_of(receiver)
@@ -160,14 +166,14 @@ async def test_late_registration_on_cached_terminal_run_makes_no_intuned_call(
     start_worker: StartWorker,
 ) -> None:
     start_worker()
-    run_id = fake_intuned.create_run(RunScript(pending_polls=1, outcome="failed"))
+    run_id = fake_intuned.state.create_run(RunScript(pending_polls=1, outcome="failed"))
     await subscribe(api, run_id, receiver.url("/ok/first"))
     await receiver.wait_for_async(1, timeout=10)
-    polls = fake_intuned.poll_count(run_id)
+    polls = fake_intuned.state.poll_count(run_id)
     await subscribe(api, run_id, receiver.url("/ok/late"))
     reqs = await receiver.wait_for_async(2, timeout=10)
     assert json.loads(reqs[1].body)["type"] == "run.failed"
-    assert fake_intuned.poll_count(run_id) == polls
+    assert fake_intuned.state.poll_count(run_id) == polls
 
 
 async def test_run_that_ended_before_registration_is_delivered_after_one_poll(
@@ -177,11 +183,11 @@ async def test_run_that_ended_before_registration_is_delivered_after_one_poll(
     start_worker: StartWorker,
 ) -> None:
     start_worker()
-    run_id = fake_intuned.create_run(RunScript(outcome="canceled"))
+    run_id = fake_intuned.state.create_run(RunScript(outcome="canceled"))
     await subscribe(api, run_id, receiver.url("/ok"))
     [req] = await receiver.wait_for_async(1, timeout=10)
     assert json.loads(req.body)["type"] == "run.canceled"
-    assert fake_intuned.poll_count(run_id) == 1
+    assert fake_intuned.state.poll_count(run_id) == 1
 
 
 async def test_deleting_the_last_subscription_stops_polling(
@@ -191,18 +197,18 @@ async def test_deleting_the_last_subscription_stops_polling(
     start_worker: StartWorker,
 ) -> None:
     start_worker()
-    run_id = fake_intuned.create_run(RunScript(pending_polls=10_000))
+    run_id = fake_intuned.state.create_run(RunScript(pending_polls=10_000))
     a = await subscribe(api, run_id, receiver.url("/ok/a"))
     b = await subscribe(api, run_id, receiver.url("/ok/b"))
-    await wait_until(lambda: fake_intuned.poll_count(run_id) >= 2, timeout=10)
+    await wait_until(lambda: fake_intuned.state.poll_count(run_id) >= 2, timeout=10)
     assert (await api.delete(f"/v1/subscriptions/{a}", headers=AUTH_ALPHA)).status_code == 204
-    before = fake_intuned.poll_count(run_id)
-    await wait_until(lambda: fake_intuned.poll_count(run_id) > before, timeout=10)
+    before = fake_intuned.state.poll_count(run_id)
+    await wait_until(lambda: fake_intuned.state.poll_count(run_id) > before, timeout=10)
     assert (await api.delete(f"/v1/subscriptions/{b}", headers=AUTH_ALPHA)).status_code == 204
     time.sleep(0.4)  # a poll already in flight may still land
-    stopped = fake_intuned.poll_count(run_id)
+    stopped = fake_intuned.state.poll_count(run_id)
     time.sleep(1.0)
-    assert fake_intuned.poll_count(run_id) == stopped
+    assert fake_intuned.state.poll_count(run_id) == stopped
     assert receiver.requests == []
 
 
@@ -213,8 +219,10 @@ async def test_unknown_status_is_not_terminal_and_the_watch_goes_on(
     start_worker: StartWorker,
 ) -> None:
     start_worker()
-    run_id = fake_intuned.create_run(RunScript(pending_polls=1, outcome="completed", result=1))
-    fake_intuned.add_fault(Fault(kind="unknown_enum", run_id=run_id, field="status", times=2))
+    run_id = fake_intuned.state.create_run(
+        RunScript(pending_polls=1, outcome="completed", result=1)
+    )
+    fake_intuned.state.add_fault(Fault(kind="unknown_enum", run_id=run_id, field="status", times=2))
     sid = await subscribe(api, run_id, receiver.url("/ok"))
     [req] = await receiver.wait_for_async(1, timeout=10)
     assert json.loads(req.body)["type"] == "run.completed"
@@ -229,12 +237,12 @@ async def test_sigkill_of_a_worker_mid_watch_loses_nothing(
 ) -> None:
     first = start_worker()
     runs = [
-        fake_intuned.create_run(RunScript(pending_seconds=1.5, outcome="completed", result=i))
+        fake_intuned.state.create_run(RunScript(pending_seconds=1.5, outcome="completed", result=i))
         for i in range(20)
     ]
     for i, run_id in enumerate(runs):
         await subscribe(api, run_id, receiver.url(f"/ok/{i}"))
-    await wait_until(lambda: all(fake_intuned.poll_count(r) >= 1 for r in runs), timeout=10)
+    await wait_until(lambda: all(fake_intuned.state.poll_count(r) >= 1 for r in runs), timeout=10)
     first.kill()
     start_worker()
     reqs = await receiver.wait_for_async(20, timeout=30)

@@ -7,7 +7,7 @@ from typing import Any
 
 from litestar.testing import AsyncTestClient
 
-from relay.intuned.fake import FakeIntunedHandle, RunScript
+from relay.fake_intuned import FakeIntunedHandle, RunScript
 from tests.support.receiver import ReceiverHandle, verify
 from tests.support.relay_fixtures import (
     AUTH_ALPHA,
@@ -42,7 +42,7 @@ async def test_completed_run_arrives_once_signed_with_intuned_fields_passed_thro
     receiver: ReceiverHandle,
     start_worker: StartWorker,
 ) -> None:
-    run_id = fake_intuned.create_run(
+    run_id = fake_intuned.state.create_run(
         RunScript(
             pending_polls=2,
             started_polls=1,
@@ -84,11 +84,15 @@ async def test_twenty_subscriptions_cost_the_same_polls_as_one(
     receiver: ReceiverHandle,
     start_worker: StartWorker,
 ) -> None:
-    single = fake_intuned.create_run(RunScript(pending_polls=3, outcome="completed", result=1))
-    shared = fake_intuned.create_run(RunScript(pending_polls=3, outcome="completed", result=2))
+    single = fake_intuned.state.create_run(
+        RunScript(pending_polls=3, outcome="completed", result=1)
+    )
+    shared = fake_intuned.state.create_run(
+        RunScript(pending_polls=3, outcome="completed", result=2)
+    )
     start_worker()
     await subscribe(api, single, receiver.url("/ok/single"))
     for i in range(20):
         await subscribe(api, shared, receiver.url(f"/ok/shared-{i}"))
     await receiver.wait_for_async(21, timeout=20)
-    assert fake_intuned.poll_count(shared) == fake_intuned.poll_count(single) == 4
+    assert fake_intuned.state.poll_count(shared) == fake_intuned.state.poll_count(single) == 4

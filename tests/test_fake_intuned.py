@@ -15,7 +15,7 @@ import httpx
 import msgspec
 import pytest
 
-from relay.intuned.fake import (
+from relay.fake_intuned import (
     FakeConfig,
     FakeIntuned,
     FakeIntunedHandle,
@@ -98,7 +98,7 @@ def test_lifecycle_by_polls_completed(fake_intuned: FakeIntunedHandle, raw: http
     script = RunScript(
         pending_polls=2, started_polls=1, result={"rows": [1, 2]}, extended_payloads=payloads
     )
-    run_id = fake_intuned.create_run(script)
+    run_id = fake_intuned.state.create_run(script)
     bodies = [poll(raw, run_id) for _ in range(5)]
     assert [b.json()["status"] for b in bodies] == [
         "pending",
@@ -137,7 +137,7 @@ def test_terminal_shapes(
     script: RunScript,
     expected_keys: set[str],
 ) -> None:
-    run_id = fake_intuned.create_run(script)
+    run_id = fake_intuned.state.create_run(script)
     first, second = poll(raw, run_id), poll(raw, run_id)
     body = first.json()
     assert body["status"] == script.outcome
@@ -160,18 +160,22 @@ def test_scripted_error_and_reason_pass_through(
     fake_intuned: FakeIntunedHandle, raw: httpx.Client
 ) -> None:
     error = {"message": "timed out", "category": "execution", "code": "script-timeout"}
-    failed = fake_intuned.create_run(RunScript(outcome="failed", error=error, started_polls=1))
+    failed = fake_intuned.state.create_run(
+        RunScript(outcome="failed", error=error, started_polls=1)
+    )
     assert statuses(raw, failed, 1) == ["started"]
     assert poll(raw, failed).json() == {"runId": failed, "status": "failed", "error": error}
     reason = {"type": "api-access-disabled", "message": "redeployed", "details": {"x": 1}}
-    canceled = fake_intuned.create_run(RunScript(outcome="canceled", reason=reason))
+    canceled = fake_intuned.state.create_run(RunScript(outcome="canceled", reason=reason))
     assert poll(raw, canceled).json() == {"runId": canceled, "status": "canceled", "reason": reason}
 
 
 def test_lifecycle_by_injected_clock(make_fake_intuned: MakeFake) -> None:
     clock = ManualClock()
     fake = make_fake_intuned(clock=clock)
-    run_id = fake.create_run(RunScript(pending_seconds=10, started_seconds=5, outcome="failed"))
+    run_id = fake.state.create_run(
+        RunScript(pending_seconds=10, started_seconds=5, outcome="failed")
+    )
     with httpx.Client(base_url=fake.base_url, headers={"x-api-key": FAKE_API_KEY}) as client:
         assert statuses(client, run_id, 3) == ["pending"] * 3
         clock.advance(9.9)
@@ -182,7 +186,7 @@ def test_lifecycle_by_injected_clock(make_fake_intuned: MakeFake) -> None:
         assert statuses(client, run_id, 1) == ["started"]
         clock.advance(0.1)
         assert statuses(client, run_id, 2) == ["failed"] * 2
-    stats = fake.run_stats(run_id)
+    stats = fake.state.run_stats(run_id)
     assert stats.first_terminal_at == pytest.approx(1015.0)
     assert stats.terminal_status == "failed"
 
@@ -190,18 +194,20 @@ def test_lifecycle_by_injected_clock(make_fake_intuned: MakeFake) -> None:
 def test_polls_and_time_both_hold_a_phase(make_fake_intuned: MakeFake) -> None:
     clock = ManualClock()
     fake = make_fake_intuned(clock=clock)
-    run_id = fake.create_run(RunScript(pending_polls=2, pending_seconds=1, outcome="canceled"))
+    run_id = fake.state.create_run(
+        RunScript(pending_polls=2, pending_seconds=1, outcome="canceled")
+    )
     with httpx.Client(base_url=fake.base_url, headers={"x-api-key": FAKE_API_KEY}) as client:
         clock.advance(5)  # time is spent, but two pending answers are still owed
         assert statuses(client, run_id, 3) == ["pending", "pending", "canceled"]
 
 
 def test_flip_back_after_terminal(fake_intuned: FakeIntunedHandle, raw: httpx.Client) -> None:
-    run_id = fake_intuned.create_run(
+    run_id = fake_intuned.state.create_run(
         RunScript(flip_back_after_terminal=True, flip_back_polls=2, result={"a": 1})
     )
     assert statuses(raw, run_id, 5) == ["completed", "started", "started", "completed", "completed"]
-    stats = fake_intuned.run_stats(run_id)
+    stats = fake_intuned.state.run_stats(run_id)
     assert stats.first_terminal_at == stats.log[0].at
     assert stats.by_run_status == {"completed": 3, "started": 2}
 
@@ -229,17 +235,17 @@ def test_start_creates_a_pending_run_with_default_script(
     assert set(started) == {"runId", "status"}
     assert started["status"] == "pending"
     assert NANOID.match(started["runId"])
-    assert fake_intuned.fake.start_log() == [
+    assert fake_intuned.state.start_log() == [
         {"projectName": project, "runId": started["runId"], "body": body}
     ]
     got = [poll(raw, started["runId"], project).json() for _ in range(3)]
     assert [g["status"] for g in got] == ["pending", "started", "completed"]
     assert got[2]["result"] == {"api": "scrapers/list", "parameters": {"q": "x"}}
-    assert fake_intuned.run_stats(started["runId"]).project_name == project
+    assert fake_intuned.state.run_stats(started["runId"]).project_name == project
 
 
 def test_start_status_switch_to_200(fake_intuned: FakeIntunedHandle, raw: httpx.Client) -> None:
-    fake_intuned.configure(start_status=200)
+    fake_intuned.state.configure(start_status=200)
     body = {"api": "a", "parameters": {}}
     response = raw.post(f"/{FAKE_WORKSPACE_ID}/projects/p/run/start", json=body)
     assert response.status_code == 200
@@ -273,11 +279,11 @@ def test_start_validation_400(
     )
     assert response.status_code == 400
     assert_error_body(response, "bad-request")
-    assert fake_intuned.fake.run_ids() == []
+    assert fake_intuned.state.run_ids() == []
 
 
 def test_start_unknown_project_404(fake_intuned: FakeIntunedHandle, raw: httpx.Client) -> None:
-    fake_intuned.configure(known_projects=["known"])
+    fake_intuned.state.configure(known_projects=["known"])
     body = {"api": "a", "parameters": {}}
     assert raw.post(f"/{FAKE_WORKSPACE_ID}/projects/known/run/start", json=body).status_code == 201
     response = raw.post(f"/{FAKE_WORKSPACE_ID}/projects/other/run/start", json=body)
@@ -298,7 +304,7 @@ def two_workspaces(make_fake_intuned: MakeFake) -> FakeIntunedHandle:
 
 @pytest.mark.parametrize("headers", [{}, {"x-api-key": "wrong"}, {"authorization": FAKE_API_KEY}])
 def test_missing_or_wrong_key_401(fake_intuned: FakeIntunedHandle, headers: dict[str, str]) -> None:
-    run_id = fake_intuned.create_run()
+    run_id = fake_intuned.state.create_run()
     with httpx.Client(base_url=fake_intuned.base_url, headers=headers) as client:
         for response in (
             client.get(result_path(run_id)),
@@ -307,14 +313,14 @@ def test_missing_or_wrong_key_401(fake_intuned: FakeIntunedHandle, headers: dict
             assert response.status_code == 401
             assert_error_body(response, "unauthorized")
             assert response.json()["retirable"] is False
-    assert fake_intuned.poll_count(run_id) == 0
+    assert fake_intuned.state.poll_count(run_id) == 0
 
 
 @pytest.mark.parametrize("status", [401, 403])
 def test_key_of_another_workspace(two_workspaces: FakeIntunedHandle, status: int) -> None:
     if status == 403:
-        two_workspaces.configure(wrong_workspace_status=403)
-    run_id = two_workspaces.create_run()
+        two_workspaces.state.configure(wrong_workspace_status=403)
+    run_id = two_workspaces.state.create_run()
     with httpx.Client(
         base_url=two_workspaces.base_url, headers={"x-api-key": OTHER_API_KEY}
     ) as client:
@@ -326,7 +332,7 @@ def test_key_of_another_workspace(two_workspaces: FakeIntunedHandle, status: int
 def test_result_404_unknown_other_project_other_workspace(
     two_workspaces: FakeIntunedHandle,
 ) -> None:
-    run_id = two_workspaces.create_run(project_name="alpha")
+    run_id = two_workspaces.state.create_run(project_name="alpha")
     with httpx.Client(base_url=two_workspaces.base_url) as client:
         mine = {"x-api-key": FAKE_API_KEY}
         other = {"x-api-key": OTHER_API_KEY}
@@ -359,7 +365,7 @@ def test_reserved_and_unknown_routes(fake_intuned: FakeIntunedHandle, raw: httpx
 def test_rate_limit_20_per_minute_per_concrete_path(make_fake_intuned: MakeFake) -> None:
     clock = ManualClock()
     fake = make_fake_intuned(clock=clock, config=FakeConfig())  # the documented default
-    first, second = fake.create_run(), fake.create_run()
+    first, second = fake.state.create_run(), fake.state.create_run()
     with httpx.Client(base_url=fake.base_url, headers={"x-api-key": FAKE_API_KEY}) as client:
         assert [client.get(result_path(first)).status_code for _ in range(20)] == [200] * 20
         limited = client.get(result_path(first))
@@ -372,7 +378,7 @@ def test_rate_limit_20_per_minute_per_concrete_path(make_fake_intuned: MakeFake)
         assert client.get(result_path(first)).status_code == 429
         clock.advance(0.1)
         assert client.get(result_path(first)).status_code == 200
-    stats = fake.run_stats(first)
+    stats = fake.state.run_stats(first)
     assert stats.by_http_status == {200: 21, 429: 2}
     assert [r.note for r in stats.log if r.http_status == 429] == ["rate-limited"] * 2
 
@@ -380,7 +386,7 @@ def test_rate_limit_20_per_minute_per_concrete_path(make_fake_intuned: MakeFake)
 def test_rate_limit_retry_after_template_scope_and_custom_body(make_fake_intuned: MakeFake) -> None:
     clock = ManualClock()
     fake = make_fake_intuned(clock=clock)
-    fake.set_rate_limit(
+    fake.state.set_rate_limit(
         RateLimitConfig(
             limit=3,
             window_seconds=10,
@@ -390,7 +396,7 @@ def test_rate_limit_retry_after_template_scope_and_custom_body(make_fake_intuned
             content_type="text/plain",
         )
     )
-    runs = [fake.create_run() for _ in range(4)]
+    runs = [fake.state.create_run() for _ in range(4)]
     with httpx.Client(base_url=fake.base_url, headers={"x-api-key": FAKE_API_KEY}) as client:
         assert [client.get(result_path(r)).status_code for r in runs[:3]] == [200] * 3
         clock.advance(2.5)
@@ -401,7 +407,7 @@ def test_rate_limit_retry_after_template_scope_and_custom_body(make_fake_intuned
         assert limited.text == "slow down"
         start = client.post(f"/{FAKE_WORKSPACE_ID}/projects/p/run/start", json={"api": "a"})
         assert start.status_code == 400  # another template, its own budget
-        fake.set_rate_limit(RateLimitConfig(enabled=False))
+        fake.state.set_rate_limit(RateLimitConfig(enabled=False))
         assert all(client.get(result_path(runs[3])).status_code == 200 for _ in range(30))
 
 
@@ -428,8 +434,8 @@ def test_http_faults_then_normal(
     status: int,
     content_type: str,
 ) -> None:
-    run_id = fake_intuned.create_run(RunScript(pending_polls=1))
-    fake_intuned.add_fault(msgspec.structs.replace(fault, times=2))
+    run_id = fake_intuned.state.create_run(RunScript(pending_polls=1))
+    fake_intuned.state.add_fault(msgspec.structs.replace(fault, times=2))
     faulty = [poll(raw, run_id), poll(raw, run_id)]
     for response in faulty:
         assert response.status_code == status
@@ -448,13 +454,13 @@ def test_http_faults_then_normal(
             faulty[0].json()
     # Faults do not advance the lifecycle: the run still owes its one pending answer.
     assert statuses(raw, run_id, 2) == ["pending", "completed"]
-    assert fake_intuned.run_stats(run_id).log[0].note == f"fault:{fault.kind}"
+    assert fake_intuned.state.run_stats(run_id).log[0].note == f"fault:{fault.kind}"
 
 
 @pytest.mark.parametrize("shape", ["list", "no_status", "no_run_id", "wrong_types", "string"])
 def test_wrong_shape_fault(fake_intuned: FakeIntunedHandle, raw: httpx.Client, shape: str) -> None:
-    run_id = fake_intuned.create_run(RunScript())
-    fake_intuned.add_fault(Fault(kind="wrong_shape", shape=shape, run_id=run_id))  # type: ignore[arg-type]
+    run_id = fake_intuned.state.create_run(RunScript())
+    fake_intuned.state.add_fault(Fault(kind="wrong_shape", shape=shape, run_id=run_id))  # type: ignore[arg-type]
     body = poll(raw, run_id).json()
     valid = (
         isinstance(body, dict)
@@ -466,11 +472,11 @@ def test_wrong_shape_fault(fake_intuned: FakeIntunedHandle, raw: httpx.Client, s
 
 
 def test_unknown_enum_faults(fake_intuned: FakeIntunedHandle, raw: httpx.Client) -> None:
-    failed = fake_intuned.create_run(RunScript(outcome="failed", pending_polls=1))
-    canceled = fake_intuned.create_run(RunScript(outcome="canceled"))
+    failed = fake_intuned.state.create_run(RunScript(outcome="failed", pending_polls=1))
+    canceled = fake_intuned.state.create_run(RunScript(outcome="canceled"))
     for field in ("error.code", "error.category", "reason.type"):
-        fake_intuned.add_fault(Fault(kind="unknown_enum", field=field, endpoint="result"))
-    fake_intuned.add_fault(Fault(kind="unknown_enum", field="status", run_id=failed))
+        fake_intuned.state.add_fault(Fault(kind="unknown_enum", field=field, endpoint="result"))
+    fake_intuned.state.add_fault(Fault(kind="unknown_enum", field="status", run_id=failed))
     assert poll(raw, failed).json() == {"runId": failed, "status": "x-fake-unknown-status"}
     assert poll(raw, failed).json()["status"] == "pending"  # rewrite faults wait for a field
     body = poll(raw, failed).json()
@@ -479,12 +485,12 @@ def test_unknown_enum_faults(fake_intuned: FakeIntunedHandle, raw: httpx.Client)
     assert poll(raw, failed).json()["error"]["category"] == "x-fake-unknown-category"
     assert poll(raw, canceled).json()["reason"]["type"] == "x-fake-unknown-reason"
     assert poll(raw, canceled).json()["reason"]["type"] == "cancelled-user-action"
-    assert fake_intuned.fake.faults() == []
+    assert fake_intuned.state.faults() == []
 
 
 def test_big_result_fault(fake_intuned: FakeIntunedHandle, raw: httpx.Client) -> None:
-    run_id = fake_intuned.create_run(RunScript(started_polls=1))
-    fake_intuned.add_fault(Fault(kind="big_result", run_id=run_id))
+    run_id = fake_intuned.state.create_run(RunScript(started_polls=1))
+    fake_intuned.state.add_fault(Fault(kind="big_result", run_id=run_id))
     assert poll(raw, run_id).json()["status"] == "started"
     response = poll(raw, run_id)
     assert 2_000_000 <= len(response.content) < 2_000_100
@@ -492,16 +498,16 @@ def test_big_result_fault(fake_intuned: FakeIntunedHandle, raw: httpx.Client) ->
 
 
 def test_slow_and_reset_faults(fake_intuned: FakeIntunedHandle, raw: httpx.Client) -> None:
-    run_id = fake_intuned.create_run(RunScript())
-    fake_intuned.add_fault(Fault(kind="slow", delay_ms=300, run_id=run_id))
+    run_id = fake_intuned.state.create_run(RunScript())
+    fake_intuned.state.add_fault(Fault(kind="slow", delay_ms=300, run_id=run_id))
     began = time.monotonic()
     assert poll(raw, run_id).json()["status"] == "completed"
     assert time.monotonic() - began >= 0.3
-    fake_intuned.add_fault(Fault(kind="reset", run_id=run_id))
+    fake_intuned.state.add_fault(Fault(kind="reset", run_id=run_id))
     with pytest.raises(httpx.TransportError):
         poll(raw, run_id)
     assert poll(raw, run_id).status_code == 200
-    assert [r.note for r in fake_intuned.run_stats(run_id).log] == [
+    assert [r.note for r in fake_intuned.state.run_stats(run_id).log] == [
         "fault:slow",
         "fault:reset",
         "answer",
@@ -511,22 +517,22 @@ def test_slow_and_reset_faults(fake_intuned: FakeIntunedHandle, raw: httpx.Clien
 def test_fault_scopes_times_and_clearing(
     fake_intuned: FakeIntunedHandle, raw: httpx.Client
 ) -> None:
-    one, two = fake_intuned.create_run(), fake_intuned.create_run()
-    fake_intuned.add_fault(Fault(kind="error_500", run_id=one, times=None))
+    one, two = fake_intuned.state.create_run(), fake_intuned.state.create_run()
+    fake_intuned.state.add_fault(Fault(kind="error_500", run_id=one, times=None))
     assert [poll(raw, one).status_code for _ in range(3)] == [500] * 3
     assert poll(raw, two).status_code == 200  # a run's fault stays with that run
-    fake_intuned.clear_faults(two)
+    fake_intuned.state.clear_faults(two)
     assert poll(raw, one).status_code == 500
-    fake_intuned.clear_faults(one)
+    fake_intuned.state.clear_faults(one)
     assert poll(raw, one).status_code == 200
-    fake_intuned.add_fault(Fault(kind="gateway", status=503, times=3))  # global, result only
+    fake_intuned.state.add_fault(Fault(kind="gateway", status=503, times=3))  # global, result only
     assert [poll(raw, r).status_code for r in (one, two, one, two)] == [503, 503, 503, 200]
     start = f"/{FAKE_WORKSPACE_ID}/projects/p/run/start"
-    fake_intuned.add_fault(Fault(kind="error_500", endpoint="start"))
+    fake_intuned.state.add_fault(Fault(kind="error_500", endpoint="start"))
     assert raw.post(start, json={"api": "a", "parameters": {}}).status_code == 500
     assert raw.post(start, json={"api": "a", "parameters": {}}).status_code == 201
     with pytest.raises(ValueError, match="times"):
-        fake_intuned.add_fault(Fault(kind="error_500", times=0))
+        fake_intuned.state.add_fault(Fault(kind="error_500", times=0))
 
 
 # ---- retention, counters -----------------------------------------------------------------------
@@ -535,8 +541,8 @@ def test_fault_scopes_times_and_clearing(
 def test_retention_ttl(make_fake_intuned: MakeFake) -> None:
     clock = ManualClock()
     fake = make_fake_intuned(clock=clock)
-    fake.configure(retention_seconds=60)
-    run_id = fake.create_run()
+    fake.state.configure(retention_seconds=60)
+    run_id = fake.state.create_run()
     with httpx.Client(base_url=fake.base_url, headers={"x-api-key": FAKE_API_KEY}) as client:
         clock.advance(60)
         assert client.get(result_path(run_id)).status_code == 200
@@ -544,17 +550,17 @@ def test_retention_ttl(make_fake_intuned: MakeFake) -> None:
         expired = client.get(result_path(run_id))
     assert expired.status_code == 404
     assert_error_body(expired, "not-found")
-    assert fake.run_stats(run_id).log[-1].note == "expired"
+    assert fake.state.run_stats(run_id).log[-1].note == "expired"
 
 
 def test_poll_counters_and_log(fake_intuned: FakeIntunedHandle, raw: httpx.Client) -> None:
-    run_id = fake_intuned.create_run(RunScript(pending_polls=2))
-    fake_intuned.add_fault(Fault(kind="error_500", run_id=run_id))
+    run_id = fake_intuned.state.create_run(RunScript(pending_polls=2))
+    fake_intuned.state.add_fault(Fault(kind="error_500", run_id=run_id))
     before = time.time()
     for _ in range(5):
         poll(raw, run_id)
-    stats = fake_intuned.run_stats(run_id)
-    assert stats.polls == fake_intuned.poll_count(run_id) == 5
+    stats = fake_intuned.state.run_stats(run_id)
+    assert stats.polls == fake_intuned.state.poll_count(run_id) == 5
     assert stats.by_http_status == {500: 1, 200: 4}
     assert stats.by_run_status == {"pending": 2, "completed": 2}
     ats = [r.at for r in stats.log]
@@ -562,7 +568,7 @@ def test_poll_counters_and_log(fake_intuned: FakeIntunedHandle, raw: httpx.Clien
     assert all(before <= r.wall <= time.time() for r in stats.log)
     assert stats.first_terminal_at == stats.log[3].at
     assert stats.first_terminal_wall == stats.log[3].wall
-    totals = fake_intuned.fake.stats()
+    totals = fake_intuned.state.stats()
     assert totals.result_requests == 5
     assert totals.by_http_status == {500: 1, 200: 4}
 
@@ -642,7 +648,7 @@ async def test_server_in_the_current_loop() -> None:
 def test_custom_prefix_and_stop_is_idempotent(make_fake_intuned: MakeFake) -> None:
     fake = make_fake_intuned(prefix="/intuned/")
     assert fake.base_url.endswith("/intuned")
-    run_id = fake.create_run()
+    run_id = fake.state.create_run()
     with httpx.Client(base_url=fake.base_url, headers={"x-api-key": FAKE_API_KEY}) as client:
         assert client.get(result_path(run_id)).status_code == 200
     fake.stop()
@@ -653,7 +659,7 @@ def test_custom_prefix_and_stop_is_idempotent(make_fake_intuned: MakeFake) -> No
 
 def test_run_fake_intuned_serves_until_sigterm() -> None:
     code = (
-        "from relay.intuned.fake import run_fake_intuned\n"
+        "from relay.fake_intuned import run_fake_intuned\n"
         f"run_fake_intuned('127.0.0.1', 0, {FAKE_WORKSPACE_ID!r}, {FAKE_API_KEY!r},"
         " on_ready=lambda url: print(url, flush=True))\n"
     )

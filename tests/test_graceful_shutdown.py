@@ -10,7 +10,7 @@ from typing import Any
 
 from litestar.testing import AsyncTestClient
 
-from relay.intuned.fake import FakeIntunedHandle, RunScript
+from relay.fake_intuned import FakeIntunedHandle, RunScript
 from tests.support.receiver import ReceiverHandle
 from tests.support.relay_fixtures import AUTH_ALPHA, StartWorker, wait_until
 
@@ -30,7 +30,7 @@ async def test_sigterm_mid_delivery_drains_and_another_worker_finishes(
     receiver: ReceiverHandle,
     start_worker: StartWorker,
 ) -> None:
-    run_id = fake_intuned.create_run(RunScript(pending_polls=1, result={"ok": True}))
+    run_id = fake_intuned.state.create_run(RunScript(pending_polls=1, result={"ok": True}))
     for i in range(SUBSCRIPTIONS):
         body = {
             "projectName": "demo-project",

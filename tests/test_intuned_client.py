@@ -12,18 +12,16 @@ import httpx
 import msgspec
 import pytest
 
+from relay.fake_intuned import FakeIntunedHandle, Fault, RateLimitConfig, RunScript
 from relay.intuned.client import IntunedClient, parse_retry_after
-from relay.intuned.fake import FakeIntunedHandle, Fault, RateLimitConfig, RunScript
 from relay.intuned.models import (
     Fetched,
     NotFoundOutcome,
     RateLimited,
-    Rejected,
-    Started,
-    StartRequest,
     Transient,
     Unauthorized,
 )
+from relay.intuned.start import Refused, Started
 from tests.support.intuned_fixtures import (
     FAKE_API_KEY,
     FAKE_WORKSPACE_ID,
@@ -45,7 +43,7 @@ async def test_fetched_through_the_whole_lifecycle(
     fake_intuned: FakeIntunedHandle, intuned_client: IntunedClient
 ) -> None:
     payloads = [{"api": "more", "runId": "r2", "parameters": {"p": 1}}]
-    run_id = fake_intuned.create_run(
+    run_id = fake_intuned.state.create_run(
         RunScript(
             pending_polls=1, started_polls=1, result={"k": [1, "é"]}, extended_payloads=payloads
         )
@@ -74,7 +72,7 @@ async def test_fetched_failed_and_canceled_pass_through_exactly(
         "futureField": "kept",
     }
     script = RunScript(outcome=outcome, error=error, message="why")  # type: ignore[arg-type]
-    run_id = fake_intuned.create_run(script)
+    run_id = fake_intuned.state.create_run(script)
     got = fetched(await intuned_client.get_result(PROJECT, run_id))
     async with httpx.AsyncClient(
         base_url=fake_intuned.base_url, headers={"x-api-key": FAKE_API_KEY}, trust_env=False
@@ -98,12 +96,12 @@ async def test_fetched_failed_and_canceled_pass_through_exactly(
 async def test_unknown_enum_values_decode(
     fake_intuned: FakeIntunedHandle, intuned_client: IntunedClient
 ) -> None:
-    failed = fake_intuned.create_run(RunScript(outcome="failed"))
-    canceled = fake_intuned.create_run(RunScript(outcome="canceled"))
-    fake_intuned.add_fault(Fault(kind="unknown_enum", field="status", run_id=failed))
-    fake_intuned.add_fault(Fault(kind="unknown_enum", field="error.code", run_id=failed))
-    fake_intuned.add_fault(Fault(kind="unknown_enum", field="error.category", run_id=failed))
-    fake_intuned.add_fault(Fault(kind="unknown_enum", field="reason.type", run_id=canceled))
+    failed = fake_intuned.state.create_run(RunScript(outcome="failed"))
+    canceled = fake_intuned.state.create_run(RunScript(outcome="canceled"))
+    fake_intuned.state.add_fault(Fault(kind="unknown_enum", field="status", run_id=failed))
+    fake_intuned.state.add_fault(Fault(kind="unknown_enum", field="error.code", run_id=failed))
+    fake_intuned.state.add_fault(Fault(kind="unknown_enum", field="error.category", run_id=failed))
+    fake_intuned.state.add_fault(Fault(kind="unknown_enum", field="reason.type", run_id=canceled))
     unknown = fetched(await intuned_client.get_result(PROJECT, failed))
     assert unknown.result.status == "x-fake-unknown-status"
     assert not unknown.result.is_terminal
@@ -119,15 +117,17 @@ async def test_unknown_enum_values_decode(
 async def test_two_megabyte_result(
     fake_intuned: FakeIntunedHandle, intuned_client: IntunedClient
 ) -> None:
-    run_id = fake_intuned.create_run(RunScript())
-    fake_intuned.add_fault(Fault(kind="big_result", run_id=run_id, size_bytes=2 * 1024 * 1024))
+    run_id = fake_intuned.state.create_run(RunScript())
+    fake_intuned.state.add_fault(
+        Fault(kind="big_result", run_id=run_id, size_bytes=2 * 1024 * 1024)
+    )
     got = fetched(await intuned_client.get_result(PROJECT, run_id))
     assert len(got.raw) > 2 * 1024 * 1024
     assert len(got.result.result["blob"]) > 2_000_000
 
 
 async def test_not_found(fake_intuned: FakeIntunedHandle, intuned_client: IntunedClient) -> None:
-    run_id = fake_intuned.create_run(project_name="elsewhere")
+    run_id = fake_intuned.state.create_run(project_name="elsewhere")
     for project, rid in ((PROJECT, "no-such-run"), (PROJECT, run_id)):
         outcome = await intuned_client.get_result(project, rid)
         assert isinstance(outcome, NotFoundOutcome)
@@ -138,16 +138,16 @@ async def test_unauthorized_401_and_403(make_fake_intuned: MakeFake) -> None:
     fake = make_fake_intuned(
         workspaces={FAKE_WORKSPACE_ID: FAKE_API_KEY, OTHER_WORKSPACE_ID: OTHER_API_KEY}
     )
-    run_id = fake.create_run()
+    run_id = fake.state.create_run()
     async with IntunedClient(fake.base_url, FAKE_WORKSPACE_ID, "wrong-key", timeout=2) as bad:
         outcome = await bad.get_result(PROJECT, run_id)
         assert outcome == Unauthorized(
             status_code=401, detail="HTTP 401: Missing or invalid x-api-key header."
         )
-        start = await bad.start_run(PROJECT, StartRequest(api="a", parameters={}))
-        assert isinstance(start, Unauthorized)
+        start = await bad.start(PROJECT, {"api": "a", "parameters": {}})
+        assert isinstance(start, Refused)
         assert start.status_code == 401
-    fake.configure(wrong_workspace_status=403)
+    fake.state.configure(wrong_workspace_status=403)
     async with IntunedClient(fake.base_url, FAKE_WORKSPACE_ID, OTHER_API_KEY, timeout=2) as other:
         outcome = await other.get_result(PROJECT, run_id)
     assert isinstance(outcome, Unauthorized)
@@ -157,12 +157,12 @@ async def test_unauthorized_401_and_403(make_fake_intuned: MakeFake) -> None:
 async def test_rate_limited_by_the_limiter(
     fake_intuned: FakeIntunedHandle, intuned_client: IntunedClient
 ) -> None:
-    run_id = fake_intuned.create_run()
-    fake_intuned.set_rate_limit(RateLimitConfig(limit=2))
+    run_id = fake_intuned.state.create_run()
+    fake_intuned.state.set_rate_limit(RateLimitConfig(limit=2))
     for _ in range(2):
         fetched(await intuned_client.get_result(PROJECT, run_id))
     assert await intuned_client.get_result(PROJECT, run_id) == RateLimited(retry_after=None)
-    fake_intuned.set_rate_limit(RateLimitConfig(limit=0, retry_after=True))
+    fake_intuned.state.set_rate_limit(RateLimitConfig(limit=0, retry_after=True))
     outcome = await intuned_client.get_result(PROJECT, run_id)
     assert outcome == RateLimited(retry_after=60.0)
 
@@ -188,8 +188,8 @@ async def test_rate_limited_retry_after_values(
     if header is not None and header.startswith("date"):
         when = datetime.now(UTC) + timedelta(seconds=int(header[4:]))
         header = format_datetime(when, usegmt=True)
-    run_id = fake_intuned.create_run()
-    fake_intuned.add_fault(Fault(kind="rate_limited", retry_after=header, run_id=run_id))
+    run_id = fake_intuned.state.create_run()
+    fake_intuned.state.add_fault(Fault(kind="rate_limited", retry_after=header, run_id=run_id))
     outcome = await intuned_client.get_result(PROJECT, run_id)
     assert isinstance(outcome, RateLimited)
     if low is None:
@@ -234,8 +234,8 @@ def test_parse_retry_after(value: str, expected: float | None) -> None:
 async def test_transient_5xx(
     fake_intuned: FakeIntunedHandle, intuned_client: IntunedClient, fault: Fault, status: int
 ) -> None:
-    run_id = fake_intuned.create_run()
-    fake_intuned.add_fault(msgspec.structs.replace(fault, run_id=run_id))
+    run_id = fake_intuned.state.create_run()
+    fake_intuned.state.add_fault(msgspec.structs.replace(fault, run_id=run_id))
     outcome = await intuned_client.get_result(PROJECT, run_id)
     assert isinstance(outcome, Transient)
     assert (outcome.kind, outcome.status_code) == ("http_5xx", status)
@@ -245,8 +245,8 @@ async def test_transient_5xx(
 async def test_transient_other_status(
     fake_intuned: FakeIntunedHandle, intuned_client: IntunedClient
 ) -> None:
-    run_id = fake_intuned.create_run()
-    fake_intuned.add_fault(Fault(kind="gateway", status=302, run_id=run_id))  # not followed
+    run_id = fake_intuned.state.create_run()
+    fake_intuned.state.add_fault(Fault(kind="gateway", status=302, run_id=run_id))  # not followed
     outcome = await intuned_client.get_result(PROJECT, run_id)
     assert isinstance(outcome, Transient)
     assert (outcome.kind, outcome.status_code) == (
@@ -267,16 +267,16 @@ async def test_transient_other_status(
 async def test_bad_body(
     fake_intuned: FakeIntunedHandle, intuned_client: IntunedClient, fault: Fault
 ) -> None:
-    run_id = fake_intuned.create_run()
-    fake_intuned.add_fault(msgspec.structs.replace(fault, run_id=run_id))
+    run_id = fake_intuned.state.create_run()
+    fake_intuned.state.add_fault(msgspec.structs.replace(fault, run_id=run_id))
     outcome = await intuned_client.get_result(PROJECT, run_id)
     assert isinstance(outcome, Transient)
     assert (outcome.kind, outcome.status_code) == ("bad_body", 200)
 
 
 async def test_slow_past_the_timeout(fake_intuned: FakeIntunedHandle) -> None:
-    run_id = fake_intuned.create_run(RunScript())
-    fake_intuned.add_fault(Fault(kind="slow", delay_ms=1500, run_id=run_id))
+    run_id = fake_intuned.state.create_run(RunScript())
+    fake_intuned.state.add_fault(Fault(kind="slow", delay_ms=1500, run_id=run_id))
     async with IntunedClient(
         fake_intuned.base_url, FAKE_WORKSPACE_ID, FAKE_API_KEY, timeout=0.3
     ) as c:
@@ -292,12 +292,12 @@ async def test_slow_past_the_timeout(fake_intuned: FakeIntunedHandle) -> None:
 async def test_connection_reset_and_refused(
     fake_intuned: FakeIntunedHandle, intuned_client: IntunedClient
 ) -> None:
-    run_id = fake_intuned.create_run(RunScript())
-    fake_intuned.add_fault(Fault(kind="reset", run_id=run_id))
+    run_id = fake_intuned.state.create_run(RunScript())
+    fake_intuned.state.add_fault(Fault(kind="reset", run_id=run_id))
     outcome = await intuned_client.get_result(PROJECT, run_id)
     assert isinstance(outcome, Transient), outcome
     assert outcome.kind == "connection"
-    assert fake_intuned.poll_count(run_id) == 1  # no hidden re-send by aiohttp
+    assert fake_intuned.state.poll_count(run_id) == 1  # no hidden re-send by aiohttp
     assert fetched(await intuned_client.get_result(PROJECT, run_id)).result.status == "completed"
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -313,81 +313,42 @@ async def test_project_names_are_one_percent_encoded_segment(
     fake_intuned: FakeIntunedHandle, intuned_client: IntunedClient
 ) -> None:
     project = "my project/v2?x=1#frag%20"
-    started = await intuned_client.start_run(project, StartRequest(api="a/b", parameters={"n": 1}))
+    started = await intuned_client.start(project, {"api": "a/b", "parameters": {"n": 1}})
     assert isinstance(started, Started)
-    assert started.response.status == "pending"
-    log = fake_intuned.fake.start_log()
+    assert started.status == "pending"
+    log = fake_intuned.state.start_log()
     assert [(s["projectName"], s["body"]) for s in log] == [
         (project, {"api": "a/b", "parameters": {"n": 1}})
     ]
-    run_id = started.response.run_id
+    run_id = started.run_id
     assert fetched(await intuned_client.get_result(project, run_id)).result.run_id == run_id
-    odd = fake_intuned.create_run(RunScript(), run_id="run/with space", project_name=project)
+    odd = fake_intuned.state.create_run(RunScript(), run_id="run/with space", project_name=project)
     assert fetched(await intuned_client.get_result(project, odd)).result.run_id == odd
     assert isinstance(await intuned_client.get_result("my project", odd), NotFoundOutcome)
 
 
-async def test_start_outcomes(
-    fake_intuned: FakeIntunedHandle, intuned_client: IntunedClient
-) -> None:
-    request = StartRequest(api="a", parameters={}, request_timeout=60, retry={"maximumAttempts": 2})
-    started = await intuned_client.start_run(PROJECT, request)
-    assert isinstance(started, Started)
-    assert fake_intuned.fake.start_log()[0]["body"] == {
-        "api": "a",
-        "parameters": {},
-        "requestTimeout": 60,
-        "retry": {"maximumAttempts": 2},
-    }
-    fake_intuned.configure(start_status=200)
-    assert isinstance(await intuned_client.start_run(PROJECT, request), Started)
-    rejected = await intuned_client.start_run(PROJECT, StartRequest(api="", parameters={}))
-    assert isinstance(rejected, Rejected)
-    assert rejected.status_code == 400
-    assert "api must be a non-empty string" in rejected.detail
-    fake_intuned.configure(known_projects=["only"])
-    assert isinstance(await intuned_client.start_run(PROJECT, request), NotFoundOutcome)
-    fake_intuned.configure(known_projects=None)
-    cases: list[tuple[Fault, type, str | None]] = [
-        (Fault(kind="rate_limited", endpoint="start", retry_after="2"), RateLimited, None),
-        (Fault(kind="gateway", endpoint="start", status=503), Transient, "http_5xx"),
-        (Fault(kind="gateway", endpoint="start", status=409), Rejected, None),
-        (Fault(kind="malformed_json", endpoint="start"), Transient, "bad_body"),
-        (Fault(kind="wrong_shape", endpoint="start"), Transient, "bad_body"),
-        (Fault(kind="reset", endpoint="start"), Transient, "connection"),
-    ]
-    for fault, kind, transient_kind in cases:
-        fake_intuned.add_fault(fault)
-        outcome = await intuned_client.start_run(PROJECT, request)
-        assert isinstance(outcome, kind), (fault, outcome)
-        if isinstance(outcome, Transient):
-            assert outcome.kind == transient_kind
-        if isinstance(outcome, RateLimited):
-            assert outcome.retry_after == 2.0
-
-
 async def test_many_concurrent_polls(fake_intuned: FakeIntunedHandle) -> None:
-    run_ids = [fake_intuned.create_run(RunScript(pending_polls=1)) for _ in range(50)]
+    run_ids = [fake_intuned.state.create_run(RunScript(pending_polls=1)) for _ in range(50)]
     async with IntunedClient(
         fake_intuned.base_url, FAKE_WORKSPACE_ID, FAKE_API_KEY, timeout=5, max_connections=8
     ) as client:
         for _ in range(2):
             outcomes = await asyncio.gather(*(client.get_result(PROJECT, r) for r in run_ids * 2))
             assert all(isinstance(o, Fetched) for o in outcomes)
-    assert all(fake_intuned.poll_count(r) == 4 for r in run_ids)
+    assert all(fake_intuned.state.poll_count(r) == 4 for r in run_ids)
 
 
 async def test_api_key_never_in_repr_or_logs(
     fake_intuned: FakeIntunedHandle, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    run_id = fake_intuned.create_run(RunScript())
+    run_id = fake_intuned.state.create_run(RunScript())
     for fault in (Fault(kind="error_500"), Fault(kind="reset"), Fault(kind="malformed_json")):
-        fake_intuned.add_fault(msgspec.structs.replace(fault, run_id=run_id))
+        fake_intuned.state.add_fault(msgspec.structs.replace(fault, run_id=run_id))
     client = IntunedClient(fake_intuned.base_url, FAKE_WORKSPACE_ID, FAKE_API_KEY, timeout=2)
     async with client:
         outcomes: list[object] = [await client.get_result(PROJECT, run_id) for _ in range(4)]
-        outcomes.append(await client.start_run(PROJECT, StartRequest(api="a", parameters={})))
+        outcomes.append(await client.start(PROJECT, {"api": "a", "parameters": {}}))
         outcomes.append(await client.get_result(PROJECT, "missing"))
     assert FAKE_API_KEY not in repr(client)
     assert FAKE_API_KEY not in str(client)

@@ -17,8 +17,8 @@ import pytest
 from httpx_aiohttp import AiohttpTransport
 from intuned_client import AsyncIntunedClient, IntunedClient, exceptions, models
 
+from relay.fake_intuned import FakeIntunedHandle, Fault, RateLimitConfig, RunScript
 from relay.intuned.client import IntunedClient as RelayClient
-from relay.intuned.fake import FakeIntunedHandle, Fault, RateLimitConfig, RunScript
 from relay.intuned.models import (
     Fetched,
     NotFoundOutcome,
@@ -82,7 +82,7 @@ def test_sdk_start_parses_and_its_wire_body_is_accepted(
     assert started.status == "pending"
     assert len(started.run_id) == 21
     # The exact wire body of intuned-api.md §2's probe, received by the fake.
-    assert fake_intuned.fake.start_log()[0] == {
+    assert fake_intuned.state.start_log()[0] == {
         "projectName": PROJECT,
         "runId": started.run_id,
         "body": {
@@ -107,7 +107,7 @@ def test_sdk_start_parses_and_its_wire_body_is_accepted(
 
 def test_sdk_parses_every_status(fake_intuned: FakeIntunedHandle, sdk: IntunedClient) -> None:
     payloads = [{"api": "next", "runId": "r2", "parameters": {"p": 1}}]
-    run_id = fake_intuned.create_run(
+    run_id = fake_intuned.state.create_run(
         RunScript(pending_polls=1, started_polls=1, result=[1, "two"], extended_payloads=payloads),
         project_name=PROJECT,
     )
@@ -119,7 +119,9 @@ def test_sdk_parses_every_status(fake_intuned: FakeIntunedHandle, sdk: IntunedCl
     assert got[2].extended_payloads is not None
     assert got[2].extended_payloads[0].run_id == "r2"
 
-    failed = fake_intuned.create_run(RunScript(outcome="failed", message="m"), project_name=PROJECT)
+    failed = fake_intuned.state.create_run(
+        RunScript(outcome="failed", message="m"), project_name=PROJECT
+    )
     result = sdk.projects.runs.result(project_name=PROJECT, run_id=failed)
     assert result.status == "failed"
     assert result.message == "m"
@@ -128,7 +130,7 @@ def test_sdk_parses_every_status(fake_intuned: FakeIntunedHandle, sdk: IntunedCl
     assert result.error.retirable is False
     assert result.error.doc_url is not None
 
-    canceled = fake_intuned.create_run(RunScript(outcome="canceled"), project_name=PROJECT)
+    canceled = fake_intuned.state.create_run(RunScript(outcome="canceled"), project_name=PROJECT)
     result = sdk.projects.runs.result(project_name=PROJECT, run_id=canceled)
     assert result.status == "canceled"
     assert result.reason is not None
@@ -166,7 +168,7 @@ async def test_every_documented_enum_value_parses_in_the_sdk_and_in_our_client(
     ours = RelayClient(fake_intuned.base_url, FAKE_WORKSPACE_ID, FAKE_API_KEY, timeout=2)
     async with ours:
         for script in scripts:
-            run_id = fake_intuned.create_run(script, project_name=PROJECT)
+            run_id = fake_intuned.state.create_run(script, project_name=PROJECT)
             theirs = sdk.projects.runs.result(project_name=PROJECT, run_id=run_id)
             mine = await ours.get_result(PROJECT, run_id)
             assert isinstance(mine, Fetched)
@@ -183,7 +185,7 @@ async def test_every_documented_enum_value_parses_in_the_sdk_and_in_our_client(
 
 
 def test_sdk_rejects_a_200_start(fake_intuned: FakeIntunedHandle, sdk: IntunedClient) -> None:
-    fake_intuned.configure(start_status=200)
+    fake_intuned.state.configure(start_status=200)
     with pytest.raises(exceptions.ApiError) as caught:
         sdk.projects.runs.start(project_name=PROJECT, body={"api": "a", "parameters": {}})
     assert caught.value.status_code == 200
@@ -203,11 +205,15 @@ async def test_unknown_enum_values_break_the_sdk_but_not_us(
     fake_intuned: FakeIntunedHandle, sdk: IntunedClient, field: str, value: str
 ) -> None:
     outcome = "canceled" if field.startswith("reason") else "failed"
-    run_id = fake_intuned.create_run(RunScript(outcome=outcome), project_name=PROJECT)  # type: ignore[arg-type]
-    fake_intuned.add_fault(Fault(kind="unknown_enum", field=field, value=value, run_id=run_id))  # type: ignore[arg-type]
+    run_id = fake_intuned.state.create_run(RunScript(outcome=outcome), project_name=PROJECT)  # type: ignore[arg-type]
+    fake_intuned.state.add_fault(
+        Fault(kind="unknown_enum", field=field, value=value, run_id=run_id)
+    )  # type: ignore[arg-type]
     with pytest.raises(pydantic_core.ValidationError):
         sdk.projects.runs.result(project_name=PROJECT, run_id=run_id)
-    fake_intuned.add_fault(Fault(kind="unknown_enum", field=field, value=value, run_id=run_id))  # type: ignore[arg-type]
+    fake_intuned.state.add_fault(
+        Fault(kind="unknown_enum", field=field, value=value, run_id=run_id)
+    )  # type: ignore[arg-type]
     async with RelayClient(fake_intuned.base_url, FAKE_WORKSPACE_ID, FAKE_API_KEY) as ours:
         mine = await ours.get_result(PROJECT, run_id)
     assert isinstance(mine, Fetched)
@@ -226,7 +232,7 @@ def _assert_error_body(body: Any, code: str, category: str = "user") -> None:
 def test_sdk_exceptions_for_http_errors(
     make_fake_intuned: MakeFake, fake_intuned: FakeIntunedHandle, sdk: IntunedClient
 ) -> None:
-    run_id = fake_intuned.create_run(project_name=PROJECT)
+    run_id = fake_intuned.state.create_run(project_name=PROJECT)
     runs = sdk.projects.runs
 
     with pytest.raises(exceptions.NotFoundError) as not_found:
@@ -234,26 +240,26 @@ def test_sdk_exceptions_for_http_errors(
     assert not_found.value.status_code == 404
     _assert_error_body(not_found.value.body, "not-found")
 
-    fake_intuned.add_fault(Fault(kind="error_500", run_id=run_id))
+    fake_intuned.state.add_fault(Fault(kind="error_500", run_id=run_id))
     with pytest.raises(exceptions.ServerError) as server:
         runs.result(project_name=PROJECT, run_id=run_id)
     _assert_error_body(server.value.body, "internal-server-error", "infrastructure")
     assert server.value.body["retirable"] is True
 
     for status in (502, 503, 504):
-        fake_intuned.add_fault(Fault(kind="gateway", status=status, run_id=run_id))
+        fake_intuned.state.add_fault(Fault(kind="gateway", status=status, run_id=run_id))
         with pytest.raises(exceptions.ServerError) as gateway:
             runs.result(project_name=PROJECT, run_id=run_id)
         assert gateway.value.status_code == status
         assert isinstance(gateway.value.body, str)
         assert "<html>" in gateway.value.body
 
-    fake_intuned.set_rate_limit(RateLimitConfig(limit=0))
+    fake_intuned.state.set_rate_limit(RateLimitConfig(limit=0))
     with pytest.raises(exceptions.ValidationError) as limited:  # the SDK's 4xx catch-all
         runs.result(project_name=PROJECT, run_id=run_id)
     assert limited.value.status_code == 429
     _assert_error_body(limited.value.body, "too-many-requests")
-    fake_intuned.set_rate_limit(RateLimitConfig(enabled=False))
+    fake_intuned.state.set_rate_limit(RateLimitConfig(enabled=False))
 
     with pytest.raises(exceptions.ValidationError) as bad:
         runs.start(project_name=PROJECT, body={"api": "", "parameters": {}})
@@ -275,7 +281,7 @@ def test_sdk_exceptions_for_http_errors(
     two = make_fake_intuned(
         workspaces={FAKE_WORKSPACE_ID: FAKE_API_KEY, OTHER_WORKSPACE_ID: OTHER_API_KEY}
     )
-    two.configure(wrong_workspace_status=403)
+    two.state.configure(wrong_workspace_status=403)
     with httpx.Client(trust_env=False) as http:
         other = IntunedClient(
             api_key=OTHER_API_KEY,
@@ -337,16 +343,18 @@ async def test_our_client_classifies_everything_the_fake_emits(
 ) -> None:
     for fault, expected, kind in FAULT_OUTCOMES:
         outcome_name = "failed" if fault.field.startswith("error") else "completed"
-        run_id = fake_intuned.create_run(RunScript(outcome=outcome_name), project_name=PROJECT)  # type: ignore[arg-type]
-        fake_intuned.add_fault(msgspec.structs.replace(fault, run_id=run_id))
+        run_id = fake_intuned.state.create_run(
+            RunScript(outcome=outcome_name), project_name=PROJECT
+        )  # type: ignore[arg-type]
+        fake_intuned.state.add_fault(msgspec.structs.replace(fault, run_id=run_id))
         outcome = await intuned_client.get_result(PROJECT, run_id)
         assert isinstance(outcome, expected), (fault, outcome)
         if kind is not None:
             assert isinstance(outcome, Transient)
             assert outcome.kind == kind, (fault, outcome)
-        assert fake_intuned.fake.faults() == [], fault  # the fault was really served
+        assert fake_intuned.state.faults() == [], fault  # the fault was really served
     assert isinstance(await intuned_client.get_result(PROJECT, "nope"), NotFoundOutcome)
-    fake_intuned.configure(retention_seconds=0)
+    fake_intuned.state.configure(retention_seconds=0)
     assert isinstance(await intuned_client.get_result(PROJECT, run_id), NotFoundOutcome)
     async with RelayClient(fake_intuned.base_url, FAKE_WORKSPACE_ID, "bad-key") as bad:
         assert isinstance(await bad.get_result(PROJECT, run_id), Unauthorized)

@@ -18,8 +18,8 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from relay.embedded_redis import free_port
-from relay.intuned.fake import FakeConfig, FakeIntuned, Fault, RateLimitConfig, RunScript
-from relay.intuned.fake import start_in_thread as start_fake
+from relay.fake_intuned import FakeConfig, FakeIntuned, Fault, RateLimitConfig, RunScript
+from relay.fake_intuned import start_in_thread as start_fake
 from tests.support.intuned_fixtures import FAKE_API_KEY, FAKE_WORKSPACE_ID
 from tests.support.processes import ROOT, RelayProcess, clean_env
 from tests.support.receiver import start_receiver_in_thread, verify
@@ -107,9 +107,9 @@ def full_run(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             assert api.get("/v1/subscriptions/sub_nope", headers=AUTH_ALPHA).status_code == 404
             assert api.get("/v1/subscriptions", headers={"Authorization": "Bearer x"}).is_error
 
-            done = fake.create_run(RunScript(pending_polls=2, result={"total": 3}))
-            failed = fake.create_run(RunScript(pending_polls=1, outcome="failed"))
-            fake.add_fault(Fault(kind="error_500", run_id=failed, times=1))
+            done = fake.state.create_run(RunScript(pending_polls=2, result={"total": 3}))
+            failed = fake.state.create_run(RunScript(pending_polls=1, outcome="failed"))
+            fake.state.add_fault(Fault(kind="error_500", run_id=failed, times=1))
             subs = {
                 subscribe(api, done, receiver.url("/ok/a"), AUTH_ALPHA): AUTH_ALPHA,
                 subscribe(api, done, receiver.url("/flaky/1/b"), AUTH_ALPHA): AUTH_ALPHA,

@@ -16,7 +16,7 @@ import pytest
 import redis
 from litestar.testing import AsyncTestClient
 
-from relay.intuned.fake import FakeIntunedHandle, RunScript
+from relay.fake_intuned import FakeIntunedHandle, RunScript
 from tests.support.receiver import ReceiverHandle
 from tests.support.relay_fixtures import StartWorker, wait_until
 from tests.support.reliability import (
@@ -60,7 +60,7 @@ async def test_sigkill_of_one_of_two_workers_loses_no_delivery(
     sids = await register_many(
         api, [(run_id, receiver.url(f"/slow/{slow_ms}/{i}")) for i in range(n)]
     )
-    fake_intuned.create_run(RunScript(outcome="completed", result=1), run_id=run_id)
+    fake_intuned.state.create_run(RunScript(outcome="completed", result=1), run_id=run_id)
     # All N requests arrived: each worker holds at most N/2, so both are mid-delivery.
     await receiver.wait_for_async(n, timeout=30)
     victim.kill()

@@ -18,7 +18,7 @@ import msgspec
 import redis
 from litestar.testing import AsyncTestClient
 
-from relay.intuned.fake import FakeIntunedHandle, Fault, PollRecord, RateLimitConfig, RunScript
+from relay.fake_intuned import FakeIntunedHandle, Fault, PollRecord, RateLimitConfig, RunScript
 from relay.policy import POLL_JITTER, next_poll_interval
 from tests.support.receiver import ReceiverHandle
 from tests.support.relay_fixtures import StartWorker, wait_until
@@ -140,22 +140,24 @@ async def test_fault_matrix_right_events_and_the_worker_lives(
         "unknown_status": [Fault(kind="unknown_enum", field="status", times=3)],
     }
     for name, its_faults in faults.items():
-        runs[name] = fake.create_run(done)
+        runs[name] = fake.state.create_run(done)
         for fault in its_faults:
-            fake.add_fault(msgspec.structs.replace(fault, run_id=runs[name]))
+            fake.state.add_fault(msgspec.structs.replace(fault, run_id=runs[name]))
     failed = RunScript(
         outcome="failed", error={"message": "m", "category": "execution", "code": "script-timeout"}
     )
     for name, field in (("unknown_code", "error.code"), ("unknown_category", "error.category")):
-        runs[name] = fake.create_run(failed)
-        fake.add_fault(Fault(kind="unknown_enum", field=field, times=None, run_id=runs[name]))
-    runs["unknown_reason"] = fake.create_run(RunScript(outcome="canceled"))
-    fake.add_fault(
+        runs[name] = fake.state.create_run(failed)
+        fake.state.add_fault(Fault(kind="unknown_enum", field=field, times=None, run_id=runs[name]))
+    runs["unknown_reason"] = fake.state.create_run(RunScript(outcome="canceled"))
+    fake.state.add_fault(
         Fault(kind="unknown_enum", field="reason.type", times=None, run_id=runs["unknown_reason"])
     )
-    runs["big"] = fake.create_run(RunScript(outcome="completed", result=1))
-    fake.add_fault(Fault(kind="big_result", size_bytes=2_000_000, times=None, run_id=runs["big"]))
-    runs["flip"] = fake.create_run(
+    runs["big"] = fake.state.create_run(RunScript(outcome="completed", result=1))
+    fake.state.add_fault(
+        Fault(kind="big_result", size_bytes=2_000_000, times=None, run_id=runs["big"])
+    )
+    runs["flip"] = fake.state.create_run(
         RunScript(pending_polls=1, outcome="completed", result=1, flip_back_after_terminal=True)
     )
 
@@ -164,11 +166,11 @@ async def test_fault_matrix_right_events_and_the_worker_lives(
     for name in (*faults, "big", "flip"):
         assert events[name]["type"] == "run.completed", name
     for name, its_faults in faults.items():
-        stats = fake.run_stats(runs[name])
+        stats = fake.state.run_stats(runs[name])
         assert stats.terminal_status == "completed", name
         assert stats.polls >= len(its_faults) + 1, name
     for code in (500, 502, 503, 504):
-        assert fake.run_stats(runs[f"http{code}"]).by_http_status[code] >= 2
+        assert fake.state.run_stats(runs[f"http{code}"]).by_http_status[code] >= 2
     # The worker saw each fault for what it is and kept watching the run.
     expected = {
         "http500": ["http_5xx"] * 3,
@@ -185,7 +187,7 @@ async def test_fault_matrix_right_events_and_the_worker_lives(
         seen = poll_outcomes(worker.log_path, runs[name])
         assert seen[: len(kinds)] == kinds and seen[-1] == "completed", (name, seen)
     # An unknown status is not terminal: the watch went on through all three.
-    log = fake.run_stats(runs["unknown_status"]).log
+    log = fake.state.run_stats(runs["unknown_status"]).log
     assert [p.note for p in log].count("fault:unknown_enum") == 3
     assert log[-1].status == "completed"
     # Unknown values pass through verbatim.
@@ -200,7 +202,7 @@ async def test_fault_matrix_right_events_and_the_worker_lives(
     got = msgspec.json.decode(big.body, type=_RawEvent).data.result
     assert hashlib.sha256(bytes(got)).hexdigest() == hashlib.sha256(sent).hexdigest()
     # The run that flips back from terminal: polling stopped at its first terminal answer.
-    flip = fake.run_stats(runs["flip"])
+    flip = fake.state.run_stats(runs["flip"])
     assert flip.log[-1].status == "completed" and flip.polls == 2
     assert webhook_counts(receiver.requests).most_common(1)[0][1] == 1  # nobody got two
 
@@ -208,7 +210,7 @@ async def test_fault_matrix_right_events_and_the_worker_lives(
     assert error_lines(tmp_path.glob("worker-*.log")) == []
     print(
         f"\nfault matrix: {len(runs)} runs, {len(events)} right events, polls "
-        + ", ".join(f"{n}={fake.run_stats(r).polls}" for n, r in runs.items())
+        + ", ".join(f"{n}={fake.state.run_stats(r).polls}" for n, r in runs.items())
     )
 
 
@@ -222,17 +224,20 @@ async def test_429_storms_polls_stay_within_backoff_and_retry_after(
     start_worker()
     fake = fake_intuned
     done = RunScript(outcome="completed", result=1)
-    runs = {"no_retry_after": fake.create_run(done), "retry_after_1": fake.create_run(done)}
-    fake.add_fault(Fault(kind="rate_limited", times=12, run_id=runs["no_retry_after"]))
-    fake.add_fault(
+    runs = {
+        "no_retry_after": fake.state.create_run(done),
+        "retry_after_1": fake.state.create_run(done),
+    }
+    fake.state.add_fault(Fault(kind="rate_limited", times=12, run_id=runs["no_retry_after"]))
+    fake.state.add_fault(
         Fault(kind="rate_limited", times=3, retry_after="1", run_id=runs["retry_after_1"])
     )
     await _deliver_all(api, receiver, redis_sync, runs)
     report = {}
-    log = fake.run_stats(runs["no_retry_after"]).log
+    log = fake.state.run_stats(runs["no_retry_after"]).log
     assert sum(p.http_status == 429 for p in log) == 12
     report["fault, no Retry-After"] = assert_backoff(log)
-    log = fake.run_stats(runs["retry_after_1"]).log
+    log = fake.state.run_stats(runs["retry_after_1"]).log
     assert all(g >= 1.0 - SLACK for g in gaps_of(log)[:3])
     report["fault, Retry-After: 1"] = assert_backoff(log, retry_after=1.0)
 
@@ -240,15 +245,17 @@ async def test_429_storms_polls_stay_within_backoff_and_retry_after(
     # Retry-After; five runs each need 6 answered polls, so each meets the limiter repeatedly.
     slow = RunScript(pending_polls=5, outcome="completed", result=1)
     for with_header in (True, False):
-        fake.set_rate_limit(RateLimitConfig(limit=2, window_seconds=1.5, retry_after=with_header))
-        storm = {f"storm{i}_{with_header}": fake.create_run(slow) for i in range(5)}
+        fake.state.set_rate_limit(
+            RateLimitConfig(limit=2, window_seconds=1.5, retry_after=with_header)
+        )
+        storm = {f"storm{i}_{with_header}": fake.state.create_run(slow) for i in range(5)}
         await _deliver_all(api, receiver, redis_sync, storm)
         for name, run_id in storm.items():
-            log = fake.run_stats(run_id).log
+            log = fake.state.run_stats(run_id).log
             assert any(p.http_status == 429 for p in log), name
             polls, allowed = assert_backoff(log, retry_after=1.0 if with_header else 0.0)
             report[name] = (polls, allowed)
-    fake.set_rate_limit(RateLimitConfig(enabled=False))
+    fake.state.set_rate_limit(RateLimitConfig(enabled=False))
     print("\n429 storms, polls per run vs most allowed by relay.policy in the same time:")
     for name, (polls, allowed) in report.items():
         print(f"  {name}: polls={polls} allowed<={allowed} (max {policy_max_polls(1.0)}/s)")

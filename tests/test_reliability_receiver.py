@@ -18,7 +18,7 @@ import redis
 from litestar.testing import AsyncTestClient
 
 from relay.embedded_redis import free_port
-from relay.intuned.fake import FakeIntunedHandle, RunScript
+from relay.fake_intuned import FakeIntunedHandle, RunScript
 from relay.model import ATTEMPT_DECODER, Attempt
 from tests.support.receiver import ReceiverHandle, start_receiver_in_thread
 from tests.support.relay_fixtures import AUTH_ALPHA, StartWorker, wait_until
@@ -52,7 +52,7 @@ async def test_receiver_outage_within_and_past_the_schedule(
 ) -> None:
     port_a, port_b = free_port(), free_port()  # nobody listens: connection refused
     start_worker(RELAY_RETRY_SCHEDULE=SCHEDULE)
-    run_id = fake_intuned.create_run(RunScript(outcome="completed", result="outage"))
+    run_id = fake_intuned.state.create_run(RunScript(outcome="completed", result="outage"))
     group_a = await register_many(
         api, [(run_id, f"http://127.0.0.1:{port_a}/ok/a{i}") for i in range(K)]
     )

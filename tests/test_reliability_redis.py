@@ -18,7 +18,7 @@ import pytest
 import redis
 
 from relay.embedded_redis import EmbeddedRedis
-from relay.intuned.fake import FakeIntunedHandle, RunScript
+from relay.fake_intuned import FakeIntunedHandle, RunScript
 from tests.support.intuned_fixtures import MakeFake, ManualClock
 from tests.support.receiver import ReceiverHandle
 from tests.support.relay_fixtures import AUTH_ALPHA, StartWorker, wait_until
@@ -100,7 +100,7 @@ async def test_redis_restart_loses_nothing_and_nobody_restarts(
         pids = [w.proc.pid for w in workers]
         async with httpx.AsyncClient(base_url=api.base_url, timeout=15) as http:
             runs = [
-                fake_intuned.create_run(
+                fake_intuned.state.create_run(
                     RunScript(pending_seconds=PENDING_S, outcome="completed", result=i)
                 )
                 for i in range(m)
@@ -117,7 +117,9 @@ async def test_redis_restart_loses_nothing_and_nobody_restarts(
                 [("redis-run", receiver.url(f"/slow/200/d{j}")) for j in range(d)],
                 concurrency=16,
             )
-            fake_intuned.create_run(RunScript(outcome="completed", result="d"), run_id="redis-run")
+            fake_intuned.state.create_run(
+                RunScript(outcome="completed", result="d"), run_id="redis-run"
+            )
             # Stop Redis once half of them reached the receiver: the rest are on the wire or
             # about to be, none of those recorded yet.
             await receiver.wait_for_async(d // 2, timeout=30)
@@ -140,7 +142,7 @@ async def test_redis_restart_loses_nothing_and_nobody_restarts(
             await wait_until(ready, timeout=20, interval=0.2)
             assert None not in states(db, watched + pending).values()  # the AOF kept them all
             clock.advance(PENDING_S)  # now every watched run answers completed
-            late_run = fake_intuned.create_run(RunScript(outcome="completed", result="late"))
+            late_run = fake_intuned.state.create_run(RunScript(outcome="completed", result="late"))
             [late] = await register_many(http, [(late_run, receiver.url("/ok/late"))])
             everyone = [*watched, *pending, late]
 

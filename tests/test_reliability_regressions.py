@@ -9,7 +9,7 @@ import redis
 from arq.jobs import deserialize_job, job_key_prefix
 from litestar.testing import AsyncTestClient
 
-from relay.intuned.fake import FakeIntunedHandle, RunScript
+from relay.fake_intuned import FakeIntunedHandle, RunScript
 from relay.model import run_key
 from tests.support.intuned_fixtures import FAKE_WORKSPACE_ID
 from tests.support.receiver import ReceiverHandle
@@ -24,7 +24,7 @@ async def test_api_enqueues_jobs_the_worker_can_decode(
 ) -> None:
     """Bug: the API's arq pool pickled jobs while workers decode msgpack, so every poll_now and
     deliver_now kick failed with 'deserializing job ... failed' and waited for the pumps."""
-    run_id = fake_intuned.create_run(RunScript(outcome="completed", result=1))
+    run_id = fake_intuned.state.create_run(RunScript(outcome="completed", result=1))
     await register_many(api, [(run_id, receiver.url("/ok"))])
     rk = run_key(FAKE_WORKSPACE_ID, "demo-project", run_id)
     raw = redis_sync.get(f"{job_key_prefix}poll:{rk}")

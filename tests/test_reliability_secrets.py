@@ -21,7 +21,7 @@ import redis
 from litestar.testing import AsyncTestClient
 from standardwebhooks.webhooks import Webhook
 
-from relay.intuned.fake import FakeIntunedHandle, Fault, RunScript
+from relay.fake_intuned import FakeIntunedHandle, Fault, RunScript
 from tests.support.intuned_fixtures import FAKE_API_KEY
 from tests.support.receiver import ReceiverHandle, verify
 from tests.support.relay_fixtures import (
@@ -76,10 +76,10 @@ async def test_no_key_or_secret_in_any_log_and_no_cross_client_signature(
         bad = {"projectName": "p", "runId": "r", "callbackUrl": f"ftp://{ALPHA_KEY}@x/"}
         assert (await http.post("/v1/subscriptions", json=bad, headers=AUTH_ALPHA)).is_error
 
-        shared = fake.create_run(RunScript(pending_polls=1, outcome="completed", result=1))
-        failed = fake.create_run(RunScript(pending_polls=1, outcome="failed"))
-        fake.add_fault(Fault(kind="error_500", run_id=failed, times=2))
-        fake.add_fault(Fault(kind="reset", run_id=failed, times=1))
+        shared = fake.state.create_run(RunScript(pending_polls=1, outcome="completed", result=1))
+        failed = fake.state.create_run(RunScript(pending_polls=1, outcome="failed"))
+        fake.state.add_fault(Fault(kind="error_500", run_id=failed, times=2))
+        fake.state.add_fault(Fault(kind="reset", run_id=failed, times=1))
         alpha_subs = await register_many(
             http,
             [

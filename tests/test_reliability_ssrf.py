@@ -19,7 +19,7 @@ import redis
 from litestar.testing import AsyncTestClient
 
 from relay.api.app import create_app
-from relay.intuned.fake import FakeIntunedHandle, RunScript
+from relay.fake_intuned import FakeIntunedHandle, RunScript
 from relay.model import ATTEMPT_DECODER
 from relay.settings import Settings
 from tests.support.relay_fixtures import AUTH_ALPHA, StartWorker, wait_until
@@ -131,7 +131,7 @@ async def test_callbacks_turned_private_and_redirects_never_reach_the_listener(
     # Stored while private callbacks were allowed (the `api` fixture), as if the name had
     # resolved to a public address at registration: by delivery time, each points at loopback.
     p = listener.port
-    run_id = fake_intuned.create_run(RunScript(outcome="completed", result=1))
+    run_id = fake_intuned.state.create_run(RunScript(outcome="completed", result=1))
     turned = {
         "name resolving to loopback at delivery": f"http://localhost:{p}/rebound",
         "loopback literal": f"http://127.0.0.1:{p}/literal",

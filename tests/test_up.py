@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from relay.embedded_redis import LOCK_FILE, free_port
-from relay.intuned.fake import FakeIntunedHandle, RunScript
+from relay.fake_intuned import FakeIntunedHandle, RunScript
 from tests.support.processes import RelayProcess, children_of, cmdline
 from tests.support.receiver import ReceiverHandle, verify
 from tests.support.relay_fixtures import ALPHA_KEY, AUTH_ALPHA, base_env
@@ -58,7 +58,7 @@ def test_up_runs_everything_and_subscriptions_survive_a_restart(
         first.wait_for_log("relay: up;", timeout=45)
         assert "embedded Redis on redis://127.0.0.1:" in first.log()
         secret = api.get("/v1/signing-secret").raise_for_status().json()["secret"]
-        run_id = fake_intuned.create_run(RunScript(pending_polls=1, result={"n": 1}))
+        run_id = fake_intuned.state.create_run(RunScript(pending_polls=1, result={"n": 1}))
         body = {"projectName": "demo-project", "runId": run_id, "callbackUrl": receiver.url("/ok")}
         sub = api.post("/v1/subscriptions", json=body).raise_for_status().json()
         [req] = receiver.wait_for(1, timeout=15)

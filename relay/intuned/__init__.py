@@ -1,1 +1,1 @@
-"""The Intuned edge: result models, the Run API client and the bundled fake server."""
+"""The Intuned edge: result models and the Run API client (the fake lives in relay.fake_intuned)."""

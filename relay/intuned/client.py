@@ -5,7 +5,6 @@ anything Intuned (or the network) does:
 
 =====================================  =========================================================
 2xx + well-formed envelope             ``Fetched`` (decoded result, raw body, raw top-level fields)
-2xx + start answer                     ``Started`` (any 2xx: the spec says 201, docs once said 200)
 2xx that is not a JSON envelope        ``Transient("bad_body")``
 404                                    ``NotFoundOutcome``
 401 / 403                              ``Unauthorized``
@@ -13,13 +12,13 @@ anything Intuned (or the network) does:
 5xx                                    ``Transient("http_5xx")``
 timeout (connect, read, or the total)  ``Transient("timeout")``
 connection refused / reset / closed    ``Transient("connection")``
-other statuses                         ``Transient("http_status")``; for start, other 4xx are
-                                       ``Rejected``
+other statuses                         ``Transient("http_status")``
 =====================================  =========================================================
 
-A start that times out or fails mid-way may still have created a run (Intuned documents no
-idempotency key); the caller decides whether to retry. The client is built from explicit values,
-never from the environment, and must never log, repr or return the API key.
+``start`` answers the outcomes of ``relay.intuned.start`` instead (``Started``, ``Refused``,
+``Unavailable``, ``Unknown``): a start that may have reached Intuned is ``Unknown`` and must
+never be retried, since Intuned documents no idempotency key. The client is built from
+explicit values, never from the environment, and must never log, repr or return the API key.
 """
 
 from __future__ import annotations
@@ -32,7 +31,7 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import UTC
 from types import TracebackType
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 from urllib.parse import quote
 
 import aiohttp
@@ -43,18 +42,14 @@ from aiohttp.http_exceptions import ContentEncodingError
 from relay.intuned.models import (
     RAW_FIELDS_DECODER,
     RESULT_DECODER,
-    START_DECODER,
     Fetched,
     NotFoundOutcome,
     PollOutcome,
     RateLimited,
-    Rejected,
-    Started,
-    StartOutcome,
-    StartRequest,
     Transient,
     Unauthorized,
 )
+from relay.intuned.start import StartOutcome, classify_start_answer, classify_start_failure
 
 log = logging.getLogger(__name__)
 
@@ -171,24 +166,9 @@ def classify_result(response: Reply) -> PollOutcome:
     return Transient(kind="http_status", status_code=response.status_code, detail=_detail(response))
 
 
-def classify_start(response: Reply) -> StartOutcome:
-    """The outcome of a ``POST …/run/start`` answer (body already read)."""
-    status = response.status_code
-    if 200 <= status < 300:
-        try:
-            return Started(response=START_DECODER.decode(response.content))
-        except msgspec.DecodeError as exc:
-            detail = f"HTTP {status} body is not a start answer: {exc}"
-            return Transient(kind="bad_body", status_code=status, detail=detail)
-    common = _classify_common(response)
-    if common is not None:
-        return common
-    if 400 <= status < 500:
-        return Rejected(status_code=status, detail=_detail(response))
-    return Transient(kind="http_status", status_code=status, detail=_detail(response))
-
-
-def _session_factory(max_connections: int, timeout: float) -> Callable[[], aiohttp.ClientSession]:
+def _session_factory(
+    max_connections: int, timeout: float, *, force_close: bool = False
+) -> Callable[[], aiohttp.ClientSession]:
     """Build the aiohttp session lazily, inside the loop that first uses the client.
 
     aiohttp silently re-sends an idempotent request once when the connection drops; we turn
@@ -197,7 +177,10 @@ def _session_factory(max_connections: int, timeout: float) -> Callable[[], aioht
     """
 
     def make() -> aiohttp.ClientSession:
-        connector = aiohttp.TCPConnector(limit=max_connections, keepalive_timeout=_KEEPALIVE)
+        if force_close:  # a fresh connection each time: a drop then surely came after sending
+            connector = aiohttp.TCPConnector(limit=max_connections, force_close=True)
+        else:
+            connector = aiohttp.TCPConnector(limit=max_connections, keepalive_timeout=_KEEPALIVE)
         # aiohttp's own total timeout (connect, send, read the body): cheaper per request than
         # wrapping each one in asyncio.timeout, which the httpx test path still does.
         session = aiohttp.ClientSession(
@@ -242,7 +225,9 @@ class IntunedClient:
             )
         self._headers = headers
         self._make_session = _session_factory(max_connections, timeout)
+        self._make_start_session = _session_factory(8, timeout, force_close=True)
         self._session: aiohttp.ClientSession | None = None
+        self._start_session: aiohttp.ClientSession | None = None
         self._ws_path = "/" + quote(workspace_id, safe="")
 
     def __repr__(self) -> str:
@@ -253,18 +238,22 @@ class IntunedClient:
     def _url(self, project_name: str, tail: str) -> str:
         return f"{self.base_url}{self._ws_path}/projects/{quote(project_name, safe='')}/{tail}"
 
-    async def _send(self, method: str, url: str, body: bytes | None) -> Reply | Transient:
-        """Send one request under a total deadline and read its body; transport failures typed."""
+    async def _request(self, method: str, url: str, body: bytes | None, *, fresh: bool) -> Reply:
+        """Send one request under a total deadline and read its body (transport errors raise).
+
+        ``fresh``: on a connection of its own, never a pooled one (the start path).
+        """
         headers = {"content-type": "application/json"} if body is not None else None
+        if self._http is not None:
+            async with asyncio.timeout(self.timeout):
+                return await self._http.request(method, url, content=body, headers=headers)
+        return await self._aiohttp_request(method, url, body, headers, fresh=fresh)
+
+    async def _send(self, method: str, url: str, body: bytes | None) -> Reply | Transient:
+        """Send one request and read its body; transport failures typed as ``Transient``."""
         started = time.perf_counter()
         try:
-            if self._http is not None:
-                async with asyncio.timeout(self.timeout):
-                    response: Reply = await self._http.request(
-                        method, url, content=body, headers=headers
-                    )
-            else:
-                response = await self._aiohttp_request(method, url, body, headers)
+            response = await self._request(method, url, body, fresh=False)
         except httpx.DecodingError as exc:  # a Content-Encoding that does not decode
             return Transient(kind="bad_body", detail=f"undecodable body: {exc}"[:_DETAIL_CHARS])
         except aiohttp.ClientPayloadError as exc:
@@ -282,12 +271,26 @@ class IntunedClient:
         log.debug("intuned %s %s -> %d in %.1f ms", method, url, response.status_code, elapsed_ms)
         return response
 
+    def _aiohttp_session(self, fresh: bool) -> aiohttp.ClientSession:
+        """The pooled session, or the start path's one; built in the loop that first uses it."""
+        if fresh:
+            if self._start_session is None:
+                self._start_session = self._make_start_session()
+            return self._start_session
+        if self._session is None:
+            self._session = self._make_session()
+        return self._session
+
     async def _aiohttp_request(
-        self, method: str, url: str, body: bytes | None, headers: dict[str, str] | None
+        self,
+        method: str,
+        url: str,
+        body: bytes | None,
+        headers: dict[str, str] | None,
+        *,
+        fresh: bool,
     ) -> _AiohttpReply:
-        session = self._session
-        if session is None:  # built inside the loop that first uses the client
-            session = self._session = self._make_session()
+        session = self._aiohttp_session(fresh)
         merged = self._headers if headers is None else {**self._headers, **headers}
         async with session.request(
             method, url, data=body, headers=merged, allow_redirects=False
@@ -301,19 +304,29 @@ class IntunedClient:
         response = await self._send("GET", url, None)
         return response if isinstance(response, Transient) else classify_result(response)
 
-    async def start_run(self, project_name: str, request: StartRequest) -> StartOutcome:
-        """Start a run (``POST …/run/start``) and classify the answer."""
-        body = _START_ENCODER.encode(request)
-        response = await self._send("POST", self._url(project_name, "run/start"), body)
-        return response if isinstance(response, Transient) else classify_start(response)
+    async def start(self, project_name: str, body: bytes | Mapping[str, Any]) -> StartOutcome:
+        """Start a run (``POST …/run/start``) with ``body`` exactly as given; never retried.
+
+        ``bytes`` go out unchanged; a mapping is JSON-encoded with every field it has (unknown
+        ones included). The outcome says whether a retry is safe (``relay.intuned.start``).
+        """
+        raw = body if isinstance(body, bytes) else _START_ENCODER.encode(body)
+        url = self._url(project_name, "run/start")
+        try:
+            reply = await self._request("POST", url, raw, fresh=True)
+        except (httpx.HTTPError, aiohttp.ClientError, OSError) as exc:  # OSError: TimeoutError
+            log.debug("intuned start %s failed: %s", url, type(exc).__name__)
+            return classify_start_failure(exc)
+        return classify_start_answer(reply.status_code, reply.content)
 
     async def aclose(self) -> None:
         """Close the connection pool."""
         if self._http is not None:
             await self._http.aclose()
-        session, self._session = self._session, None
-        if session is not None:
-            await session.close()
+        for session in (self._session, self._start_session):
+            if session is not None:
+                await session.close()
+        self._session = self._start_session = None
 
     async def __aenter__(self) -> IntunedClient:
         return self

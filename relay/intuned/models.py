@@ -65,16 +65,6 @@ class RunResult(msgspec.Struct, rename="camel", omit_defaults=True):
         return self.status in TERMINAL_STATUSES
 
 
-class StartRequest(msgspec.Struct, rename="camel", omit_defaults=True):
-    """Body of ``POST .../run/start`` (the parts the relay uses; Intuned accepts more)."""
-
-    api: str
-    parameters: dict[str, Any]
-    request_timeout: int | None = None
-    retry: dict[str, Any] | None = None
-    save_trace: bool | None = None
-
-
 class StartResponse(msgspec.Struct, rename="camel"):
     """Answer of ``POST .../run/start``: ``{"runId": ..., "status": "pending"}``."""
 
@@ -91,12 +81,6 @@ class Fetched(msgspec.Struct, frozen=True):
     result: RunResult
     raw: bytes
     fields: RawFields
-
-
-class Started(msgspec.Struct, frozen=True):
-    """A 2xx answer to start."""
-
-    response: StartResponse
 
 
 class NotFoundOutcome(msgspec.Struct, frozen=True):
@@ -126,15 +110,7 @@ class Transient(msgspec.Struct, frozen=True):
     detail: str = ""
 
 
-class Rejected(msgspec.Struct, frozen=True):
-    """A 4xx other than 401/403/404/429 to start (bad request): not worth retrying."""
-
-    status_code: int
-    detail: str = ""
-
-
 PollOutcome = Fetched | NotFoundOutcome | Unauthorized | RateLimited | Transient
-StartOutcome = Started | NotFoundOutcome | Unauthorized | RateLimited | Transient | Rejected
 
 RAW_FIELDS_DECODER: Final = msgspec.json.Decoder(RawFields)
 RESULT_DECODER: Final = msgspec.json.Decoder(RunResult)

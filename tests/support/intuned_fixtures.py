@@ -1,7 +1,8 @@
 """Fixtures for the fake Intuned: a real server in its own thread and a client connected to it.
 
 The fixture's fake has rate limiting OFF, so end-to-end tests may poll fast; a test that wants
-Intuned's documented 20 requests/minute calls ``fake_intuned.set_rate_limit(RateLimitConfig())``.
+Intuned's documented 20 requests/minute calls
+``fake_intuned.state.set_rate_limit(RateLimitConfig())``.
 """
 
 from __future__ import annotations
@@ -12,14 +13,14 @@ from typing import Any
 
 import pytest
 
-from relay.intuned.client import IntunedClient
-from relay.intuned.fake import (
+from relay.fake_intuned import (
     FakeConfig,
     FakeIntuned,
     FakeIntunedHandle,
     RateLimitConfig,
     start_in_thread,
 )
+from relay.intuned.client import IntunedClient
 
 FAKE_WORKSPACE_ID = "123e4567-e89b-12d3-a456-426614174000"
 FAKE_API_KEY = "test-intuned-key-0123456789"

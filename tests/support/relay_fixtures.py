@@ -12,7 +12,7 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from relay.api.app import create_app
-from relay.intuned.fake import FakeIntunedHandle
+from relay.fake_intuned import FakeIntunedHandle
 from relay.settings import Settings
 from tests.support.intuned_fixtures import FAKE_API_KEY, FAKE_WORKSPACE_ID
 from tests.support.processes import RelayProcess

@@ -11,8 +11,8 @@ Four ways to run it:
 
 Runs follow ``RunScript`` lifecycles (by polls or by the injectable clock); ``Fault`` injects
 errors; ``RateLimitConfig`` imitates the documented 20 requests/minute per path. The control
-API over HTTP is described in ``relay.intuned.fake_control``, the routes in
-``relay.intuned.fake_http``. The fake never reads the environment and must never be used to
+API over HTTP is described in ``relay.fake_intuned.control``, the routes in
+``relay.fake_intuned.routes``. The fake never reads the environment and must never be used to
 talk to the real Intuned or be exposed beyond loopback in production.
 """
 
@@ -29,22 +29,27 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from relay.intuned.fake_control import add_control_routes
-from relay.intuned.fake_http import add_intuned_routes
-from relay.intuned.fake_models import (
+from relay.fake_intuned.control import add_control_routes
+from relay.fake_intuned.models import (
     DEFAULT_PREFIX,
+    CreateRun,
     FakeConfig,
     FakeStats,
     Fault,
     PollRecord,
+    PushFaults,
+    PushRecord,
     RateLimitConfig,
     RunScript,
     RunStats,
 )
-from relay.intuned.fake_state import FakeState
+from relay.fake_intuned.routes import add_intuned_routes
+from relay.fake_intuned.sinks import SinkPusher
+from relay.fake_intuned.state import FakeState
 
 __all__ = [
     "DEFAULT_PREFIX",
+    "CreateRun",
     "FakeConfig",
     "FakeIntuned",
     "FakeIntunedHandle",
@@ -52,6 +57,8 @@ __all__ = [
     "FakeStats",
     "Fault",
     "PollRecord",
+    "PushFaults",
+    "PushRecord",
     "RateLimitConfig",
     "RunScript",
     "RunStats",
@@ -73,6 +80,7 @@ class FakeIntuned(FakeState):
         app = web.Application()
         add_control_routes(app, self)
         add_intuned_routes(app, self)
+        app.cleanup_ctx.append(SinkPusher(self).context)
         return app
 
 
@@ -88,7 +96,7 @@ class FakeIntunedServer:
         shutdown_timeout: float = 0.5,
         **fake_options: Any,
     ) -> None:
-        self.fake = fake if fake is not None else FakeIntuned(**fake_options)
+        self.state = fake if fake is not None else FakeIntuned(**fake_options)
         self.host = host
         self.port = port
         self._shutdown_timeout = shutdown_timeout
@@ -102,12 +110,12 @@ class FakeIntunedServer:
     @property
     def base_url(self) -> str:
         """The Intuned base URL to give a client, e.g. ``http://127.0.0.1:PORT/api/v1/workspace``."""
-        return self.root_url + self.fake.prefix
+        return self.root_url + self.state.prefix
 
     async def start(self) -> None:
         """Bind and start serving; ``port`` becomes the bound port."""
         runner = web.AppRunner(
-            self.fake.build_app(), access_log=None, shutdown_timeout=self._shutdown_timeout
+            self.state.build_app(), access_log=None, shutdown_timeout=self._shutdown_timeout
         )
         await runner.setup()
         try:
@@ -138,13 +146,18 @@ class FakeIntunedServer:
 
 
 class FakeIntunedHandle:
-    """A fake running in its own thread: URLs, credentials and a thread-safe control API."""
+    """A fake running in its own thread: its URLs and credentials, and ``state``.
+
+    ``state`` is the thread-safe ``FakeIntuned`` itself: call its control operations directly
+    (``handle.state.create_run(...)``, ``handle.state.add_fault(...)``); a process that did not
+    start the fake uses the HTTP control API instead (``relay.fake_intuned.control_client``).
+    """
 
     def __init__(self, server: FakeIntunedServer) -> None:
         self.server = server
-        self.fake: FakeIntuned = server.fake
-        self.workspace_id = self.fake.default_workspace
-        self.api_key = self.fake.workspaces[self.workspace_id]
+        self.state: FakeIntuned = server.state
+        self.workspace_id = self.state.default_workspace
+        self.api_key = self.state.workspaces[self.workspace_id]
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_event: asyncio.Event | None = None
         self._thread: threading.Thread | None = None
@@ -172,38 +185,6 @@ class FakeIntunedHandle:
     def root_url(self) -> str:
         """``http://host:port``, where ``/_fake/...`` lives."""
         return self.server.root_url
-
-    def create_run(self, script: RunScript | None = None, **options: Any) -> str:
-        """Create a run (see ``FakeState.create_run``); return its id."""
-        return self.fake.create_run(script, **options)
-
-    def run_stats(self, run_id: str) -> RunStats:
-        """Counters and poll log of one run."""
-        return self.fake.run_stats(run_id)
-
-    def poll_count(self, run_id: str) -> int:
-        """How many result requests reached this run."""
-        return self.fake.poll_count(run_id)
-
-    def add_fault(self, fault: Fault) -> None:
-        """Inject a fault."""
-        self.fake.add_fault(fault)
-
-    def clear_faults(self, run_id: str | None = None) -> None:
-        """Remove every fault, or one run's."""
-        self.fake.clear_faults(run_id)
-
-    def set_rate_limit(self, rate_limit: RateLimitConfig) -> None:
-        """Replace the rate-limit configuration."""
-        self.fake.set_rate_limit(rate_limit)
-
-    def configure(self, **changes: Any) -> FakeConfig:
-        """Change switches of ``FakeConfig``."""
-        return self.fake.configure(**changes)
-
-    def reset(self) -> None:
-        """Forget every run, fault and counter."""
-        self.fake.reset()
 
     def _run(self, ready: threading.Event) -> None:
         async def main() -> None:

@@ -17,15 +17,18 @@ from typing import Any
 
 import msgspec
 
-from relay.intuned.fake_models import (
+from relay.fake_intuned.models import (
     DEFAULT_PREFIX,
     PRE_ANSWER_KINDS,
+    START_ONLY_KINDS,
     UNKNOWN_VALUES,
     CreateRun,
     FakeConfig,
     FakeStats,
     Fault,
     PollRecord,
+    PushFaults,
+    PushRecord,
     RateLimitConfig,
     RunScript,
     RunStats,
@@ -34,75 +37,14 @@ from relay.intuned.fake_models import (
     envelope,
     new_run_id,
 )
+from relay.fake_intuned.run import FakeRun
 from relay.intuned.models import TERMINAL_STATUSES
 
 Clock = Callable[[], float]
 
 
-class FakeRun:
-    """One run: its script, its progress through the lifecycle and what it answered so far."""
-
-    def __init__(
-        self, run_id: str, project: str, workspace: str, script: RunScript, created_at: float
-    ) -> None:
-        self.run_id, self.project, self.workspace = run_id, project, workspace
-        self.script = script
-        self.created_at = created_at
-        self.fallback_result: Any = None
-        self.pending_answers = 0
-        self.started_answers = 0
-        self.terminal: str | None = None
-        self.flip_left = 0
-        self.log: list[PollRecord] = []
-        self.first_terminal: PollRecord | None = None
-
-    def next_status(self, now: float) -> str:
-        """The status of this answer; advances the lifecycle (terminal is latched)."""
-        if self.terminal is not None:
-            if self.flip_left > 0:
-                self.flip_left -= 1
-                return "started"
-            return self.terminal
-        s, elapsed = self.script, now - self.created_at
-        if self.pending_answers < s.pending_polls or elapsed < s.pending_seconds:
-            self.pending_answers += 1
-            return "pending"
-        if (
-            self.started_answers < s.started_polls
-            or elapsed < s.pending_seconds + s.started_seconds
-        ):
-            self.started_answers += 1
-            return "started"
-        self.terminal = s.outcome
-        self.flip_left = s.flip_back_polls if s.flip_back_after_terminal else 0
-        return s.outcome
-
-    def stats(self) -> RunStats:
-        """A snapshot of the counters and the poll log."""
-        by_http: dict[int, int] = {}
-        by_status: dict[str, int] = {}
-        for rec in self.log:
-            by_http[rec.http_status] = by_http.get(rec.http_status, 0) + 1
-            if rec.status is not None:
-                by_status[rec.status] = by_status.get(rec.status, 0) + 1
-        first = self.first_terminal
-        return RunStats(
-            run_id=self.run_id,
-            project_name=self.project,
-            workspace_id=self.workspace,
-            created_at=self.created_at,
-            polls=len(self.log),
-            by_http_status=by_http,
-            by_run_status=by_status,
-            first_terminal_at=first.at if first else None,
-            first_terminal_wall=first.wall if first else None,
-            terminal_status=first.status if first else None,
-            log=list(self.log),
-        )
-
-
 class FakeState:
-    """Thread-safe state and control operations of the fake (see ``relay.intuned.fake``)."""
+    """Thread-safe state and control operations of the fake (see ``relay.fake_intuned``)."""
 
     def __init__(
         self,
@@ -127,6 +69,8 @@ class FakeState:
         self._faults: list[list[Any]] = []  # [fault, remaining or None]
         self._windows: dict[str, deque[float]] = {}
         self._starts: list[dict[str, Any]] = []
+        self._sink_runs: dict[str, FakeRun] = {}  # runs whose push is still to come
+        self._pushes: list[PushRecord] = []
         self._counts = {"result": 0, "start": 0}
         self._by_http: dict[int, int] = {}
 
@@ -174,6 +118,10 @@ class FakeState:
             )
         )
 
+    def create(self, spec: CreateRun) -> str:
+        """Create a run from the control API's ``CreateRun`` (sink and push faults included)."""
+        return self._create(spec)
+
     def _create(self, spec: CreateRun, fallback_result: Any = None) -> str:
         workspace = spec.workspace_id or self.default_workspace
         if workspace not in self.workspaces:
@@ -185,8 +133,50 @@ class FakeState:
             script = _settle(spec.script or self._config.default_script)
             run = FakeRun(run_id, spec.project_name, workspace, script, self.clock())
             run.fallback_result = fallback_result
+            run.api, run.parameters = spec.api, spec.parameters
+            if spec.sink is not None and spec.sink.get("type") == "webhook":
+                run.sink = spec.sink
+                run.push_faults = spec.push_faults or self._config.push_faults
+                self._sink_runs[run_id] = run
             self._runs[run_id] = run
             return run_id
+
+    def set_push_faults(self, run_id: str, faults: PushFaults) -> None:
+        """Replace the push fault switches of one run (KeyError if unknown)."""
+        with self._lock:
+            self._runs[run_id].push_faults = faults
+
+    def push_faults(self, run_id: str) -> PushFaults:
+        """The push fault switches of one run (KeyError if unknown)."""
+        with self._lock:
+            return self._runs[run_id].push_faults
+
+    def pushes(self, run_id: str | None = None) -> list[PushRecord]:
+        """Every sink push attempt (or push not sent), or one run's, in order."""
+        with self._lock:
+            return [p for p in self._pushes if run_id is None or p.run_id == run_id]
+
+    # ---- used by the sink pusher (the fake's own loop) -------------------------------------
+
+    def due_pushes(self) -> list[FakeRun]:
+        """Runs whose lifecycle ended and whose push is due now; each is returned once."""
+        with self._lock:
+            now, wall = self.clock(), time.time()
+            due = []
+            for run in list(self._sink_runs.values()):
+                if not run.check_end(now, wall):
+                    continue
+                assert run.ended_at is not None
+                if now >= run.ended_at + run.push_faults.delay_seconds:
+                    del self._sink_runs[run.run_id]
+                    run.pushed = True
+                    due.append(run)
+            return due
+
+    def record_push(self, record: PushRecord) -> None:
+        """Log one push attempt."""
+        with self._lock:
+            self._pushes.append(record)
 
     def run_ids(self) -> list[str]:
         """Every run id, in creation order."""
@@ -299,7 +289,7 @@ class FakeState:
     def answer(self, run: FakeRun) -> dict[str, Any]:
         """The envelope of this poll; advances the run's lifecycle."""
         with self._lock:
-            status = run.next_status(self.clock())
+            status = run.next_status(self.clock(), time.time())
             return envelope(run.run_id, status, run.script, run.fallback_result)
 
     def record_poll(self, run: FakeRun, http_status: int, status: str | None, note: str) -> None:
@@ -321,8 +311,18 @@ class FakeState:
         known = self._config.known_projects
         if known is not None and project not in known:
             return None
-        spec = CreateRun(project_name=project, workspace_id=workspace)
+        spec = CreateRun(
+            project_name=project,
+            workspace_id=workspace,
+            api=body["api"],
+            parameters=body["parameters"],
+            sink=body.get("sink"),
+        )
         run_id = self._create(spec, {"api": body["api"], "parameters": body["parameters"]})
+        session = body.get("authSession")
+        if isinstance(session, dict) and isinstance(session.get("id"), str):
+            with self._lock:
+                self._runs[run_id].auth_session_id = session["id"]
         with self._lock:
             self._starts.append({"projectName": project, "runId": run_id, "body": body})
         return run_id
@@ -346,7 +346,9 @@ def _applies(
     elif fault.endpoint not in (endpoint, "any"):
         return False
     if endpoint == "start":
-        return answer is None and fault.kind in PRE_ANSWER_KINDS
+        return _applies_to_start(fault, answer)
+    if fault.kind in START_ONLY_KINDS:
+        return False
     pre = fault.kind in PRE_ANSWER_KINDS or (
         fault.kind == "unknown_enum" and fault.field == "status"
     )
@@ -356,6 +358,13 @@ def _applies(
         return answer.get("status") == "completed"
     head = fault.field.split(".")[0]
     return isinstance(answer.get(head), dict)
+
+
+def _applies_to_start(fault: Fault, answer: dict[str, Any] | None) -> bool:
+    """Start faults: ``hang`` after the run was created, the others before the body is read."""
+    if fault.kind == "hang":
+        return answer is not None
+    return answer is None and (fault.kind in PRE_ANSWER_KINDS or fault.kind == "refuse")
 
 
 def rewrite(fault: Fault, answer: dict[str, Any]) -> dict[str, Any]:

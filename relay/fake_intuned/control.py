@@ -1,13 +1,15 @@
 """The control API of the bundled fake Intuned, under ``/_fake/`` (no api key needed).
 
 Lets tests and benchmarks in other processes drive the fake over HTTP; every route mirrors a
-method of ``FakeState`` and takes/returns the camelCase JSON of ``relay.intuned.fake_models``:
+method of ``FakeState`` and takes/returns the camelCase JSON of ``relay.fake_intuned.models``:
 
 ======================================  ==========================================================
-``POST   /_fake/runs``                  ``CreateRun`` JSON → 201 ``{runId, projectName,
-                                        workspaceId}`` (409: runId taken, 400: bad script)
+``POST   /_fake/runs``                  ``CreateRun`` JSON (script, sink, pushFaults...) → 201
+                                        ``{runId, projectName, workspaceId}`` (409: taken id)
 ``GET    /_fake/runs``                  ``{"runIds": [...]}``
 ``GET    /_fake/runs/{runId}``          ``RunStats`` (poll count and log, first terminal answer)
+``GET|POST /_fake/runs/{runId}/push-faults``  read / merge fields into the run's ``PushFaults``
+``GET    /_fake/pushes[?runId=]``       sink push attempts ``[PushRecord]``
 ``GET    /_fake/faults``                the armed ``Fault`` list
 ``POST   /_fake/faults``                a ``Fault`` or a list of them → 201 ``{"armed": n}``
 ``DELETE /_fake/faults[?runId=]``       clear all faults (or one run's) → 204
@@ -28,9 +30,9 @@ from typing import Any, TypeVar
 import msgspec
 from aiohttp import web
 
-from relay.intuned.fake_http import json_response
-from relay.intuned.fake_models import CreateRun, FakeConfig, Fault, RateLimitConfig
-from relay.intuned.fake_state import FakeState
+from relay.fake_intuned.models import CreateRun, FakeConfig, Fault, PushFaults, RateLimitConfig
+from relay.fake_intuned.routes import json_response
+from relay.fake_intuned.state import FakeState
 
 T = TypeVar("T")
 _FAULTS = msgspec.json.Decoder(Fault | list[Fault])
@@ -63,12 +65,7 @@ class ControlRoutes:
         except msgspec.DecodeError as exc:
             return _bad(exc)
         try:
-            run_id = self.state.create_run(
-                spec.script,
-                run_id=spec.run_id,
-                project_name=spec.project_name,
-                workspace_id=spec.workspace_id,
-            )
+            run_id = self.state.create(spec)
         except ValueError as exc:
             return json_response(409, {"detail": str(exc)})
         stats = self.state.run_stats(run_id)
@@ -87,6 +84,24 @@ class ControlRoutes:
             return json_response(200, self.state.run_stats(request.match_info["run_id"]))
         except KeyError:
             return json_response(404, {"detail": "no such run"})
+
+    async def push_faults(self, request: web.Request) -> web.Response:
+        """``GET|POST /_fake/runs/{runId}/push-faults``."""
+        run_id = request.match_info["run_id"]
+        try:
+            current = self.state.push_faults(run_id)
+            if request.method == "POST":
+                current = _merge(current, await request.read(), PushFaults)
+                self.state.set_push_faults(run_id, current)
+        except KeyError:
+            return json_response(404, {"detail": "no such run"})
+        except msgspec.MsgspecError as exc:
+            return _bad(exc)
+        return json_response(200, current)
+
+    async def pushes(self, request: web.Request) -> web.Response:
+        """``GET /_fake/pushes[?runId=]``."""
+        return json_response(200, self.state.pushes(request.query.get("runId")))
 
     async def list_faults(self, request: web.Request) -> web.Response:
         """``GET /_fake/faults``."""
@@ -149,6 +164,9 @@ def add_control_routes(app: web.Application, state: FakeState) -> None:
     app.router.add_post("/_fake/runs", c.create_run)
     app.router.add_get("/_fake/runs", c.list_runs)
     app.router.add_get("/_fake/runs/{run_id}", c.get_run)
+    app.router.add_route("GET", "/_fake/runs/{run_id}/push-faults", c.push_faults)
+    app.router.add_route("POST", "/_fake/runs/{run_id}/push-faults", c.push_faults)
+    app.router.add_get("/_fake/pushes", c.pushes)
     app.router.add_get("/_fake/faults", c.list_faults)
     app.router.add_post("/_fake/faults", c.add_faults)
     app.router.add_delete("/_fake/faults", c.clear_faults)

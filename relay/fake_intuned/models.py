@@ -36,10 +36,21 @@ FaultKind = Literal[
     "rate_limited",  # 429, with ``retry_after`` as the Retry-After header when set
     "unknown_enum",  # an unknown value for ``field`` (status answers; the others rewrite)
     "big_result",  # a completed answer whose result is ``size_bytes`` of JSON
+    "hang",  # start only: create the run, then answer after ``delay_ms`` (default 30 s)
+    "refuse",  # start only: a 4xx (``status``, default 400) with Intuned's error body
 ]
 PRE_ANSWER_KINDS: Final = frozenset(
     {"error_500", "gateway", "slow", "reset", "malformed_json", "wrong_shape", "rate_limited"}
 )
+START_ONLY_KINDS: Final = frozenset({"hang", "refuse"})
+REFUSAL_CODES: Final = {
+    400: "bad-request",
+    402: "insufficient-credits",
+    403: "forbidden",
+    404: "not-found",
+    409: "conflict",
+    422: "unprocessable-entity",
+}
 
 
 class RunScript(msgspec.Struct, rename="camel", kw_only=True, forbid_unknown_fields=True):
@@ -90,6 +101,33 @@ class Fault(msgspec.Struct, rename="camel", kw_only=True, forbid_unknown_fields=
     retry_after: str | None = None
 
 
+class PushFaults(msgspec.Struct, rename="camel", kw_only=True, forbid_unknown_fields=True):
+    """Fault switches of the sink push of one run (``POST /_fake/runs/{runId}/push-faults``).
+
+    ``lost``: never sent. ``delay_seconds``: sent that long after the run ended.
+    ``duplicates``: that many extra copies after the first. ``early_seconds``: sent when the run
+    ends, but the result endpoint keeps answering ``started`` for that long.
+    """
+
+    lost: bool = False
+    delay_seconds: float = 0.0
+    duplicates: int = 0
+    early_seconds: float = 0.0
+
+
+class PushRecord(msgspec.Struct, rename="camel", frozen=True):
+    """One sink push attempt (or a push not sent), as ``GET /_fake/pushes`` lists it."""
+
+    run_id: str
+    url: str
+    copy: int  # 0 for the push itself, 1.. for duplicates
+    attempt: int  # 1-based within one copy
+    wall: float
+    status_code: int | None  # None: not sent, or no HTTP answer
+    note: str  # "sent", "error:<kind>", "lost", "skipped:skipOnFail", "skipped:apisToSend",
+    # "refused:not-loopback"
+
+
 class RateLimitConfig(msgspec.Struct, rename="camel", kw_only=True, forbid_unknown_fields=True):
     """The documented "20 requests per minute per URI path", counted on the fake's clock.
 
@@ -118,6 +156,11 @@ class FakeConfig(msgspec.Struct, rename="camel", kw_only=True, forbid_unknown_fi
     )
     rate_limit: RateLimitConfig = msgspec.field(default_factory=RateLimitConfig)
     known_projects: list[str] | None = None  # None: every project name exists
+    push_faults: PushFaults = msgspec.field(default_factory=PushFaults)  # for runs started later
+    sink_attempts: int = 5  # attempts per push copy (non-2xx or no answer: retried)
+    sink_backoff_seconds: float = 0.2  # first retry delay, doubled each time
+    sink_timeout_seconds: float = 5.0  # per attempt
+    sink_allow_remote: bool = False  # push only to loopback URLs unless True
 
 
 class PollRecord(msgspec.Struct, rename="camel", frozen=True):
@@ -143,6 +186,9 @@ class RunStats(msgspec.Struct, rename="camel", kw_only=True):
     first_terminal_at: float | None
     first_terminal_wall: float | None
     terminal_status: str | None
+    ended_at: float | None  # fake clock: when the lifecycle ended (the push moment)
+    ended_wall: float | None
+    sink: dict[str, Any] | None
     log: list[PollRecord]
 
 
@@ -162,6 +208,10 @@ class CreateRun(msgspec.Struct, rename="camel", kw_only=True, forbid_unknown_fie
     run_id: str | None = None
     project_name: str = "demo-project"
     workspace_id: str | None = None
+    api: str = "demo-api"
+    parameters: dict[str, Any] = msgspec.field(default_factory=dict)
+    sink: dict[str, Any] | None = None  # a webhook sink, as in a start body
+    push_faults: PushFaults | None = None  # None: the config's push_faults
 
 
 def new_run_id() -> str:

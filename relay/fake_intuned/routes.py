@@ -11,7 +11,7 @@ Routes under the prefix (default ``/api/v1/workspace``), as in intuned-api.md §
 
 Order of checks on the two Run API routes: api key (401/403), rate limit (429), the run or
 project (404, also past the retention TTL), injected faults, then the answer. The control API
-lives in ``relay.intuned.fake_control``. This module must never be served in production.
+lives in ``relay.fake_intuned.control``. This module must never be served in production.
 """
 
 from __future__ import annotations
@@ -24,16 +24,18 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from relay.intuned.fake_models import (
+from relay.fake_intuned.models import (
+    REFUSAL_CODES,
     UNKNOWN_VALUES,
     Fault,
     error_body,
     gateway_body,
     wrong_shape_body,
 )
-from relay.intuned.fake_state import FakeState, retry_after_header, rewrite
+from relay.fake_intuned.state import FakeState, retry_after_header, rewrite
 
 JSON = "application/json"
+_HANG_MS = 30_000
 START_TEMPLATE = "POST /{ws}/projects/{projectName}/run/start"
 RESULT_TEMPLATE = "GET /{ws}/projects/{projectName}/run/{runId}/result"
 _OPTIONAL_TYPES: dict[str, tuple[type, ...]] = {
@@ -85,12 +87,26 @@ def validate_start(body: Any) -> list[str]:
         problems.append("api must be a non-empty string")
     if not isinstance(body.get("parameters"), dict):
         problems.append("parameters must be an object")
+    problems.extend(_sink_problems(body.get("sink")))
     for name, types in _OPTIONAL_TYPES.items():
         if name not in body:
             continue
         value = body[name]
         if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
             problems.append(f"{name} has the wrong type")
+    return problems
+
+
+def _sink_problems(sink: Any) -> list[str]:
+    """A webhook sink needs a string ``url`` and string ``headers`` (intuned-api.md §6)."""
+    if not isinstance(sink, dict) or sink.get("type") != "webhook":
+        return []
+    problems = []
+    if not isinstance(sink.get("url"), str) or not sink["url"]:
+        problems.append("sink.url must be a non-empty string")
+    headers = sink.get("headers", {})
+    if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
+        problems.append("sink.headers must map names to strings")
     return problems
 
 
@@ -115,6 +131,11 @@ async def _serve_fault(
         return json_response(200, wrong_shape_body(fault.shape, run_id))
     if kind == "rate_limited":
         return _too_many(state, fault.retry_after)
+    if kind == "refuse":
+        status = fault.status if 400 <= fault.status < 500 else 400
+        code = REFUSAL_CODES.get(status, "bad-request")
+        msg = f"Refused by the fake ({code})."
+        return json_response(status, error_body(code, msg, details=[{"field": "api"}]))
     if kind == "unknown_enum":
         value = fault.value or UNKNOWN_VALUES["status"]
         return json_response(200, {"runId": run_id, "status": value})
@@ -176,6 +197,9 @@ class IntunedRoutes:
         run_id = state.accept_start(project, ws, body)
         if run_id is None:
             return _not_found(f"Project {project!r}")
+        hang = state.take_fault("start", None, {"runId": run_id})
+        if hang is not None:  # the run exists; the answer comes too late for most clients
+            await asyncio.sleep((hang.delay_ms or _HANG_MS) / 1000)
         return json_response(state.config.start_status, {"runId": run_id, "status": "pending"})
 
     async def result(self, request: web.Request) -> web.StreamResponse:

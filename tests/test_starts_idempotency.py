@@ -16,9 +16,9 @@ import pytest
 import redis
 from litestar.testing import AsyncTestClient
 
-from relay.intuned.fake import FakeIntunedHandle, Fault
+from relay.fake_intuned import FakeIntunedHandle, Fault
 from tests.support.api_helpers import api_client
-from tests.support.relay_fixtures import AUTH_ALPHA, AUTH_BETA, base_env
+from tests.support.relay_fixtures import AUTH_ALPHA, AUTH_BETA, base_env, wait_until
 
 RUNS = "/v1/runs"
 PUBLIC = "https://relay.example.test"
@@ -50,7 +50,7 @@ async def api(
 
 
 def starts(fake: FakeIntunedHandle) -> int:
-    return fake.fake.stats().start_requests
+    return fake.state.stats().start_requests
 
 
 def subscriptions_stored(r: redis.Redis) -> int:
@@ -64,7 +64,7 @@ async def test_a_start_registers_the_run_and_answers_201_with_its_subscription(
     resp = await api.post(RUNS, json=body, headers=key("k-1"))
     assert resp.status_code == 201, resp.text
     out = resp.json()
-    [started] = fake_intuned.fake.start_log()
+    [started] = fake_intuned.state.start_log()
     assert out["runId"] == started["runId"] and out["status"] == "pending"
     sub = out["subscription"]
     assert sub["runId"] == out["runId"] and sub["state"] == "watching"
@@ -96,7 +96,9 @@ async def test_the_same_key_again_answers_the_first_answer_without_a_second_star
     assert (again.status_code, again.content) == (201, first.content)
     assert starts(fake_intuned) == 1
     # Another client's identical key is its own key.
-    other = await api.post(RUNS, json=start_body(), headers={**AUTH_BETA, "Idempotency-Key": "k-repeat"})
+    other = await api.post(
+        RUNS, json=start_body(), headers={**AUTH_BETA, "Idempotency-Key": "k-repeat"}
+    )
     assert other.status_code == 201 and other.json()["runId"] != first.json()["runId"]
     assert starts(fake_intuned) == 2
 
@@ -114,7 +116,7 @@ async def test_the_same_key_with_another_body_is_409_and_starts_nothing(
 async def test_concurrent_requests_with_one_key_start_one_run(
     api: AsyncTestClient[Any], fake_intuned: FakeIntunedHandle
 ) -> None:
-    fake_intuned.add_fault(Fault(kind="slow", endpoint="start", delay_ms=400))
+    fake_intuned.state.add_fault(Fault(kind="slow", endpoint="start", delay_ms=400))
     answers = await asyncio.gather(
         *(api.post(RUNS, json=start_body(), headers=key("k-race")) for _ in range(6))
     )
@@ -143,21 +145,21 @@ async def test_intuned_4xx_is_passed_on_registers_nothing_and_sticks_to_the_key(
 async def test_intuned_5xx_is_502_and_the_key_may_be_retried(
     api: AsyncTestClient[Any], fake_intuned: FakeIntunedHandle
 ) -> None:
-    fake_intuned.add_fault(Fault(kind="error_500", endpoint="start"))
+    fake_intuned.state.add_fault(Fault(kind="error_500", endpoint="start"))
     resp = await api.post(RUNS, json=start_body(), headers=key("k-5xx"))
     assert resp.status_code == 502, resp.text
     assert resp.json()["startOutcome"] == "not_started"
     retry = await api.post(RUNS, json=start_body(), headers=key("k-5xx"))
     assert retry.status_code == 201
     assert starts(fake_intuned) == 2
-    assert len(fake_intuned.fake.start_log()) == 1  # one run exists
+    assert len(fake_intuned.state.start_log()) == 1  # one run exists
 
 
 async def test_a_timeout_after_sending_is_unknown_for_the_keys_lifetime(
     api: AsyncTestClient[Any], fake_intuned: FakeIntunedHandle, redis_sync: redis.Redis
 ) -> None:
-    # The test settings give Intuned 1 s; the fake answers (and starts the run) after 1.5 s.
-    fake_intuned.add_fault(Fault(kind="slow", endpoint="start", delay_ms=1500))
+    # The test settings give Intuned 1 s; the fake starts the run and answers after 1.5 s.
+    fake_intuned.state.add_fault(Fault(kind="hang", endpoint="start", delay_ms=1500))
     resp = await api.post(RUNS, json=start_body(), headers=key("k-unknown"))
     assert resp.status_code == 502, resp.text
     assert resp.json()["startOutcome"] == "unknown"
@@ -165,8 +167,10 @@ async def test_a_timeout_after_sending_is_unknown_for_the_keys_lifetime(
         again = await api.post(RUNS, json=start_body(), headers=key("k-unknown"))
         assert again.status_code == 409
         assert again.json()["code"] == "start_outcome_unknown"
-    await asyncio.sleep(0.7)
+    await wait_until(lambda: starts(fake_intuned) >= 1)  # the fake counts once it answered
+    await asyncio.sleep(0.2)
     assert starts(fake_intuned) == 1
+    assert len(fake_intuned.state.start_log()) == 1  # the run exists; the relay never knew it
     assert subscriptions_stored(redis_sync) == 0
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Final, Literal
 
@@ -36,7 +37,7 @@ from relay.api.schemas import (
 )
 from relay.errors import InvalidInput
 from relay.intuned.client import IntunedClient
-from relay.intuned.models import Refused, Started, Unavailable, Unknown
+from relay.intuned.start import Refused, Started, Unavailable, Unknown
 from relay.model import (
     EVENT_STATUSES,
     StartKeyState,
@@ -58,11 +59,12 @@ log = structlog.get_logger("relay.starts")
 RELAY_FIELDS: Final = frozenset({"projectName", "callbackUrl", "events", "metadata"})
 KEY_TTL_MS: Final = 24 * 3600 * 1000
 # The header Intuned's sink sends back to the ingress; its value is per run and secret.
-INGRESS_SECRET_HEADER: Final = "x-relay-ingress-secret"
+INGRESS_SECRET_HEADER: Final = "x-relay-ingress-secret"  # noqa: S105 (a header name)
 INGRESS_PATH: Final = "/v1/ingress/intuned/"
 _KEY_MAX: Final = 255
 
 StartEvent = Literal["completed", "failed", "canceled", "started"]
+START_EVENTS: Final = (*EVENT_STATUSES, "started")
 
 
 class StartFields(msgspec.Struct, rename="camel"):
@@ -209,7 +211,9 @@ async def start_and_watch(
     s = deps.settings
     key = checked_key(key_header)
     mine, intuned_fields = parse_body(raw, s)
-    await check_callback(mine.callback_url, allow_private=s.allow_private_callbacks, lookup=deps.lookup)
+    await check_callback(
+        mine.callback_url, allow_private=s.allow_private_callbacks, lookup=deps.lookup
+    )
     khash, fp = key_hash(key), fingerprint(raw)
     pending_ms = int((s.intuned_timeout * 2 + 30) * 1000)
     held = await deps.starts.claim_key(client, khash, fp, KEY_TTL_MS, pending_ms)
@@ -222,11 +226,15 @@ async def start_and_watch(
     outcome = await deps.intuned.start(mine.project_name, msgspec.json.encode(intuned_fields))
     if isinstance(outcome, Started):
         answer = await _watch(deps, client, mine, outcome, intuned_fields, token, secret)
-        await deps.starts.settle_key(client, khash, fp, StartKeyState.DONE, answer.status, answer.body)
+        await deps.starts.settle_key(
+            client, khash, fp, StartKeyState.DONE, answer.status, answer.body
+        )
         return answer
     if isinstance(outcome, Refused):
         answer = _refused(outcome)
-        await deps.starts.settle_key(client, khash, fp, StartKeyState.DONE, answer.status, answer.body)
+        await deps.starts.settle_key(
+            client, khash, fp, StartKeyState.DONE, answer.status, answer.body
+        )
         log.info("start_refused", client=client, status=outcome.status_code)
         return answer
     if isinstance(outcome, Unavailable):
@@ -245,7 +253,9 @@ async def start_and_watch(
         "have started, and the relay will not start it again with this key",
         startOutcome="unknown",
     )
-    await deps.starts.settle_key(client, khash, fp, StartKeyState.UNKNOWN, answer.status, answer.body)
+    await deps.starts.settle_key(
+        client, khash, fp, StartKeyState.UNKNOWN, answer.status, answer.body
+    )
     log.warning("start_outcome_unknown", client=client)
     return answer
 
@@ -273,10 +283,10 @@ async def _watch(
 ) -> StartAnswer:
     """Register the subscription on the new run, give its watch the push fields: 201."""
     s = deps.settings
-    run_id = started.response.run_id
+    run_id = started.run_id
     ws = s.intuned_workspace_id
     rk = run_key(ws, mine.project_name, run_id)
-    wanted = mine.events
+    wanted: Sequence[str] | None = mine.events
     doc = SubscriptionDoc(
         id=new_subscription_id(),
         client=client,
@@ -284,13 +294,17 @@ async def _watch(
         project_name=mine.project_name,
         run_id=run_id,
         callback_url=mine.callback_url,
-        events=tuple(e for e in (*EVENT_STATUSES, "started") if wanted is None and e != "started" or wanted is not None and e in wanted),
+        events=tuple(e for e in START_EVENTS if e in (wanted or EVENT_STATUSES)),
         metadata=msgspec.Raw(msgspec.json.encode(mine.metadata or {})),
         created_at=now_ms(),
     )
     reg = await deps.store.register(doc, rk, queued_job(deps.arq, "poll_now", rk, f"poll:{rk}"))
     await deps.starts.expect_push(
-        rk, token, secret_hash(secret), _deadline_ms(intuned_fields, s.run_deadline_margin), deps.store.ttl_ms
+        rk,
+        token,
+        secret_hash(secret),
+        _deadline_ms(intuned_fields, s.run_deadline_margin),
+        deps.store.ttl_ms,
     )
     sub = Subscription(
         doc=doc,
@@ -302,6 +316,8 @@ async def _watch(
         event_type=None,
         run_status=reg.run_status,
     )
-    out = StartOut(run_id=run_id, status=started.response.status, subscription=subscription_out(sub, reg.run_status))
+    out = StartOut(
+        run_id=run_id, status=started.status, subscription=subscription_out(sub, reg.run_status)
+    )
     log.info("run_started", client=client, run_id=run_id, subscription_id=doc.id, push=bool(token))
     return StartAnswer(201, msgspec.json.encode(out))

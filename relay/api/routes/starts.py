@@ -12,6 +12,7 @@ from typing import Any, Final
 from litestar import Controller, MediaType, Request, Response, post
 from litestar.datastructures import State
 from litestar.exceptions import ClientException, NotAuthorizedException, NotFoundException
+from litestar.params import FromPath
 from litestar.status_codes import HTTP_201_CREATED, HTTP_202_ACCEPTED
 
 from relay.api.auth import client_for
@@ -78,7 +79,7 @@ class StartController(Controller):
     responses=errors(401, 404, 503),
 )
 async def intuned_push(
-    token: str, request: Request[Any, Any, Any], state: State
+    token: FromPath[str], request: Request[Any, Any, Any], state: State
 ) -> Response[dict[str, str]]:
     """Authenticate a push, then make its run due for a poll now."""
     found = await authenticate(state.starts, token, request.headers.get(INGRESS_SECRET_HEADER))

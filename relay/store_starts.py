@@ -89,9 +89,9 @@ return 1
 """
 )
 
-# ARGV: rk burst_ms. A push arrived for a watched run: mark it and bring its poll forward to
-# now (or to the end of the burst window after the last push-triggered poll). Returns
-# 'triggered', 'coalesced' (a poll for an earlier push is still to come) or 'ignored'.
+# ARGV: rk burst_ms. A push arrived for a watched run: mark it and make its poll due now, unless
+# a poll for an earlier push is still to come or was claimed within burst_ms (the run is then on
+# the normal poll curve, which follows up). Returns 'triggered', 'coalesced' or 'ignored'.
 _PUSHED: Final = (
     _TIME
     + r"""
@@ -100,13 +100,53 @@ local wk = 'r:w:' .. rk
 local w = redis.call('HMGET', wk, 'st', 'pn', 'pt')
 if w[1] ~= 'watching' then return 'ignored' end
 redis.call('HSET', wk, 'pg', 1)
-if w[2] then return 'coalesced' end
+local now = now_ms()
+if w[2] or (w[3] and now - tonumber(w[3]) < burst) then return 'coalesced' end
 redis.call('HSET', wk, 'pn', 1)
-local due = math.max(now_ms(), tonumber(w[3] or '0') + burst)
-redis.call('ZADD', 'r:due:poll', 'XX', 'LT', due, rk)
+redis.call('ZADD', 'r:due:poll', 'XX', 'LT', now, rk)
 return 'triggered'
 """
 )
+
+# ARGV: rk. What a poll of the run needs to know about pushes; takes the push news (a push
+# that arrived since the last poll), noting when its poll was claimed. Returns a map:
+# px, pg, dl, pn ('' when unset).
+_TAKE_PUSH_NEWS: Final = (
+    _TIME
+    + r"""
+local wk = 'r:w:' .. ARGV[1]
+local w = redis.call('HMGET', wk, 'px', 'pg', 'dl', 'pn')
+if w[4] then
+  redis.call('HDEL', wk, 'pn')
+  redis.call('HSET', wk, 'pt', now_ms())
+end
+return {'px', w[1] or '', 'pg', w[2] or '', 'dl', w[3] or '', 'pn', w[4] or ''}
+"""
+)
+
+# ARGV: rk burst_ms. After a non-terminal poll was recorded: when a push arrived meanwhile,
+# its poll must not wait for the schedule just written. Returns 1 when the poll was brought
+# forward.
+_REPOLL_IF_PUSHED: Final = (
+    _TIME
+    + r"""
+local rk = ARGV[1]
+local w = redis.call('HMGET', 'r:w:' .. rk, 'st', 'pn', 'pt')
+if w[1] ~= 'watching' or not w[2] then return 0 end
+local due = math.max(now_ms(), tonumber(w[3] or '0') + tonumber(ARGV[2]))
+redis.call('ZADD', 'r:due:poll', 'XX', 'LT', due, rk)
+return 1
+"""
+)
+
+
+class PushState(msgspec.Struct, frozen=True):
+    """A watched run's push fields as one poll sees them."""
+
+    expects_push: bool = False  # started through the relay with a sink
+    pushed: bool = False  # a push arrived at some point
+    news: bool = False  # a push arrived since the last poll (this poll answers it)
+    deadline: int | None = None  # ms; None: RELAY_WATCH_TIMEOUT from first sight
 
 
 class StartKey(msgspec.Struct, frozen=True):
@@ -143,6 +183,8 @@ class StartStore:
         self._forget = redis.register_script(_FORGET_KEY)
         self._expect = redis.register_script(_EXPECT_PUSH)
         self._pushed = redis.register_script(_PUSHED)
+        self._take_news = redis.register_script(_TAKE_PUSH_NEWS)
+        self._repoll = redis.register_script(_REPOLL_IF_PUSHED)
 
     async def claim_key(
         self, client: str, khash: str, fingerprint: str, ttl_ms: int, pending_ms: int
@@ -184,3 +226,17 @@ class StartStore:
     async def pushed(self, run_key: str, burst_ms: int) -> str:
         """Record a push for a run: 'triggered', 'coalesced' or 'ignored'."""
         return bytes(await self._pushed(args=[run_key, burst_ms])).decode()
+
+    async def take_push_news(self, run_key: str) -> PushState:
+        """The run's push fields for the poll about to happen (consumes the push news)."""
+        m = _pairs(await self._take_news(args=[run_key]))
+        return PushState(
+            expects_push=bool(m["px"]),
+            pushed=bool(m["pg"]),
+            news=bool(m["pn"]),
+            deadline=int(m["dl"]) if m["dl"] else None,
+        )
+
+    async def repoll_if_pushed(self, run_key: str, burst_ms: int) -> bool:
+        """Bring the next poll forward when a push arrived during the poll just recorded."""
+        return bool(await self._repoll(args=[run_key, burst_ms]))

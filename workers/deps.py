@@ -12,6 +12,7 @@ from relay.intuned.client import IntunedClient
 from relay.metrics import WorkerMetrics
 from relay.settings import Settings
 from relay.store import Store
+from relay.store_starts import StartStore
 from relay.webhooks.sender import WebhookSender
 
 
@@ -24,6 +25,7 @@ class WorkerDeps:
     intuned: IntunedClient
     sender: WebhookSender
     metrics: WorkerMetrics
+    starts: StartStore
     pumps: dict[str, Any] = field(default_factory=dict)
 
     @property

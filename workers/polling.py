@@ -10,6 +10,11 @@ The decision table (scheduling numbers come from ``relay.policy``):
     429                         next poll after max(backoff, Retry-After)
     5xx, timeout, reset, junk   counted; next poll on the backoff curve; the watch goes on
     older than the timeout      run.watch_failed(watch_timeout), without calling Intuned
+
+A run started through the relay with a sink (a push expected) is polled on the slow safety-net
+curve (RELAY_PUSH_FALLBACK_INTERVAL up to RELAY_PUSH_FALLBACK_MAX_INTERVAL) until its push comes;
+a push makes it due at once, and afterwards it is polled on the normal curve (Intuned's result may
+lag its push). Its watch ends at its own deadline (requestTimeout x maximumAttempts + margin).
 """
 
 from __future__ import annotations
@@ -26,9 +31,10 @@ from relay.intuned.models import (
     Unauthorized,
 )
 from relay.model import FailureCode, WatchFailure, now_ms
-from relay.policy import next_poll_interval, poll_delay
+from relay.policy import PUSH_BURST_MS, poll_delay, watch_poll_interval
 from relay.settings import Settings
 from relay.store import ClaimedPoll
+from relay.store_starts import PushState
 from workers.deps import WorkerDeps
 
 log = structlog.get_logger("relay.poll")
@@ -39,28 +45,48 @@ def poll_after(
     s: Settings,
     retry_after: float | None = None,
     rng: random.Random | None = None,
+    *,
+    maximum: float | None = None,
 ) -> float:
-    """Seconds until the next poll: the jittered interval, never beyond RELAY_POLL_MAX_INTERVAL
-    (jitter included) unless Intuned's Retry-After asks for longer."""
-    delay = poll_delay(interval, retry_after=retry_after, maximum=s.poll_max_interval, rng=rng)
-    return delay if retry_after is not None else min(delay, s.poll_max_interval)
+    """Seconds until the next poll: the jittered interval, never beyond ``maximum`` (default
+    RELAY_POLL_MAX_INTERVAL; jitter included) unless Intuned's Retry-After asks for longer."""
+    cap = s.poll_max_interval if maximum is None else maximum
+    delay = poll_delay(interval, retry_after=retry_after, maximum=cap, rng=rng)
+    return delay if retry_after is not None else min(delay, cap)
+
+
+def _curve(s: Settings, push: PushState) -> tuple[float, float]:
+    """(first, maximum) interval of the curve this run is polled on."""
+    if push.expects_push and not push.pushed:
+        return s.push_fallback_interval, s.push_fallback_max_interval
+    return s.poll_interval, s.poll_max_interval
 
 
 async def poll_claimed(deps: WorkerDeps, claim: ClaimedPoll) -> None:
     """Poll one leased run and record what happened."""
     s, store = deps.settings, deps.store
     rk = claim.run_key
-    deadline = claim.first_seen + int(s.watch_timeout * 1000)
+    push = await deps.starts.take_push_news(rk)
+    deadline = push.deadline or claim.first_seen + int(s.watch_timeout * 1000)
     if now_ms() >= deadline:
         await _fail(deps, claim, FailureCode.WATCH_TIMEOUT, "run not terminal", polled=False)
         return
 
     outcome = await deps.intuned.get_result(claim.project_name, claim.run_id)
     now = now_ms()
-    interval = next_poll_interval(claim.interval, s.poll_interval, s.poll_max_interval)
+    curve = _curve(s, push)
+    # A push that found the run not terminal yet restarts the normal curve from its start.
+    interval = watch_poll_interval(
+        0.0 if push.news else claim.interval,
+        expects_push=push.expects_push,
+        pushed=push.pushed,
+        poll=(s.poll_interval, s.poll_max_interval),
+        fallback=(s.push_fallback_interval, s.push_fallback_max_interval),
+    )
 
     def due(retry_after: float | None = None) -> int:
-        return min(now + int(poll_after(interval, s, retry_after) * 1000), deadline)
+        delay = poll_after(interval, s, retry_after, maximum=curve[1])
+        return min(now + int(delay * 1000), deadline)
 
     if isinstance(outcome, Fetched):
         status = outcome.result.status
@@ -68,6 +94,8 @@ async def poll_claimed(deps: WorkerDeps, claim: ClaimedPoll) -> None:
         if delivering:  # first: the webhook should not wait for the log line
             deps.wake("delivery")
         terminal = outcome.result.is_terminal
+        if push.expects_push and not terminal:
+            await deps.starts.repoll_if_pushed(rk, PUSH_BURST_MS)
         deps.metrics.polls.labels("terminal" if terminal else "pending").inc()
         # A pending answer is the common case (every run, every few seconds): debug only.
         (log.info if terminal else log.debug)(

@@ -27,6 +27,7 @@ from relay.metrics import WorkerMetrics
 from relay.model import now_ms
 from relay.settings import Settings
 from relay.store import ClaimedDelivery, ClaimedPoll, Store
+from relay.store_starts import StartStore
 from relay.webhooks.sender import WebhookSender
 from workers.delivery import deliver_claimed
 from workers.deps import WorkerDeps
@@ -99,7 +100,12 @@ async def open_deps(settings: Settings, redis: Redis, metrics: WorkerMetrics) ->
     )
     store = Store(redis, result_ttl=settings.result_ttl)
     return WorkerDeps(
-        settings=settings, store=store, intuned=intuned, sender=sender, metrics=metrics
+        settings=settings,
+        store=store,
+        intuned=intuned,
+        sender=sender,
+        metrics=metrics,
+        starts=StartStore(redis),
     )
 
 

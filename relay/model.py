@@ -51,6 +51,54 @@ class FailureCode(StrEnum):
     RUN_NOT_FOUND = "run_not_found"
     INTUNED_UNAUTHORIZED = "intuned_unauthorized"
     WATCH_TIMEOUT = "watch_timeout"
+    RESULT_TOO_LARGE = "result_too_large"
+
+
+class EventType(StrEnum):
+    """The ``type`` of a webhook about a run."""
+
+    COMPLETED = "run.completed"
+    FAILED = "run.failed"
+    CANCELED = "run.canceled"
+    WATCH_FAILED = "run.watch_failed"
+
+
+class PollKind(StrEnum):
+    """What a poll came to, as recorded: a fetched envelope, a retryable error, or giving up."""
+
+    RESULT = "result"
+    ERROR = "error"
+    FAIL = "fail"
+
+
+class PollRecord(StrEnum):
+    """What recording a poll did to the watch."""
+
+    STALE = "stale"  # the watch was not watching any more: nothing changed
+    SCHEDULED = "scheduled"  # the next poll is due later
+    TERMINAL = "terminal"  # the run ended: its subscribers move to delivery (fan-out)
+    FAILED = "failed"  # the relay gave up: its subscribers get run.watch_failed (fan-out)
+
+
+class RegisterAction(StrEnum):
+    """What registering a subscription did."""
+
+    POLL = "poll"  # a new watch: the run's first poll is due now
+    JOIN = "join"  # the run was being watched already
+    DELIVER = "deliver"  # the run's terminal result is cached: delivery is due now
+    SKIP = "skip"  # the run ended in a status the subscription did not ask for
+    EXISTING = "existing"  # the same registration existed: nothing written
+    QUOTA_CLIENT = "quota_client"  # RELAY_MAX_SUBSCRIPTIONS_PER_CLIENT reached: nothing written
+    QUOTA_RUN = "quota_run"  # RELAY_MAX_SUBSCRIPTIONS_PER_RUN reached: nothing written
+
+
+class DeliveryOutcome(StrEnum):
+    """What one delivery attempt means for its subscription."""
+
+    DELIVERED = "delivered"
+    GONE = "gone"
+    EXHAUSTED = "exhausted"
+    RETRY = "retry"
 
 
 class StartKeyState(StrEnum):
@@ -137,4 +185,4 @@ def run_key(workspace_id: str, project_name: str, run_id: str) -> str:
 
 def event_type_for(status: str | None, failed: bool) -> str:
     """``run.<status>`` for a terminal status, ``run.watch_failed`` when the relay gave up."""
-    return "run.watch_failed" if failed or status is None else f"run.{status}"
+    return EventType.WATCH_FAILED if failed or status is None else f"run.{status}"

@@ -20,6 +20,16 @@ DEFAULT_RETRY_SCHEDULE = "5s,5m,30m,2h,5h,10h,10h"
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_SIZE = re.compile(r"^\s*(\d+)\s*(B|KB|KiB|MB|MiB|GB|GiB)?\s*$", re.IGNORECASE)
+_UNIT_BYTES = {
+    "b": 1,
+    "kb": 1000,
+    "kib": 1024,
+    "mb": 1000**2,
+    "mib": 1024**2,
+    "gb": 1000**3,
+    "gib": 1024**3,
+}
 _CLIENT_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _UUIDISH = re.compile(r"^[A-Za-z0-9-]{1,64}$")
 _PUBLIC_URL = re.compile(r"^https?://[^/?#\s]+(/[^?#\s]*)?$")
@@ -38,6 +48,19 @@ def parse_duration(text: str, *, name: str) -> float:
     if seconds <= 0:
         raise ConfigError(name, f"{text!r} must be greater than zero")
     return seconds
+
+
+def parse_size(text: str, *, name: str) -> int:
+    """Parse ``16MiB``, ``500KB``, ``1048576`` (bytes) into bytes; raise naming ``name``."""
+    match = _SIZE.match(text)
+    if match is None:
+        raise ConfigError(
+            name, f"{text!r} is not a size; use a number and a unit: B, KB, KiB, MB, MiB, GB, GiB"
+        )
+    size = int(match.group(1)) * _UNIT_BYTES[(match.group(2) or "b").lower()]
+    if size <= 0:
+        raise ConfigError(name, f"{text!r} must be greater than zero")
+    return size
 
 
 def parse_schedule(text: str, *, name: str) -> tuple[float, ...]:
@@ -110,6 +133,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     push_fallback_interval: float = 60.0
     push_fallback_max_interval: float = 300.0
     run_deadline_margin: float = 900.0
+    # Limits (contract §6).
+    max_subscriptions_per_client: int = 100_000
+    max_subscriptions_per_run: int = 1000
+    max_result_bytes: int = 16 * 1024 * 1024
 
     def __repr__(self) -> str:  # never print secrets
         return (
@@ -230,4 +257,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             push_fallback_interval=push_fallback,
             push_fallback_max_interval=push_fallback_max,
             run_deadline_margin=duration("RELAY_RUN_DEADLINE_MARGIN", "15m"),
+            max_subscriptions_per_client=integer(
+                "RELAY_MAX_SUBSCRIPTIONS_PER_CLIENT", 100_000, 1, 100_000_000
+            ),
+            max_subscriptions_per_run=integer(
+                "RELAY_MAX_SUBSCRIPTIONS_PER_RUN", 1000, 1, 1_000_000
+            ),
+            max_result_bytes=parse_size(
+                get("RELAY_MAX_RESULT_BYTES", "16MiB") or "16MiB", name="RELAY_MAX_RESULT_BYTES"
+            ),
         )

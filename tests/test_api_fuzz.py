@@ -33,10 +33,12 @@ from schemathesis import GenerationMode
 from schemathesis.python import asgi
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from relay.model import now_ms, run_key
-from relay.store import Store
+from relay.model import run_key
+from relay.store import keys as store_keys
+from relay.store import run_digest
 from tests.support.api_helpers import WORKSPACE, api_env, make_app, public_dns, snapshot
 from tests.support.relay_fixtures import ALPHA_KEY, AUTH_ALPHA, AUTH_BETA
+from tests.support.store_helpers import finish_run, open_stores
 
 SCHEMA_PATH = "/schema/openapi.json"
 SUB_ID = "subscription_id"
@@ -86,10 +88,7 @@ async def _finish_run(redis_url: str, project: str, run: str, result: bytes) -> 
     """Record a terminal Intuned result for a watched run, as a worker's poll would."""
     client = aioredis.Redis.from_url(redis_url)
     try:
-        store = Store(client, result_ttl=3600)
-        await store.record_result(
-            run_key(WORKSPACE, project, run), now_ms(), "completed", result, 0, 0.0
-        )
+        await finish_run(open_stores(client), run_key(WORKSPACE, project, run), "completed", result)
     finally:
         await client.aclose()
 
@@ -122,12 +121,12 @@ def seed_alpha(app: Litestar, redis_url: str) -> Alpha:
 
 def alpha_state(r: redis.Redis, alpha: Alpha) -> dict[str, Any]:
     """Everything stored about alpha (without TTLs), to compare before and after."""
-    keys = [k.decode() for k in r.scan_iter(match="r:c:alpha*")] + ["r:sec:alpha"]
+    keys = [k.decode() for k in r.scan_iter(match=store_keys.client_all("alpha") + "*")]
     for project, run in alpha.runs:
-        rk = run_key(WORKSPACE, project, run)
-        keys += [f"r:w:{rk}", f"r:w:{rk}:s", f"r:res:{rk}"]
+        rd = run_digest(run_key(WORKSPACE, project, run))
+        keys += [store_keys.watch(rd), store_keys.subscribers(rd), store_keys.result(rd)]
     for sid in alpha.subscription_ids:
-        keys += [f"r:s:{sid}", f"r:s:{sid}:a", f"r:s:{sid}:b"]
+        keys += [store_keys.sub(sid), store_keys.attempts(sid)]
     return snapshot(r, keys)
 
 

@@ -15,9 +15,10 @@ import redis.asyncio as aioredis
 from litestar.testing import AsyncTestClient
 
 from relay.model import now_ms, run_key
-from relay.store import Store
+from relay.store import Stores, run_digest
 from tests.support.api_helpers import WORKSPACE, api_client, api_env, body, make_doc
 from tests.support.relay_fixtures import AUTH_ALPHA
+from tests.support.store_helpers import finish_run, open_stores
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 SUBS = "/v1/subscriptions"
@@ -30,9 +31,9 @@ async def shared_api(redis_url: str) -> AsyncIterator[AsyncTestClient[Any]]:
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def store(redis_url: str) -> AsyncIterator[Store]:
+async def store(redis_url: str) -> AsyncIterator[Stores]:
     client = aioredis.Redis.from_url(redis_url)
-    yield Store(client, result_ttl=3600)
+    yield open_stores(client)
     await client.aclose()
 
 
@@ -67,12 +68,14 @@ async def all_pages(api: AsyncTestClient[Any], limit: int, extra: str = "") -> l
         assert len(pages) < 50, "paging does not end"
 
 
-async def same_millisecond(store: Store, n: int, at: int, run: str = "r") -> list[str]:
+async def same_millisecond(store: Stores, n: int, at: int, run: str = "r") -> list[str]:
     """``n`` subscriptions of alpha all created in millisecond ``at``."""
     ids = []
     for i in range(n):
         doc = make_doc("alpha", "demo-project", f"{run}{i}", at)
-        await store.register(doc, run_key(WORKSPACE, doc.project_name, doc.run_id))
+        await store.subscriptions.register(
+            doc, run_key(WORKSPACE, doc.project_name, doc.run_id), "whsec_dGVzdA=="
+        )
         ids.append(doc.id)
     return ids
 
@@ -101,7 +104,7 @@ async def test_limit_bounds_are_inclusive(api: AsyncTestClient[Any], limit: int)
 
 
 async def test_cursor_is_stable_across_items_of_one_millisecond(
-    api: AsyncTestClient[Any], store: Store
+    api: AsyncTestClient[Any], store: Stores
 ) -> None:
     at = now_ms()
     older = await same_millisecond(store, 2, at - 1000, run="old")
@@ -114,7 +117,7 @@ async def test_cursor_is_stable_across_items_of_one_millisecond(
 
 
 async def test_items_created_while_paging_neither_repeat_nor_hide_others(
-    api: AsyncTestClient[Any], store: Store
+    api: AsyncTestClient[Any], store: Stores
 ) -> None:
     at = now_ms() - 10_000
     existing = await same_millisecond(store, 6, at)
@@ -132,7 +135,7 @@ async def test_items_created_while_paging_neither_repeat_nor_hide_others(
 
 
 async def test_last_page_has_no_cursor_even_when_it_is_full(
-    api: AsyncTestClient[Any], store: Store
+    api: AsyncTestClient[Any], store: Stores
 ) -> None:
     # Regression: a page of exactly `limit` items always came with a nextCursor, which led
     # to an empty page.
@@ -187,7 +190,7 @@ async def test_run_id_filter(api: AsyncTestClient[Any]) -> None:
 
 
 async def test_delete_is_204_then_canceled_and_idempotent(
-    api: AsyncTestClient[Any], store: Store
+    api: AsyncTestClient[Any], store: Stores
 ) -> None:
     sid = (await create(api, run="to-cancel"))["id"]
     first = await api.delete(f"{SUBS}/{sid}", headers=AUTH_ALPHA)
@@ -199,15 +202,17 @@ async def test_delete_is_204_then_canceled_and_idempotent(
     assert again.status_code == 204
     assert (await api.get(f"{SUBS}/{sid}", headers=AUTH_ALPHA)).json() == got
     # The run's last subscription is gone: its polling stopped.
-    watch = await store.get_watch(run_key(WORKSPACE, "demo-project", "to-cancel"))
+    watch = await store.watches.get_watch(
+        run_digest(run_key(WORKSPACE, "demo-project", "to-cancel"))
+    )
     assert watch is not None and watch.state == "idle"
-    assert await store.watched_runs() == 0
+    assert await store.housekeeping.watched_runs() == 0
     missing = await api.delete(f"{SUBS}/sub_doesNotExist000000000", headers=AUTH_ALPHA)
     assert missing.status_code == 404 and "no subscription" in missing.json()["detail"]
 
 
 async def test_redeliver_is_409_until_the_run_is_terminal(
-    api: AsyncTestClient[Any], store: Store
+    api: AsyncTestClient[Any], store: Stores
 ) -> None:
     sid = (await create(api, run="pending-run"))["id"]
     resp = await api.post(f"{SUBS}/{sid}/redeliver", headers=AUTH_ALPHA)
@@ -215,7 +220,7 @@ async def test_redeliver_is_409_until_the_run_is_terminal(
     assert "watching" in resp.json()["detail"]
     result = msgspec.json.encode({"runId": "pending-run", "status": "failed", "error": "x"})
     rk = run_key(WORKSPACE, "demo-project", "pending-run")
-    await store.record_result(rk, now_ms(), "failed", result, 0, 0)
+    await finish_run(store, rk, "failed", result)
     resp = await api.post(f"{SUBS}/{sid}/redeliver", headers=AUTH_ALPHA)
     assert resp.status_code == 202, resp.text
     assert resp.json()["state"] == "delivering" and resp.json()["runStatus"] == "failed"
@@ -225,13 +230,11 @@ async def test_redeliver_is_409_until_the_run_is_terminal(
 
 
 async def test_redeliver_of_a_skipped_subscription_is_409(
-    api: AsyncTestClient[Any], store: Store
+    api: AsyncTestClient[Any], store: Stores
 ) -> None:
     sid = (await create(api, run="skipper", events=["failed"]))["id"]
     result = msgspec.json.encode({"runId": "skipper", "status": "completed"})
-    await store.record_result(
-        run_key(WORKSPACE, "demo-project", "skipper"), now_ms(), "completed", result, 0, 0
-    )
+    await finish_run(store, run_key(WORKSPACE, "demo-project", "skipper"), "completed", result)
     assert (await api.get(f"{SUBS}/{sid}", headers=AUTH_ALPHA)).json()["state"] == "skipped"
     resp = await api.post(f"{SUBS}/{sid}/redeliver", headers=AUTH_ALPHA)
     assert resp.status_code == 409 and "skipped" in resp.json()["detail"]

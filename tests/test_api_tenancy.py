@@ -1,7 +1,7 @@
 """Isolation: client beta, using every route with client alpha's ids, gets 404 and changes nothing.
 
 Alpha owns a watched run and a completed one (its result cached, its webhook delivered, with an
-attempt log and a stored event body), set up through the API and the store's own transitions,
+attempt log), set up through the API and the store's own transitions,
 as a worker would.
 """
 
@@ -18,10 +18,11 @@ import redis
 import redis.asyncio as aioredis
 from litestar.testing import AsyncTestClient
 
-from relay.model import Attempt, now_ms, run_key
-from relay.store import Store
+from relay.model import Attempt, DeliveryOutcome, now_ms, run_key
+from relay.store import Stores, run_digest
 from tests.support.api_helpers import WORKSPACE, api_client, api_env, body, everything
 from tests.support.relay_fixtures import AUTH_ALPHA, AUTH_BETA
+from tests.support.store_helpers import finish_run, open_stores
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 SUBS = "/v1/subscriptions"
@@ -35,9 +36,9 @@ async def shared_api(redis_url: str) -> AsyncIterator[AsyncTestClient[Any]]:
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def store(redis_url: str) -> AsyncIterator[Store]:
+async def store(redis_url: str) -> AsyncIterator[Stores]:
     client = aioredis.Redis.from_url(redis_url)
-    yield Store(client, result_ttl=3600)
+    yield open_stores(client)
     await client.aclose()
 
 
@@ -62,16 +63,16 @@ async def create(api: AsyncTestClient[Any], auth: dict[str, str], **fields: Any)
 
 
 @pytest_asyncio.fixture(loop_scope="module")
-async def alpha(api: AsyncTestClient[Any], store: Store) -> AlphaWorld:
+async def alpha(api: AsyncTestClient[Any], store: Stores) -> AlphaWorld:
     watching = await create(api, AUTH_ALPHA, project=PROJECT, run="watched")
     delivered = await create(api, AUTH_ALPHA, project=PROJECT, run="done", metadata={"a": 1})
     now = now_ms()
     result = msgspec.json.encode({"runId": "done", "status": "completed", "result": {"n": 42}})
-    await store.record_result(run_key(WORKSPACE, PROJECT, "done"), now, "completed", result, 0, 0)
-    [claim] = await store.claim_deliveries(now_ms(), 10, 60_000, only=delivered)
+    await finish_run(store, run_key(WORKSPACE, PROJECT, "done"), "completed", result)
+    [claim] = await store.deliveries.claim_deliveries(10, only=delivered)
     attempt = Attempt(attempt=1, at=now, status_code=200, error=None, duration_ms=3.0)
-    assert await store.record_attempt(claim, attempt, "delivered", 0, now_ms()) == "delivered"
-    await store.store_event_body(delivered, b'{"type":"run.completed"}')
+    rec = await store.deliveries.record_attempt(claim, attempt, DeliveryOutcome.DELIVERED, 0)
+    assert rec.state == "delivered"
     return AlphaWorld(watching, delivered, "watched", "done")
 
 
@@ -101,28 +102,30 @@ async def test_alphas_subscriptions_do_not_exist_for_beta(
 
 
 async def test_beta_deleting_alphas_subscription_does_not_stop_its_polling(
-    api: AsyncTestClient[Any], store: Store, alpha: AlphaWorld
+    api: AsyncTestClient[Any], store: Stores, alpha: AlphaWorld
 ) -> None:
     resp = await api.delete(f"{SUBS}/{alpha.watching}", headers=AUTH_BETA)
     assert resp.status_code == 404
-    watch = await store.get_watch(run_key(WORKSPACE, PROJECT, alpha.watched_run))
+    watch = await store.watches.get_watch(
+        run_digest(run_key(WORKSPACE, PROJECT, alpha.watched_run))
+    )
     assert watch is not None and watch.state == "watching"
-    assert await store.watched_runs() == 1
+    assert await store.housekeeping.watched_runs() == 1
     got = await api.get(f"{SUBS}/{alpha.watching}", headers=AUTH_ALPHA)
     assert got.json()["state"] == "watching"
 
 
 async def test_beta_cannot_redeliver_alphas_event(
-    api: AsyncTestClient[Any], store: Store, alpha: AlphaWorld
+    api: AsyncTestClient[Any], store: Stores, alpha: AlphaWorld
 ) -> None:
     resp = await api.post(f"{SUBS}/{alpha.delivered}/redeliver", headers=AUTH_BETA)
     assert resp.status_code == 404
-    sub = await store.get_subscription_any(alpha.delivered)
+    sub = await store.subscriptions.get_subscription_any(alpha.delivered)
     assert sub is not None and sub.series == 1 and sub.state.value == "delivered"
     # alpha can, and starts a fresh attempt series
     mine = await api.post(f"{SUBS}/{alpha.delivered}/redeliver", headers=AUTH_ALPHA)
     assert mine.status_code == 202 and mine.json()["state"] == "delivering"
-    sub = await store.get_subscription_any(alpha.delivered)
+    sub = await store.subscriptions.get_subscription_any(alpha.delivered)
     assert sub is not None and sub.series == 2
 
 
@@ -161,12 +164,12 @@ async def test_lists_never_show_another_clients_items(
 
 
 async def test_shared_run_alpha_canceling_leaves_betas_watch_running(
-    api: AsyncTestClient[Any], store: Store
+    api: AsyncTestClient[Any], store: Stores
 ) -> None:
     a = await create(api, AUTH_ALPHA, project=PROJECT, run="shared")
     b = await create(api, AUTH_BETA, project=PROJECT, run="shared")
     assert (await api.delete(f"{SUBS}/{a}", headers=AUTH_ALPHA)).status_code == 204
-    watch = await store.get_watch(run_key(WORKSPACE, PROJECT, "shared"))
+    watch = await store.watches.get_watch(run_digest(run_key(WORKSPACE, PROJECT, "shared")))
     assert watch is not None and watch.state == "watching"
     theirs = (await api.get(f"{SUBS}/{b}", headers=AUTH_BETA)).json()
     assert theirs["state"] == "watching"

@@ -15,6 +15,7 @@ import pytest_asyncio
 import redis
 from litestar.testing import AsyncTestClient
 
+from relay.store import keys
 from tests.support.api_helpers import (
     MIXED_HOST,
     PRIVATE_HOST,
@@ -309,7 +310,7 @@ async def test_every_v1_route_needs_a_valid_key(
     assert resp.headers["www-authenticate"].startswith("Bearer")
     assert ALPHA_KEY not in detail and ALPHA_KEY not in resp.text
     assert stored_keys(redis_sync) == []
-    assert not redis_sync.exists("r:sec:alpha")
+    assert not redis_sync.exists(keys.secrets("alpha"))
 
 
 async def test_the_scheme_is_case_insensitive(api: AsyncTestClient[Any]) -> None:

@@ -20,6 +20,7 @@ from litestar.testing import AsyncTestClient
 from relay.embedded_redis import free_port
 from relay.fake_intuned import FakeIntunedHandle, RunScript
 from relay.model import ATTEMPT_DECODER, Attempt
+from relay.store import keys
 from tests.support.receiver import ReceiverHandle, start_receiver_in_thread
 from tests.support.relay_fixtures import AUTH_ALPHA, StartWorker, wait_until
 from tests.support.reliability import register_many, state_counts, webhook_counts
@@ -31,7 +32,7 @@ K = 10
 
 def attempts(db: redis.Redis, sid: str) -> list[Attempt]:
     """The attempt log of a subscription, read from Redis."""
-    return [ATTEMPT_DECODER.decode(a) for a in db.lrange(f"r:s:{sid}:a", 0, -1)]
+    return [ATTEMPT_DECODER.decode(a) for a in db.lrange(keys.attempts(sid), 0, -1)]
 
 
 @pytest.fixture

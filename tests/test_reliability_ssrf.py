@@ -22,6 +22,7 @@ from relay.api.app import create_app
 from relay.fake_intuned import FakeIntunedHandle, RunScript
 from relay.model import ATTEMPT_DECODER
 from relay.settings import Settings
+from relay.store import keys
 from tests.support.relay_fixtures import AUTH_ALPHA, StartWorker, wait_until
 from tests.support.reliability import register_many, state_counts
 
@@ -117,7 +118,7 @@ async def test_every_forbidden_form_is_refused_at_registration(
         refused[what] = detail
     await asyncio.sleep(0.1)
     assert listener.connections == []
-    assert redis_sync.keys("r:s:*") == []  # nothing was stored
+    assert redis_sync.keys(keys.sub("*")) == []  # nothing was stored
     print(f"\nSSRF at registration: {len(refused)}/{len(urls)} forms refused with 400")
 
 
@@ -142,7 +143,9 @@ async def test_callbacks_turned_private_and_redirects_never_reach_the_listener(
     strict = start_worker(RELAY_ALLOW_PRIVATE_CALLBACKS="false", RELAY_RETRY_SCHEDULE="50ms,50ms")
     await wait_until(lambda: state_counts(redis_sync, sids) == {"exhausted": len(sids)}, timeout=20)
     for sid in sids:
-        errors = {ATTEMPT_DECODER.decode(a).error for a in redis_sync.lrange(f"r:s:{sid}:a", 0, -1)}
+        errors = {
+            ATTEMPT_DECODER.decode(a).error for a in redis_sync.lrange(keys.attempts(sid), 0, -1)
+        }
         assert errors == {"ssrf_refused"}, (sid, errors)
     strict.terminate()
 
@@ -168,7 +171,7 @@ async def test_callbacks_turned_private_and_redirects_never_reach_the_listener(
     finally:
         server.close()
         await server.wait_closed()
-    log = [ATTEMPT_DECODER.decode(a) for a in redis_sync.lrange(f"r:s:{redirected}:a", 0, -1)]
+    log = [ATTEMPT_DECODER.decode(a) for a in redis_sync.lrange(keys.attempts(redirected), 0, -1)]
     assert [(a.status_code, a.error) for a in log] == [(302, "redirect")] * 3
     await asyncio.sleep(0.1)
     assert listener.connections == []

@@ -54,11 +54,11 @@ def starts(fake: FakeIntunedHandle) -> int:
 
 
 def subscriptions_stored(r: redis.Redis) -> int:
-    return sum(1 for k in r.scan_iter(match="r:*") if b"s:" in k and b":a" not in k)
+    return sum(1 for k in r.scan_iter(match="r:{s:*") if not k.endswith(b":a"))
 
 
 async def test_a_start_registers_the_run_and_answers_201_with_its_subscription(
-    api: AsyncTestClient[Any], fake_intuned: FakeIntunedHandle
+    api: AsyncTestClient[Any], fake_intuned: FakeIntunedHandle, redis_sync: redis.Redis
 ) -> None:
     body = start_body(metadata={"order": 1}, saveTrace=False, futureField={"n": 1})
     resp = await api.post(RUNS, json=body, headers=key("k-1"))
@@ -71,6 +71,7 @@ async def test_a_start_registers_the_run_and_answers_201_with_its_subscription(
     assert sub["callbackUrl"] == CALLBACK and sub["metadata"] == {"order": 1}
     view = await api.get(f"/v1/subscriptions/{sub['id']}", headers=AUTH_ALPHA)
     assert view.status_code == 200 and view.json()["runId"] == out["runId"]
+    assert subscriptions_stored(redis_sync) == 1
     # Intuned's fields went through unchanged (unknown ones too); the relay's stayed home.
     sent = started["body"]
     assert sent["api"] == "scrape/prices" and sent["parameters"] == {"sku": 7}

@@ -10,17 +10,22 @@ from redis.asyncio import Redis
 
 from relay.model import (
     Attempt,
+    DeliveryOutcome,
     FailureCode,
+    RegisterAction,
     SubscriptionDoc,
     SubState,
     WatchFailure,
     new_subscription_id,
     run_key,
 )
-from relay.store import Store, decode_cursor, encode_cursor
+from relay.store import Stores, decode_cursor, encode_cursor, keys, run_digest
+from relay.store.deliveries import DeliveryStore
+from relay.store.watches import WatchStore
+from tests.support.store_helpers import open_stores
 
 WS = "ws-1"
-TTL = 3600.0
+SECRET = "whsec_dGVzdC1zZWNyZXQ="
 
 
 def make_doc(
@@ -44,148 +49,166 @@ def make_doc(
 
 
 @pytest.fixture
-def store(redis_client: Redis) -> Store:
-    return Store(redis_client, result_ttl=TTL)
+def store(redis_client: Redis) -> Stores:
+    return open_stores(redis_client)
 
 
-def rk_of(doc: SubscriptionDoc) -> str:
-    return run_key(doc.workspace_id, doc.project_name, doc.run_id)
+def rd_of(doc: SubscriptionDoc) -> str:
+    return run_digest(run_key(doc.workspace_id, doc.project_name, doc.run_id))
 
 
-async def test_first_registration_starts_polling_and_second_joins(store: Store) -> None:
+async def register(store: Stores, doc: SubscriptionDoc) -> RegisterAction:
+    rk = run_key(doc.workspace_id, doc.project_name, doc.run_id)
+    return (await store.subscriptions.register(doc, rk, SECRET)).action
+
+
+async def terminal(store: Stores, doc: SubscriptionDoc, status: str, body: bytes = b"{}") -> int:
+    await store.watches.record_result(rd_of(doc), status, body, 0, 0.0)
+    return await store.watches.fan_out_all(rd_of(doc))
+
+
+def attempt(n: int, code: int | None) -> Attempt:
+    return Attempt(attempt=n, at=1, status_code=code, error=None, duration_ms=1.0)
+
+
+async def test_first_registration_starts_polling_and_second_joins(redis_client: Redis) -> None:
+    store = open_stores(redis_client)
+    watches = WatchStore(redis_client, ttl_ms=3_600_000, lease_ms=150)
     a, b = make_doc(url="http://a.example/x"), make_doc(url="http://b.example/x")
-    ra = await store.register(a, rk_of(a))
-    rb = await store.register(b, rk_of(b))
-    assert (ra.created, ra.action) == (True, "poll")
-    assert (rb.created, rb.action) == (True, "join")
-    claimed = await store.claim_polls(now=2_000, limit=10, lease_ms=5_000)
-    assert [c.run_key for c in claimed] == [rk_of(a)]
-    assert claimed[0].project_name == "proj one"
-    # Leased: not claimable again until the lease runs out.
-    assert await store.claim_polls(now=2_001, limit=10, lease_ms=5_000) == []
-    assert len(await store.claim_polls(now=7_001, limit=10, lease_ms=5_000)) == 1
+    assert await register(store, a) == RegisterAction.POLL
+    assert await register(store, b) == RegisterAction.JOIN
+    claimed = await watches.claim_polls(10)
+    assert [(c.rd, c.project, c.kind) for c in claimed] == [(rd_of(a), "proj one", "poll")]
+    # Leased (by Redis's clock): not claimable again until the lease runs out.
+    assert await watches.claim_polls(10) == []
+    await asyncio.sleep(0.2)
+    assert len(await watches.claim_polls(10)) == 1
 
 
-async def test_same_registration_is_idempotent(store: Store) -> None:
+async def test_same_registration_is_idempotent(store: Stores) -> None:
     doc = make_doc()
-    first = await store.register(doc, rk_of(doc))
-    again = await store.register(msgspec.structs.replace(doc, id=new_subscription_id()), rk_of(doc))
-    assert again.created is False
-    assert again.subscription_id == first.subscription_id
-    assert again.action == "existing"
+    rk = run_key(WS, doc.project_name, doc.run_id)
+    first = await store.subscriptions.register(doc, rk, SECRET)
+    again = await store.subscriptions.register(
+        msgspec.structs.replace(doc, id=new_subscription_id()), rk, SECRET
+    )
+    assert (again.created, again.id, again.action) == (False, first.id, RegisterAction.EXISTING)
 
 
-async def test_terminal_result_fans_out_and_skips_unwanted_events(store: Store) -> None:
+async def test_terminal_result_fans_out_and_skips_unwanted_events(store: Stores) -> None:
     wants = make_doc(url="http://a.example/1")
     skips = make_doc(url="http://a.example/2", events=("failed",))
-    await store.register(wants, rk_of(wants))
-    await store.register(skips, rk_of(skips))
-    rk = rk_of(wants)
-    [_claim] = await store.claim_polls(2_000, 10, 5_000)
-    outcome, delivering = await store.record_result(
-        rk, 2_100, "completed", b'{"runId":"run1","status":"completed"}', 0, 0
-    )
-    assert outcome == "terminal"
-    assert delivering == [wants.id]
-    sub = await store.get_subscription(skips.id, "alpha")
+    await register(store, wants)
+    await register(store, skips)
+    [_claim] = await store.watches.claim_polls(10)
+    assert await terminal(store, wants, "completed") == 1
+    sub = await store.subscriptions.get_subscription(skips.id, "alpha")
     assert sub is not None and sub.state is SubState.SKIPPED
-    watch = await store.get_watch(rk)
+    watch = await store.watches.get_watch(rd_of(wants))
     assert watch is not None and watch.state == "terminal" and watch.polls == 1
+    assert watch.pending == 1
     # A terminal run is never polled again, whatever a late poll answer says.
-    assert await store.claim_polls(10_000, 10, 5_000) == []
-    outcome, _ = await store.record_result(rk, 2_200, "started", b"{}", 9_000, 3)
-    assert outcome == "stale"
+    assert await store.watches.claim_polls(10) == []
+    late = await store.watches.record_result(rd_of(wants), "started", b"{}", 9_000, 3)
+    assert late.outcome == "stale"
 
 
 async def test_late_registration_on_cached_terminal_run_goes_straight_to_delivery(
-    store: Store,
+    store: Stores,
 ) -> None:
     first = make_doc(url="http://a.example/1")
-    await store.register(first, rk_of(first))
-    await store.claim_polls(2_000, 10, 5_000)
-    await store.record_result(rk_of(first), 2_100, "failed", b"{}", 0, 0)
+    await register(store, first)
+    await terminal(store, first, "failed")
     late = make_doc(url="http://a.example/late")
-    reg = await store.register(late, rk_of(late))
-    assert reg.action == "deliver"
-    claims = await store.claim_deliveries(now=10**13, limit=10, lease_ms=1_000)
+    assert await register(store, late) == RegisterAction.DELIVER
+    claims = await store.deliveries.claim_deliveries(10)
     assert {c.subscription_id for c in claims} == {first.id, late.id}
     assert {c.event_type for c in claims} == {"run.failed"}
+    assert len({c.occurred_at for c in claims}) == 1  # the run's end, for late joiners too
 
 
-async def test_delivery_attempts_retry_then_deliver(store: Store) -> None:
+async def test_delivery_attempts_retry_then_deliver(store: Stores) -> None:
     doc = make_doc()
-    await store.register(doc, rk_of(doc))
-    await store.claim_polls(2_000, 10, 5_000)
-    await store.record_result(rk_of(doc), 2_100, "completed", b"{}", 0, 0)
-    [claim] = await store.claim_deliveries(3_000, 10, 60_000)
-    failed = Attempt(attempt=1, at=3_000, status_code=500, error="http_500", duration_ms=3.0)
-    assert await store.record_attempt(claim, failed, "retry", 4_000, 3_001) == "delivering"
-    assert await store.claim_deliveries(3_999, 10, 60_000) == []
-    [claim2] = await store.claim_deliveries(4_000, 10, 60_000)
+    await register(store, doc)
+    await terminal(store, doc, "completed")
+    [claim] = await store.deliveries.claim_deliveries(10)
+    failed = attempt(1, 500)
+    rec = await store.deliveries.record_attempt(claim, failed, DeliveryOutcome.RETRY, 150)
+    assert rec.state == "delivering" and rec.next is not None
+    assert await store.deliveries.claim_deliveries(10) == []
+    await asyncio.sleep(0.2)
+    [claim2] = await store.deliveries.claim_deliveries(10)
     assert claim2.attempts_in_series == 1
-    ok = Attempt(attempt=2, at=4_000, status_code=200, error=None, duration_ms=2.0)
-    assert await store.record_attempt(claim2, ok, "delivered", 0, 4_001) == "delivered"
-    sub = await store.get_subscription(doc.id, "alpha")
-    assert sub is not None
-    assert sub.state is SubState.DELIVERED
+    rec = await store.deliveries.record_attempt(
+        claim2, attempt(2, 200), DeliveryOutcome.DELIVERED, 0
+    )
+    assert rec.state == "delivered"
+    sub = await store.subscriptions.get_subscription(doc.id, "alpha")
+    assert sub is not None and sub.state is SubState.DELIVERED
     assert [a.status_code for a in sub.attempts] == [500, 200]
     assert sub.next_attempt_at is None
+    # The run's keys now expire (no delivery pending), not before the subscription's.
+    watch = await store.watches.get_watch(rd_of(doc))
+    assert watch is not None and watch.pending == 0
+    assert await store.watches.redis.pttl(keys.result(rd_of(doc))) > 0
 
 
-async def test_redeliver_starts_a_new_series_and_old_results_are_stale(store: Store) -> None:
+async def test_redeliver_starts_a_new_series_and_old_results_are_stale(store: Stores) -> None:
     doc = make_doc()
-    await store.register(doc, rk_of(doc))
-    assert await store.redeliver(doc.id, "alpha", 1) == "conflict:watching"
-    await store.claim_polls(2_000, 10, 5_000)
-    await store.record_result(rk_of(doc), 2_100, "completed", b"{}", 0, 0)
-    [claim] = await store.claim_deliveries(3_000, 10, 60_000)
-    gone = Attempt(attempt=1, at=3_000, status_code=410, error="http_410", duration_ms=1.0)
-    assert await store.record_attempt(claim, gone, "gone", 0, 3_001) == "gone"
-    assert await store.redeliver(doc.id, "beta", 4_000) == "not_found"
-    assert await store.redeliver(doc.id, "alpha", 4_000) == "ok"
-    [fresh] = await store.claim_deliveries(4_000, 10, 60_000)
+    await register(store, doc)
+    conflict = await store.subscriptions.redeliver(doc.id, "alpha")
+    assert (conflict.outcome, conflict.state) == ("conflict", "watching")
+    await terminal(store, doc, "completed")
+    [claim] = await store.deliveries.claim_deliveries(10)
+    gone = attempt(1, 410)
+    assert (await store.deliveries.record_attempt(claim, gone, DeliveryOutcome.GONE, 0)).state == (
+        "gone"
+    )
+    assert (await store.subscriptions.redeliver(doc.id, "beta")).outcome == "not_found"
+    assert (await store.subscriptions.redeliver(doc.id, "alpha")).outcome == "ok"
+    [fresh] = await store.deliveries.claim_deliveries(10)
     assert (fresh.series, fresh.attempts_in_series) == (2, 0)
     # An attempt of the old series that finishes late changes nothing.
-    assert await store.record_attempt(claim, gone, "gone", 0, 4_001) == "stale"
+    stale = await store.deliveries.record_attempt(claim, gone, DeliveryOutcome.GONE, 0)
+    assert stale.state == "stale"
 
 
-async def test_cancel_of_last_subscription_stops_polling(store: Store) -> None:
+async def test_cancel_of_last_subscription_stops_polling(store: Stores) -> None:
     a, b = make_doc(url="http://a.example/1"), make_doc(url="http://a.example/2")
-    await store.register(a, rk_of(a))
-    await store.register(b, rk_of(b))
-    assert await store.cancel(a.id, "beta", 5) is False
-    assert await store.cancel(a.id, "alpha", 5) is True
-    assert (await store.get_watch(rk_of(a))).state == "watching"  # type: ignore[union-attr]
-    assert await store.cancel(b.id, "alpha", 6) is True
-    assert (await store.get_watch(rk_of(a))).state == "idle"  # type: ignore[union-attr]
-    assert await store.claim_polls(10**13, 10, 1_000) == []
+    await register(store, a)
+    await register(store, b)
+    assert await store.subscriptions.cancel(a.id, "beta") is False
+    assert await store.subscriptions.cancel(a.id, "alpha") is True
+    assert (await store.watches.get_watch(rd_of(a))).state == "watching"  # type: ignore[union-attr]
+    assert await store.subscriptions.cancel(b.id, "alpha") is True
+    assert (await store.watches.get_watch(rd_of(a))).state == "idle"  # type: ignore[union-attr]
+    assert await store.watches.claim_polls(10) == []
     # A new subscription on the idle run restarts polling.
-    c = make_doc(url="http://a.example/3")
-    assert (await store.register(c, rk_of(c))).action == "poll"
+    assert await register(store, make_doc(url="http://a.example/3")) == RegisterAction.POLL
 
 
-async def test_watch_failure_moves_subscriptions_to_watch_failed(store: Store) -> None:
+async def test_watch_failure_moves_subscriptions_to_watch_failed(store: Stores) -> None:
     doc = make_doc()
-    await store.register(doc, rk_of(doc))
-    outcome, delivering = await store.record_watch_failure(
-        rk_of(doc), 9_000, WatchFailure(FailureCode.RUN_NOT_FOUND, "404"), polled=True
-    )
-    assert outcome == "failed" and delivering == [doc.id]
-    [claim] = await store.claim_deliveries(10_000, 10, 1_000)
-    assert claim.event_type == "run.watch_failed"
-    failure = await store.watch_failure(rk_of(doc))
-    assert failure is not None and failure.code is FailureCode.RUN_NOT_FOUND
+    await register(store, doc)
+    failure = WatchFailure(FailureCode.RUN_NOT_FOUND, "404")
+    rec = await store.watches.record_watch_failure(rd_of(doc), failure, polled=True)
+    assert rec.outcome == "failed"
+    assert await store.watches.fan_out_all(rd_of(doc)) == 1
+    [claim] = await store.deliveries.claim_deliveries(10)
+    assert (claim.event_type, claim.failure) == ("run.watch_failed", failure)
 
 
-async def test_list_is_newest_first_with_stable_cursor_and_per_client(store: Store) -> None:
+async def test_list_is_newest_first_with_stable_cursor_and_per_client(store: Stores) -> None:
     docs = [make_doc(run_id=f"r{i}", created_at=1_000 + i // 2) for i in range(7)]
     for d in docs:
-        await store.register(d, rk_of(d))
-    await store.register(make_doc(client="beta"), "x")
+        await register(store, d)
+    await register(store, make_doc(client="beta"))
     seen: list[str] = []
     cursor = None
     while True:
-        page = await store.list_subscriptions("alpha", state=None, limit=3, cursor=cursor)
+        page = await store.subscriptions.list_subscriptions(
+            "alpha", state=None, limit=3, cursor=cursor
+        )
         seen += [s.doc.id for s in page.items]
         if page.next_cursor is None:
             break
@@ -193,11 +216,13 @@ async def test_list_is_newest_first_with_stable_cursor_and_per_client(store: Sto
     assert len(seen) == 7 == len(set(seen))
     created = [next(d.created_at for d in docs if d.id == sid) for sid in seen]
     assert created == sorted(created, reverse=True)
-    watching = await store.list_subscriptions(
+    watching = await store.subscriptions.list_subscriptions(
         "alpha", state=SubState.WATCHING, limit=50, cursor=None
     )
     assert len(watching.items) == 7
-    by_run = await store.list_subscriptions("alpha", state=None, limit=50, cursor=None, run_id="r3")
+    by_run = await store.subscriptions.list_subscriptions(
+        "alpha", state=None, limit=50, cursor=None, run_id="r3"
+    )
     assert [s.doc.run_id for s in by_run.items] == ["r3"]
 
 
@@ -207,94 +232,87 @@ def test_cursor_round_trip_and_garbage() -> None:
         decode_cursor("!!!")
 
 
-async def test_secrets_created_once_and_rotation_keeps_old_for_24h(store: Store) -> None:
-    first = await store.signing_secret("alpha", "whsec_a")
-    assert first == await store.signing_secret("alpha", "whsec_b") == "whsec_a"
-    await store.rotate_secret("alpha", "whsec_c", now=1_000)
-    assert await store.signing_secrets("alpha", 2_000) == ["whsec_c", "whsec_a"]
-    assert await store.signing_secrets("alpha", 1_000 + 24 * 3600 * 1000) == ["whsec_c"]
-    assert await store.signing_secrets("beta", 2_000) == []
-
-
-async def test_sweep_restores_lost_due_entries(store: Store, redis_client: Redis) -> None:
+async def test_secrets_created_once_and_rotation_keeps_old_for_24h(store: Stores) -> None:
+    first = await store.secrets.signing_secret("alpha", "whsec_a")
+    assert first == await store.secrets.signing_secret("alpha", "whsec_b") == "whsec_a"
+    await store.secrets.rotate_secret("alpha", "whsec_c")
     doc = make_doc()
-    await store.register(doc, rk_of(doc))
-    await redis_client.delete("r:due:poll")
-    assert await store.sweep(5_000) == (1, 0)
-    assert len(await store.claim_polls(5_000, 10, 1_000)) == 1
+    await register(store, doc)  # the registration keeps the existing secret
+    await terminal(store, doc, "completed")
+    [claim] = await store.deliveries.claim_deliveries(10)
+    assert claim.secrets == ("whsec_c", "whsec_a")
+    assert await store.secrets.current("beta") is None
 
 
-async def test_expired_subscriptions_leave_no_index_entries(
-    redis_client: Redis,
-) -> None:
-    store = Store(redis_client, result_ttl=0.2)  # finished subscriptions expire after 200 ms
+async def test_sweep_restores_lost_due_entries(store: Stores, redis_client: Redis) -> None:
     doc = make_doc()
-    await store.register(doc, rk_of(doc))
-    assert await store.cancel(doc.id, "alpha", 5) is True
+    await register(store, doc)
+    await redis_client.delete(keys.DUE_POLL)
+    s = await store.housekeeping.sweep_slice()
+    assert (s.polls, s.deliveries, s.wrapped) == (1, 0, True)
+    assert len(await store.watches.claim_polls(10)) == 1
+
+
+async def test_expired_subscriptions_leave_no_index_entries(redis_client: Redis) -> None:
+    store = open_stores(redis_client, result_ttl=0.2)  # finished ones expire after 200 ms
+    doc = make_doc()
+    await register(store, doc)
+    assert await store.subscriptions.cancel(doc.id, "alpha") is True
     await asyncio.sleep(0.35)
-    assert not await redis_client.exists(f"r:s:{doc.id}")
-    assert await store.prune_expired(10**13) == 1
-    keys = sorted(k.decode() for k in await redis_client.keys("*"))
-    assert [k for k in keys if k.startswith("r:c:")] == []
-    assert "r:exp" not in keys
-    # The idle watch of the canceled run expired as well: nothing of the run is left.
-    assert [k for k in keys if k.startswith(("r:w:", "r:res:"))] == []
+    assert not await redis_client.exists(keys.sub(doc.id))
+    assert (await store.housekeeping.prune_slice()).pruned == 1
+    await store.housekeeping.sweep_slice()  # the expired run leaves the runs index
+    left = sorted(k.decode() for k in await redis_client.keys("*"))
+    # What stays: the client's signing secret and the registry of client names.
+    assert left == sorted([keys.secrets("alpha"), keys.CLIENTS, keys.HOUSEKEEPING])
 
 
-async def test_redelivery_keeps_a_finished_subscription_alive(store: Store) -> None:
+async def test_redelivery_keeps_a_finished_subscription_alive(store: Stores) -> None:
     doc = make_doc()
-    await store.register(doc, rk_of(doc))
-    await store.claim_polls(2_000, 10, 5_000)
-    await store.record_result(rk_of(doc), 2_100, "completed", b"{}", 0, 0)
-    [claim] = await store.claim_deliveries(3_000, 10, 60_000)
-    ok = Attempt(attempt=1, at=3_000, status_code=200, error=None, duration_ms=1.0)
-    await store.record_attempt(claim, ok, "delivered", 0, 3_001)
-    assert await store.redis.zcard("r:exp") == 1
-    assert await store.redeliver(doc.id, "alpha", 4_000) == "ok"
-    assert await store.redis.zcard("r:exp") == 0
-    assert await store.redis.ttl(f"r:s:{doc.id}") == -1
+    await register(store, doc)
+    await terminal(store, doc, "completed")
+    [claim] = await store.deliveries.claim_deliveries(10)
+    await store.deliveries.record_attempt(claim, attempt(1, 200), DeliveryOutcome.DELIVERED, 0)
+    redis = store.subscriptions.redis
+    assert await redis.zcard(keys.EXPIRING) == 1
+    assert (await store.subscriptions.redeliver(doc.id, "alpha")).outcome == "ok"
+    assert await redis.zcard(keys.EXPIRING) == 0
+    assert await redis.ttl(keys.sub(doc.id)) == -1
+    assert await redis.ttl(keys.result(rd_of(doc))) == -1  # pending again: the result stays
 
 
-async def test_a_delivery_claim_carries_what_the_attempt_reads(store: Store) -> None:
-    """One round trip per attempt: result (or stored body), secrets and failure ride along."""
+async def test_a_delivery_claim_carries_what_the_attempt_reads(store: Stores) -> None:
+    """One round trip per attempt: result, secrets and failure ride along."""
     doc = make_doc()
-    await store.register(doc, rk_of(doc))
-    await store.claim_polls(2_000, 10, 5_000)
+    await register(store, doc)
     envelope = b'{"runId":"run1","status":"completed","result":[1]}'
-    await store.record_result(rk_of(doc), 2_100, "completed", envelope, 0, 0)
-    await store.signing_secret("alpha", "whsec_a")
-    await store.rotate_secret("alpha", "whsec_b", 2_500)
-    [claim] = await store.claim_deliveries(3_000, 10, 1_000)
-    assert (claim.body, claim.result, claim.result_known) == (None, envelope, True)
-    assert claim.secrets == ("whsec_b", "whsec_a")
-    assert claim.failure is None
-    assert await store.store_event_body(doc.id, b'{"type":"run.completed"}') == (
-        b'{"type":"run.completed"}'
-    )
-    # First writer wins: a second worker that built the body too sends the stored bytes.
-    assert await store.store_event_body(doc.id, b"other") == b'{"type":"run.completed"}'
-    [again] = await store.claim_deliveries(5_000, 10, 1_000)
-    assert (again.body, again.result) == (b'{"type":"run.completed"}', None)
+    await terminal(store, doc, "completed", envelope)
+    [claim] = await store.deliveries.claim_deliveries(10)
+    assert (claim.result, claim.result_known) == (envelope, True)
+    assert claim.secrets == (SECRET,)
+    assert claim.failure is None and claim.doc.metadata == msgspec.Raw(b'{"k":1}')
 
 
-async def test_a_delivery_claim_leaves_a_big_result_to_a_separate_read(store: Store) -> None:
+async def test_a_delivery_claim_leaves_a_big_result_to_a_separate_read(redis_client: Redis) -> None:
+    store = open_stores(redis_client)
+    deliveries = DeliveryStore(redis_client, ttl_ms=3_600_000)
     doc = make_doc()
-    await store.register(doc, rk_of(doc))
-    await store.claim_polls(2_000, 10, 5_000)
+    await register(store, doc)
     big = b'{"runId":"run1","status":"completed","result":"' + b"x" * 70_000 + b'"}'
-    await store.record_result(rk_of(doc), 2_100, "completed", big, 0, 0)
-    [claim] = await store.claim_deliveries(3_000, 10, 1_000)
-    assert (claim.result, claim.result_known, claim.secrets) == (None, False, ())
-    cached = await store.cached_result(rk_of(doc))
+    await terminal(store, doc, "completed", big)
+    [claim] = await deliveries.claim_deliveries(10)
+    assert (claim.result, claim.result_known) == (None, False)
+    cached = await deliveries.result(claim.run_digest)
     assert cached is not None and cached.body == big
 
 
-async def test_a_watch_failed_claim_carries_the_failure(store: Store) -> None:
+async def test_a_watch_failed_claim_carries_the_failure(store: Stores) -> None:
     doc = make_doc()
-    await store.register(doc, rk_of(doc))
+    await register(store, doc)
     failure = WatchFailure(FailureCode.WATCH_TIMEOUT, "run not terminal")
-    await store.record_watch_failure(rk_of(doc), 9_000, failure, polled=False)
-    [claim] = await store.claim_deliveries(10_000, 10, 1_000)
+    await store.watches.record_watch_failure(rd_of(doc), failure, polled=False)
+    await store.watches.fan_out_all(rd_of(doc))
+    [claim] = await store.deliveries.claim_deliveries(10)
     assert (claim.event_type, claim.failure, claim.result_known) == (
         "run.watch_failed",
         failure,
@@ -302,15 +320,20 @@ async def test_a_watch_failed_claim_carries_the_failure(store: Store) -> None:
     )
 
 
-async def test_sweep_restores_delivering_entries_across_scan_pages(
-    store: Store, redis_client: Redis
+async def test_sweep_restores_delivering_entries_from_a_saved_cursor(
+    store: Stores, redis_client: Redis
 ) -> None:
     docs = [make_doc(run_id=f"run{i}") for i in range(600)]
     for doc in docs:
-        await store.register(doc, rk_of(doc))
-    await store.claim_polls(2_000, 1_000, 5_000)
+        await register(store, doc)
     for doc in docs[:3]:
-        await store.record_result(rk_of(doc), 2_100, "completed", b"{}", 0, 0)
-    await redis_client.delete("r:due:poll", "r:due:dlv")
-    assert await store.sweep(5_000) == (597, 3)
-    assert await store.sweep(5_000) == (0, 0)
+        await terminal(store, doc, "completed")
+    await redis_client.delete(keys.DUE_POLL, keys.DUE_DELIVERY)
+    slices = []
+    while not slices or not slices[-1].wrapped:
+        slices.append(await store.housekeeping.sweep_slice(runs=200))
+    assert len(slices) == 4  # 3 full slices and an empty one that wraps the saved cursor
+    assert sum(s.polls for s in slices) == 597
+    assert sum(s.deliveries for s in slices) == 3
+    again = await store.housekeeping.run()
+    assert again == (0, 0, 0)

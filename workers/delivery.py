@@ -1,50 +1,52 @@
 """Delivery: one claimed subscription → one signed POST → one recorded attempt.
 
-The event body is built once (first attempt) and stored; every retry and redelivery sends those
-same bytes under the same ``webhook-id``, with a fresh ``webhook-timestamp`` and signature.
-The first attempt stores the body while its POST is on the way (not before it): the bytes are a
-pure function of what the claim read, all of it fixed once the run ended, so a retry that had to
-rebuild them would get the same bytes, and the store's first writer wins anyway. The store
-finishes before the attempt is recorded (which sets the body's expiry).
+The event body is a pure function of the run's stored result (kept once per run, alive while
+any delivery of it is pending) and the subscription (its document, event type, occurrence
+time and watch failure, all fixed when the run ended): every retry, redelivery and restarted
+worker rebuilds the same bytes and sends them under the same ``webhook-id``, with a fresh
+``webhook-timestamp`` and signature. Nothing is stored per subscription but the attempt.
+A delivery never creates a signing secret: without one the attempt fails, logged and recorded.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable
 from datetime import UTC, datetime
+from typing import Final
 
 import structlog
 
 from relay.intuned.models import RAW_FIELDS_DECODER
-from relay.model import Attempt, now_ms
+from relay.model import Attempt, DeliveryOutcome, EventType, FailureCode
 from relay.policy import retry_delay
 from relay.store import ClaimedDelivery
 from relay.webhooks.payload import build_event_body
-from relay.webhooks.signing import new_secret, webhook_headers, webhook_id
+from relay.webhooks.sender import AttemptResult
+from relay.webhooks.signing import webhook_headers, webhook_id
 from workers.deps import WorkerDeps
 
 log = structlog.get_logger("relay.delivery")
 
+NO_SECRET: Final = "no_signing_secret"  # noqa: S105 - an error class, not a secret
 
-async def event_body(
-    deps: WorkerDeps, claim: ClaimedDelivery
-) -> tuple[bytes, Awaitable[bytes] | None]:
-    """This subscription's event body; on first use also the pending store of it."""
-    store = deps.store
-    if claim.body is not None:  # built by an earlier attempt (read by the claim)
-        return claim.body, None
+
+async def event_body(deps: WorkerDeps, claim: ClaimedDelivery) -> bytes:
+    """This subscription's event body, from the run's stored result."""
     raw = claim.result
     if not claim.result_known:  # too big to ride along with the claim
-        cached = await store.cached_result(claim.run_key)
+        cached = await deps.store.deliveries.result(claim.run_digest)
         raw = cached.body if cached is not None else None
+    return body_for(claim, raw)
+
+
+def body_for(claim: ClaimedDelivery, raw: bytes | None) -> bytes:
+    """The event body: a pure function of the claim and the run's stored result."""
     fields = RAW_FIELDS_DECODER.decode(raw) if raw is not None else None
     failure = None
-    if claim.event_type == "run.watch_failed":
+    if claim.event_type == EventType.WATCH_FAILED:
         wf = claim.failure
-        failure = (wf.code.value, wf.message) if wf else ("watch_timeout", "watch ended")
+        failure = (wf.code.value, wf.message) if wf else (FailureCode.WATCH_TIMEOUT.value, "")
     doc = claim.doc
-    built = build_event_body(
+    return build_event_body(
         event_type=claim.event_type,
         occurred_at=datetime.fromtimestamp(claim.occurred_at / 1000, UTC),
         subscription_id=doc.id,
@@ -55,32 +57,37 @@ async def event_body(
         metadata=doc.metadata,
         failure=failure,
     )
-    return built, asyncio.ensure_future(store.store_event_body(claim.subscription_id, built))
+
+
+async def _send(deps: WorkerDeps, claim: ClaimedDelivery, now: int) -> AttemptResult:
+    if not claim.secrets:
+        log.error(
+            "delivery_without_secret",
+            subscription_id=claim.subscription_id,
+            client=claim.doc.client,
+            detail="the client has no signing secret (created by the API only); not sent",
+        )
+        return AttemptResult(outcome="retry", error=NO_SECRET, duration_ms=0.0)
+    body = await event_body(deps, claim)
+    msg_id = webhook_id(claim.subscription_id, claim.event_type)
+    headers = webhook_headers(msg_id, now // 1000, body, list(claim.secrets))
+    return await deps.sender.send(claim.doc.callback_url, body, headers)
 
 
 async def deliver_claimed(deps: WorkerDeps, claim: ClaimedDelivery) -> None:
     """Make one delivery attempt for a leased subscription and record it."""
-    store, s = deps.store, deps.settings
-    body, storing = await event_body(deps, claim)
-    now = now_ms()
-    secrets = list(claim.secrets)
-    if not secrets:
-        secrets = [await store.signing_secret(claim.doc.client, new_secret())]
-    msg_id = webhook_id(claim.subscription_id, claim.event_type)
-    headers = webhook_headers(msg_id, now // 1000, body, secrets)
-    result = await deps.sender.send(claim.doc.callback_url, body, headers)
-    if storing is not None:
-        await storing
-    done = now_ms()
+    s = deps.settings
+    now = deps.clock()
+    result = await _send(deps, claim, now)
     number = claim.attempts_in_series + 1
-    outcome: str = result.outcome
-    next_due = 0
-    if outcome == "retry":
+    outcome = DeliveryOutcome(result.outcome)
+    delay_ms = 0
+    if outcome is DeliveryOutcome.RETRY:
         delay = retry_delay(number, s.retry_schedule, retry_after=result.retry_after)
         if delay is None:
-            outcome = "exhausted"
+            outcome = DeliveryOutcome.EXHAUSTED
         else:
-            next_due = done + int(delay * 1000)
+            delay_ms = int(delay * 1000)
     attempt = Attempt(
         attempt=number,
         at=now,
@@ -90,21 +97,21 @@ async def deliver_claimed(deps: WorkerDeps, claim: ClaimedDelivery) -> None:
         response=result.response_excerpt,
         series=claim.series,
     )
-    state = await store.record_attempt(claim, attempt, outcome, next_due, done)
-    deps.metrics.deliveries.labels(outcome).inc()
+    rec = await deps.store.deliveries.record_attempt(claim, attempt, outcome, delay_ms)
+    deps.metrics.deliveries.labels(outcome.value).inc()
     deps.metrics.attempt_seconds.observe(result.duration_ms / 1000)
-    if outcome == "delivered" and claim.series == 1:
-        deps.metrics.lag_seconds.observe(max(0.0, (done - claim.occurred_at) / 1000))
+    if outcome is DeliveryOutcome.DELIVERED and claim.series == 1:
+        deps.metrics.lag_seconds.observe(max(0.0, (claim.now - claim.occurred_at) / 1000))
     log.info(
         "delivery_attempt",
         subscription_id=claim.subscription_id,
-        webhook_id=msg_id,
+        webhook_id=webhook_id(claim.subscription_id, claim.event_type),
         run_id=claim.doc.run_id,
         attempt=number,
-        outcome=outcome,
-        state=state,
+        outcome=outcome.value,
+        state=rec.state,
         status_code=result.status_code,
         error=result.error,
         duration_ms=attempt.duration_ms,
-        next_attempt_at=next_due or None,
+        next_attempt_at=rec.next,
     )

@@ -1,18 +1,19 @@
-"""What a worker process holds while it runs: settings, store, clients, metrics, pumps.
+"""What a worker process holds while it runs: settings, store sides, clients, metrics, pumps.
 
 Built by ``workers.runner`` at start-up and closed at shutdown; arq jobs reach it via ``ctx``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from relay.intuned.client import IntunedClient
 from relay.metrics import WorkerMetrics
+from relay.model import now_ms
 from relay.settings import Settings
-from relay.store import Store
-from relay.store_starts import StartStore
+from relay.store import Stores
 from relay.webhooks.sender import WebhookSender
 
 
@@ -21,22 +22,14 @@ class WorkerDeps:
     """The worker's long-lived collaborators, one of each per process."""
 
     settings: Settings
-    store: Store
+    store: Stores
     intuned: IntunedClient
     sender: WebhookSender
     metrics: WorkerMetrics
-    starts: StartStore
     pumps: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def poll_lease_ms(self) -> int:
-        """How long a claimed poll stays with this worker before others may take it."""
-        return int((self.settings.intuned_timeout * 2 + 5) * 1000)
-
-    @property
-    def delivery_lease_ms(self) -> int:
-        """How long a claimed delivery stays with this worker before others may take it."""
-        return int((self.settings.delivery_timeout * 2 + 5) * 1000)
+    # This process's wall clock (ms): attempt times and webhook-timestamp only. Leases and due
+    # times are Redis's clock, so a skewed clock here can neither steal work nor starve.
+    clock: Callable[[], int] = now_ms
 
     def wake(self, pump: str) -> None:
         """Make a pump look for due work now."""

@@ -4,6 +4,7 @@ The decision table (scheduling numbers come from ``relay.policy``):
 
     Fetched, terminal           cache it; every watching subscription moves to delivery/skipped
     Fetched, not terminal       cache it; next poll after the grown interval (unknown statuses too)
+    Fetched, > max result bytes run.watch_failed(result_too_large); nothing stored
     404                         retried on the backoff curve for RELAY_NOT_FOUND_GRACE, then
                                 run.watch_failed(run_not_found)
     401 / 403                   run.watch_failed(intuned_unauthorized)
@@ -13,8 +14,9 @@ The decision table (scheduling numbers come from ``relay.policy``):
 
 A run started through the relay with a sink (a push expected) is polled on the slow safety-net
 curve (RELAY_PUSH_FALLBACK_INTERVAL up to RELAY_PUSH_FALLBACK_MAX_INTERVAL) until its push comes;
-a push makes it due at once, and afterwards it is polled on the normal curve (Intuned's result may
-lag its push). Its watch ends at its own deadline (requestTimeout x maximumAttempts + margin).
+a push makes it due at once (``relay.store.starts``), and afterwards it is polled on the normal
+curve from its start (Intuned's result may lag its own push). Its watch ends at its own deadline
+(requestTimeout x maximumAttempts + margin) instead of RELAY_WATCH_TIMEOUT.
 """
 
 from __future__ import annotations
@@ -30,11 +32,10 @@ from relay.intuned.models import (
     Transient,
     Unauthorized,
 )
-from relay.model import FailureCode, WatchFailure, now_ms
-from relay.policy import PUSH_BURST_MS, poll_delay, watch_poll_interval
+from relay.model import FailureCode, PollRecord, WatchFailure
+from relay.policy import poll_delay, watch_poll_interval
 from relay.settings import Settings
 from relay.store import ClaimedPoll
-from relay.store_starts import PushState
 from workers.deps import WorkerDeps
 
 log = structlog.get_logger("relay.poll")
@@ -55,61 +56,51 @@ def poll_after(
     return delay if retry_after is not None else min(delay, cap)
 
 
-def _curve(s: Settings, push: PushState) -> tuple[float, float]:
-    """(first, maximum) interval of the curve this run is polled on."""
-    if push.expects_push and not push.pushed:
-        return s.push_fallback_interval, s.push_fallback_max_interval
-    return s.poll_interval, s.poll_max_interval
-
-
-async def poll_claimed(deps: WorkerDeps, claim: ClaimedPoll) -> None:
-    """Poll one leased run and record what happened."""
-    s, store = deps.settings, deps.store
-    rk = claim.run_key
-    push = await deps.starts.take_push_news(rk)
-    deadline = push.deadline or claim.first_seen + int(s.watch_timeout * 1000)
-    if now_ms() >= deadline:
-        await _fail(deps, claim, FailureCode.WATCH_TIMEOUT, "run not terminal", polled=False)
-        return
-
-    outcome = await deps.intuned.get_result(claim.project_name, claim.run_id)
-    now = now_ms()
-    curve = _curve(s, push)
-    # A push that found the run not terminal yet restarts the normal curve from its start.
+def next_interval(claim: ClaimedPoll, s: Settings) -> tuple[float, float]:
+    """(the next poll interval, the maximum of its curve) for this claim."""
+    on_fallback = claim.px and not claim.pg
     interval = watch_poll_interval(
-        0.0 if push.news else claim.interval,
-        expects_push=push.expects_push,
-        pushed=push.pushed,
+        0.0 if claim.pn else claim.iv,  # a push found the run going: the curve starts over
+        expects_push=claim.px,
+        pushed=claim.pg,
         poll=(s.poll_interval, s.poll_max_interval),
         fallback=(s.push_fallback_interval, s.push_fallback_max_interval),
     )
+    return interval, s.push_fallback_max_interval if on_fallback else s.poll_max_interval
 
-    def due(retry_after: float | None = None) -> int:
-        delay = poll_after(interval, s, retry_after, maximum=curve[1])
-        return min(now + int(delay * 1000), deadline)
+
+async def poll_claimed(deps: WorkerDeps, claim: ClaimedPoll) -> None:
+    """Poll one leased run (or run its pending fan-out) and record what happened."""
+    if claim.kind == "fanout":
+        await fan_out(deps, claim.rd)
+        return
+    s, watches = deps.settings, deps.store.watches
+    rd = claim.rd
+    # Redis's clock, like claim.now; a run started through the relay has its own deadline.
+    deadline = claim.dl or claim.first_seen + int(s.watch_timeout * 1000)
+    if claim.now >= deadline:
+        await _fail(deps, claim, FailureCode.WATCH_TIMEOUT, "run not terminal", polled=False)
+        return
+    started = deps.clock()
+    outcome = await deps.intuned.get_result(claim.project, claim.run_id)
+    now = claim.now + max(0, deps.clock() - started)  # Redis's clock, about
+    interval, maximum = next_interval(claim, s)
+
+    def delay(retry_after: float | None = None) -> int:
+        after = poll_after(interval, s, retry_after, maximum=maximum)
+        return max(0, min(int(after * 1000), deadline - now))
 
     if isinstance(outcome, Fetched):
-        status = outcome.result.status
-        state, delivering = await store.record_result(rk, now, status, outcome.raw, due(), interval)
-        if delivering:  # first: the webhook should not wait for the log line
-            deps.wake("delivery")
-        terminal = outcome.result.is_terminal
-        if push.expects_push and not terminal:
-            await deps.starts.repoll_if_pushed(rk, PUSH_BURST_MS)
-        deps.metrics.polls.labels("terminal" if terminal else "pending").inc()
-        # A pending answer is the common case (every run, every few seconds): debug only.
-        (log.info if terminal else log.debug)(
-            "poll", run_key=rk, run_id=claim.run_id, outcome="result", status=status, state=state
-        )
+        await _fetched(deps, claim, outcome, delay(), interval)
         return
     if isinstance(outcome, NotFoundOutcome):
-        since = claim.not_found_since or now
+        since = claim.nf or now
         deps.metrics.polls.labels("not_found").inc()
         if now - since >= int(s.not_found_grace * 1000):
             await _fail(deps, claim, FailureCode.RUN_NOT_FOUND, "Intuned answered 404", polled=True)
             return
-        await store.record_poll_error(rk, now, due(), interval, not_found=True)
-        log.info("poll", run_key=rk, run_id=claim.run_id, outcome="not_found")
+        await watches.record_poll_error(rd, delay(), interval, not_found=True)
+        log.info("poll", run=rd, run_id=claim.run_id, outcome="not_found")
         return
     if isinstance(outcome, Unauthorized):
         deps.metrics.polls.labels("unauthorized").inc()
@@ -123,10 +114,10 @@ async def poll_claimed(deps: WorkerDeps, claim: ClaimedPoll) -> None:
         return
     if isinstance(outcome, RateLimited):
         deps.metrics.polls.labels("rate_limited").inc()
-        await store.record_poll_error(rk, now, due(outcome.retry_after), interval, not_found=False)
+        await watches.record_poll_error(rd, delay(outcome.retry_after), interval, not_found=False)
         log.info(
             "poll",
-            run_key=rk,
+            run=rd,
             run_id=claim.run_id,
             outcome="rate_limited",
             retry_after=outcome.retry_after,
@@ -134,10 +125,10 @@ async def poll_claimed(deps: WorkerDeps, claim: ClaimedPoll) -> None:
         return
     assert isinstance(outcome, Transient)
     deps.metrics.polls.labels("transient").inc()
-    await store.record_poll_error(rk, now, due(), interval, not_found=False)
+    await watches.record_poll_error(rd, delay(), interval, not_found=False)
     log.info(
         "poll",
-        run_key=rk,
+        run=rd,
         run_id=claim.run_id,
         outcome="transient",
         kind=outcome.kind,
@@ -145,12 +136,51 @@ async def poll_claimed(deps: WorkerDeps, claim: ClaimedPoll) -> None:
     )
 
 
+async def _fetched(
+    deps: WorkerDeps, claim: ClaimedPoll, outcome: Fetched, delay_ms: int, interval: float
+) -> None:
+    """Record a fetched result: stored once for the run; terminal ends the watch and fans out."""
+    if len(outcome.raw) > deps.settings.max_result_bytes:
+        deps.metrics.polls.labels("too_large").inc()
+        message = (
+            f"the result is {len(outcome.raw)} bytes; RELAY_MAX_RESULT_BYTES is "
+            f"{deps.settings.max_result_bytes}"
+        )
+        await _fail(deps, claim, FailureCode.RESULT_TOO_LARGE, message, polled=True)
+        return
+    status = outcome.result.status
+    rec = await deps.store.watches.record_result(claim.rd, status, outcome.raw, delay_ms, interval)
+    terminal = rec.outcome == PollRecord.TERMINAL
+    deps.metrics.polls.labels("terminal" if outcome.result.is_terminal else "pending").inc()
+    if terminal:
+        await fan_out(deps, claim.rd)
+    # A pending answer is the common case (every run, every few seconds): debug only.
+    (log.info if terminal else log.debug)(
+        "poll",
+        run=claim.rd,
+        run_id=claim.run_id,
+        outcome="result",
+        status=status,
+        state=rec.outcome,
+    )
+
+
+async def fan_out(deps: WorkerDeps, rd: str) -> None:
+    """Move an ended run's subscribers to delivery, a bounded batch per call, to the end."""
+    while True:
+        step = await deps.store.watches.fan_out(rd)
+        if step.delivering:
+            deps.wake("delivery")
+        if step.done:
+            return
+
+
 async def _fail(
     deps: WorkerDeps, claim: ClaimedPoll, code: FailureCode, message: str, *, polled: bool
 ) -> None:
-    _, delivering = await deps.store.record_watch_failure(
-        claim.run_key, now_ms(), WatchFailure(code, message), polled=polled
+    rec = await deps.store.watches.record_watch_failure(
+        claim.rd, WatchFailure(code, message), polled=polled
     )
-    log.info("watch_failed", run_key=claim.run_key, run_id=claim.run_id, code=code.value)
-    if delivering:
-        deps.wake("delivery")
+    log.info("watch_failed", run=claim.rd, run_id=claim.run_id, code=code.value)
+    if rec.outcome == PollRecord.FAILED:
+        await fan_out(deps, claim.rd)

@@ -3,7 +3,7 @@
 Polls and delivery retries are entries in Redis due sets (``relay.store``), not one arq job
 each: arq manages ~550-740 jobs/s per process here, which would cap the relay. Each worker
 process runs one pump per due set; any number of processes can pump the same set because a
-claim is an atomic lease (``store_scripts``). A pump never dies of an error: Redis outages and
+claim is an atomic lease (``relay/store/lua``). A pump never dies of an error: Redis outages and
 handler bugs are logged and retried after a short pause.
 """
 
@@ -16,8 +16,6 @@ from typing import Generic, TypeVar
 
 import structlog
 
-from relay.model import now_ms
-
 T = TypeVar("T")
 log = structlog.get_logger("relay.pump")
 
@@ -25,13 +23,14 @@ ERROR_PAUSE = 0.5
 
 
 class Pump(Generic[T]):
-    """Claims due work with ``claim(now, limit)`` and runs ``handle(item)`` for each."""
+    """Claims due work with ``claim(limit)`` and runs ``handle(item)`` for each; ``next_due()``
+    answers the milliseconds until the next entry is due (Redis's clock), None when none."""
 
     def __init__(
         self,
         name: str,
         *,
-        claim: Callable[[int, int], Awaitable[Sequence[T]]],
+        claim: Callable[[int], Awaitable[Sequence[T]]],
         handle: Callable[[T], Awaitable[None]],
         next_due: Callable[[], Awaitable[int | None]],
         release: Callable[[Sequence[T]], Awaitable[None]],
@@ -81,7 +80,7 @@ class Pump(Generic[T]):
                     continue
                 items: Sequence[T] = []
                 if free > 0:
-                    items = await self._claim(now_ms(), min(free, self.batch))
+                    items = await self._claim(min(free, self.batch))
                 for item in items:
                     await self._slots.acquire()
                     task = asyncio.create_task(self._run(item))
@@ -98,9 +97,9 @@ class Pump(Generic[T]):
     async def _idle(self, had_room: bool) -> None:
         delay = self.idle_max
         if had_room:
-            due = await self._next_due()
-            if due is not None:
-                delay = min(delay, max(0.0, (due - now_ms()) / 1000))
+            due_in = await self._next_due()
+            if due_in is not None:
+                delay = min(delay, due_in / 1000)
         await self._wait(delay)
 
     async def _wait(self, delay: float) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgspec
@@ -26,8 +26,7 @@ from relay.intuned.client import IntunedClient
 from relay.metrics import WorkerMetrics
 from relay.model import now_ms
 from relay.settings import Settings
-from relay.store import ClaimedDelivery, ClaimedPoll, Store
-from relay.store_starts import StartStore
+from relay.store import ClaimedDelivery, ClaimedPoll, Stores, keys
 from relay.webhooks.sender import WebhookSender
 from workers.delivery import deliver_claimed
 from workers.deps import WorkerDeps
@@ -50,10 +49,10 @@ def arq_redis_settings(settings: Settings) -> RedisSettings:
     return rs
 
 
-async def poll_now(ctx: dict[str, Any], run_key: str) -> bool:
-    """arq job: a run's first poll, right after its first registration."""
+async def poll_now(ctx: dict[str, Any], run: str) -> bool:
+    """arq job: poll one run now if its poll is due (``run`` is its digest, ``run_digest``)."""
     deps: WorkerDeps = ctx["deps"]
-    claim = await deps.store.claim_poll(run_key, now_ms(), deps.poll_lease_ms)
+    claim = await deps.store.watches.claim_poll(run)
     if claim is None:
         return False
     await poll_claimed(deps, claim)
@@ -61,29 +60,32 @@ async def poll_now(ctx: dict[str, Any], run_key: str) -> bool:
 
 
 async def deliver_now(ctx: dict[str, Any], subscription_id: str) -> bool:
-    """arq job: deliver one subscription now (late registration, redelivery)."""
+    """arq job: deliver one subscription now if its attempt is due."""
     deps: WorkerDeps = ctx["deps"]
-    claims = await deps.store.claim_deliveries(
-        now_ms(), 1, deps.delivery_lease_ms, only=subscription_id
-    )
+    claims = await deps.store.deliveries.claim_deliveries(1, only=subscription_id)
     for claim in claims:
         await deliver_claimed(deps, claim)
     return bool(claims)
 
 
 async def sweep(ctx: dict[str, Any]) -> tuple[int, int]:
-    """arq cron job: re-derive due entries lost to a crash or an AOF gap."""
+    """arq cron job: re-derive lost due entries and prune expired index entries, in bounded
+    slices of the relay's own indexes from saved cursors."""
     deps: WorkerDeps = ctx["deps"]
-    fixed = await deps.store.sweep(now_ms())
-    if any(fixed):
-        log.warning("sweep_restored", polls=fixed[0], deliveries=fixed[1])
-    pruned = await deps.store.prune_expired(now_ms())
+    polls, deliveries, pruned = await deps.store.housekeeping.run()
+    if polls or deliveries:
+        log.warning("sweep_restored", polls=polls, deliveries=deliveries)
     if pruned:
         log.info("sweep_pruned", subscriptions=pruned)
-    return fixed
+    return polls, deliveries
 
 
-async def open_deps(settings: Settings, redis: Redis, metrics: WorkerMetrics) -> WorkerDeps:
+async def open_deps(
+    settings: Settings,
+    redis: Redis,
+    metrics: WorkerMetrics,
+    clock: Callable[[], int] = now_ms,
+) -> WorkerDeps:
     """Open the worker's clients (closed by ``close_deps``)."""
     sender = WebhookSender(
         timeout=settings.delivery_timeout,
@@ -98,38 +100,26 @@ async def open_deps(settings: Settings, redis: Redis, metrics: WorkerMetrics) ->
         timeout=settings.intuned_timeout,
         max_connections=settings.worker_concurrency,
     )
-    store = Store(redis, result_ttl=settings.result_ttl)
     return WorkerDeps(
         settings=settings,
-        store=store,
+        store=Stores.open(redis, settings),
         intuned=intuned,
         sender=sender,
         metrics=metrics,
-        starts=StartStore(redis),
+        clock=clock,
     )
 
 
 def build_pumps(deps: WorkerDeps) -> dict[str, Pump[Any]]:
     """The poll and delivery pumps of this process."""
-    store, conc = deps.store, deps.settings.worker_concurrency
-
-    async def claim_polls(now: int, limit: int) -> Sequence[ClaimedPoll]:
-        return await store.claim_polls(now, limit, deps.poll_lease_ms)
-
-    async def claim_deliveries(now: int, limit: int) -> Sequence[ClaimedDelivery]:
-        return await store.claim_deliveries(now, limit, deps.delivery_lease_ms)
-
-    async def next_poll() -> int | None:
-        return await store.next_due("poll")
-
-    async def next_delivery() -> int | None:
-        return await store.next_due("delivery")
+    watches, deliveries = deps.store.watches, deps.store.deliveries
+    conc = deps.settings.worker_concurrency
 
     async def release_polls(items: Sequence[ClaimedPoll]) -> None:
-        await store.release_polls([c.run_key for c in items], now_ms())
+        await watches.release_polls([c.rd for c in items])
 
     async def release_deliveries(items: Sequence[ClaimedDelivery]) -> None:
-        await store.release_deliveries([c.subscription_id for c in items], now_ms())
+        await deliveries.release_deliveries([c.subscription_id for c in items])
 
     async def handle_poll(claim: ClaimedPoll) -> None:
         await poll_claimed(deps, claim)
@@ -140,17 +130,17 @@ def build_pumps(deps: WorkerDeps) -> dict[str, Pump[Any]]:
     return {
         "poll": Pump(
             "poll",
-            claim=claim_polls,
+            claim=watches.claim_polls,
             handle=handle_poll,
-            next_due=next_poll,
+            next_due=watches.next_due_in,
             release=release_polls,
             concurrency=conc,
         ),
         "delivery": Pump(
             "delivery",
-            claim=claim_deliveries,
+            claim=deliveries.claim_deliveries,
             handle=handle_delivery,
-            next_due=next_delivery,
+            next_due=deliveries.next_due_in,
             release=release_deliveries,
             concurrency=conc,
         ),
@@ -161,10 +151,10 @@ async def _gauges(deps: WorkerDeps) -> None:
     """Refresh the shared gauges every few seconds."""
     while True:
         with contextlib.suppress(Exception):
-            polls, deliveries = await deps.store.queue_depth(now_ms())
+            polls, deliveries = await deps.store.housekeeping.queue_depth()
             deps.metrics.queue_depth.labels("poll").set(polls)
             deps.metrics.queue_depth.labels("delivery").set(deliveries)
-            deps.metrics.watched_runs.set(await deps.store.watched_runs())
+            deps.metrics.watched_runs.set(await deps.store.housekeeping.watched_runs())
             for name, pump in deps.pumps.items():
                 deps.metrics.in_flight.labels(name).set(pump.in_flight)
         await asyncio.sleep(5)
@@ -207,8 +197,34 @@ async def _supervise_arq(worker: Worker, stop: asyncio.Event) -> None:
         stopper.cancel()
 
 
-async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
-    """Run a worker until SIGTERM/SIGINT (or ``stop``), then shut down gracefully."""
+async def _wake_on_publish(deps: WorkerDeps, redis: Redis) -> None:
+    """Wake the pumps when a script publishes that work is due now (a registration starting a
+    watch or delivering at once, a redelivery, a fan-out). Only an optimisation: the pumps
+    look at the due sets every RELAY pump idle period anyway."""
+    channels = {keys.WAKE_POLL.encode(): "poll", keys.WAKE_DELIVERY.encode(): "delivery"}
+    while True:
+        try:
+            async with redis.pubsub(ignore_subscribe_messages=True) as ps:
+                await ps.subscribe(*channels)
+                async for message in ps.listen():
+                    pump = channels.get(message.get("channel", b""))
+                    if pump is not None:
+                        deps.wake(pump)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # Redis went away: the pumps' idle polling covers the gap
+            log.debug("wake_listener_error", error=repr(exc))
+            await asyncio.sleep(1.0)
+
+
+async def run_worker(
+    settings: Settings,
+    *,
+    stop: asyncio.Event | None = None,
+    clock: Callable[[], int] = now_ms,
+) -> None:
+    """Run a worker until SIGTERM/SIGINT (or ``stop``), then shut down gracefully. ``clock``
+    is this process's wall clock (tests inject a skewed one)."""
     assert settings.redis_url is not None
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -225,13 +241,14 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
         health_check_interval=15,
         retry_on_timeout=True,
     )
-    deps = await open_deps(settings, redis, metrics)
+    deps = await open_deps(settings, redis, metrics, clock)
     pumps = build_pumps(deps)
     deps.pumps.update(pumps)
     worker = build_worker(settings, deps)
     for pump in pumps.values():
         pump.start()
     gauges = asyncio.create_task(_gauges(deps))
+    waker = asyncio.create_task(_wake_on_publish(deps, redis))
     log.info("worker_started", concurrency=settings.worker_concurrency)
     try:
         await _supervise_arq(worker, stop)
@@ -239,6 +256,7 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
         log.info("worker_stopping", grace_s=settings.shutdown_grace)
         worker.allow_pick_jobs = False
         gauges.cancel()
+        waker.cancel()
         await asyncio.gather(
             *(p.stop(settings.shutdown_grace) for p in pumps.values()), return_exceptions=True
         )

@@ -37,8 +37,7 @@ from relay.errors import Conflict, InvalidInput, NotFound, RelayError
 from relay.intuned.client import IntunedClient
 from relay.metrics import subscriptions_by_state
 from relay.settings import Settings
-from relay.store import Store
-from relay.store_starts import StartStore
+from relay.store import Stores
 from workers.runner import QUEUE_NAME, arq_redis_settings
 
 log = structlog.get_logger("relay.api")
@@ -91,7 +90,9 @@ class MetricsController(PrometheusController):
         settings: Settings = state.settings
         clients = sorted(set(settings.api_keys.values()))
         try:
-            counts = {client: await state.store.count_states(client) for client in clients}
+            counts = {
+                client: await state.store.subscriptions.count_states(client) for client in clients
+            }
         except (RedisConnectionError, RedisTimeoutError):
             log.warning("metrics_without_subscriptions", reason="redis unavailable")
         else:
@@ -122,8 +123,7 @@ def create_app(settings: Settings) -> Litestar:
         )
         app.state.redis = redis
         app.state.arq = arq
-        app.state.store = Store(redis, result_ttl=settings.result_ttl)
-        app.state.starts = StartStore(redis)
+        app.state.store = Stores.open(redis, settings)
         # Only POST /v1/runs calls Intuned from the API (one start per request).
         app.state.intuned = IntunedClient(
             settings.intuned_api_base_url,

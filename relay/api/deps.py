@@ -11,13 +11,13 @@ from litestar.datastructures import State
 from litestar.di import NamedDependency
 
 from relay.settings import Settings
-from relay.store import Store
+from relay.store import Stores
 from relay.webhooks.callbacks import Lookup
 
 
-async def provide_store(state: State) -> Store:
-    """The process's Store (opened in the lifespan)."""
-    store: Store = state.store
+async def provide_store(state: State) -> Stores:
+    """The process's store sides (opened in the lifespan)."""
+    store: Stores = state.store
     return store
 
 
@@ -40,6 +40,6 @@ def callback_lookup(state: State) -> Lookup | None:
 
 
 ClientName = NamedDependency[str]
-StoreDep = NamedDependency[Store]
+StoreDep = NamedDependency[Stores]
 SettingsDep = NamedDependency[Settings]
 ArqDep = NamedDependency[ArqRedis]

@@ -14,12 +14,10 @@ from enum import StrEnum
 from typing import Final
 
 import structlog
-from arq.connections import ArqRedis
 
-from relay.api.routes.subscriptions import enqueue
 from relay.policy import PUSH_BURST_MS
 from relay.services.starts import secret_matches
-from relay.store_starts import StartStore
+from relay.store import StartStore
 
 log = structlog.get_logger("relay.ingress")
 
@@ -47,10 +45,9 @@ async def authenticate(starts: StartStore, token: str, secret: str | None) -> st
     return found.run_key
 
 
-async def trigger_poll(starts: StartStore, arq: ArqRedis, run_key: str) -> PushResult:
-    """Make an authenticated push's run due for a poll now (once per burst)."""
+async def trigger_poll(starts: StartStore, run_key: str) -> PushResult:
+    """Make an authenticated push's run due for a poll now (once per burst; the script wakes
+    the workers' poll pumps)."""
     outcome = await starts.pushed(run_key, PUSH_BURST_MS)
-    if outcome == "triggered":
-        await enqueue(arq, "poll_now", run_key, f"poll:{run_key}")
     log.info("push_received", run_key=run_key, outcome=outcome)
     return PushResult.ACCEPTED

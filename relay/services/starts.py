@@ -25,9 +25,7 @@ from typing import Annotated, Any, Final, Literal
 
 import msgspec
 import structlog
-from arq.connections import ArqRedis
 
-from relay.api.routes.subscriptions import queued_job
 from relay.api.schemas import (
     METADATA_MAX_BYTES,
     CallbackUrl,
@@ -40,6 +38,7 @@ from relay.intuned.client import IntunedClient
 from relay.intuned.start import Refused, Started, Unavailable, Unknown
 from relay.model import (
     EVENT_STATUSES,
+    RegisterAction,
     StartKeyState,
     Subscription,
     SubscriptionDoc,
@@ -50,9 +49,9 @@ from relay.model import (
 )
 from relay.policy import run_deadline_seconds
 from relay.settings import Settings
-from relay.store import Store
-from relay.store_starts import StartStore, key_hash
+from relay.store import Stores
 from relay.webhooks.callbacks import Lookup, check_callback
+from relay.webhooks.signing import new_secret
 
 log = structlog.get_logger("relay.starts")
 
@@ -93,13 +92,11 @@ class StartAnswer(msgspec.Struct, frozen=True):
 
 @dataclass(frozen=True)
 class StartDeps:
-    """What starting a run needs: settings, the stores, Intuned, arq, the callback resolver."""
+    """What starting a run needs: settings, the stores, Intuned, the callback resolver."""
 
     settings: Settings
-    store: Store
-    starts: StartStore
+    store: Stores
     intuned: IntunedClient
-    arq: ArqRedis
     lookup: Lookup | None = None
 
 
@@ -144,6 +141,11 @@ def parse_body(raw: bytes, settings: Settings) -> tuple[StartFields, dict[str, m
     return mine, {k: v for k, v in fields.items() if k not in RELAY_FIELDS}
 
 
+def key_hash(idempotency_key: str) -> str:
+    """The Redis name of an idempotency key (its value never leaves the request)."""
+    return hashlib.sha256(idempotency_key.encode()).hexdigest()[:32]
+
+
 def fingerprint(raw: bytes) -> str:
     """The body's identity for key reuse: equal JSON (key order aside) is the same body."""
     canonical = msgspec.json.encode(_ANY_DECODER.decode(raw), order="sorted")
@@ -174,13 +176,12 @@ def _held_answer(held_state: StartKeyState, code: int, body: bytes) -> StartAnsw
     )
 
 
-def _deadline_ms(intuned_fields: dict[str, msgspec.Raw], margin: float) -> int:
+def _deadline_seconds(intuned_fields: dict[str, msgspec.Raw], margin: float) -> float:
     def value(name: str) -> object:
         raw = intuned_fields.get(name)
         return None if raw is None else _ANY_DECODER.decode(raw)
 
-    seconds = run_deadline_seconds(value("requestTimeout"), value("retry"), margin)
-    return now_ms() + int(seconds * 1000)
+    return run_deadline_seconds(value("requestTimeout"), value("retry"), margin)
 
 
 def _sink(public_url: str, token: str, secret: str) -> msgspec.Raw:
@@ -208,15 +209,18 @@ async def start_and_watch(
     deps: StartDeps, client: str, key_header: str | None, raw: bytes
 ) -> StartAnswer:
     """Start a run with Intuned for ``client`` and watch it; the answer to send (any status)."""
-    s = deps.settings
+    s, starts = deps.settings, deps.store.starts
     key = checked_key(key_header)
     mine, intuned_fields = parse_body(raw, s)
     await check_callback(
         mine.callback_url, allow_private=s.allow_private_callbacks, lookup=deps.lookup
     )
+    full = await _client_full(deps, client)
+    if full is not None:
+        return full
     khash, fp = key_hash(key), fingerprint(raw)
     pending_ms = int((s.intuned_timeout * 2 + 30) * 1000)
-    held = await deps.starts.claim_key(client, khash, fp, KEY_TTL_MS, pending_ms)
+    held = await starts.claim_key(client, khash, fp, KEY_TTL_MS, pending_ms)
     if held.state is not StartKeyState.NEW:
         return _held_answer(held.state, held.code, held.body)
     token = secrets.token_urlsafe(24) if s.public_url else ""
@@ -224,21 +228,8 @@ async def start_and_watch(
     if s.public_url:
         intuned_fields["sink"] = _sink(s.public_url, token, secret)
     outcome = await deps.intuned.start(mine.project_name, msgspec.json.encode(intuned_fields))
-    if isinstance(outcome, Started):
-        answer = await _watch(deps, client, mine, outcome, intuned_fields, token, secret)
-        await deps.starts.settle_key(
-            client, khash, fp, StartKeyState.DONE, answer.status, answer.body
-        )
-        return answer
-    if isinstance(outcome, Refused):
-        answer = _refused(outcome)
-        await deps.starts.settle_key(
-            client, khash, fp, StartKeyState.DONE, answer.status, answer.body
-        )
-        log.info("start_refused", client=client, status=outcome.status_code)
-        return answer
     if isinstance(outcome, Unavailable):
-        await deps.starts.forget_key(client, khash, fp)
+        await starts.settle_key(client, khash, fp, None)  # freed: a retry may start
         log.warning("start_unavailable", client=client, detail=outcome.detail)
         return error_answer(
             502,
@@ -246,18 +237,45 @@ async def start_and_watch(
             "Idempotency-Key is safe",
             startOutcome="not_started",
         )
-    assert isinstance(outcome, Unknown)
-    answer = error_answer(
+    if isinstance(outcome, Started):
+        push = _Push(token, secret_hash(secret)) if token else None
+        answer = await _watch(deps, client, mine, outcome, intuned_fields, push)
+    elif isinstance(outcome, Refused):
+        answer = _refused(outcome)
+        log.info("start_refused", client=client, status=outcome.status_code)
+    else:
+        answer = _unknown(outcome)
+        log.warning("start_outcome_unknown", client=client)
+    state = StartKeyState.UNKNOWN if isinstance(outcome, Unknown) else StartKeyState.DONE
+    await starts.settle_key(client, khash, fp, state, answer.status, answer.body)
+    return answer
+
+
+class _Push(msgspec.Struct, frozen=True):
+    token: str
+    secret_hash: str
+
+
+async def _client_full(deps: StartDeps, client: str) -> StartAnswer | None:
+    """429 before starting anything when the client could not watch one more run."""
+    limit = deps.settings.max_subscriptions_per_client
+    counts = await deps.store.subscriptions.count_states(client)
+    if counts.get(SubState.WATCHING, 0) + counts.get(SubState.DELIVERING, 0) < limit:
+        return None
+    return error_answer(
+        429,
+        f"RELAY_MAX_SUBSCRIPTIONS_PER_CLIENT reached: this client has {limit} active "
+        "subscriptions, so the relay could not watch another run; nothing was started",
+    )
+
+
+def _unknown(outcome: Unknown) -> StartAnswer:
+    return error_answer(
         502,
         f"Intuned did not answer the start in time ({outcome.detail}); the run may or may not "
         "have started, and the relay will not start it again with this key",
         startOutcome="unknown",
     )
-    await deps.starts.settle_key(
-        client, khash, fp, StartKeyState.UNKNOWN, answer.status, answer.body
-    )
-    log.warning("start_outcome_unknown", client=client)
-    return answer
 
 
 def _refused(outcome: Refused) -> StartAnswer:
@@ -278,8 +296,7 @@ async def _watch(
     mine: StartFields,
     started: Started,
     intuned_fields: dict[str, msgspec.Raw],
-    token: str,
-    secret: str,
+    push: _Push | None,
 ) -> StartAnswer:
     """Register the subscription on the new run, give its watch the push fields: 201."""
     s = deps.settings
@@ -298,13 +315,19 @@ async def _watch(
         metadata=msgspec.Raw(msgspec.json.encode(mine.metadata or {})),
         created_at=now_ms(),
     )
-    reg = await deps.store.register(doc, rk, queued_job(deps.arq, "poll_now", rk, f"poll:{rk}"))
-    await deps.starts.expect_push(
-        rk,
-        token,
-        secret_hash(secret),
-        _deadline_ms(intuned_fields, s.run_deadline_margin),
-        deps.store.ttl_ms,
+    reg = await deps.store.subscriptions.register(doc, rk, new_secret())
+    if reg.action not in (RegisterAction.POLL, RegisterAction.JOIN):
+        # Only a quota reached between the check above and now gets here (the run id is new).
+        log.warning("started_run_not_watched", client=client, run_id=run_id, action=reg.action)
+        return error_answer(
+            429,
+            f"Intuned started run {run_id}, but the relay cannot watch it ({reg.action}: "
+            "a subscription limit was reached meanwhile); register it later by id",
+            runId=run_id,
+        )
+    deadline_ms = int(_deadline_seconds(intuned_fields, s.run_deadline_margin) * 1000)
+    await deps.store.starts.expect_push(
+        rk, deadline_ms, push.token if push else "", push.secret_hash if push else ""
     )
     sub = Subscription(
         doc=doc,
@@ -314,10 +337,10 @@ async def _watch(
         attempts_in_series=0,
         series=1,
         event_type=None,
-        run_status=reg.run_status,
+        run_status=reg.status,
     )
     out = StartOut(
-        run_id=run_id, status=started.status, subscription=subscription_out(sub, reg.run_status)
+        run_id=run_id, status=started.status, subscription=subscription_out(sub, reg.status)
     )
-    log.info("run_started", client=client, run_id=run_id, subscription_id=doc.id, push=bool(token))
+    log.info("run_started", client=client, run_id=run_id, subscription_id=doc.id, push=bool(push))
     return StartAnswer(201, msgspec.json.encode(out))

@@ -14,16 +14,15 @@ This module is pure computation: it must never do I/O, touch Redis, or re-encode
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Final, Literal
+from typing import Final
 
 import msgspec
 
-EventType = Literal["run.completed", "run.failed", "run.canceled", "run.watch_failed"]
-FailureCode = Literal["run_not_found", "intuned_unauthorized", "watch_timeout"]
+from relay.model import EventType, FailureCode
 
-EVENT_TYPES: Final = frozenset({"run.completed", "run.failed", "run.canceled", "run.watch_failed"})
-FAILURE_CODES: Final = frozenset({"run_not_found", "intuned_unauthorized", "watch_timeout"})
-WATCH_FAILED: Final = "run.watch_failed"
+EVENT_TYPES: Final = frozenset(e.value for e in EventType)
+FAILURE_CODES: Final = frozenset(c.value for c in FailureCode)
+WATCH_FAILED: Final = EventType.WATCH_FAILED.value
 
 _STATUS_EVENTS: Final = {
     "completed": "run.completed",

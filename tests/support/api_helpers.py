@@ -20,6 +20,7 @@ from litestar.testing import AsyncTestClient
 from relay.api.app import create_app
 from relay.model import EVENT_STATUSES, SubscriptionDoc, new_subscription_id
 from relay.settings import Settings
+from relay.store import keys
 from relay.webhooks.callbacks import IPAddress, Lookup
 from tests.support.intuned_fixtures import FAKE_WORKSPACE_ID
 from tests.support.relay_fixtures import base_env
@@ -73,7 +74,7 @@ async def api_client(env: dict[str, str]) -> AsyncIterator[AsyncTestClient[Any]]
 def stored_keys(r: redis.Redis) -> list[str]:
     """Every relay key that a registration would write (subscriptions, indexes, watches, due)."""
     found: list[str] = []
-    for pattern in ("r:s:*", "r:c:*", "r:w:*", "r:res:*", "r:due:*"):
+    for pattern in (keys.PREFIX + "*",):
         found += [k.decode() for k in r.scan_iter(match=pattern)]
     return sorted(found)
 

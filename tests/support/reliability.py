@@ -22,6 +22,7 @@ import pytest
 import redis
 
 from relay.embedded_redis import free_port
+from relay.store import keys
 from tests.support.intuned_fixtures import FAKE_API_KEY, OTHER_API_KEY
 from tests.support.processes import RelayProcess
 from tests.support.receiver import ReceivedRequest
@@ -105,7 +106,7 @@ def states(client: redis.Redis, sids: Sequence[str]) -> dict[str, str | None]:
     """Each subscription's state, read from Redis in one pipeline (None: no such key)."""
     pipe = client.pipeline(transaction=False)
     for sid in sids:
-        pipe.hget(f"r:s:{sid}", "st")
+        pipe.hget(keys.sub(sid), keys.SubField.STATE.value)
     return {
         sid: (v.decode() if v is not None else None)
         for sid, v in zip(sids, pipe.execute(), strict=True)

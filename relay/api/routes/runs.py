@@ -70,9 +70,9 @@ class RunController(Controller):
         settings: SettingsDep,
     ) -> Response[bytes]:
         rk = run_key(settings.intuned_workspace_id, project_name, run_id)
-        if not await store.client_has_run(client, rk):
+        if not await store.subscriptions.client_has_run(client, rk):
             raise NotFoundException(f"no run {project_name}/{run_id} among your subscriptions")
-        cached = await store.cached_result(rk)
+        cached = await store.subscriptions.cached_result(rk)
         if cached is None:
             raise NotFoundException(f"no result fetched yet for {project_name}/{run_id}")
         fields = RAW_FIELDS_DECODER.decode(cached.body)

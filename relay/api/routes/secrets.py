@@ -12,7 +12,6 @@ from relay.api.auth import require_client
 from relay.api.deps import ClientName, StoreDep
 from relay.api.responses import errors
 from relay.api.schemas import SecretOut
-from relay.model import now_ms
 from relay.webhooks.signing import new_secret
 
 
@@ -30,7 +29,7 @@ class SecretController(Controller):
         responses=errors(401, 503),
     )
     async def read(self, client: ClientName, store: StoreDep) -> SecretOut:
-        return SecretOut(secret=await store.signing_secret(client, new_secret()))
+        return SecretOut(secret=await store.secrets.signing_secret(client, new_secret()))
 
     @post(
         "/rotate",
@@ -39,5 +38,5 @@ class SecretController(Controller):
         responses=errors(401, 503),
     )
     async def rotate(self, client: ClientName, store: StoreDep) -> SecretOut:
-        await store.signing_secret(client, new_secret())  # make sure an old one exists
-        return SecretOut(secret=await store.rotate_secret(client, new_secret(), now_ms()))
+        await store.secrets.signing_secret(client, new_secret())  # make sure an old one exists
+        return SecretOut(secret=await store.secrets.rotate_secret(client, new_secret()))

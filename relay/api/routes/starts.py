@@ -56,9 +56,7 @@ class StartController(Controller):
         deps = StartDeps(
             settings=state.settings,
             store=state.store,
-            starts=state.starts,
             intuned=state.intuned,
-            arq=state.arq,
             lookup=callback_lookup(state),
         )
         answer = await start_and_watch(
@@ -82,11 +80,13 @@ async def intuned_push(
     token: FromPath[str], request: Request[Any, Any, Any], state: State
 ) -> Response[dict[str, str]]:
     """Authenticate a push, then make its run due for a poll now."""
-    found = await authenticate(state.starts, token, request.headers.get(INGRESS_SECRET_HEADER))
+    found = await authenticate(
+        state.store.starts, token, request.headers.get(INGRESS_SECRET_HEADER)
+    )
     if found is PushResult.UNKNOWN_TOKEN:
         raise NotFoundException("unknown or expired ingress token")
     if found is PushResult.BAD_SECRET:
         raise NotAuthorizedException(f"missing or wrong {INGRESS_SECRET_HEADER} header")
     await request.body()  # bounded by request_max_body_size: 413 before anything changes
-    await trigger_poll(state.starts, state.arq, str(found))
+    await trigger_poll(state.store.starts, str(found))
     return Response({"status": "accepted"}, status_code=HTTP_202_ACCEPTED)

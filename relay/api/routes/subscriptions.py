@@ -8,20 +8,20 @@ names from it).
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 from typing import Annotated, Any
 
 import msgspec
 import structlog
-from arq.connections import ArqRedis
-from arq.constants import job_key_prefix, result_key_prefix
-from arq.jobs import serialize_job
 from litestar import Controller, MediaType, Request, Response, delete, get, post
 from litestar.connection import ASGIConnection
 from litestar.datastructures import State
 from litestar.enums import RequestEncodingType
-from litestar.exceptions import ClientException, NotFoundException, ValidationException
+from litestar.exceptions import (
+    ClientException,
+    NotFoundException,
+    TooManyRequestsException,
+    ValidationException,
+)
 from litestar.handlers import BaseRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import BodyKwarg, FromPath, QueryParameter
@@ -32,10 +32,9 @@ from litestar.status_codes import (
     HTTP_400_BAD_REQUEST,
     HTTP_409_CONFLICT,
 )
-from redis.exceptions import NoScriptError
 
 from relay.api.auth import client_for, require_client
-from relay.api.deps import ArqDep, ClientName, StoreDep, callback_lookup
+from relay.api.deps import ClientName, StoreDep, callback_lookup
 from relay.api.responses import body_error_handler, errors, validation_handler
 from relay.api.schemas import (
     CALLBACK_URL_RULE,
@@ -50,6 +49,7 @@ from relay.api.schemas import (
 )
 from relay.model import (
     EVENT_STATUSES,
+    RegisterAction,
     Subscription,
     SubscriptionDoc,
     SubState,
@@ -58,8 +58,9 @@ from relay.model import (
     run_key,
 )
 from relay.settings import Settings
-from relay.store import QueuedJob, Store, encode_cursor
+from relay.store import SubscriptionStore, encode_cursor
 from relay.webhooks.callbacks import check_callback
+from relay.webhooks.signing import new_secret
 
 log = structlog.get_logger("relay.api")
 
@@ -113,47 +114,19 @@ def _undecodable(_: Request[Any, Any, Any], exc: Exception) -> Response[dict[str
     )
 
 
-# What ``ArqRedis.enqueue_job(function, arg, _job_id=job_id)`` does (no job under that id and no
-# result kept for it: store the job with its expiry, add it to the queue), as one script call
-# instead of arq's WATCH / EXISTS / MULTI round trips on a dedicated connection.
-# KEYS: job key, result key, queue. ARGV: expires_ms, serialized job, score, job id.
-_ENQUEUE = b"""
-if redis.call('EXISTS', KEYS[1], KEYS[2]) > 0 then return 0 end
-redis.call('PSETEX', KEYS[1], ARGV[1], ARGV[2])
-redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4])
-return 1
-"""
-_ENQUEUE_SHA = hashlib.sha1(_ENQUEUE, usedforsecurity=False).hexdigest()  # its EVALSHA name
-
-
-def queued_job(arq: ArqRedis, function: str, arg: str, job_id: str) -> QueuedJob:
-    """The job ``arq.enqueue_job(function, arg, _job_id=job_id)`` would store, enqueued now."""
-    enqueued_ms = now_ms()
-    return QueuedJob(
-        job_key=job_key_prefix + job_id,
-        result_key=result_key_prefix + job_id,
-        queue=arq.default_queue_name,
-        expires_ms=arq.expires_extra_ms,
-        payload=serialize_job(
-            function, (arg,), {}, None, enqueued_ms, serializer=arq.job_serializer
-        ),
-        score=enqueued_ms,
-        job_id=job_id,
-    )
-
-
-async def enqueue(arq: ArqRedis, function: str, arg: str, job_id: str) -> None:
-    """Kick a worker now; the due sets make this an optimisation, never a requirement."""
-    try:
-        job = queued_job(arq, function, arg, job_id)
-        argv: list[Any] = [job.job_key, job.result_key, job.queue]
-        argv += [job.expires_ms, job.payload, job.score, job.job_id]
-        try:
-            await arq.evalsha(_ENQUEUE_SHA, 3, *argv)  # type: ignore[misc]
-        except NoScriptError:
-            await arq.eval(_ENQUEUE.decode(), 3, *argv)  # type: ignore[misc]
-    except Exception as exc:  # a failed kick only delays work until the next pump pass
-        log.warning("enqueue_failed", function=function, error=repr(exc))
+def quota_refused(action: RegisterAction, settings: Settings) -> None:
+    """429 naming the limit when the registration was refused by a quota (nothing written)."""
+    if action is RegisterAction.QUOTA_CLIENT:
+        raise TooManyRequestsException(
+            f"RELAY_MAX_SUBSCRIPTIONS_PER_CLIENT reached: this client has "
+            f"{settings.max_subscriptions_per_client} active subscriptions; wait for some to "
+            "finish or cancel some"
+        )
+    if action is RegisterAction.QUOTA_RUN:
+        raise TooManyRequestsException(
+            f"RELAY_MAX_SUBSCRIPTIONS_PER_RUN reached: this run has "
+            f"{settings.max_subscriptions_per_run} subscriptions"
+        )
 
 
 def not_found(sid: str) -> NotFoundException:
@@ -163,7 +136,7 @@ def not_found(sid: str) -> NotFoundException:
     )
 
 
-async def load_out(store: Store, sid: str, client: str) -> SubscriptionOut:
+async def load_out(store: SubscriptionStore, sid: str, client: str) -> SubscriptionOut:
     """A client's subscription shaped for the API, or 404."""
     sub = await store.get_subscription(sid, client) if is_subscription_id(sid) else None
     if sub is None:
@@ -225,8 +198,7 @@ class SubscriptionController(Controller):
         # Read from app state here rather than as four injected dependencies: Litestar resolves
         # a batch of several dependencies in an anyio task group (a task each) per request.
         settings: Settings = state.settings
-        store: Store = state.store
-        arq: ArqRedis = state.arq
+        store: SubscriptionStore = state.store.subscriptions
         client = client_for(request.headers.get("authorization"), settings)  # the guard passed
         metadata = msgspec.json.encode(data.metadata if data.metadata is not None else {})
         if len(metadata) > METADATA_MAX_BYTES:
@@ -252,20 +224,19 @@ class SubscriptionController(Controller):
             metadata=msgspec.Raw(metadata),
             created_at=now_ms(),
         )
-        # The poll_now kick for a run this registration starts watching is enqueued by the
-        # REGISTER script itself: one round trip for both.
-        reg = await store.register(doc, rk, queued_job(arq, "poll_now", rk, f"poll:{rk}"))
-        if reg.action == "deliver":
-            await enqueue(arq, "deliver_now", reg.subscription_id, f"deliver:{reg.subscription_id}")
+        # The script also wakes the workers' pumps (a poll or a delivery is due now), and
+        # creates the client's signing secret from new_secret() if it has none.
+        reg = await store.register(doc, rk, new_secret())
+        quota_refused(reg.action, settings)
         if reg.created:
             log.info(
                 "subscription_created",
                 client=client,
-                subscription_id=reg.subscription_id,
+                subscription_id=reg.id,
                 run_id=data.run_id,
                 action=reg.action,
             )
-        if reg.created and reg.action in ("poll", "join"):
+        if reg.action in (RegisterAction.POLL, RegisterAction.JOIN):
             # The subscription is the document just written, watching, with no attempts yet:
             # answer from it instead of reading it back (the script gave the run's status).
             sub = Subscription(
@@ -276,11 +247,11 @@ class SubscriptionController(Controller):
                 attempts_in_series=0,
                 series=1,
                 event_type=None,
-                run_status=reg.run_status,
+                run_status=reg.status,
             )
-            return Response(subscription_out(sub, reg.run_status), status_code=HTTP_201_CREATED)
+            return Response(subscription_out(sub, reg.status), status_code=HTTP_201_CREATED)
         # The idempotent repeat answers with the existing subscription; deliver/skip moved on.
-        out = await load_out(store, reg.subscription_id, client)
+        out = await load_out(store, reg.id, client)
         return Response(out, status_code=HTTP_201_CREATED if reg.created else HTTP_200_OK)
 
     @get(
@@ -291,7 +262,7 @@ class SubscriptionController(Controller):
     async def read(
         self, subscription_id: FromPath[str], client: ClientName, store: StoreDep
     ) -> SubscriptionOut:
-        return await load_out(store, subscription_id, client)
+        return await load_out(store.subscriptions, subscription_id, client)
 
     @get(
         "/",
@@ -324,8 +295,12 @@ class SubscriptionController(Controller):
         # One item more than asked tells whether another page exists, so the last page's
         # nextCursor is null rather than a cursor to an empty page.
         try:
-            page = await store.list_subscriptions(
-                client, state=state_, limit=limit + 1, cursor=cursor, run_id=run_id
+            page = await store.subscriptions.list_subscriptions(
+                client,
+                state=state_,
+                limit=limit + 1,
+                cursor=cursor,
+                run_id=run_id,
             )
         except ValueError as exc:
             raise ClientException(
@@ -333,7 +308,7 @@ class SubscriptionController(Controller):
             ) from None
         items = page.items[:limit]
         more = len(page.items) > limit
-        statuses = await store.run_statuses(
+        statuses = await store.subscriptions.run_statuses(
             [run_key(s.doc.workspace_id, s.doc.project_name, s.doc.run_id) for s in items]
         )
         last = items[-1].doc if items else None
@@ -352,8 +327,8 @@ class SubscriptionController(Controller):
     async def cancel(
         self, subscription_id: FromPath[str], client: ClientName, store: StoreDep
     ) -> None:
-        if not is_subscription_id(subscription_id) or not await store.cancel(
-            subscription_id, client, now_ms()
+        if not is_subscription_id(subscription_id) or not await store.subscriptions.cancel(
+            subscription_id, client
         ):
             raise not_found(subscription_id)
         log.info("subscription_canceled", client=client, subscription_id=subscription_id)
@@ -367,19 +342,16 @@ class SubscriptionController(Controller):
         responses=errors(401, 404, 409, 503),
     )
     async def redeliver(
-        self, subscription_id: FromPath[str], client: ClientName, store: StoreDep, arq: ArqDep
+        self, subscription_id: FromPath[str], client: ClientName, store: StoreDep
     ) -> SubscriptionOut:
         if not is_subscription_id(subscription_id):
             raise not_found(subscription_id)
-        res = await store.redeliver(subscription_id, client, now_ms())
-        if res == "not_found":
+        res = await store.subscriptions.redeliver(subscription_id, client)
+        if res.outcome == "not_found":
             raise not_found(subscription_id)
-        if res.startswith("conflict:"):
-            state = res.partition(":")[2]
+        if res.outcome == "conflict":
             raise ConflictException(
-                f"subscription is {state}: only a terminal run's event can be redelivered"
+                f"subscription is {res.state}: only a terminal run's event can be redelivered"
             )
-        with contextlib.suppress(Exception):
-            await enqueue(arq, "deliver_now", subscription_id, f"deliver:{subscription_id}")
         log.info("redeliver", client=client, subscription_id=subscription_id)
-        return await load_out(store, subscription_id, client)
+        return await load_out(store.subscriptions, subscription_id, client)

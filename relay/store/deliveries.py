@@ -1,0 +1,151 @@
+"""The delivery side of the store: lease due attempts, record them, defer, count.
+
+A claim carries what the attempt reads (the run's one stored result, the secrets in force, the
+watch failure copied onto the subscription); the webhook body is built from it, so no body is
+stored per subscription. Leases and retry times are Redis's clock. Attempts are counted per
+client and minute (``delivery_counters``). This module must never decide retry policy or make
+HTTP calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Final
+
+import msgspec
+from redis.asyncio import Redis
+
+from relay.model import (
+    Attempt,
+    CachedResult,
+    DeliveryOutcome,
+    FailureCode,
+    SubscriptionDoc,
+    WatchFailure,
+)
+from relay.store import keys
+from relay.store.docs import doc_from
+from relay.store.scripts import BINARY_RESULT, Batcher, Script, decode_map, r
+from relay.store.subscriptions import cached_result
+from relay.store.types import AttemptRecorded, ClaimedDelivery, ClaimRow
+from relay.store.watches import due_in, redis_now
+
+ATTEMPT_LOG_MAX: Final = 50
+ROTATION_OVERLAP_MS: Final = 24 * 3600 * 1000
+COUNTER_TTL_MS: Final = 2 * 3600 * 1000 + 5 * 60 * 1000
+MINUTE_MS: Final = 60_000
+# A claim carries the run's result up to this size; a bigger one is read on its own (``result``)
+CLAIM_RESULT_MAX: Final = 64 * 1024
+
+
+def secrets_in_force(row: ClaimRow) -> tuple[str, ...]:
+    """The current secret, plus the previous one within 24 h of the rotation."""
+    out = [row.cur] if row.cur else []
+    if row.prev and row.rot is not None and row.now - row.rot < ROTATION_OVERLAP_MS:
+        out.append(row.prev)
+    return tuple(out)
+
+
+def claimed(row: ClaimRow) -> ClaimedDelivery | None:
+    """A ClaimedDelivery from a claim map (None when the hash lost its document)."""
+    fields: dict[str, str | bytes | None] = {
+        "cl": row.cl,
+        "rk": row.rk,
+        "cb": row.cb,
+        "ev": row.ev,
+        "ca": str(row.ca) if row.ca else None,
+        "md": row.md,
+    }
+    doc: SubscriptionDoc | None = doc_from(row.id, fields)
+    if doc is None:
+        return None
+    return ClaimedDelivery(
+        subscription_id=row.id,
+        doc=doc,
+        attempts_in_series=row.n,
+        series=row.ser,
+        event_type=row.et,
+        occurred_at=row.ta,
+        run_digest=row.rd,
+        now=row.now,
+        result=row.result if row.result_state == "result" else None,
+        result_known=row.result_state != "big",
+        secrets=secrets_in_force(row),
+        failure=WatchFailure(FailureCode(row.fc), row.fm or "") if row.fc else None,
+    )
+
+
+class DeliveryStore:
+    """What the delivery pump and the deliver-now job use."""
+
+    def __init__(self, redis: Redis, *, ttl_ms: int, lease_ms: int = 35_000) -> None:
+        self.redis = redis
+        self.ttl_ms = ttl_ms
+        self.lease_ms = lease_ms
+        self._claim = Script(redis, "claim_deliveries")
+        self._record = Script(redis, "record_attempt", Batcher(redis))
+        self._defer = Script(redis, "defer")
+
+    async def claim_deliveries(self, limit: int, only: str | None = None) -> list[ClaimedDelivery]:
+        """Lease up to ``limit`` due delivery attempts (or just ``only`` if it is due)."""
+        args: list[str | int] = [limit, self.lease_ms, CLAIM_RESULT_MAX]
+        if only is not None:
+            args.append(only)
+        rows = await self._claim([keys.DUE_DELIVERY], args)
+        out = [claimed(decode_map(row, ClaimRow, BINARY_RESULT)) for row in rows]
+        return [c for c in out if c is not None]
+
+    async def result(self, rd: str) -> CachedResult | None:
+        """The run's stored result (for a claim whose result was too big to carry)."""
+        return await cached_result(self.redis, rd)
+
+    async def record_attempt(
+        self, claim: ClaimedDelivery, attempt: Attempt, outcome: DeliveryOutcome, delay_ms: int
+    ) -> AttemptRecorded:
+        """Log an attempt and move the subscription on (a retry is due ``delay_ms`` from
+        Redis's now); counts it in the client's per-minute counters."""
+        sid = claim.subscription_id
+        res = await self._record(
+            [keys.sub(sid), keys.attempts(sid), keys.DUE_DELIVERY],
+            [
+                sid,
+                claim.series,
+                msgspec.json.encode(attempt),
+                outcome.value,
+                delay_ms,
+                self.ttl_ms,
+                ATTEMPT_LOG_MAX,
+                COUNTER_TTL_MS,
+            ],
+        )
+        return decode_map(res, AttemptRecorded)
+
+    async def release_deliveries(self, sids: Sequence[str]) -> None:
+        """Hand leased deliveries back (a stopping worker): due again now (Redis's clock)."""
+        if sids:
+            now = await redis_now(self.redis)
+            await r(self.redis.zadd(keys.DUE_DELIVERY, dict.fromkeys(sids, now), xx=True))
+
+    async def defer_deliveries(self, sids: Sequence[str], until_ms: int) -> int:
+        """Push leased or due deliveries to ``until_ms`` without counting an attempt (a circuit
+        breaker's pause); returns how many moved."""
+        if not sids:
+            return 0
+        res = await self._defer([keys.DUE_DELIVERY], [until_ms, *sids])
+        return int(dict(zip(res[::2], res[1::2], strict=True))[b"deferred"])
+
+    async def delivery_counters(self, client: str, minutes: int = 60) -> list[tuple[int, int, int]]:
+        """(minute ms, delivered, failed) for the client's last ``minutes`` minutes, oldest
+        first (Redis's clock; minutes without attempts are zeros)."""
+        now = await redis_now(self.redis)
+        last = now - now % MINUTE_MS
+        starts = [last - i * MINUTE_MS for i in range(minutes - 1, -1, -1)]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for start in starts:
+                pipe.hmget(keys.counters(client, start), ["d", "f"])
+            rows = await pipe.execute()
+        return [(s, int(d or 0), int(f or 0)) for s, (d, f) in zip(starts, rows, strict=True)]
+
+    async def next_due_in(self) -> int | None:
+        """Milliseconds until the earliest delivery is due (Redis's clock), None when none."""
+        return await due_in(self.redis, keys.DUE_DELIVERY)

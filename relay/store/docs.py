@@ -1,0 +1,111 @@
+"""A subscription's document as hash fields and back, its fingerprint, and list cursors.
+
+Pure functions; this module does no I/O.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+from collections.abc import Mapping
+from typing import Final
+from urllib.parse import unquote
+
+import msgspec
+
+from relay.model import ATTEMPT_DECODER, Subscription, SubscriptionDoc, SubState
+from relay.store.keys import SubField
+
+EMPTY_METADATA: Final = b"{}"
+
+
+def doc_fields(doc: SubscriptionDoc) -> list[str | bytes]:
+    """The document's own fields (field, value, ...): callback, metadata unless ``{}``."""
+    out: list[str | bytes] = [SubField.CALLBACK.value, doc.callback_url]
+    metadata = bytes(doc.metadata)
+    if metadata != EMPTY_METADATA:
+        out += [SubField.METADATA.value, metadata]
+    return out
+
+
+def events_field(events: tuple[str, ...]) -> str:
+    """The wanted statuses as ``|a|b|`` (the Lua finds ``|status|`` in it)."""
+    return "|" + "|".join(events) + "|"
+
+
+def doc_from(sid: str, f: Mapping[str, str | bytes | None]) -> SubscriptionDoc | None:
+    """The document of a subscription hash (text keys); None when it has none."""
+
+    def get(field: SubField) -> str | None:
+        value = f.get(field.value)
+        return value.decode() if isinstance(value, bytes) else value
+
+    callback, rk, client, created = (
+        get(SubField.CALLBACK),
+        get(SubField.RUN_KEY),
+        get(SubField.CLIENT),
+        get(SubField.CREATED),
+    )
+    if not callback or not rk or not client or not created:
+        return None
+    workspace, project, run_id = (unquote(part) for part in rk.split("/"))
+    metadata = f.get(SubField.METADATA.value)
+    if isinstance(metadata, str):
+        metadata = metadata.encode()
+    return SubscriptionDoc(
+        id=sid,
+        client=client,
+        workspace_id=workspace,
+        project_name=project,
+        run_id=run_id,
+        callback_url=callback,
+        events=tuple(e for e in (get(SubField.EVENTS) or "").split("|") if e),
+        metadata=msgspec.Raw(metadata or EMPTY_METADATA),
+        created_at=int(created),
+    )
+
+
+def subscription_from(
+    sid: str, raw: Mapping[bytes, bytes], attempts: tuple[bytes, ...] = ()
+) -> Subscription | None:
+    """A subscription read back from its hash (and attempt log)."""
+    f = {k.decode(): v for k, v in raw.items()}
+    doc = doc_from(sid, f) if f.get(SubField.STATE.value) else None
+    if doc is None:
+        return None
+    na, et = f.get(SubField.NEXT_ATTEMPT.value), f.get(SubField.EVENT_TYPE.value)
+    return Subscription(
+        doc=doc,
+        state=SubState(f[SubField.STATE.value].decode()),
+        updated_at=int(f.get(SubField.UPDATED.value, b"0")),
+        next_attempt_at=int(na) if na else None,
+        attempts_in_series=int(f.get(SubField.ATTEMPTS.value, b"0")),
+        series=int(f.get(SubField.SERIES.value, b"1")),
+        event_type=et.decode() if et else None,
+        run_status=None,
+        attempts=tuple(ATTEMPT_DECODER.decode(a) for a in attempts),
+    )
+
+
+def idempotency_field(project_name: str, run_id: str, callback_url: str) -> str:
+    """The fingerprint under which a client's identical registration is found again."""
+    raw = "\x00".join((project_name, run_id, callback_url)).encode()
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def encode_cursor(score: int, sid: str) -> str:
+    """An opaque pagination cursor: the last item's creation time and id."""
+    return base64.urlsafe_b64encode(f"{score}:{sid}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[int, str]:
+    """Inverse of ``encode_cursor``; raises ValueError on a malformed cursor."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        score, _, sid = raw.partition(":")
+        if not sid:
+            raise ValueError("cursor has no id")
+        return int(score), sid
+    except (UnicodeDecodeError, ValueError, binascii.Error) as exc:
+        raise ValueError("malformed cursor") from exc

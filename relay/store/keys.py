@@ -1,0 +1,264 @@
+"""Every Redis key and hash field of the relay, named once.
+
+Keys of one run share the hash tag ``{w:<run digest>}``, keys of one subscription ``{s:<id>}``,
+keys of one client ``{c:<client>}``; the due sets and housekeeping indexes are global. The Lua
+scripts receive their keys in ``KEYS`` (built here); the only keys a script builds itself are
+those of the members it walks (a run's subscribers, a due set's entries), and it builds them from
+the templates in ``lua_constants()``, which are these same spellings. This module must never do
+I/O or know about scheduling.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from enum import StrEnum
+from typing import Final
+
+from relay.model import (
+    EVENT_STATUSES,
+    DeliveryOutcome,
+    EventType,
+    FailureCode,
+    PollKind,
+    PollRecord,
+    RegisterAction,
+    StartKeyState,
+    SubState,
+    WatchState,
+)
+
+PREFIX: Final = "r:"
+DUE_POLL: Final = "r:due:poll"  # zset: run digest -> next poll (Redis ms); leased entries pushed
+DUE_DELIVERY: Final = "r:due:dlv"  # zset: subscription id -> next attempt (Redis ms)
+EXPIRING: Final = "r:exp"  # zset: "sid\tclient\tidem\trun" -> expiry (ms): index entries to prune
+RUNS: Final = "r:runs"  # zset: run digest -> registration (ms): what the sweep walks
+HOUSEKEEPING: Final = "r:hk"  # hash: the sweep's saved cursor
+CLIENTS: Final = "r:clients"  # set: client names that ever subscribed
+# Pub/sub channels (not keys): a script publishes when it made work due now; pumps wake up.
+WAKE_POLL: Final = "r:wake:poll"
+WAKE_DELIVERY: Final = "r:wake:dlv"
+
+
+class WatchField(StrEnum):
+    """Fields of the run watch hash ``r:{w:<rd>}``."""
+
+    STATE = "st"
+    PROJECT = "p"
+    RUN_ID = "r"
+    RUN_KEY = "rk"
+    STATUS = "s"
+    POLLS = "pc"
+    FIRST_SEEN = "fs"
+    INTERVAL = "iv"
+    NEXT_POLL = "np"
+    ERRORS = "er"
+    NOT_FOUND_SINCE = "nf"
+    ACTIVE = "ac"
+    ENDED_AT = "ta"
+    FAIL_CODE = "fc"
+    FAIL_MESSAGE = "fm"
+    FANOUT_CURSOR = "fo"
+    # Runs started through the relay (POST /v1/runs):
+    EXPECTS_PUSH = "px"  # 1: a sink push is expected (polled on the fallback curve until then)
+    PUSHED = "pg"  # 1: a push arrived at some point
+    PUSH_NEWS = "pn"  # 1: a push arrived that no poll has answered yet
+    PUSH_POLLED = "pt"  # when the last push-triggered poll was claimed (Redis ms)
+    DEADLINE = "dl"  # the watch's own deadline (Redis ms), instead of RELAY_WATCH_TIMEOUT
+    PENDING = "pd"
+    SEQUENCE = "sq"
+
+
+class StartKeyField(StrEnum):
+    """Fields of an ``Idempotency-Key`` record of ``POST /v1/runs``."""
+
+    STATE = "st"  # a StartKeyState: pending, done or unknown
+    FINGERPRINT = "fp"  # the body's fingerprint
+    TAKEN = "at"  # when the key was taken (Redis ms)
+    CODE = "code"  # the stored answer's status code
+    BODY = "body"  # the stored answer's body
+
+
+class IngressField(StrEnum):
+    """Fields of an ingress token hash."""
+
+    RUN_KEY = "rk"
+    SECRET_HASH = "sh"  # noqa: S105 (a field name)
+
+
+class SubField(StrEnum):
+    """Fields of the subscription hash ``r:{s:<sid>}``."""
+
+    CLIENT = "cl"
+    RUN_KEY = "rk"
+    RUN_DIGEST = "rd"
+    CLIENT_RUN = "cr"  # digest of the run id alone: names the client's per-run index
+    EVENTS = "ev"
+    CREATED = "ca"
+    CALLBACK = "cb"
+    METADATA = "md"
+    STATE = "st"
+    UPDATED = "up"
+    ATTEMPTS = "n"
+    SERIES = "ser"
+    EVENT_TYPE = "et"
+    OCCURRED = "ta"
+    NEXT_ATTEMPT = "na"
+    IDEM = "ik"
+
+
+class ResultField(StrEnum):
+    """Fields of the cached result hash ``r:{w:<rd>}:res``."""
+
+    BODY = "b"
+    FETCHED = "t"
+    STATUS = "st"
+
+
+class SecretField(StrEnum):
+    """Fields of a client's secret hash."""
+
+    CURRENT = "cur"
+    PREVIOUS = "prev"
+    ROTATED = "rot"
+
+
+def run_digest(run_key: str) -> str:
+    """A short fixed-size name for a run key (12 characters)."""
+    raw = hashlib.blake2b(run_key.encode(), digest_size=9).digest()
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+def watch(rd: str) -> str:
+    """The run's watch hash."""
+    return f"r:{{w:{rd}}}"
+
+
+def subscribers(rd: str) -> str:
+    """zset: the run's subscription ids by registration order (the fan-out cursor's order)."""
+    return f"r:{{w:{rd}}}:s"
+
+
+def result(rd: str) -> str:
+    """hash: the run's last Intuned body, stored once for every subscriber."""
+    return f"r:{{w:{rd}}}:res"
+
+
+def sub(sid: str) -> str:
+    """The subscription hash."""
+    return f"r:{{s:{sid}}}"
+
+
+def attempts(sid: str) -> str:
+    """list: the subscription's attempt log (JSON, newest last, trimmed)."""
+    return f"r:{{s:{sid}}}:a"
+
+
+def client_all(client: str) -> str:
+    """zset: the client's subscription ids by creation (ms)."""
+    return f"r:{{c:{client}}}"
+
+
+def client_state(client: str, state: SubState) -> str:
+    """zset: the client's subscription ids in one state, by creation."""
+    return f"r:{{c:{client}}}:st:{state.value}"
+
+
+def client_states(client: str) -> list[str]:
+    """Every per-state zset of a client, in ``SubState`` order."""
+    return [client_state(client, st) for st in SubState]
+
+
+def client_idem(client: str) -> str:
+    """hash: registration fingerprint -> subscription id."""
+    return f"r:{{c:{client}}}:idem"
+
+
+def run_id_digest(run_id: str) -> str:
+    """A short name for a run id alone (``?runId=`` has no project name)."""
+    return run_digest("\x00" + run_id)
+
+
+def client_run(client: str, crd: str) -> str:
+    """hash: the client's subscriptions on one run id (``run_id_digest``): fingerprint -> id."""
+    return f"r:{{c:{client}}}:run:{crd}"
+
+
+def start_key(client: str, key_hash: str) -> str:
+    """hash: one Idempotency-Key of the client's starts (StartKeyField), 24 h."""
+    return f"r:{{c:{client}}}:start:{key_hash}"
+
+
+def ingress(token: str) -> str:
+    """hash: the run a push token belongs to (IngressField), until its watch expires."""
+    return f"r:ing:{token}"
+
+
+def secrets(client: str) -> str:
+    """hash: the client's signing secrets."""
+    return f"r:{{c:{client}}}:sec"
+
+
+def counters(client: str, minute_ms: int) -> str:
+    """hash: the client's delivery attempts in one minute (d delivered, f failed), ~2 h TTL."""
+    return f"r:{{c:{client}}}:n:{minute_ms}"
+
+
+# Lua builds member keys from these templates ('%s' is the member); they must match the above.
+_TEMPLATES: Final = {
+    "K_WATCH": watch("%s"),
+    "K_SUBS": subscribers("%s"),
+    "K_RESULT": result("%s"),
+    "K_SUB": sub("%s"),
+    "K_ATTEMPTS": attempts("%s"),
+    "K_CLIENT": client_all("%s"),
+    "K_CLIENT_RUN": "r:{c:%s}:run:%s",
+    "K_STATE": "r:{c:%s}:st:%s",
+    "K_IDEM": client_idem("%s"),
+    "K_SECRETS": secrets("%s"),
+    "K_COUNTERS": "r:{c:%s}:n:%s",
+}
+
+
+def _lua_table(name: str, values: dict[str, str]) -> str:
+    body = ", ".join(f"{k}={_lua_str(v)}" for k, v in values.items())
+    return f"local {name} = {{{body}}}\n"
+
+
+def _lua_str(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _enum_table(name: str, enum: type[StrEnum]) -> str:
+    return _lua_table(name, {m.name: m.value for m in enum})
+
+
+def lua_constants() -> str:
+    """The Lua prelude naming every field, state and key template (generated from Python)."""
+    out = "".join(f"local {k} = {_lua_str(v)}\n" for k, v in _TEMPLATES.items())
+    out += f"local K_DUE_POLL, K_DUE_DLV = {_lua_str(DUE_POLL)}, {_lua_str(DUE_DELIVERY)}\n"
+    out += f"local K_EXPIRING = {_lua_str(EXPIRING)}\n"
+    out += f"local WAKE_POLL, WAKE_DLV = {_lua_str(WAKE_POLL)}, {_lua_str(WAKE_DELIVERY)}\n"
+    for name, enum in (
+        ("W", WatchField),
+        ("F", SubField),
+        ("RF", ResultField),
+        ("SF", SecretField),
+        ("ST", SubState),
+        ("WS", WatchState),
+        ("EV", EventType),
+        ("FC", FailureCode),
+        ("PK", PollKind),
+        ("PR", PollRecord),
+        ("RA", RegisterAction),
+        ("DO", DeliveryOutcome),
+        ("SK", StartKeyField),
+        ("KS", StartKeyState),
+        ("IF", IngressField),
+    ):
+        out += _enum_table(name, enum)
+    terminal = ", ".join(f"{s}=true" for s in EVENT_STATUSES)
+    out += f"local TERMINAL = {{{terminal}}}\n"
+    states = ", ".join(_lua_str(s.value) for s in SubState)
+    out += f"local ALL_STATES = {{{states}}}\n"
+    return out

@@ -1,0 +1,44 @@
+-- Lease due polls (or one run's, for the first-poll kick) by Redis's clock.
+-- KEYS: 1 due poll. ARGV: 1 limit, 2 lease ms, 3 run digest (optional: only that run)
+-- Returns a list of maps: kind ('poll' | 'fanout'), rd, project, run_id, iv, fs, nf, now, and
+-- for runs started through the relay px, pg, pn (a push this poll answers: taken, its claim
+-- time noted), dl
+local limit, lease = tonumber(ARGV[1]), tonumber(ARGV[2])
+local now = redis_now()
+local due
+if ARGV[3] then
+  local score = redis.call('ZSCORE', KEYS[1], ARGV[3])
+  if score and tonumber(score) <= now then due = {ARGV[3]} else due = {} end
+else
+  due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, limit)
+end
+local out = {}
+for _, rd in ipairs(due) do
+  local w = redis.call('HMGET', fmt(K_WATCH, rd), W.STATE, W.PROJECT, W.RUN_ID, W.INTERVAL,
+                      W.FIRST_SEEN, W.NOT_FOUND_SINCE, W.FANOUT_CURSOR, W.DEADLINE,
+                      W.EXPECTS_PUSH, W.PUSHED, W.PUSH_NEWS)
+  if w[1] == WS.WATCHING then
+    redis.call('ZADD', KEYS[1], now + lease, rd)
+    local m = {'kind', 'poll', 'rd', rd, 'project', w[2] or '', 'run_id', w[3] or '',
+               'iv', w[4] or '0', 'fs', w[5] or now, 'now', now}
+    if w[6] then table.insert(m, 'nf'); table.insert(m, w[6]) end
+    if w[8] then
+      for _, kv in ipairs({{'dl', w[8]}, {'px', w[9] or 0}, {'pg', w[10] or 0},
+                           {'pn', w[11] or 0}}) do
+        table.insert(m, kv[1]); table.insert(m, kv[2])
+      end
+      if w[11] then
+        redis.call('HDEL', fmt(K_WATCH, rd), W.PUSH_NEWS)
+        redis.call('HSET', fmt(K_WATCH, rd), W.PUSH_POLLED, now)
+      end
+    end
+    table.insert(out, m)
+  elseif w[7] then
+    redis.call('ZADD', KEYS[1], now + lease, rd)
+    table.insert(out, {'kind', 'fanout', 'rd', rd, 'project', w[2] or '', 'run_id', w[3] or '',
+                       'now', now})
+  else
+    redis.call('ZREM', KEYS[1], rd)
+  end
+end
+return out

@@ -1,0 +1,71 @@
+-- Helpers shared by every script (prepended after the generated constants of keys.py).
+-- Keys built here are only those of members a script walks: a subscription id, a run digest
+-- or a client name read from a hash or a due set.
+
+local function redis_now()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function fmt(template, ...) return string.format(template, ...) end
+
+-- Move a subscription to new_state, keeping its client's per-state index in step.
+local function set_state(sid, k, new_state)
+  local f = redis.call('HMGET', k, F.CLIENT, F.STATE, F.CREATED)
+  if f[2] then redis.call('ZREM', fmt(K_STATE, f[1], f[2]), sid) end
+  redis.call('ZADD', fmt(K_STATE, f[1], new_state), f[3], sid)
+  redis.call('HSET', k, F.STATE, new_state)
+end
+
+-- The r:exp member that lets housekeeping drop a subscription's index entries once it expired.
+local function exp_member(sid, k)
+  local f = redis.call('HMGET', k, F.CLIENT, F.IDEM, F.RUN_DIGEST, F.CLIENT_RUN)
+  return sid .. '\t' .. (f[1] or '') .. '\t' .. (f[2] or '') .. '\t' .. (f[3] or '') .. '\t'
+    .. (f[4] or '')
+end
+
+local function expire_sub(sid, now, ttl)
+  local k = fmt(K_SUB, sid)
+  redis.call('PEXPIRE', k, ttl)
+  redis.call('PEXPIRE', fmt(K_ATTEMPTS, sid), ttl)
+  redis.call('ZADD', K_EXPIRING, now + ttl, exp_member(sid, k))
+end
+
+local function persist_sub(sid)
+  local k = fmt(K_SUB, sid)
+  redis.call('PERSIST', k)
+  redis.call('PERSIST', fmt(K_ATTEMPTS, sid))
+  redis.call('ZREM', K_EXPIRING, exp_member(sid, k))
+end
+
+-- A run's keys live while it is watched, fanning out, or has a delivery pending; then they
+-- expire ttl after the last of these ended (never before any subscription that reads them).
+local function settle_run(rd, ttl)
+  local wk = fmt(K_WATCH, rd)
+  local w = redis.call('HMGET', wk, W.STATE, W.FANOUT_CURSOR, W.PENDING)
+  local keys = {wk, fmt(K_SUBS, rd), fmt(K_RESULT, rd)}
+  local busy = w[1] == WS.WATCHING or w[2] or tonumber(w[3] or '0') > 0
+  for _, key in ipairs(keys) do
+    if busy then redis.call('PERSIST', key) else redis.call('PEXPIRE', key, ttl) end
+  end
+end
+
+-- Move one watching subscription to delivery of an event (or to skipped). True: delivering.
+local function start_delivery(sid, status, event_type, ended_at, now, ttl, fc, fm)
+  local k = fmt(K_SUB, sid)
+  if status ~= '' then
+    local ev = redis.call('HGET', k, F.EVENTS) or ''
+    if not string.find(ev, '|' .. status .. '|', 1, true) then
+      set_state(sid, k, ST.SKIPPED)
+      redis.call('HSET', k, F.UPDATED, now, F.EVENT_TYPE, event_type, F.OCCURRED, ended_at)
+      expire_sub(sid, now, ttl)
+      return false
+    end
+  end
+  set_state(sid, k, ST.DELIVERING)
+  redis.call('HSET', k, F.UPDATED, now, F.EVENT_TYPE, event_type, F.OCCURRED, ended_at,
+             F.ATTEMPTS, 0, F.NEXT_ATTEMPT, now)
+  if fc then redis.call('HSET', k, W.FAIL_CODE, fc, W.FAIL_MESSAGE, fm or '') end
+  redis.call('ZADD', K_DUE_DLV, now, sid)
+  return true
+end

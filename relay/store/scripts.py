@@ -1,0 +1,147 @@
+"""Loading the Lua scripts (package resources) and calling them: maps in, Structs out.
+
+Each script is the generated constants of ``keys.lua_constants()``, the shared ``prelude.lua``
+and its own file. A script answers a flat key/value array (or a list of them); ``decode_map``
+turns one into a Struct with msgspec, so no caller reads a value by its position. Calls made
+in the same event-loop pass share one pipelined round trip (``Batcher``). This module must
+never name a key or decide scheduling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Awaitable, Sequence
+from functools import cache
+from importlib import resources
+from typing import Any, Final, TypeVar
+
+import msgspec
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
+
+from relay.store.keys import lua_constants
+
+T = TypeVar("T")
+S = TypeVar("S", bound=msgspec.Struct)
+Arg = str | int | float | bytes
+
+
+@cache
+def script_source(name: str) -> str:
+    """The full Lua of ``lua/<name>.lua``: constants, prelude, then the script."""
+    folder = resources.files("relay.store") / "lua"
+    prelude = (folder / "prelude.lua").read_text()
+    return lua_constants() + prelude + (folder / f"{name}.lua").read_text()
+
+
+async def r(value: Awaitable[T] | T) -> T:
+    """Await a redis-py reply (its asyncio methods are typed as sync-or-async)."""
+    if inspect.isawaitable(value):
+        return await value
+    return value
+
+
+def text(value: bytes | str | None) -> str | None:
+    """A reply value as text."""
+    if value is None:
+        return None
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def decode_map(flat: Sequence[Any], kind: type[S], binary: frozenset[str] = frozenset()) -> S:
+    """A script's flat key/value array as a ``kind`` Struct (fields in ``binary`` stay bytes)."""
+    out: dict[str, Any] = {}
+    for i in range(0, len(flat) - 1, 2):
+        key = text(flat[i]) or ""
+        value = flat[i + 1]
+        if isinstance(value, bytes) and key not in binary:
+            value = value.decode()
+        out[key] = value
+    return msgspec.convert(out, kind, strict=False)
+
+
+class Script:
+    """One registered script: ``await script(keys, args)`` answers its raw reply."""
+
+    def __init__(self, redis: Redis, name: str, batcher: Batcher | None = None) -> None:
+        self.name = name
+        self._script: AsyncScript = redis.register_script(script_source(name))
+        self._batcher = batcher
+
+    async def __call__(self, keys: Sequence[str], args: Sequence[Arg]) -> Any:
+        if self._batcher is not None:
+            return await self._batcher.call(self._script, list(keys), list(args))
+        return await self._script(keys=list(keys), args=list(args))
+
+
+_Pending = tuple[AsyncScript, list[str], list[Arg], "asyncio.Future[Any]"]
+
+
+class Batcher:
+    """Script calls made in the same event-loop pass share one pipelined round trip.
+
+    Each script still runs atomically on its own (the pipeline is not a transaction), and each
+    caller gets its own result or exception.
+    """
+
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+        self._pending: list[_Pending] = []
+
+    async def call(self, script: AsyncScript, keys: list[str], args: list[Arg]) -> Any:
+        """Run ``script`` (in a batch with whatever else is due now)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._pending.append((script, keys, args, future))
+        if len(self._pending) == 1:
+            loop.call_soon(self._flush_soon)
+        return await future
+
+    def _flush_soon(self) -> None:
+        batch, self._pending = self._pending, []
+        _background.add(task := asyncio.ensure_future(self._flush(batch)))
+        task.add_done_callback(_background.discard)
+
+    async def _flush(self, batch: list[_Pending]) -> None:
+        if len(batch) == 1:
+            script, keys, args, future = batch[0]
+            try:
+                _settle(future, await script(keys=keys, args=args))
+            except Exception as exc:  # handed to the caller, who awaits it
+                _fail(future, exc)
+            return
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for script, keys, args, _ in batch:
+                    pipe.evalsha(script.sha, len(keys), *keys, *args)  # type: ignore[arg-type]
+                results = await pipe.execute(raise_on_error=False)
+        except Exception as exc:  # the round trip failed: every caller sees it
+            for *_, future in batch:
+                _fail(future, exc)
+            return
+        for (script, keys, args, future), result in zip(batch, results, strict=True):
+            if isinstance(result, NoScriptError):  # a restarted Redis forgot the script
+                try:
+                    result = await script(keys=keys, args=args)
+                except Exception as exc:
+                    result = exc
+            if isinstance(result, Exception):
+                _fail(future, result)
+            else:
+                _settle(future, result)
+
+
+_background: set[asyncio.Future[None]] = set()
+BINARY_RESULT: Final = frozenset({"result"})
+
+
+def _settle(future: asyncio.Future[Any], value: Any) -> None:
+    if not future.done():
+        future.set_result(value)
+
+
+def _fail(future: asyncio.Future[Any], exc: BaseException) -> None:
+    if not future.done():
+        future.set_exception(exc)

@@ -1,0 +1,238 @@
+"""The API side of the store: register, read, list, cancel, redeliver, and run reads.
+
+Every call costs O(1) or O(page) or O(one client's subscriptions on one run) (bounded by
+RELAY_MAX_SUBSCRIPTIONS_PER_RUN), never O(the client's subscriptions). This module must never
+decide HTTP answers or scheduling.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from urllib.parse import unquote
+
+from redis.asyncio import Redis
+
+from relay.model import CachedResult, Subscription, SubscriptionDoc, SubState, run_key
+from relay.store import keys
+from relay.store.docs import (
+    decode_cursor,
+    doc_fields,
+    encode_cursor,
+    events_field,
+    idempotency_field,
+    subscription_from,
+)
+from relay.store.keys import ResultField, WatchField
+from relay.store.scripts import Script, decode_map, r, text
+from relay.store.types import Outcome, Page, Registration
+
+
+class SubscriptionStore:
+    """What ``/v1/subscriptions`` and ``/v1/runs`` read and write."""
+
+    def __init__(self, redis: Redis, *, ttl_ms: int, max_per_client: int, max_per_run: int) -> None:
+        self.redis = redis
+        self.ttl_ms = ttl_ms
+        self.max_per_client = max_per_client
+        self.max_per_run = max_per_run
+        self._register = Script(redis, "register")
+        self._cancel = Script(redis, "cancel")
+        self._redeliver = Script(redis, "redeliver")
+
+    async def register(self, doc: SubscriptionDoc, run_key: str, fresh_secret: str) -> Registration:
+        """Store a subscription and join/start its run's watch, atomically (idempotent). Beyond
+        a quota nothing is written (action quota_client / quota_run). The client's signing
+        secret is created from ``fresh_secret`` when it has none."""
+        rd, client = keys.run_digest(run_key), doc.client
+        idem = idempotency_field(doc.project_name, doc.run_id, doc.callback_url)
+        key_list = [
+            keys.sub(doc.id),
+            keys.client_all(client),
+            keys.client_run(client, keys.run_id_digest(doc.run_id)),
+            keys.watch(rd),
+            keys.subscribers(rd),
+            keys.result(rd),
+            keys.DUE_POLL,
+            keys.DUE_DELIVERY,
+            keys.secrets(client),
+            keys.RUNS,
+            keys.CLIENTS,
+            *keys.client_states(client),
+        ]
+        args = [
+            doc.id,
+            client,
+            run_key,
+            rd,
+            idem,
+            events_field(doc.events),
+            doc.project_name,
+            doc.run_id,
+            self.ttl_ms,
+            self.max_per_client,
+            self.max_per_run,
+            fresh_secret,
+            doc.created_at,
+            keys.run_id_digest(doc.run_id),
+            *doc_fields(doc),
+        ]
+        return decode_map(await self._register(key_list, args), Registration)
+
+    async def get_subscription(self, sid: str, client: str) -> Subscription | None:
+        """The subscription with its attempt log, or None if absent or another client's."""
+        sub = await self.get_subscription_any(sid)
+        return sub if sub is not None and sub.doc.client == client else None
+
+    async def get_subscription_any(self, sid: str) -> Subscription | None:
+        """The subscription regardless of its client (workers and tests)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(keys.sub(sid))
+            pipe.lrange(keys.attempts(sid), 0, -1)
+            fields, attempts = await pipe.execute()
+        return subscription_from(sid, fields, tuple(attempts))
+
+    async def run_statuses(self, run_keys: Sequence[str]) -> list[str | None]:
+        """The last Intuned status seen for each run (None when never fetched)."""
+        if not run_keys:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for rk in run_keys:
+                pipe.hget(keys.watch(keys.run_digest(rk)), WatchField.STATUS.value)
+            values = await pipe.execute()
+        return [text(v) for v in values]
+
+    async def _read(self, sids: Sequence[str]) -> list[Subscription | None]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for sid in sids:
+                pipe.hgetall(keys.sub(sid))
+            found = await pipe.execute()
+        return [subscription_from(sid, f) for sid, f in zip(sids, found, strict=True)]
+
+    async def list_subscriptions(
+        self,
+        client: str,
+        *,
+        state: SubState | None,
+        limit: int,
+        cursor: str | None,
+        run_id: str | None = None,
+    ) -> Page:
+        """The client's subscriptions newest first (creation, then id), ``limit`` a page, from
+        an opaque cursor; exact with any number of equal creation times."""
+        after = decode_cursor(cursor) if cursor else None
+        if run_id is not None:
+            return await self._list_run(client, run_id, state, limit, after)
+        key = keys.client_all(client) if state is None else keys.client_state(client, state)
+        items: list[Subscription] = []
+        start = await self._start_rank(key, after)
+        batch = max(limit, 50)
+        while len(items) < limit:
+            rows = await r(self.redis.zrevrange(key, start, start + batch - 1))
+            if not rows:
+                break
+            sids = [m.decode() for m in rows]
+            subs = await self._read(sids)
+            stale = [sid for sid, sub in zip(sids, subs, strict=True) if sub is None]
+            for sub in subs:
+                if sub is not None and (state is None or sub.state == state):
+                    items.append(sub)
+                    if len(items) == limit:
+                        break
+            if stale:  # expired but not pruned yet: drop from the index
+                await r(self.redis.zrem(key, *stale))
+            start += len(rows) - len(stale)
+            if len(rows) < batch:
+                break
+        return _page(items, limit)
+
+    async def _start_rank(self, key: str, after: tuple[int, str] | None) -> int:
+        """The rank (newest first) just past the cursor's item."""
+        if after is None:
+            return 0
+        rank = await r(self.redis.zrevrank(key, after[1]))
+        if rank is not None:
+            return int(rank) + 1
+        # The cursor's item is gone: everything not older than its creation time was shown.
+        return int(await r(self.redis.zcount(key, f"{after[0]}", "+inf")))
+
+    async def _on_run(self, client: str, run_id: str) -> list[Subscription]:
+        """The client's subscriptions on one run id (bounded by the per-run quota)."""
+        index = keys.client_run(client, keys.run_id_digest(run_id))
+        sids = [v.decode() for v in await r(self.redis.hvals(index))]
+        return [s for s in await self._read(sids) if s is not None and s.doc.run_id == run_id]
+
+    async def _list_run(
+        self,
+        client: str,
+        run_id: str,
+        state: SubState | None,
+        limit: int,
+        after: tuple[int, str] | None,
+    ) -> Page:
+        subs = await self._on_run(client, run_id)
+        subs.sort(key=lambda s: (s.doc.created_at, s.doc.id), reverse=True)
+        items = [
+            s
+            for s in subs
+            if (state is None or s.state == state)
+            and (after is None or (s.doc.created_at, s.doc.id) < after)
+        ][:limit]
+        return _page(items, limit)
+
+    async def client_has_run(self, client: str, run_key: str) -> bool:
+        """True when ``client`` has a subscription on the run (tenant check for reads)."""
+        subs = await self._on_run(client, unquote(run_key.rsplit("/", 1)[-1]))
+        return any(_run_key_of(s) == run_key for s in subs)
+
+    async def cached_result(self, run_key: str) -> CachedResult | None:
+        """The last Intuned body fetched for a run, with its fetch time."""
+        return await cached_result(self.redis, keys.run_digest(run_key))
+
+    async def cancel(self, sid: str, client: str) -> bool:
+        """Cancel a subscription (stops retries; stops polling when it was the last). False: 404."""
+        res = await self._cancel(
+            [
+                keys.sub(sid),
+                keys.attempts(sid),
+                keys.DUE_DELIVERY,
+                keys.DUE_POLL,
+                *keys.client_states(client),
+            ],
+            [sid, client, self.ttl_ms],
+        )
+        return decode_map(res, Outcome).outcome == "ok"
+
+    async def redeliver(self, sid: str, client: str) -> Outcome:
+        """Start a fresh attempt series: outcome ok, not_found or conflict (with the state)."""
+        res = await self._redeliver(
+            [keys.sub(sid), keys.attempts(sid), keys.DUE_DELIVERY, *keys.client_states(client)],
+            [sid, client, self.ttl_ms],
+        )
+        return decode_map(res, Outcome)
+
+    async def count_states(self, client: str) -> dict[str, int]:
+        """How many of a client's subscriptions are in each state."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for st in SubState:
+                pipe.zcard(keys.client_state(client, st))
+            counts = await pipe.execute()
+        return {st.value: int(c) for st, c in zip(SubState, counts, strict=True)}
+
+
+def _run_key_of(sub: Subscription) -> str:
+    return run_key(sub.doc.workspace_id, sub.doc.project_name, sub.doc.run_id)
+
+
+def _page(items: list[Subscription], limit: int) -> Page:
+    last = items[-1].doc if len(items) == limit else None
+    return Page(items=items, next_cursor=encode_cursor(last.created_at, last.id) if last else None)
+
+
+async def cached_result(redis: Redis, rd: str) -> CachedResult | None:
+    """The run's stored Intuned body and its fetch time (Redis ms)."""
+    body, fetched = await r(
+        redis.hmget(keys.result(rd), [ResultField.BODY.value, ResultField.FETCHED.value])
+    )
+    if body is None:
+        return None
+    return CachedResult(body=bytes(body), fetched_at=int(fetched or 0))

@@ -1,0 +1,169 @@
+"""What the store's sides answer: msgspec Structs decoded from the scripts' maps.
+
+This module does no I/O.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from relay.model import (
+    RegisterAction,
+    Subscription,
+    SubscriptionDoc,
+    WatchFailure,
+)
+
+
+class Registration(msgspec.Struct, frozen=True):
+    """What registering did (``register.lua``'s map). For poll and join the subscription is
+    exactly the document written, watching, with no attempts; ``status`` is the run's last
+    seen status."""
+
+    action: RegisterAction
+    id: str
+    status: str | None = None
+
+    @property
+    def created(self) -> bool:
+        """True when a subscription was written."""
+        return self.action in (
+            RegisterAction.POLL,
+            RegisterAction.JOIN,
+            RegisterAction.DELIVER,
+            RegisterAction.SKIP,
+        )
+
+
+class ClaimedPoll(msgspec.Struct, frozen=True):
+    """A run whose poll (kind ``poll``) or fan-out (kind ``fanout``) is due, leased to the
+    claiming worker; ``now`` is Redis's clock at the claim (ms)."""
+
+    kind: str
+    rd: str
+    project: str
+    run_id: str
+    now: int
+    iv: float = 0.0
+    fs: int = 0
+    nf: int | None = None
+    # Runs started through the relay: own deadline (Redis ms), a push expected (px), a push
+    # came (pg), a push this poll answers (pn).
+    dl: int | None = None
+    px: bool = False
+    pg: bool = False
+    pn: bool = False
+
+    @property
+    def first_seen(self) -> int:
+        """When the watch started (Redis ms)."""
+        return self.fs or self.now
+
+
+class PollRecorded(msgspec.Struct, frozen=True):
+    """What recording a poll did; ``now`` is Redis's clock (ms)."""
+
+    outcome: str
+    now: int
+
+
+class FanOutStep(msgspec.Struct, frozen=True):
+    """One batch of an ended run's fan-out."""
+
+    moved: int
+    delivering: int
+    done: bool
+
+
+class ClaimRow(msgspec.Struct, frozen=True):
+    """The map ``claim_deliveries.lua`` answers per leased subscription."""
+
+    id: str
+    now: int
+    rk: str = ""
+    cl: str = ""
+    cb: str = ""
+    ev: str = ""
+    ca: int = 0
+    rd: str = ""
+    md: str | None = None
+    n: int = 0
+    ser: int = 1
+    et: str = ""
+    ta: int = 0
+    fc: str | None = None
+    fm: str | None = None
+    result_state: str = "none"
+    result: bytes | None = None
+    cur: str | None = None
+    prev: str | None = None
+    rot: int | None = None
+
+
+class ClaimedDelivery(msgspec.Struct, frozen=True):
+    """A subscription whose delivery attempt is due, leased to the claiming worker, with what
+    the attempt reads: the run's stored result (``result_known`` False when too big to carry:
+    read it with ``DeliveryStore.result``), the secrets in force, the watch failure."""
+
+    subscription_id: str
+    doc: SubscriptionDoc
+    attempts_in_series: int
+    series: int
+    event_type: str
+    occurred_at: int
+    run_digest: str
+    now: int
+    result: bytes | None = None
+    result_known: bool = False
+    secrets: tuple[str, ...] = ()
+    failure: WatchFailure | None = None
+
+
+class AttemptRecorded(msgspec.Struct, frozen=True):
+    """The subscription's state after an attempt ('stale' when it moved on meanwhile)."""
+
+    state: str
+    next: int | None = None
+
+
+class RunWatch(msgspec.Struct, frozen=True):
+    """A read-only view of one run's watch record."""
+
+    state: str
+    status: str | None
+    polls: int
+    first_seen: int
+    next_poll: int | None
+    errors: int
+    failure: WatchFailure | None
+    pending: int = 0
+
+
+class Page(msgspec.Struct, frozen=True):
+    """One page of a client's subscriptions, newest first."""
+
+    items: list[Subscription]
+    next_cursor: str | None
+
+
+class Outcome(msgspec.Struct, frozen=True):
+    """A cancel's or redeliver's answer: ``ok``, ``not_found`` or ``conflict`` (with state)."""
+
+    outcome: str
+    state: str | None = None
+
+
+class SweepSlice(msgspec.Struct, frozen=True):
+    """One slice of the sweep."""
+
+    polls: int
+    deliveries: int
+    seen: int
+    wrapped: bool
+
+
+class PruneSlice(msgspec.Struct, frozen=True):
+    """One slice of pruning."""
+
+    pruned: int
+    seen: int

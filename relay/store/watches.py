@@ -1,0 +1,153 @@
+"""The poll side of the store: lease due polls, record outcomes, fan an ended run out.
+
+Due times and leases are Redis's clock (``TIME`` in the scripts): callers pass delays, never
+timestamps, so a worker with a skewed clock can neither steal a lease nor starve. Fan-out moves
+at most ``FANOUT_BATCH`` subscribers per script call from a cursor saved in the watch. This
+module must never decide when to poll (``relay.policy`` does) or make HTTP calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Final
+
+from redis.asyncio import Redis
+
+from relay.model import FailureCode, PollKind, WatchFailure
+from relay.store import keys
+from relay.store.keys import WatchField
+from relay.store.scripts import Batcher, Script, decode_map, r, text
+from relay.store.types import ClaimedPoll, FanOutStep, PollRecorded, RunWatch
+
+FANOUT_BATCH: Final = 1000
+
+
+class WatchStore:
+    """What the poll pump and the first-poll job use."""
+
+    def __init__(self, redis: Redis, *, ttl_ms: int, lease_ms: int = 25_000) -> None:
+        self.redis = redis
+        self.ttl_ms = ttl_ms
+        self.lease_ms = lease_ms
+        batcher = Batcher(redis)
+        self._claim = Script(redis, "claim_polls")
+        self._record = Script(redis, "record_poll", batcher)
+        self._fan_out = Script(redis, "fan_out")
+
+    async def claim_polls(self, limit: int) -> list[ClaimedPoll]:
+        """Lease up to ``limit`` due polls or fan-outs."""
+        rows = await self._claim([keys.DUE_POLL], [limit, self.lease_ms])
+        return [decode_map(row, ClaimedPoll) for row in rows]
+
+    async def claim_poll(self, rd: str) -> ClaimedPoll | None:
+        """Lease one run's poll if it is due (the first-poll job)."""
+        rows = await self._claim([keys.DUE_POLL], [1, self.lease_ms, rd])
+        return decode_map(rows[0], ClaimedPoll) if rows else None
+
+    async def _poll(self, rd: str, kind: PollKind, **kw: Any) -> PollRecorded:
+        args = [
+            rd,
+            kind.value,
+            kw.get("status", ""),
+            kw.get("body", b""),
+            int(kw.get("delay_ms", 0)),
+            kw.get("interval", 0.0),
+            kw.get("code", ""),
+            kw.get("message", ""),
+            "1" if kw.get("flag") else "0",
+            self.lease_ms,
+        ]
+        res = await self._record([keys.watch(rd), keys.result(rd), keys.DUE_POLL], args)
+        return decode_map(res, PollRecorded)
+
+    async def record_result(
+        self, rd: str, status: str, body: bytes, delay_ms: int, interval: float
+    ) -> PollRecorded:
+        """Store a fetched result once for the run; a terminal status ends the watch (then
+        call ``fan_out`` until done)."""
+        return await self._poll(
+            rd, PollKind.RESULT, status=status, body=body, delay_ms=delay_ms, interval=interval
+        )
+
+    async def record_poll_error(
+        self, rd: str, delay_ms: int, interval: float, *, not_found: bool
+    ) -> PollRecorded:
+        """Count a failed poll and schedule the next one ``delay_ms`` from Redis's now."""
+        return await self._poll(
+            rd, PollKind.ERROR, delay_ms=delay_ms, interval=interval, flag=not_found
+        )
+
+    async def record_watch_failure(
+        self, rd: str, failure: WatchFailure, *, polled: bool
+    ) -> PollRecorded:
+        """End a watch without a terminal status (then call ``fan_out`` until done)."""
+        return await self._poll(
+            rd,
+            PollKind.FAIL,
+            code=failure.code.value,
+            message=failure.message,
+            flag=polled,
+        )
+
+    async def fan_out(self, rd: str, batch: int = FANOUT_BATCH) -> FanOutStep:
+        """Move the next batch of an ended run's watching subscribers to delivery."""
+        res = await self._fan_out(
+            [keys.watch(rd), keys.subscribers(rd), keys.DUE_POLL], [rd, self.ttl_ms, batch]
+        )
+        return decode_map(res, FanOutStep)
+
+    async def fan_out_all(self, rd: str) -> int:
+        """Run ``fan_out`` to the end; returns how many subscriptions started delivering."""
+        delivering = 0
+        while True:
+            step = await self.fan_out(rd)
+            delivering += step.delivering
+            if step.done:
+                return delivering
+
+    async def get_watch(self, rd: str) -> RunWatch | None:
+        """The watch record of a run (None if never watched or expired)."""
+        raw = await r(self.redis.hgetall(keys.watch(rd)))
+        if not raw or WatchField.STATE.value.encode() not in raw:
+            return None
+        f = {k.decode(): text(v) or "" for k, v in raw.items()}
+        fc, np = f.get(WatchField.FAIL_CODE), f.get(WatchField.NEXT_POLL)
+        return RunWatch(
+            state=f[WatchField.STATE],
+            status=f.get(WatchField.STATUS),
+            polls=int(f.get(WatchField.POLLS, "0")),
+            first_seen=int(f.get(WatchField.FIRST_SEEN, "0")),
+            next_poll=int(np) if np else None,
+            errors=int(f.get(WatchField.ERRORS, "0")),
+            failure=WatchFailure(FailureCode(fc), f.get(WatchField.FAIL_MESSAGE, ""))
+            if fc
+            else None,
+            pending=int(f.get(WatchField.PENDING, "0")),
+        )
+
+    async def release_polls(self, rds: Sequence[str]) -> None:
+        """Hand leased polls back (a stopping worker): due again now (Redis's clock)."""
+        if rds:
+            now = await redis_now(self.redis)
+            await r(self.redis.zadd(keys.DUE_POLL, dict.fromkeys(rds, now), xx=True))
+
+    async def next_due_in(self) -> int | None:
+        """Milliseconds until the earliest poll is due (Redis's clock), None when none."""
+        return await due_in(self.redis, keys.DUE_POLL)
+
+
+async def redis_now(redis: Redis) -> int:
+    """Redis's clock, ms."""
+    sec, usec = await r(redis.time())
+    return int(sec) * 1000 + int(usec) // 1000
+
+
+async def due_in(redis: Redis, due_set: str) -> int | None:
+    """Milliseconds until the earliest entry of a due set (0 when overdue), by Redis's clock."""
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.time()
+        pipe.zrange(due_set, 0, 0, withscores=True)
+        (sec, usec), rows = await pipe.execute()
+    if not rows:
+        return None
+    return max(0, int(rows[0][1]) - (int(sec) * 1000 + int(usec) // 1000))

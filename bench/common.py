@@ -20,7 +20,8 @@ from redis.asyncio import Redis
 from bench.load import summary
 from bench.procs import CLIENT, SECRET, WORKSPACE, Fleet
 from relay.model import SubscriptionDoc, new_subscription_id, now_ms, run_key
-from relay.store import Store
+from relay.settings import Settings
+from relay.store import Stores
 
 
 @dataclass
@@ -82,7 +83,7 @@ class Bench:
     fleet: Fleet
     smoke: bool
     redis: Redis = field(init=False)
-    store: Store = field(init=False)
+    store: Stores = field(init=False)
     http: aiohttp.ClientSession = field(init=False)
     notes: list[str] = field(default_factory=list)
     state: dict[str, Any] = field(default_factory=dict)
@@ -90,7 +91,16 @@ class Bench:
     async def open(self) -> None:
         """Connect to the fleet's Redis; install the bench client's signing secret."""
         self.redis = Redis.from_url(self.fleet.redis.url)
-        self.store = Store(self.redis, result_ttl=3600)
+        self.store = Stores.open(
+            self.redis,
+            Settings(
+                redis_url=self.fleet.redis.url,
+                intuned_workspace_id=WORKSPACE,
+                api_keys={SECRET: CLIENT},
+                result_ttl=3600.0,
+                max_subscriptions_per_client=10_000_000,
+            ),
+        )
         self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120))
         await self.flush()
 
@@ -102,7 +112,7 @@ class Bench:
     async def flush(self) -> None:
         """Empty Redis, then put back the bench client's known signing secret."""
         await self.redis.flushdb()
-        await self.store.signing_secret(CLIENT, SECRET)
+        await self.store.secrets.signing_secret(CLIENT, SECRET)
 
     def log(self, message: str) -> None:
         """Progress on stdout."""
@@ -171,10 +181,11 @@ class Bench:
     async def register_many(
         self, run_ids: Sequence[str], callback: str, batch: int = 256
     ) -> list[SubscriptionDoc]:
-        """``Store.register`` for each run, ``batch`` concurrent calls at a time (no arq kick)."""
+        """``SubscriptionStore.register`` for each run, ``batch`` concurrent calls at a time."""
         docs: list[SubscriptionDoc] = []
         for lo in range(0, len(run_ids), batch):
             pairs = [self.doc(run_id, callback) for run_id in run_ids[lo : lo + batch]]
-            await asyncio.gather(*(self.store.register(doc, rk) for doc, rk in pairs))
+            register = self.store.subscriptions.register
+            await asyncio.gather(*(register(doc, rk, SECRET) for doc, rk in pairs))
             docs.extend(doc for doc, _ in pairs)
         return docs

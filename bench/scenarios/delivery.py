@@ -24,8 +24,9 @@ import msgspec
 from bench.common import Bench, Row
 from bench.load import run_lanes, session
 from bench.procs import SECRET, CpuMeter
-from relay.model import now_ms, run_key
+from relay.model import SubscriptionDoc, run_key
 from relay.settings import Settings
+from relay.store import keys, run_digest
 from relay.webhooks.payload import build_event_body
 from relay.webhooks.signing import webhook_headers, webhook_id
 
@@ -64,22 +65,15 @@ async def relay_rep(b: Bench, n: int, tag: str, callback: str) -> tuple[float, d
     await b.receiver_reset()
     run_ids = [f"dlv-{tag}-{i}" for i in range(n)]
     docs = await b.register_many(run_ids, callback)
-    await b.redis.delete("r:due:poll")  # no worker runs yet; nobody must poll these runs
-    now = now_ms()
+    await b.redis.delete(keys.DUE_POLL)  # no worker runs yet; nobody must poll these runs
+
+    async def finish(d: SubscriptionDoc) -> None:
+        rd = run_digest(run_key(d.workspace_id, d.project_name, d.run_id))
+        await b.store.watches.record_result(rd, "completed", result_envelope(d.run_id), 0, 0.0)
+        await b.store.watches.fan_out_all(rd)
+
     for lo in range(0, n, 256):
-        await asyncio.gather(
-            *(
-                b.store.record_result(
-                    run_key(d.workspace_id, d.project_name, d.run_id),
-                    now,
-                    "completed",
-                    result_envelope(d.run_id),
-                    0,
-                    0.0,
-                )
-                for d in docs[lo : lo + 256]
-            )
-        )
+        await asyncio.gather(*(finish(d) for d in docs[lo : lo + 256]))
     ids = [webhook_id(d.id, "run.completed") for d in docs]
     worker = b.fleet.worker()
     meter = CpuMeter({"worker": worker.pid, "receiver": b.fleet.receiver.pid})

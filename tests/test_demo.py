@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import re
+import shutil
 import time
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from standardwebhooks.webhooks import Webhook
 
+from relay.cli import main
 from relay.demo_receiver import VerificationError, verify_webhook
 from relay.webhooks.signing import new_secret, webhook_headers
 from tests.support.processes import RelayProcess
@@ -37,6 +41,35 @@ def test_demo_shows_polls_statuses_and_verified_webhooks_then_exits_0(tmp_path: 
     assert "Intuned's sink pushed run" in out and "(202)" in out
     assert "after the fake finished the run" in out
     assert "INVALID" not in out
+
+
+def test_demo_keep_running_says_where_its_logs_are_kept(tmp_path: Path) -> None:
+    proc = RelayProcess(["demo", "--keep-running"], {}, tmp_path / "demo.log")
+    try:
+        proc.wait_for_log("kept after the demo stops", 60)
+        assert proc.stop() == 0
+    finally:
+        proc.stop()
+    out = proc.log()
+    match = re.search(r"the relay's JSON logs: (\S+relay\.log)", out)
+    assert match, out
+    log_file = Path(match.group(1))
+    try:
+        assert f"the relay's logs are kept in {log_file}" in out
+        assert log_file.exists() and "worker_started" in log_file.read_text()
+        assert "/_fake/" in out
+    finally:
+        shutil.rmtree(log_file.parent, ignore_errors=True)
+
+
+def test_fake_intuned_help_documents_the_control_api() -> None:
+    result = CliRunner().invoke(main, ["fake-intuned", "--help"], env={"INTUNED_API_KEY": ""})
+    assert result.exit_code == 0
+    for text in ("POST /_fake/runs", "push-faults", "curl -s -X POST", "fake-intuned-key"):
+        assert text in result.output
+    for fault in ("error_500", "gateway", "reset", "hang", "refuse", "rate_limited"):
+        assert fault in result.output
+    assert "123e4567-e89b-12d3-a456-426614174000" in result.output
 
 
 def test_demo_receiver_verifies_like_standard_webhooks() -> None:

@@ -683,3 +683,13 @@ def test_run_fake_intuned_serves_until_sigterm() -> None:
             proc.wait()
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+def test_the_api_and_workers_never_import_the_fake() -> None:
+    code = (
+        "import sys, relay.api.app, relay.api.asgi, workers.runner, workers.polling\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith('relay.fake_intuned'))\n"
+        "print(loaded)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr

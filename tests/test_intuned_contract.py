@@ -33,6 +33,7 @@ from tests.support.intuned_fixtures import (
     OTHER_WORKSPACE_ID,
     MakeFake,
 )
+from tests.support.receiver import ReceiverHandle
 
 PROJECT = "contract project/1"
 ERROR_KEYS = {"code", "category", "message", "retirable", "correlationId"}
@@ -103,6 +104,36 @@ def test_sdk_start_parses_and_its_wire_body_is_accepted(
     got = [sdk.projects.runs.result(project_name=PROJECT, run_id=started.run_id) for _ in range(3)]
     assert [g.status for g in got] == ["pending", "started", "completed"]
     assert got[2].result == {"api": "a", "parameters": {}}
+
+
+def test_sdk_start_with_a_webhook_sink_is_pushed(
+    fake_intuned: FakeIntunedHandle, sdk: IntunedClient, receiver: ReceiverHandle
+) -> None:
+    fake_intuned.state.configure(default_script=RunScript(pending_seconds=0.05, result={"ok": 1}))
+    sink = models.RunStartRequestBodySinkWebhookSinkConfiguration(
+        type="webhook",
+        url=receiver.url("/ok/intuned"),
+        headers={"Authorization": "Bearer ingress-secret"},
+    )
+    body = models.RunStartRequestBody(api="a/b", parameters={"q": 1}, sink=sink)
+    started = sdk.projects.runs.start(project_name=PROJECT, body=body)
+    (push,) = receiver.wait_for(1)
+    assert push.headers["authorization"] == "Bearer ingress-secret"
+    payload = msgspec.json.decode(push.body)
+    assert payload["apiInfo"]["runId"] == started.run_id
+    assert payload["apiInfo"]["name"] == "a/b"
+    assert payload["apiInfo"]["result"] == {
+        "status": "completed",
+        "result": {"ok": 1},
+        "statusCode": 200,
+    }
+    assert payload["project"]["name"] == PROJECT
+    assert payload["workspaceId"] == FAKE_WORKSPACE_ID
+    sent = fake_intuned.state.start_log()[0]["body"]["sink"]
+    assert sent["headers"] == {"Authorization": "Bearer ingress-secret"}
+    # The run the push announced is completed for the SDK too, without any poll before.
+    done = sdk.projects.runs.result(project_name=PROJECT, run_id=started.run_id)
+    assert done.status == "completed" and done.result == {"ok": 1}
 
 
 def test_sdk_parses_every_status(fake_intuned: FakeIntunedHandle, sdk: IntunedClient) -> None:

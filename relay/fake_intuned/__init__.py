@@ -5,13 +5,10 @@ never import this package. See ``relay.fake_intuned.server`` for the ways to run
 ``relay.fake_intuned.control`` for the HTTP control API under ``/_fake/``.
 """
 
-from relay.fake_intuned.server import (
+from relay.fake_intuned.models import (
     DEFAULT_PREFIX,
     CreateRun,
     FakeConfig,
-    FakeIntuned,
-    FakeIntunedHandle,
-    FakeIntunedServer,
     FakeStats,
     Fault,
     PollRecord,
@@ -20,6 +17,11 @@ from relay.fake_intuned.server import (
     RateLimitConfig,
     RunScript,
     RunStats,
+)
+from relay.fake_intuned.server import (
+    FakeIntuned,
+    FakeIntunedHandle,
+    FakeIntunedServer,
     run_fake_intuned,
     start_in_thread,
 )

@@ -3,22 +3,21 @@
 Lets tests and benchmarks in other processes drive the fake over HTTP; every route mirrors a
 method of ``FakeState`` and takes/returns the camelCase JSON of ``relay.fake_intuned.models``:
 
-======================================  ==========================================================
-``POST   /_fake/runs``                  ``CreateRun`` JSON (script, sink, pushFaults...) → 201
-                                        ``{runId, projectName, workspaceId}`` (409: taken id)
-``GET    /_fake/runs``                  ``{"runIds": [...]}``
-``GET    /_fake/runs/{runId}``          ``RunStats`` (poll count and log, first terminal answer)
-``GET|POST /_fake/runs/{runId}/push-faults``  read / merge fields into the run's ``PushFaults``
-``GET    /_fake/pushes[?runId=]``       sink push attempts ``[PushRecord]``
-``GET    /_fake/faults``                the armed ``Fault`` list
-``POST   /_fake/faults``                a ``Fault`` or a list of them → 201 ``{"armed": n}``
-``DELETE /_fake/faults[?runId=]``       clear all faults (or one run's) → 204
-``GET|POST /_fake/rate-limit``          read / merge fields into ``RateLimitConfig``
-``GET|POST /_fake/config``              read / merge fields into ``FakeConfig``
-``GET    /_fake/stats``                 ``FakeStats``
-``GET    /_fake/starts``                accepted start requests ``[{projectName, runId, body}]``
-``POST   /_fake/reset``                 forget everything, restore the initial config → 204
-======================================  ==========================================================
+========================================  ==================================================
+POST /_fake/runs                          CreateRun (script, sink, pushFaults) → 201 {runId}
+GET /_fake/runs                           {runIds: [...]}
+GET /_fake/runs/{runId}                   RunStats: polls and their log, end, sink
+GET|POST /_fake/runs/{runId}/push-faults  read / merge the run's PushFaults
+GET /_fake/pushes[?runId=]                sink push attempts [PushRecord]
+GET /_fake/faults                         the armed Fault list
+POST /_fake/faults                        a Fault or a list → 201 {armed: n}
+DELETE /_fake/faults[?runId=]             clear all faults (or one run's) → 204
+GET|POST /_fake/rate-limit                read / merge RateLimitConfig fields
+GET|POST /_fake/config                    read / merge FakeConfig fields
+GET /_fake/stats                          FakeStats
+GET /_fake/starts                         accepted starts [{projectName, runId, body}]
+POST /_fake/reset                         forget everything, initial config → 204
+========================================  ==================================================
 
 This module must never be mounted on anything but the fake.
 """

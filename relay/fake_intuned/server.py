@@ -30,38 +30,15 @@ import msgspec
 from aiohttp import web
 
 from relay.fake_intuned.control import add_control_routes
-from relay.fake_intuned.models import (
-    DEFAULT_PREFIX,
-    CreateRun,
-    FakeConfig,
-    FakeStats,
-    Fault,
-    PollRecord,
-    PushFaults,
-    PushRecord,
-    RateLimitConfig,
-    RunScript,
-    RunStats,
-)
+from relay.fake_intuned.models import DEFAULT_PREFIX, FakeConfig, RateLimitConfig, RunScript
 from relay.fake_intuned.routes import add_intuned_routes
 from relay.fake_intuned.sinks import SinkPusher
 from relay.fake_intuned.state import FakeState
 
 __all__ = [
-    "DEFAULT_PREFIX",
-    "CreateRun",
-    "FakeConfig",
     "FakeIntuned",
     "FakeIntunedHandle",
     "FakeIntunedServer",
-    "FakeStats",
-    "Fault",
-    "PollRecord",
-    "PushFaults",
-    "PushRecord",
-    "RateLimitConfig",
-    "RunScript",
-    "RunStats",
     "run_fake_intuned",
     "start_in_thread",
 ]

@@ -276,7 +276,7 @@ class Demo:
         """Start ``STARTED``'s run through the relay, which hands Intuned a sink to push to."""
         sc = STARTED
         control.configure({"defaultScript": msgspec.to_builtins(sc.script)})
-        body = {"projectName": sc.project, "callbackUrl": receiver.url(sc.path)}
+        body: dict[str, Any] = {"projectName": sc.project, "callbackUrl": receiver.url(sc.path)}
         body |= {"api": "reports/monthly", "parameters": {"month": "2026-11"}}
         headers = {"Idempotency-Key": "demo-" + secrets.token_hex(8)}
         out = api.post("/v1/runs", json=body, headers=headers).raise_for_status().json()

@@ -315,6 +315,11 @@ async def _watch(
         metadata=msgspec.Raw(msgspec.json.encode(mine.metadata or {})),
         created_at=now_ms(),
     )
+    # The push fields first: the registration wakes a poller at once, whose claim reads them.
+    deadline_ms = int(_deadline_seconds(intuned_fields, s.run_deadline_margin) * 1000)
+    await deps.store.starts.expect_push(
+        rk, deadline_ms, push.token if push else "", push.secret_hash if push else ""
+    )
     reg = await deps.store.subscriptions.register(doc, rk, new_secret())
     if reg.action not in (RegisterAction.POLL, RegisterAction.JOIN):
         # Only a quota reached between the check above and now gets here (the run id is new).
@@ -325,10 +330,6 @@ async def _watch(
             "a subscription limit was reached meanwhile); register it later by id",
             runId=run_id,
         )
-    deadline_ms = int(_deadline_seconds(intuned_fields, s.run_deadline_margin) * 1000)
-    await deps.store.starts.expect_push(
-        rk, deadline_ms, push.token if push else "", push.secret_hash if push else ""
-    )
     sub = Subscription(
         doc=doc,
         state=SubState.WATCHING,

@@ -82,7 +82,8 @@ class StartStore:
     async def expect_push(
         self, run_key: str, deadline_ms: int, token: str = "", secret_hash: str = ""
     ) -> bool:
-        """Give a started run its deadline (ms from now) and, with a token, its ingress."""
+        """Give a started run its deadline (ms from now) and, with a token, its ingress; called
+        before the run is registered (see ``expect_push.lua``)."""
         rd = keys.run_digest(run_key)
         key_list = [keys.watch(rd), *([keys.ingress(token)] if token else [])]
         args: list[str | int] = [run_key, deadline_ms, self.ttl_ms, secret_hash if token else ""]

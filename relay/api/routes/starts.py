@@ -40,8 +40,8 @@ class StartController(Controller):
         status_code=HTTP_201_CREATED,
         summary="Start an Intuned run and watch it (start-and-watch)",
         description="Header `Idempotency-Key` (1-255 visible ASCII) is required. Body: "
-        "`projectName`, `callbackUrl`, optional `events` (`completed`, `failed`, `canceled`, "
-        "`started`) and `metadata`; every other field goes to Intuned's run/start unchanged. "
+        "`projectName`, `callbackUrl`, optional `events` (`completed`, `failed`, `canceled`) "
+        "and `metadata`; every other field goes to Intuned's run/start unchanged. "
         "201 `{runId, status, subscription}`; Intuned's 4xx with its body in `intuned`; 502 "
         "when Intuned is unavailable (`startOutcome`: `not_started`, or `unknown` after a "
         "timeout); 409 for a key used with another body, still in progress, or whose start "

@@ -151,6 +151,20 @@ class Subscription(msgspec.Struct, frozen=True, kw_only=True):
     attempts: tuple[Attempt, ...] = ()
 
 
+def fresh_subscription(doc: SubscriptionDoc, run_status: str | None) -> Subscription:
+    """A subscription as just registered: watching, updated at its creation, no attempts."""
+    return Subscription(
+        doc=doc,
+        state=SubState.WATCHING,
+        updated_at=doc.created_at,
+        next_attempt_at=None,
+        attempts_in_series=0,
+        series=1,
+        event_type=None,
+        run_status=run_status,
+    )
+
+
 class WatchFailure(msgspec.Struct, frozen=True):
     """Why a watch ended without a terminal status."""
 

@@ -34,20 +34,46 @@ DEFAULT_POLLING = {
 
 
 @dataclass
-class Relay:
-    """The API process (its base URL doubles as RELAY_PUBLIC_URL) and an HTTP client to it."""
+class Story:
+    """What every test here drives: the API process (its base URL is RELAY_PUBLIC_URL), the fake
+    on its manual clock, the receiver, and a way to start the worker."""
 
     url: str
     http: httpx.AsyncClient
+    fake: FakeIntunedHandle
+    clock: ManualClock
+    receiver: ReceiverHandle
+    env: dict[str, str]
+    start_worker: StartWorker
 
-    async def start(self, key: str, callback: str, **extra: Any) -> dict[str, Any]:
-        body = {"projectName": "demo-project", "callbackUrl": callback, "api": "a"}
+    def worker(self, **overrides: str) -> None:
+        """A real worker with the story's settings (and ``overrides``)."""
+        self.start_worker(**{**self.env, **overrides})
+
+    async def start(self, key: str, path: str, **extra: Any) -> dict[str, Any]:
+        """POST /v1/runs (201), then wait for the run's first poll."""
+        body = {"projectName": "demo-project", "callbackUrl": self.receiver.url(path), "api": "a"}
         body |= {"parameters": {}, **extra}
         resp = await self.http.post(
             "/v1/runs", json=body, headers={**AUTH_ALPHA, "Idempotency-Key": key}
         )
         assert resp.status_code == 201, resp.text
+        run_id = resp.json()["runId"]
+        await wait_until(lambda: self.calls(run_id) >= 1, timeout=10)
         return dict(resp.json())
+
+    def calls(self, run_id: str) -> int:
+        """Intuned result calls the fake answered for the run."""
+        return self.fake.state.run_stats(run_id).polls
+
+    async def push(self, run_id: str, n: int) -> None:
+        """``n`` concurrent pushes with the run's own sink URL and secret header: all 202."""
+        sink = self.fake.state.run_stats(run_id).sink
+        assert sink is not None
+        answers = await asyncio.gather(
+            *(self.http.post(sink["url"], json={"n": i}, headers=sink["headers"]) for i in range(n))
+        )
+        assert {a.status_code for a in answers} == {202}
 
 
 @pytest.fixture
@@ -72,171 +98,108 @@ def api_overrides() -> dict[str, str]:
 
 
 @pytest.fixture
-def relay_env_push(relay_env: dict[str, str], api_overrides: dict[str, str]) -> dict[str, str]:
-    port = free_port()
-    return {
-        **relay_env,
-        **DEFAULT_POLLING,
-        **api_overrides,
-        "RELAY_HOST": "127.0.0.1",
-        "RELAY_PORT": str(port),
-        "RELAY_PUBLIC_URL": f"http://127.0.0.1:{port}",
-    }
-
-
-@pytest.fixture
-async def relay(relay_env_push: dict[str, str], tmp_path: Path) -> Any:
-    proc = RelayProcess(["api"], relay_env_push, tmp_path / "api.log")
-    url = relay_env_push["RELAY_PUBLIC_URL"]
-    try:
-        proc.wait_http(url + "/healthz", timeout=30)
-        async with httpx.AsyncClient(base_url=url, timeout=10) as http:
-            yield Relay(url, http)
-    finally:
-        proc.stop()
-
-
-def result_calls(fake: FakeIntunedHandle, run_id: str) -> int:
-    return fake.state.run_stats(run_id).polls
-
-
-async def first_poll_done(fake: FakeIntunedHandle, run_id: str) -> None:
-    await wait_until(lambda: result_calls(fake, run_id) >= 1, timeout=10)
-
-
-async def test_a_run_started_through_the_relay_is_delivered_by_push_for_few_calls(
-    relay: Relay,
+async def story(
+    relay_env: dict[str, str],
+    api_overrides: dict[str, str],
     fake_intuned: FakeIntunedHandle,
     clock: ManualClock,
     receiver: ReceiverHandle,
     start_worker: StartWorker,
-    relay_env_push: dict[str, str],
+    tmp_path: Path,
+) -> Any:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**relay_env, **DEFAULT_POLLING, **api_overrides}
+    env |= {"RELAY_HOST": "127.0.0.1", "RELAY_PORT": str(port), "RELAY_PUBLIC_URL": url}
+    proc = RelayProcess(["api"], env, tmp_path / "api.log")
+    try:
+        proc.wait_http(url + "/healthz", timeout=30)
+        async with httpx.AsyncClient(base_url=url, timeout=10) as http:
+            yield Story(url, http, fake_intuned, clock, receiver, env, start_worker)
+    finally:
+        proc.stop()
+
+
+async def test_a_run_started_through_the_relay_is_delivered_by_push_for_few_calls(
+    story: Story,
 ) -> None:
-    start_worker(**relay_env_push)
-    out = await relay.start("push-1", receiver.url("/ok/push"), metadata={"n": 1})
+    story.worker()
+    out = await story.start("push-1", "/ok/push", metadata={"n": 1})
     run_id = out["runId"]
-    await first_poll_done(fake_intuned, run_id)
-    clock.advance(20)  # the run ends; the fake pushes its sink payload to the relay
-    [req] = await receiver.wait_for_async(1, timeout=30)
+    story.clock.advance(20)  # the run ends; the fake pushes its sink payload to the relay
+    [req] = await story.receiver.wait_for_async(1, timeout=30)
     event = json.loads(req.body)
     assert event["type"] == "run.completed"
     assert event["data"]["runId"] == run_id and event["data"]["result"] == {"rows": 3}
     assert event["data"]["metadata"] == {"n": 1}
     assert event["data"]["subscriptionId"] == out["subscription"]["id"]
-    [push] = fake_intuned.state.pushes(run_id)
+    [push] = story.fake.state.pushes(run_id)
     assert push.status_code == 202
-    assert result_calls(fake_intuned, run_id) <= 3
+    assert story.calls(run_id) <= 3
     # A late duplicate push changes nothing: no poll, no second webhook.
-    calls = result_calls(fake_intuned, run_id)
-    sink = fake_intuned.state.run_stats(run_id).sink
-    assert sink is not None
-    resp = await relay.http.post(sink["url"], json={"late": True}, headers=sink["headers"])
-    assert resp.status_code == 202
+    calls = story.calls(run_id)
+    await story.push(run_id, 1)
     await asyncio.sleep(1.0)
-    assert result_calls(fake_intuned, run_id) == calls
-    assert len(receiver.requests) == 1
+    assert story.calls(run_id) == calls
+    assert len(story.receiver.requests) == 1
 
 
-async def test_a_lost_push_is_caught_by_the_fallback_poll(
-    relay: Relay,
-    fake_intuned: FakeIntunedHandle,
-    clock: ManualClock,
-    receiver: ReceiverHandle,
-    start_worker: StartWorker,
-    relay_env_push: dict[str, str],
-) -> None:
-    fake_intuned.state.configure(push_faults=PushFaults(lost=True))
-    fallback = {"RELAY_PUSH_FALLBACK_INTERVAL": "2s", "RELAY_PUSH_FALLBACK_MAX_INTERVAL": "3s"}
-    start_worker(**{**relay_env_push, **fallback})
-    run_id = (await relay.start("lost-1", receiver.url("/ok/lost")))["runId"]
-    await first_poll_done(fake_intuned, run_id)
-    clock.advance(20)
-    [req] = await receiver.wait_for_async(1, timeout=20)
+async def test_a_lost_push_is_caught_by_the_fallback_poll(story: Story) -> None:
+    story.fake.state.configure(push_faults=PushFaults(lost=True))
+    story.worker(RELAY_PUSH_FALLBACK_INTERVAL="2s", RELAY_PUSH_FALLBACK_MAX_INTERVAL="3s")
+    run_id = (await story.start("lost-1", "/ok/lost"))["runId"]
+    story.clock.advance(20)
+    [req] = await story.receiver.wait_for_async(1, timeout=20)
     assert json.loads(req.body)["type"] == "run.completed"
-    assert [p.note for p in fake_intuned.state.pushes(run_id)] == ["lost"]
-    assert result_calls(fake_intuned, run_id) >= 2
+    assert [p.note for p in story.fake.state.pushes(run_id)] == ["lost"]
+    assert story.calls(run_id) >= 2
 
 
-async def test_a_flood_of_pushes_costs_one_intuned_call_per_burst(
-    relay: Relay,
-    fake_intuned: FakeIntunedHandle,
-    clock: ManualClock,
-    receiver: ReceiverHandle,
-    start_worker: StartWorker,
-    relay_env_push: dict[str, str],
-) -> None:
-    start_worker(**relay_env_push)
-    run_id = (await relay.start("flood-1", receiver.url("/ok/flood")))["runId"]
-    await first_poll_done(fake_intuned, run_id)
-    sink = fake_intuned.state.run_stats(run_id).sink
-    assert sink is not None
-    before = result_calls(fake_intuned, run_id)
-
-    async def flood(n: int) -> None:
-        answers = await asyncio.gather(
-            *(
-                relay.http.post(sink["url"], json={"n": i}, headers=sink["headers"])
-                for i in range(n)
-            )
-        )
-        assert {a.status_code for a in answers} == {202}
-
+async def test_a_flood_of_pushes_costs_one_intuned_call_per_burst(story: Story) -> None:
+    story.worker()
+    run_id = (await story.start("flood-1", "/ok/flood"))["runId"]
+    before = story.calls(run_id)
     # While the run is still going: 50 pushes at once make one poll (it answers "started").
-    await flood(50)
-    await wait_until(lambda: result_calls(fake_intuned, run_id) == before + 1, timeout=10)
+    await story.push(run_id, 50)
+    await wait_until(lambda: story.calls(run_id) == before + 1, timeout=10)
     await asyncio.sleep(0.5)
-    assert result_calls(fake_intuned, run_id) == before + 1
-    clock.advance(20)  # the real push arrives; the webhook follows
-    await receiver.wait_for_async(1, timeout=30)
-    after_end = result_calls(fake_intuned, run_id)
+    assert story.calls(run_id) == before + 1
+    story.clock.advance(20)  # the real push arrives; the webhook follows
+    await story.receiver.wait_for_async(1, timeout=30)
+    after_end = story.calls(run_id)
     # Once the run is terminal, a flood costs nothing at all.
-    await flood(50)
+    await story.push(run_id, 50)
     await asyncio.sleep(1.0)
-    assert result_calls(fake_intuned, run_id) == after_end
-    assert len(receiver.requests) == 1
+    assert story.calls(run_id) == after_end
+    assert len(story.receiver.requests) == 1
 
 
-async def test_duplicated_and_early_pushes_deliver_once(
-    relay: Relay,
-    fake_intuned: FakeIntunedHandle,
-    clock: ManualClock,
-    receiver: ReceiverHandle,
-    start_worker: StartWorker,
-    relay_env_push: dict[str, str],
-) -> None:
+async def test_duplicated_and_early_pushes_deliver_once(story: Story) -> None:
     # The push comes with 3 copies, and 2 s (fake time) before the result endpoint shows the
     # end: the first push-triggered poll sees "started", the normal curve finds the end.
-    fake_intuned.state.configure(push_faults=PushFaults(duplicates=3, early_seconds=2))
-    start_worker(**relay_env_push)
-    run_id = (await relay.start("dup-1", receiver.url("/ok/dup")))["runId"]
-    await first_poll_done(fake_intuned, run_id)
-    clock.advance(20)
-    await wait_until(lambda: result_calls(fake_intuned, run_id) >= 2, timeout=10)
-    clock.advance(2)
-    await receiver.wait_for_async(1, timeout=30)
+    story.fake.state.configure(push_faults=PushFaults(duplicates=3, early_seconds=2))
+    story.worker()
+    run_id = (await story.start("dup-1", "/ok/dup"))["runId"]
+    story.clock.advance(20)
+    await wait_until(lambda: story.calls(run_id) >= 2, timeout=10)
+    story.clock.advance(2)
+    await story.receiver.wait_for_async(1, timeout=30)
     await asyncio.sleep(1.0)
-    assert len(receiver.requests) == 1
-    assert len([p for p in fake_intuned.state.pushes(run_id) if p.status_code == 202]) == 4
-    assert result_calls(fake_intuned, run_id) <= 4
+    assert len(story.receiver.requests) == 1
+    assert len([p for p in story.fake.state.pushes(run_id) if p.status_code == 202]) == 4
+    assert story.calls(run_id) <= 4
 
 
 @pytest.mark.parametrize("api_overrides", [{"RELAY_RUN_DEADLINE_MARGIN": "1s"}])
 async def test_a_run_started_through_the_relay_ends_its_watch_at_its_own_deadline(
-    relay: Relay,
-    fake_intuned: FakeIntunedHandle,
-    receiver: ReceiverHandle,
-    start_worker: StartWorker,
-    relay_env_push: dict[str, str],
+    story: Story,
 ) -> None:
     # requestTimeout 1 s x 1 attempt + a 1 s margin, while RELAY_WATCH_TIMEOUT stays 1 h.
-    start_worker(**{**relay_env_push, "RELAY_PUSH_FALLBACK_INTERVAL": "1s"})
-    out = await relay.start(
-        "deadline-1",
-        receiver.url("/ok/deadline"),
-        requestTimeout=1,
-        retry={"maximumAttempts": 1},
+    story.worker(RELAY_PUSH_FALLBACK_INTERVAL="1s")
+    out = await story.start(
+        "deadline-1", "/ok/deadline", requestTimeout=1, retry={"maximumAttempts": 1}
     )
-    [req] = await receiver.wait_for_async(1, timeout=20)
+    [req] = await story.receiver.wait_for_async(1, timeout=20)
     event = json.loads(req.body)
     assert event["type"] == "run.watch_failed"
     assert event["data"]["failure"]["code"] == "watch_timeout"

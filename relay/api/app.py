@@ -36,6 +36,7 @@ from relay.api.routes.subscriptions import SubscriptionController
 from relay.errors import Conflict, InvalidInput, NotFound, RelayError
 from relay.intuned.client import IntunedClient
 from relay.metrics import subscriptions_by_state
+from relay.services.starts import INGRESS_SECRET_HEADER
 from relay.settings import Settings
 from relay.store import Stores
 from workers.runner import QUEUE_NAME, arq_redis_settings
@@ -176,7 +177,14 @@ def create_app(settings: Settings) -> Litestar:
                 security_schemes={
                     "bearer": SecurityScheme(
                         type="http", scheme="bearer", description="RELAY_API_KEYS"
-                    )
+                    ),
+                    # The push ingress: the per-run token in the path plus this header.
+                    "ingressSecret": SecurityScheme(
+                        type="apiKey",
+                        name=INGRESS_SECRET_HEADER,
+                        security_scheme_in="header",
+                        description="the per-run secret the relay gave Intuned with the sink",
+                    ),
                 }
             ),
         ),

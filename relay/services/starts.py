@@ -40,9 +40,9 @@ from relay.model import (
     EVENT_STATUSES,
     RegisterAction,
     StartKeyState,
-    Subscription,
     SubscriptionDoc,
     SubState,
+    fresh_subscription,
     new_subscription_id,
     now_ms,
     run_key,
@@ -330,16 +330,7 @@ async def _watch(
             "a subscription limit was reached meanwhile); register it later by id",
             runId=run_id,
         )
-    sub = Subscription(
-        doc=doc,
-        state=SubState.WATCHING,
-        updated_at=doc.created_at,
-        next_attempt_at=None,
-        attempts_in_series=0,
-        series=1,
-        event_type=None,
-        run_status=reg.status,
-    )
+    sub = fresh_subscription(doc, reg.status)
     out = StartOut(
         run_id=run_id, status=started.status, subscription=subscription_out(sub, reg.status)
     )

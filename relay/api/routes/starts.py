@@ -74,6 +74,7 @@ class StartController(Controller):
     "(the body is not used). 404 for an unknown token, 401 for a wrong secret, 413 for a body "
     "over 4 MiB; none of them changes anything.",
     request_max_body_size=INGRESS_MAX_BYTES,
+    security=[{"ingressSecret": []}],
     responses=errors(401, 404, 503),
 )
 async def intuned_push(

@@ -127,16 +127,22 @@ def test_non_2xx_is_retried_a_bounded_number_of_times(
 ) -> None:
     fake = fast_retries
     flaky = fake.state.create(CreateRun(sink=sink(receiver, "/flaky/2/a")))
+    down = fake.state.create(CreateRun(sink=sink(receiver, "/status/503/b")))
+    slow = fake.state.create(CreateRun(sink=sink(receiver, "/slow/3000/c")))
     records = wait_pushes(fake, flaky, 3)
     assert [r.status_code for r in records] == [500, 500, 200]
-    down = fake.state.create(CreateRun(sink=sink(receiver, "/status/503/b")))
-    records = wait_pushes(fake, down, 3)
-    assert [(r.attempt, r.status_code) for r in records] == [(1, 503), (2, 503), (3, 503)]
-    slow = fake.state.create(CreateRun(sink=sink(receiver, "/slow/3000/c")))
-    records = wait_pushes(fake, slow, 3)
-    assert all(r.status_code is None and r.note.startswith("error:") for r in records)
-    time.sleep(0.1)  # a fourth attempt of any of them would be logged by now
-    assert len(fake.state.pushes()) == 9
+    records = wait_pushes(fake, down, 4)  # three attempts, then the fake gives up
+    assert [(r.attempt, r.status_code, r.note) for r in records] == [
+        (1, 503, "sent"),
+        (2, 503, "sent"),
+        (3, 503, "sent"),
+        (3, None, "gave-up"),
+    ]
+    records = wait_pushes(fake, slow, 4)
+    assert all(r.note.startswith("error:") for r in records[:3])  # each attempt timed out
+    assert records[3].note == "gave-up"
+    assert len([r for r in receiver.requests if r.path.startswith("/status/503")]) == 3
+    assert len(fake.state.pushes(flaky)) == 3  # nothing after the 2xx
 
 
 def test_push_lost_duplicated_and_skipped(
@@ -178,15 +184,18 @@ def test_push_delayed_on_the_fake_clock(
             push_faults=PushFaults(delay_seconds=30),
         )
     )
+    marker = fake.state.create(
+        CreateRun(script=RunScript(pending_seconds=34), sink=sink(receiver, "/ok/marker"))
+    )
     clock.advance(5)
     wait_pushes(fake, prompt, 1)  # due in the same tick as ``late`` would have been
     assert fake.state.pushes(late) == []
     clock.advance(29)
-    time.sleep(0.1)
+    wait_pushes(fake, marker, 1)  # 34 s: one second before ``late`` is due
     assert fake.state.pushes(late) == []
     clock.advance(1)
     assert wait_pushes(fake, late, 1)[0].note == "sent"
-    assert [r.path for r in receiver.requests] == ["/ok/prompt", "/ok/late"]
+    assert [r.path for r in receiver.requests] == ["/ok/prompt", "/ok/marker", "/ok/late"]
 
 
 def test_push_before_the_result_shows_terminal(

@@ -124,8 +124,8 @@ class PushRecord(msgspec.Struct, rename="camel", frozen=True):
     attempt: int  # 1-based within one copy
     wall: float
     status_code: int | None  # None: not sent, or no HTTP answer
-    note: str  # "sent", "error:<kind>", "lost", "skipped:skipOnFail", "skipped:apisToSend",
-    # "refused:not-loopback"
+    note: str  # "sent", "error:<kind>", "gave-up" (after the last attempt), "lost",
+    # "skipped:skipOnFail", "skipped:apisToSend", "refused:not-loopback"
 
 
 class RateLimitConfig(msgspec.Struct, rename="camel", kw_only=True, forbid_unknown_fields=True):

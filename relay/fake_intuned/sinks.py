@@ -152,4 +152,8 @@ class SinkPusher:
                 return
             if attempt < config.sink_attempts:
                 await asyncio.sleep(config.sink_backoff_seconds * 2 ** (attempt - 1))
+        attempts = max(config.sink_attempts, 1)
+        self.state.record_push(
+            PushRecord(run_id, url, copy, attempts, time.time(), None, "gave-up")
+        )
         log.info("fake intuned: push of run %s copy %d gave up", run_id, copy)

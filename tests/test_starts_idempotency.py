@@ -210,3 +210,17 @@ async def test_without_a_bearer_key_nothing_happens(
     resp = await api.post(RUNS, json=start_body(), headers={"Idempotency-Key": "k"})
     assert resp.status_code == 401
     assert starts(fake_intuned) == 0
+
+
+async def test_without_a_public_url_no_sink_is_added_and_the_callers_sink_goes_through(
+    redis_sync: redis.Redis, redis_url: str, fake_intuned: FakeIntunedHandle
+) -> None:
+    async with api_client(base_env(redis_url, fake_intuned.base_url)) as api:
+        plain = await api.post(RUNS, json=start_body(), headers=key("k-plain"))
+        assert plain.status_code == 201, plain.text
+        own = {"type": "webhook", "url": "http://127.0.0.1:9/mine", "headers": {"a": "b"}}
+        mine = await api.post(RUNS, json=start_body(sink=own), headers=key("k-own-sink"))
+        assert mine.status_code == 201, mine.text
+    first, second = fake_intuned.state.start_log()
+    assert "sink" not in first["body"]
+    assert second["body"]["sink"] == own

@@ -17,6 +17,10 @@ import redis
 from litestar.testing import AsyncTestClient
 
 from relay.fake_intuned import FakeIntunedHandle, Fault
+from relay.model import StartKeyState
+from relay.services.starts import fingerprint, key_hash
+from relay.store import keys
+from relay.store.keys import StartKeyField
 from tests.support.api_helpers import api_client
 from tests.support.relay_fixtures import AUTH_ALPHA, AUTH_BETA, base_env, wait_until
 
@@ -224,3 +228,32 @@ async def test_without_a_public_url_no_sink_is_added_and_the_callers_sink_goes_t
     first, second = fake_intuned.state.start_log()
     assert "sink" not in first["body"]
     assert second["body"]["sink"] == own
+
+
+@pytest.mark.parametrize(
+    ("taken_ago_ms", "code"), [(0, "in_progress"), (60_000, "start_outcome_unknown")]
+)
+async def test_a_key_held_by_a_request_that_never_finished_is_never_started_again(
+    api: AsyncTestClient[Any],
+    fake_intuned: FakeIntunedHandle,
+    redis_sync: redis.Redis,
+    taken_ago_ms: int,
+    code: str,
+) -> None:
+    """A pending key is another request still starting; once it is older than that request
+    could take (its process died between Intuned's answer and the relay's record), whether a
+    run exists is unknown, and stays so."""
+    body = start_body()
+    seconds, micros = redis_sync.time()
+    taken = seconds * 1000 + micros // 1000 - taken_ago_ms
+    record = keys.start_key("alpha", key_hash("k-held"))
+    fields = {
+        StartKeyField.STATE: StartKeyState.PENDING.value,
+        StartKeyField.FINGERPRINT: fingerprint(json.dumps(body).encode()),
+        StartKeyField.TAKEN: taken,
+    }
+    redis_sync.hset(record, mapping=fields)  # type: ignore[arg-type]
+    resp = await api.post(RUNS, json=body, headers=key("k-held"))
+    assert resp.status_code == 409, resp.text
+    assert resp.json()["code"] == code
+    assert starts(fake_intuned) == 0

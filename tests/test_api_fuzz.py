@@ -124,7 +124,7 @@ def alpha_state(r: redis.Redis, alpha: Alpha) -> dict[str, Any]:
     keys = [k.decode() for k in r.scan_iter(match=store_keys.client_all("alpha") + "*")]
     for project, run in alpha.runs:
         rd = run_digest(run_key(WORKSPACE, project, run))
-        keys += [store_keys.watch(rd), store_keys.subscribers(rd), store_keys.result(rd)]
+        keys += [store_keys.watch(rd), store_keys.subscribers(rd)]
     for sid in alpha.subscription_ids:
         keys += [store_keys.sub(sid), store_keys.attempts(sid)]
     return snapshot(r, keys)

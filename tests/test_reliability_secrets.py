@@ -119,7 +119,8 @@ async def test_no_key_or_secret_in_any_log_and_no_cross_client_signature(
     logs = {p.name: p.read_text(errors="replace") for p in tmp_path.glob("*.log")}
     logs["in-process api (captured)"] = "".join(capsys.readouterr())
     assert {"api-0.log", "worker-0.log"} <= set(logs)
-    assert sum(len(text) for text in logs.values()) > 10_000  # the logs really were written
+    # The logs really were written (no arq job lines since first polls are a wake-up, not a job).
+    assert sum(len(text) for text in logs.values()) > 5_000
     leaks = {name: find_secrets(text, secrets) for name, text in logs.items()}
     print(
         f"\nsecrets: {len(secrets)} keys/secrets searched in {len(logs)} logs "

@@ -150,7 +150,7 @@ async def test_delivery_attempts_retry_then_deliver(store: Stores) -> None:
     # The run's keys now expire (no delivery pending), not before the subscription's.
     watch = await store.watches.get_watch(rd_of(doc))
     assert watch is not None and watch.pending == 0
-    assert await store.watches.redis.pttl(keys.result(rd_of(doc))) > 0
+    assert await store.watches.redis.pttl(keys.watch(rd_of(doc))) > 0
 
 
 async def test_redeliver_starts_a_new_series_and_old_results_are_stale(store: Stores) -> None:
@@ -249,7 +249,7 @@ async def test_sweep_restores_lost_due_entries(store: Stores, redis_client: Redi
     await register(store, doc)
     await redis_client.delete(keys.DUE_POLL)
     s = await store.housekeeping.sweep_slice()
-    assert (s.polls, s.deliveries, s.wrapped) == (1, 0, True)
+    assert (s.polls, s.deliveries, s.watching_done) == (1, 0, True)
     assert len(await store.watches.claim_polls(10)) == 1
 
 
@@ -261,10 +261,9 @@ async def test_expired_subscriptions_leave_no_index_entries(redis_client: Redis)
     await asyncio.sleep(0.35)
     assert not await redis_client.exists(keys.sub(doc.id))
     assert (await store.housekeeping.prune_slice()).pruned == 1
-    await store.housekeeping.sweep_slice()  # the expired run leaves the runs index
     left = sorted(k.decode() for k in await redis_client.keys("*"))
     # What stays: the client's signing secret and the registry of client names.
-    assert left == sorted([keys.secrets("alpha"), keys.CLIENTS, keys.HOUSEKEEPING])
+    assert left == sorted([keys.secrets("alpha"), keys.CLIENTS])
 
 
 async def test_redelivery_keeps_a_finished_subscription_alive(store: Stores) -> None:
@@ -278,7 +277,7 @@ async def test_redelivery_keeps_a_finished_subscription_alive(store: Stores) -> 
     assert (await store.subscriptions.redeliver(doc.id, "alpha")).outcome == "ok"
     assert await redis.zcard(keys.EXPIRING) == 0
     assert await redis.ttl(keys.sub(doc.id)) == -1
-    assert await redis.ttl(keys.result(rd_of(doc))) == -1  # pending again: the result stays
+    assert await redis.ttl(keys.watch(rd_of(doc))) == -1  # pending again: the result stays
 
 
 async def test_a_delivery_claim_carries_what_the_attempt_reads(store: Stores) -> None:
@@ -329,10 +328,9 @@ async def test_sweep_restores_delivering_entries_from_a_saved_cursor(
     for doc in docs[:3]:
         await terminal(store, doc, "completed")
     await redis_client.delete(keys.DUE_POLL, keys.DUE_DELIVERY)
-    slices = []
-    while not slices or not slices[-1].wrapped:
-        slices.append(await store.housekeeping.sweep_slice(runs=200))
-    assert len(slices) == 4  # 3 full slices and an empty one that wraps the saved cursor
+    slices = [await store.housekeeping.sweep_slice(watching=200, delivering=2) for _ in range(3)]
+    # Bounded slices (200 watching + 2 delivering each), the cursors saved in Redis between.
+    assert all(s.seen <= 202 for s in slices) and slices[2].watching_done
     assert sum(s.polls for s in slices) == 597
     assert sum(s.deliveries for s in slices) == 3
     again = await store.housekeeping.run()

@@ -100,7 +100,7 @@ async def poll_claimed(deps: WorkerDeps, claim: ClaimedPoll) -> None:
             await _fail(deps, claim, FailureCode.RUN_NOT_FOUND, "Intuned answered 404", polled=True)
             return
         await watches.record_poll_error(rd, delay(), interval, not_found=True)
-        log.info("poll", run=rd, run_id=claim.run_id, outcome="not_found")
+        log.info("poll", run=rd, project=claim.project, run_id=claim.run_id, outcome="not_found")
         return
     if isinstance(outcome, Unauthorized):
         deps.metrics.polls.labels("unauthorized").inc()
@@ -181,6 +181,8 @@ async def _fail(
     rec = await deps.store.watches.record_watch_failure(
         claim.rd, WatchFailure(code, message), polled=polled
     )
-    log.info("watch_failed", run=claim.rd, run_id=claim.run_id, code=code.value)
+    log.info(
+        "watch_failed", run=claim.rd, project=claim.project, run_id=claim.run_id, code=code.value
+    )
     if rec.outcome == PollRecord.FAILED:
         await fan_out(deps, claim.rd)

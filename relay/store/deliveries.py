@@ -66,7 +66,7 @@ def claimed(row: ClaimRow) -> ClaimedDelivery | None:
         series=row.ser,
         event_type=row.et,
         occurred_at=row.ta,
-        run_digest=row.rd,
+        run_digest=keys.run_digest(row.rk),
         now=row.now,
         result=row.result if row.result_state == "result" else None,
         result_known=row.result_state != "big",

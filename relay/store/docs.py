@@ -14,7 +14,7 @@ from urllib.parse import unquote
 
 import msgspec
 
-from relay.model import ATTEMPT_DECODER, Subscription, SubscriptionDoc, SubState
+from relay.model import ATTEMPT_DECODER, EVENT_STATUSES, Subscription, SubscriptionDoc, SubState
 from relay.store.keys import SubField
 
 EMPTY_METADATA: Final = b"{}"
@@ -30,7 +30,10 @@ def doc_fields(doc: SubscriptionDoc) -> list[str | bytes]:
 
 
 def events_field(events: tuple[str, ...]) -> str:
-    """The wanted statuses as ``|a|b|`` (the Lua finds ``|status|`` in it)."""
+    """The wanted statuses as ``|a|b|`` (the Lua finds ``|status|`` in it); '' for all of
+    them (the default, not stored)."""
+    if set(events) == set(EVENT_STATUSES):
+        return ""
     return "|" + "|".join(events) + "|"
 
 
@@ -50,6 +53,7 @@ def doc_from(sid: str, f: Mapping[str, str | bytes | None]) -> SubscriptionDoc |
     if not callback or not rk or not client or not created:
         return None
     workspace, project, run_id = (unquote(part) for part in rk.split("/"))
+    events = get(SubField.EVENTS)
     metadata = f.get(SubField.METADATA.value)
     if isinstance(metadata, str):
         metadata = metadata.encode()
@@ -60,7 +64,7 @@ def doc_from(sid: str, f: Mapping[str, str | bytes | None]) -> SubscriptionDoc |
         project_name=project,
         run_id=run_id,
         callback_url=callback,
-        events=tuple(e for e in (get(SubField.EVENTS) or "").split("|") if e),
+        events=tuple(e for e in events.split("|") if e) if events else EVENT_STATUSES,
         metadata=msgspec.Raw(metadata or EMPTY_METADATA),
         created_at=int(created),
     )
@@ -78,7 +82,7 @@ def subscription_from(
     return Subscription(
         doc=doc,
         state=SubState(f[SubField.STATE.value].decode()),
-        updated_at=int(f.get(SubField.UPDATED.value, b"0")),
+        updated_at=int(f.get(SubField.UPDATED.value) or doc.created_at),
         next_attempt_at=int(na) if na else None,
         attempts_in_series=int(f.get(SubField.ATTEMPTS.value, b"0")),
         series=int(f.get(SubField.SERIES.value, b"1")),

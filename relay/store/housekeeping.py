@@ -1,8 +1,9 @@
 """Housekeeping: repair lost due entries, prune expired subscriptions' index entries, gauges.
 
-Both walk the relay's own indexes (the runs index from a cursor saved in Redis, the expiry
-queue by due time) in bounded slices, alternating, so pruning is never starved by the sweep and
-neither ever scans the keyspace. This module must never make HTTP calls.
+Both walk the relay's own indexes (the clients' watching and delivering subscriptions from
+cursors saved in Redis, the expiry queue by due time) in bounded slices, alternating, so
+pruning is never starved by the sweep and neither ever scans the keyspace. This module must
+never make HTTP calls.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from relay.store.scripts import Script, decode_map, r
 from relay.store.types import PruneSlice, SweepSlice
 from relay.store.watches import redis_now
 
-SWEEP_RUNS_PER_SLICE: Final = 200
+SWEEP_WATCHING_PER_SLICE: Final = 500
+SWEEP_DELIVERING_PER_SLICE: Final = 500
 PRUNE_PER_SLICE: Final = 1000
 
 
@@ -28,10 +30,16 @@ class Housekeeping:
         self._sweep = Script(redis, "sweep")
         self._prune = Script(redis, "prune")
 
-    async def sweep_slice(self, runs: int = SWEEP_RUNS_PER_SLICE) -> SweepSlice:
-        """Repair one slice of the runs index, from the saved cursor."""
+    async def sweep_slice(
+        self,
+        watching: int = SWEEP_WATCHING_PER_SLICE,
+        delivering: int = SWEEP_DELIVERING_PER_SLICE,
+    ) -> SweepSlice:
+        """Repair one slice of the clients' watching and delivering indexes, from the cursors
+        saved in Redis."""
         res = await self._sweep(
-            [keys.RUNS, keys.HOUSEKEEPING, keys.DUE_POLL, keys.DUE_DELIVERY], [runs]
+            [keys.HOUSEKEEPING, keys.DUE_POLL, keys.DUE_DELIVERY, keys.CLIENTS],
+            [watching, delivering],
         )
         return decode_map(res, SweepSlice)
 
@@ -43,17 +51,18 @@ class Housekeeping:
         """Alternate sweep and prune slices until a full sweep pass and the due pruning are
         done, or ``max_slices`` each; returns (polls restored, deliveries restored, pruned)."""
         polls = deliveries = pruned = 0
-        sweeping = pruning = True
+        watching = delivering = pruning = True
         for _ in range(max_slices):
-            if sweeping:
+            if watching or delivering:
                 s = await self.sweep_slice()
                 polls, deliveries = polls + s.polls, deliveries + s.deliveries
-                sweeping = not s.wrapped
+                watching = watching and not s.watching_done
+                delivering = delivering and not s.delivering_done
             if pruning:
                 p = await self.prune_slice()
                 pruned += p.pruned
                 pruning = p.seen >= PRUNE_PER_SLICE
-            if not sweeping and not pruning:
+            if not (watching or delivering or pruning):
                 break
         return polls, deliveries, pruned
 

@@ -10,10 +10,10 @@ I/O or know about scheduling.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 from enum import StrEnum
 from typing import Final
+from urllib.parse import quote
 
 from relay.model import (
     EVENT_STATUSES,
@@ -32,9 +32,8 @@ PREFIX: Final = "r:"
 DUE_POLL: Final = "r:due:poll"  # zset: run digest -> next poll (Redis ms); leased entries pushed
 DUE_DELIVERY: Final = "r:due:dlv"  # zset: subscription id -> next attempt (Redis ms)
 EXPIRING: Final = "r:exp"  # zset: "sid\tclient\tidem\trun" -> expiry (ms): index entries to prune
-RUNS: Final = "r:runs"  # zset: run digest -> registration (ms): what the sweep walks
-HOUSEKEEPING: Final = "r:hk"  # hash: the sweep's saved cursor
-CLIENTS: Final = "r:clients"  # set: client names that ever subscribed
+HOUSEKEEPING: Final = "r:hk"  # hash: the sweep's saved cursors
+CLIENTS: Final = "r:clients"  # zset (score 0, by name): clients that ever subscribed
 # Pub/sub channels (not keys): a script publishes when it made work due now; pumps wake up.
 WAKE_POLL: Final = "r:wake:poll"
 WAKE_DELIVERY: Final = "r:wake:dlv"
@@ -44,14 +43,11 @@ class WatchField(StrEnum):
     """Fields of the run watch hash ``r:{w:<rd>}``."""
 
     STATE = "st"
-    PROJECT = "p"
-    RUN_ID = "r"
     RUN_KEY = "rk"
     STATUS = "s"
     POLLS = "pc"
     FIRST_SEEN = "fs"
     INTERVAL = "iv"
-    NEXT_POLL = "np"
     ERRORS = "er"
     NOT_FOUND_SINCE = "nf"
     ACTIVE = "ac"
@@ -91,8 +87,6 @@ class SubField(StrEnum):
 
     CLIENT = "cl"
     RUN_KEY = "rk"
-    RUN_DIGEST = "rd"
-    CLIENT_RUN = "cr"  # digest of the run id alone: names the client's per-run index
     EVENTS = "ev"
     CREATED = "ca"
     CALLBACK = "cb"
@@ -108,11 +102,10 @@ class SubField(StrEnum):
 
 
 class ResultField(StrEnum):
-    """Fields of the cached result hash ``r:{w:<rd>}:res``."""
+    """Fields of the run's stored result, kept in its watch hash (its status is ``s``)."""
 
     BODY = "b"
     FETCHED = "t"
-    STATUS = "st"
 
 
 class SecretField(StrEnum):
@@ -124,24 +117,20 @@ class SecretField(StrEnum):
 
 
 def run_digest(run_key: str) -> str:
-    """A short fixed-size name for a run key (12 characters)."""
-    raw = hashlib.blake2b(run_key.encode(), digest_size=9).digest()
-    return base64.urlsafe_b64encode(raw).decode()
+    """A short fixed-size name for a run key (16 hex digits of its SHA-1; the Lua computes the
+    same from a subscription's run key with ``redis.sha1hex``)."""
+    return hashlib.sha1(run_key.encode(), usedforsecurity=False).hexdigest()[:16]
 
 
 def watch(rd: str) -> str:
-    """The run's watch hash."""
+    """The run's watch hash, with the run's last Intuned body (stored once for every
+    subscriber, fields ``ResultField``)."""
     return f"r:{{w:{rd}}}"
 
 
 def subscribers(rd: str) -> str:
     """zset: the run's subscription ids by registration order (the fan-out cursor's order)."""
     return f"r:{{w:{rd}}}:s"
-
-
-def result(rd: str) -> str:
-    """hash: the run's last Intuned body, stored once for every subscriber."""
-    return f"r:{{w:{rd}}}:res"
 
 
 def sub(sid: str) -> str:
@@ -175,8 +164,9 @@ def client_idem(client: str) -> str:
 
 
 def run_id_digest(run_id: str) -> str:
-    """A short name for a run id alone (``?runId=`` has no project name)."""
-    return run_digest("\x00" + run_id)
+    """A short name for a run id alone (``?runId=`` has no project name): the digest of the
+    run key's last, percent-encoded segment (the Lua computes it from the run key)."""
+    return run_digest("\x00" + quote(run_id, safe=""))
 
 
 def client_run(client: str, crd: str) -> str:
@@ -208,7 +198,6 @@ def counters(client: str, minute_ms: int) -> str:
 _TEMPLATES: Final = {
     "K_WATCH": watch("%s"),
     "K_SUBS": subscribers("%s"),
-    "K_RESULT": result("%s"),
     "K_SUB": sub("%s"),
     "K_ATTEMPTS": attempts("%s"),
     "K_CLIENT": client_all("%s"),

@@ -51,11 +51,9 @@ class SubscriptionStore:
             keys.client_run(client, keys.run_id_digest(doc.run_id)),
             keys.watch(rd),
             keys.subscribers(rd),
-            keys.result(rd),
             keys.DUE_POLL,
             keys.DUE_DELIVERY,
             keys.secrets(client),
-            keys.RUNS,
             keys.CLIENTS,
             *keys.client_states(client),
         ]
@@ -66,14 +64,11 @@ class SubscriptionStore:
             rd,
             idem,
             events_field(doc.events),
-            doc.project_name,
-            doc.run_id,
             self.ttl_ms,
             self.max_per_client,
             self.max_per_run,
             fresh_secret,
             doc.created_at,
-            keys.run_id_digest(doc.run_id),
             *doc_fields(doc),
         ]
         return decode_map(await self._register(key_list, args), Registration)
@@ -231,7 +226,7 @@ def _page(items: list[Subscription], limit: int) -> Page:
 async def cached_result(redis: Redis, rd: str) -> CachedResult | None:
     """The run's stored Intuned body and its fetch time (Redis ms)."""
     body, fetched = await r(
-        redis.hmget(keys.result(rd), [ResultField.BODY.value, ResultField.FETCHED.value])
+        redis.hmget(keys.watch(rd), [ResultField.BODY.value, ResultField.FETCHED.value])
     )
     if body is None:
         return None

@@ -5,6 +5,8 @@ This module does no I/O.
 
 from __future__ import annotations
 
+from urllib.parse import unquote
+
 import msgspec
 
 from relay.model import (
@@ -41,8 +43,7 @@ class ClaimedPoll(msgspec.Struct, frozen=True):
 
     kind: str
     rd: str
-    project: str
-    run_id: str
+    rk: str
     now: int
     iv: float = 0.0
     fs: int = 0
@@ -53,6 +54,16 @@ class ClaimedPoll(msgspec.Struct, frozen=True):
     px: bool = False
     pg: bool = False
     pn: bool = False
+
+    @property
+    def project(self) -> str:
+        """The run's project name."""
+        return unquote(self.rk.split("/")[1]) if self.rk.count("/") == 2 else ""
+
+    @property
+    def run_id(self) -> str:
+        """The run's id."""
+        return unquote(self.rk.split("/")[2]) if self.rk.count("/") == 2 else ""
 
     @property
     def first_seen(self) -> int:
@@ -85,7 +96,6 @@ class ClaimRow(msgspec.Struct, frozen=True):
     cb: str = ""
     ev: str = ""
     ca: int = 0
-    rd: str = ""
     md: str | None = None
     n: int = 0
     ser: int = 1
@@ -159,7 +169,8 @@ class SweepSlice(msgspec.Struct, frozen=True):
     polls: int
     deliveries: int
     seen: int
-    wrapped: bool
+    watching_done: bool
+    delivering_done: bool
 
 
 class PruneSlice(msgspec.Struct, frozen=True):

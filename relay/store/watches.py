@@ -19,7 +19,7 @@ from relay.store.keys import WatchField
 from relay.store.scripts import Batcher, Script, decode_map, r, text
 from relay.store.types import ClaimedPoll, FanOutStep, PollRecorded, RunWatch
 
-FANOUT_BATCH: Final = 1000
+FANOUT_BATCH: Final = 250  # subscribers per script call (<= 1,000; ~10 commands each)
 
 
 class WatchStore:
@@ -57,7 +57,7 @@ class WatchStore:
             "1" if kw.get("flag") else "0",
             self.lease_ms,
         ]
-        res = await self._record([keys.watch(rd), keys.result(rd), keys.DUE_POLL], args)
+        res = await self._record([keys.watch(rd), keys.DUE_POLL], args)
         return decode_map(res, PollRecorded)
 
     async def record_result(
@@ -107,11 +107,17 @@ class WatchStore:
 
     async def get_watch(self, rd: str) -> RunWatch | None:
         """The watch record of a run (None if never watched or expired)."""
-        raw = await r(self.redis.hgetall(keys.watch(rd)))
-        if not raw or WatchField.STATE.value.encode() not in raw:
+        names = [f.value for f in WatchField]
+        values = await r(self.redis.hmget(keys.watch(rd), names))  # not the stored result
+        f = {k: text(v) or "" for k, v in zip(names, values, strict=True) if v is not None}
+        if WatchField.STATE not in f:
             return None
-        f = {k.decode(): text(v) or "" for k, v in raw.items()}
-        fc, np = f.get(WatchField.FAIL_CODE), f.get(WatchField.NEXT_POLL)
+        fc = f.get(WatchField.FAIL_CODE)
+        np = (
+            await r(self.redis.zscore(keys.DUE_POLL, rd))
+            if f[WatchField.STATE] == "watching"
+            else None
+        )
         return RunWatch(
             state=f[WatchField.STATE],
             status=f.get(WatchField.STATUS),

@@ -4,11 +4,11 @@
 -- ARGV: 1 sid, 2 client, 3 ttl ms. Returns a map: outcome ('ok'|'not_found')
 local sid, cl, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local k = KEYS[1]
-local s = redis.call('HMGET', k, F.CLIENT, F.STATE, F.RUN_DIGEST)
+local s = redis.call('HMGET', k, F.CLIENT, F.STATE, F.RUN_KEY)
 if s[1] ~= cl or not s[2] then return {'outcome', 'not_found'} end
 if s[2] == ST.CANCELED then return {'outcome', 'ok'} end
 local now = redis_now()
-local rd = s[3] or ''
+local rd = run_digest(s[3] or '')
 local wk = fmt(K_WATCH, rd)
 if s[2] == ST.WATCHING then
   local left = redis.call('HINCRBY', wk, W.ACTIVE, -1)

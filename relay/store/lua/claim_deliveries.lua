@@ -12,8 +12,7 @@ else
   due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, limit)
 end
 local fields = {F.STATE, F.ATTEMPTS, F.SERIES, F.EVENT_TYPE, F.OCCURRED, F.RUN_KEY, F.CLIENT,
-                F.CALLBACK, F.METADATA, F.EVENTS, F.CREATED, F.RUN_DIGEST, W.FAIL_CODE,
-                W.FAIL_MESSAGE}
+                F.CALLBACK, F.METADATA, F.EVENTS, F.CREATED, W.FAIL_CODE, W.FAIL_MESSAGE}
 local out = {}
 for _, sid in ipairs(due) do
   local s = redis.call('HMGET', fmt(K_SUB, sid), unpack(fields))
@@ -23,7 +22,7 @@ for _, sid in ipairs(due) do
     for j = 2, #fields do
       if s[j] then table.insert(m, fields[j]); table.insert(m, s[j]) end
     end
-    local rk = fmt(K_RESULT, s[12] or '')
+    local rk = fmt(K_WATCH, run_digest(s[6] or ''))
     local size = redis.call('HSTRLEN', rk, RF.BODY)
     if redis.call('HEXISTS', rk, RF.BODY) == 0 then
       table.insert(m, 'result_state'); table.insert(m, 'none')

@@ -9,6 +9,13 @@ end
 
 local function fmt(template, ...) return string.format(template, ...) end
 
+-- The digests naming a run's keys and a client's per-run index (keys.run_digest and
+-- keys.run_id_digest compute the same), from the run key a subscription stores.
+local function run_digest(rk) return string.sub(redis.sha1hex(rk), 1, 16) end
+local function run_id_digest(rk)
+  return string.sub(redis.sha1hex('\0' .. string.match(rk, '([^/]*)$')), 1, 16)
+end
+
 -- Move a subscription to new_state, keeping its client's per-state index in step.
 local function set_state(sid, k, new_state)
   local f = redis.call('HMGET', k, F.CLIENT, F.STATE, F.CREATED)
@@ -19,9 +26,10 @@ end
 
 -- The r:exp member that lets housekeeping drop a subscription's index entries once it expired.
 local function exp_member(sid, k)
-  local f = redis.call('HMGET', k, F.CLIENT, F.IDEM, F.RUN_DIGEST, F.CLIENT_RUN)
-  return sid .. '\t' .. (f[1] or '') .. '\t' .. (f[2] or '') .. '\t' .. (f[3] or '') .. '\t'
-    .. (f[4] or '')
+  local f = redis.call('HMGET', k, F.CLIENT, F.IDEM, F.RUN_KEY)
+  local rk = f[3] or ''
+  return sid .. '\t' .. (f[1] or '') .. '\t' .. (f[2] or '') .. '\t' .. run_digest(rk) .. '\t'
+    .. run_id_digest(rk)
 end
 
 local function expire_sub(sid, now, ttl)
@@ -43,7 +51,7 @@ end
 local function settle_run(rd, ttl)
   local wk = fmt(K_WATCH, rd)
   local w = redis.call('HMGET', wk, W.STATE, W.FANOUT_CURSOR, W.PENDING)
-  local keys = {wk, fmt(K_SUBS, rd), fmt(K_RESULT, rd)}
+  local keys = {wk, fmt(K_SUBS, rd)}
   local busy = w[1] == WS.WATCHING or w[2] or tonumber(w[3] or '0') > 0
   for _, key in ipairs(keys) do
     if busy then redis.call('PERSIST', key) else redis.call('PEXPIRE', key, ttl) end
@@ -54,8 +62,8 @@ end
 local function start_delivery(sid, status, event_type, ended_at, now, ttl, fc, fm)
   local k = fmt(K_SUB, sid)
   if status ~= '' then
-    local ev = redis.call('HGET', k, F.EVENTS) or ''
-    if not string.find(ev, '|' .. status .. '|', 1, true) then
+    local ev = redis.call('HGET', k, F.EVENTS)  -- absent: every status
+    if ev and not string.find(ev, '|' .. status .. '|', 1, true) then
       set_state(sid, k, ST.SKIPPED)
       redis.call('HSET', k, F.UPDATED, now, F.EVENT_TYPE, event_type, F.OCCURRED, ended_at)
       expire_sub(sid, now, ttl)

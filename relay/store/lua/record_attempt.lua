@@ -6,7 +6,7 @@
 local sid, series, attempt, outcome = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local delay, ttl, max_log = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local k = KEYS[1]
-local s = redis.call('HMGET', k, F.STATE, F.SERIES, F.CLIENT, F.RUN_DIGEST)
+local s = redis.call('HMGET', k, F.STATE, F.SERIES, F.CLIENT, F.RUN_KEY)
 if not s[1] then return {'state', 'stale'} end
 local now = redis_now()
 redis.call('RPUSH', KEYS[2], attempt)
@@ -15,7 +15,7 @@ redis.call('LTRIM', KEYS[2], -max_log, -1)
 local ck = fmt(K_COUNTERS, s[3], tostring(now - now % 60000))
 redis.call('HINCRBY', ck, outcome == DO.DELIVERED and 'd' or 'f', 1)
 redis.call('PEXPIRE', ck, tonumber(ARGV[8]))
-if s[1] ~= ST.DELIVERING or s[2] ~= series then
+if s[1] ~= ST.DELIVERING or (s[2] or '1') ~= series then
   if redis.call('PTTL', k) > 0 then redis.call('PEXPIRE', KEYS[2], redis.call('PTTL', k)) end
   return {'state', 'stale'}
 end
@@ -30,7 +30,7 @@ set_state(sid, k, outcome)
 redis.call('HDEL', k, F.NEXT_ATTEMPT)
 redis.call('ZREM', KEYS[3], sid)
 expire_sub(sid, now, ttl)
-local rd = s[4] or ''
+local rd = run_digest(s[4] or '')
 redis.call('HINCRBY', fmt(K_WATCH, rd), W.PENDING, -1)
 settle_run(rd, ttl)
 return {'state', outcome}

@@ -1,6 +1,6 @@
 -- Record one poll's outcome; a terminal status or giving up marks the run ended in one step
 -- and leaves its fan-out (fan_out.lua) due now + lease_ms on the poll due set.
--- KEYS: 1 watch, 2 result, 3 due poll
+-- KEYS: 1 watch (holds the run's one stored result), 2 due poll
 -- ARGV: 1 rd, 2 kind (PK), 3 status, 4 body, 5 delay ms, 6 iv, 7 fail code, 8 fail message,
 --       9 flag ('1': not found (error) / polled (fail)), 10 lease ms
 -- Returns a map: outcome (PR), now
@@ -10,36 +10,33 @@ local wk = KEYS[1]
 local now = redis_now()
 local w = redis.call('HMGET', wk, W.STATE, W.FANOUT_CURSOR)
 if w[1] ~= WS.WATCHING then
-  if not w[2] then redis.call('ZREM', KEYS[3], rd) end
+  if not w[2] then redis.call('ZREM', KEYS[2], rd) end
   return {'outcome', PR.STALE, 'now', now}
 end
 if kind == PK.RESULT then
   redis.call('HINCRBY', wk, W.POLLS, 1)
-  redis.call('HSET', KEYS[2], RF.BODY, body, RF.FETCHED, now, RF.STATUS, status)
-  redis.call('HSET', wk, W.STATUS, status)
+  redis.call('HSET', wk, RF.BODY, body, RF.FETCHED, now, W.STATUS, status)
   redis.call('HDEL', wk, W.NOT_FOUND_SINCE)
   if TERMINAL[status] then
     redis.call('HSET', wk, W.STATE, WS.TERMINAL, W.ENDED_AT, now, W.FANOUT_CURSOR, 0)
-    redis.call('HDEL', wk, W.NEXT_POLL)
-    redis.call('ZADD', KEYS[3], now + lease, rd)
+    redis.call('ZADD', KEYS[2], now + lease, rd)
     return {'outcome', PR.TERMINAL, 'now', now}
   end
   -- A push that arrived while this poll was in flight is answered by the next poll, now.
   if redis.call('HEXISTS', wk, W.PUSH_NEWS) == 1 then delay = 0 end
-  redis.call('HSET', wk, W.INTERVAL, iv, W.NEXT_POLL, now + delay, W.ERRORS, 0)
-  redis.call('ZADD', KEYS[3], now + delay, rd)
+  redis.call('HSET', wk, W.INTERVAL, iv, W.ERRORS, 0)
+  redis.call('ZADD', KEYS[2], now + delay, rd)
   return {'outcome', PR.SCHEDULED, 'now', now}
 elseif kind == PK.ERROR then
   redis.call('HINCRBY', wk, W.POLLS, 1)
   redis.call('HINCRBY', wk, W.ERRORS, 1)
-  redis.call('HSET', wk, W.INTERVAL, iv, W.NEXT_POLL, now + delay)
+  redis.call('HSET', wk, W.INTERVAL, iv)
   if ARGV[9] == '1' then redis.call('HSETNX', wk, W.NOT_FOUND_SINCE, now) end
-  redis.call('ZADD', KEYS[3], now + delay, rd)
+  redis.call('ZADD', KEYS[2], now + delay, rd)
   return {'outcome', PR.SCHEDULED, 'now', now}
 end
 if ARGV[9] == '1' then redis.call('HINCRBY', wk, W.POLLS, 1) end
 redis.call('HSET', wk, W.STATE, WS.FAILED, W.FAIL_CODE, ARGV[7], W.FAIL_MESSAGE, ARGV[8],
            W.ENDED_AT, now, W.FANOUT_CURSOR, 0)
-redis.call('HDEL', wk, W.NEXT_POLL)
-redis.call('ZADD', KEYS[3], now + lease, rd)
+redis.call('ZADD', KEYS[2], now + lease, rd)
 return {'outcome', PR.FAILED, 'now', now}

@@ -1,0 +1,256 @@
+"""Store v2 on real Redis: one copy of each result, byte-identical bodies, quotas, failure codes
+that survive a restarted watch, exact pagination with ties, deferral and per-minute counters."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import redis
+from redis.asyncio import Redis
+
+from relay.model import (
+    Attempt,
+    DeliveryOutcome,
+    FailureCode,
+    RegisterAction,
+    SubscriptionDoc,
+    WatchFailure,
+    new_subscription_id,
+    run_key,
+)
+from relay.store import ClaimedDelivery, Stores, keys, run_digest
+from tests.support.api_helpers import PUBLIC_URL, api_client, api_env, body, stored_keys
+from tests.support.relay_fixtures import AUTH_ALPHA, AUTH_BETA
+from tests.support.store_helpers import open_stores
+from workers.delivery import body_for
+
+WS = "ws-v2"
+SECRET = "whsec_dGVzdC1zZWNyZXQ="
+
+
+def doc(
+    client: str = "alpha", run_id: str = "run1", url: str = "http://127.0.0.1:9/a", **kw: Any
+) -> SubscriptionDoc:
+    fields: dict[str, Any] = {
+        "id": new_subscription_id(),
+        "client": client,
+        "workspace_id": WS,
+        "project_name": "proj",
+        "run_id": run_id,
+        "callback_url": url,
+        "events": ("completed", "failed", "canceled"),
+        "metadata": msgspec.Raw(b'{"m":1}'),
+        "created_at": 1_000,
+    }
+    fields.update(kw)
+    return SubscriptionDoc(**fields)
+
+
+def rd_of(d: SubscriptionDoc) -> str:
+    return run_digest(run_key(d.workspace_id, d.project_name, d.run_id))
+
+
+async def register(store: Stores, d: SubscriptionDoc) -> RegisterAction:
+    rk = run_key(d.workspace_id, d.project_name, d.run_id)
+    return (await store.subscriptions.register(d, rk, SECRET)).action
+
+
+async def used_memory(r: Redis) -> int:
+    return int((await r.info("memory"))["used_memory"])
+
+
+async def body_of(store: Stores, claim: ClaimedDelivery) -> bytes:
+    raw = claim.result
+    if not claim.result_known:
+        cached = await store.deliveries.result(claim.run_digest)
+        raw = cached.body if cached else None
+    return body_for(claim, raw)
+
+
+async def test_fifty_subscriptions_share_one_stored_megabyte_result(redis_client: Redis) -> None:
+    store = open_stores(redis_client)
+    before = await used_memory(redis_client)
+    docs = [doc(url=f"http://127.0.0.1:9/hook/{i}") for i in range(50)]
+    for d in docs:
+        await register(store, d)
+    result = b'{"runId":"run1","status":"completed","result":"' + b"r" * 1_000_000 + b'"}'
+    await store.watches.record_result(rd_of(docs[0]), "completed", result, 0, 0.0)
+    assert await store.watches.fan_out_all(rd_of(docs[0])) == 50
+    claims = await store.deliveries.claim_deliveries(50)
+    bodies = [await body_of(store, c) for c in claims]
+    assert len(claims) == 50 and all(b'"r' in b and len(b) > 1_000_000 for b in bodies)
+    grown = await used_memory(redis_client) - before
+    assert grown < 3_000_000, grown
+
+
+async def test_the_body_is_the_same_bytes_on_retry_redelivery_and_restart(
+    redis_client: Redis, redis_url: str
+) -> None:
+    store = open_stores(redis_client)
+    d = doc()
+    await register(store, d)
+    envelope = b'{"runId":"run1","status":"completed","result":{"x":[1,2.50,"\\u00e9"]},"new":1}'
+    await store.watches.record_result(rd_of(d), "completed", envelope, 0, 0.0)
+    await store.watches.fan_out_all(rd_of(d))
+    [first] = await store.deliveries.claim_deliveries(10)
+    sent = [await body_of(store, first)]
+    failed = Attempt(attempt=1, at=1, status_code=500, error="http_500", duration_ms=1.0)
+    await store.deliveries.record_attempt(first, failed, DeliveryOutcome.RETRY, 0)
+    [retry] = await store.deliveries.claim_deliveries(10)  # the retry
+    sent.append(await body_of(store, retry))
+    ok = Attempt(attempt=2, at=2, status_code=200, error=None, duration_ms=1.0)
+    await store.deliveries.record_attempt(retry, ok, DeliveryOutcome.DELIVERED, 0)
+    assert (await store.subscriptions.redeliver(d.id, "alpha")).outcome == "ok"
+    [again] = await store.deliveries.claim_deliveries(10)  # the redelivery
+    sent.append(await body_of(store, again))
+    # A restarted worker: a new connection and new store objects read the same bytes.
+    fresh = Redis.from_url(redis_url)
+    try:
+        restarted = open_stores(fresh)
+        await restarted.deliveries.release_deliveries([d.id])
+        [after] = await restarted.deliveries.claim_deliveries(10)
+        sent.append(await body_of(restarted, after))
+    finally:
+        await fresh.aclose()
+    assert len(set(sent)) == 1, sent
+    assert b'"result":{"x":[1,2.50,"\\u00e9"]}' in sent[0] and b'"new":1' in sent[0]
+    assert not await redis_client.keys(keys.sub(d.id) + ":b")  # no body stored per subscription
+
+
+async def test_a_restarted_watch_keeps_the_earlier_failure_on_its_subscriptions(
+    redis_client: Redis,
+) -> None:
+    store = open_stores(redis_client)
+    early = doc(url="http://127.0.0.1:9/early")
+    await register(store, early)
+    failure = WatchFailure(FailureCode.RUN_NOT_FOUND, "Intuned answered 404")
+    await store.watches.record_watch_failure(rd_of(early), failure, polled=True)
+    await store.watches.fan_out_all(rd_of(early))
+    # A new registration restarts the failed watch...
+    assert await register(store, doc(url="http://127.0.0.1:9/late")) == RegisterAction.POLL
+    watch = await store.watches.get_watch(rd_of(early))
+    assert watch is not None and watch.state == "watching" and watch.failure is None
+    # ... and the subscription the failure reached still carries its code.
+    [claim] = await store.deliveries.claim_deliveries(10)
+    assert claim.subscription_id == early.id and claim.failure == failure
+    assert b'"code":"run_not_found"' in await body_of(store, claim)
+
+
+async def test_the_run_result_outlives_every_pending_delivery(redis_client: Redis) -> None:
+    store = open_stores(redis_client, result_ttl=1.0)
+    a, b = doc(url="http://127.0.0.1:9/a"), doc(url="http://127.0.0.1:9/b")
+    await register(store, a)
+    await register(store, b)
+    await store.watches.record_result(rd_of(a), "completed", b'{"status":"completed"}', 0, 0.0)
+    await store.watches.fan_out_all(rd_of(a))
+    assert await redis_client.pttl(keys.watch(rd_of(a))) == -1  # two deliveries pending
+    claims = await store.deliveries.claim_deliveries(10)
+    ok = Attempt(attempt=1, at=1, status_code=200, error=None, duration_ms=1.0)
+    await store.deliveries.record_attempt(claims[0], ok, DeliveryOutcome.DELIVERED, 0)
+    assert await redis_client.pttl(keys.watch(rd_of(a))) == -1  # one still pending
+    await store.deliveries.record_attempt(claims[1], ok, DeliveryOutcome.DELIVERED, 0)
+    assert 0 < await redis_client.pttl(keys.watch(rd_of(a))) <= 1000  # now it may expire
+    # Both set by the last attempt's script (the same expiry); PTTL read a moment apart.
+    sub_ttl = await redis_client.pttl(keys.sub(a.id))
+    assert sub_ttl <= await redis_client.pttl(keys.watch(rd_of(a))) + 5
+
+
+async def test_defer_moves_due_deliveries_without_counting_an_attempt(redis_client: Redis) -> None:
+    store = open_stores(redis_client)
+    d = doc()
+    await register(store, d)
+    await store.watches.record_result(rd_of(d), "failed", b'{"status":"failed"}', 0, 0.0)
+    await store.watches.fan_out_all(rd_of(d))
+    [claim] = await store.deliveries.claim_deliveries(10)
+    later = 10**13
+    assert await store.deliveries.defer_deliveries([d.id, "sub_unknown"], later) == 1
+    assert await redis_client.zscore(keys.DUE_DELIVERY, d.id) == later
+    sub = await store.subscriptions.get_subscription(d.id, "alpha")
+    assert sub is not None and sub.attempts_in_series == 0 and sub.next_attempt_at == later
+    assert claim.attempts_in_series == 0
+
+
+async def test_attempts_are_counted_per_client_and_minute(redis_client: Redis) -> None:
+    store = open_stores(redis_client)
+    docs = [doc(url=f"http://127.0.0.1:9/{i}") for i in range(3)]
+    for d in docs:
+        await register(store, d)
+    await store.watches.record_result(rd_of(docs[0]), "completed", b"{}", 0, 0.0)
+    await store.watches.fan_out_all(rd_of(docs[0]))
+    claims = await store.deliveries.claim_deliveries(10)
+    outcomes = [DeliveryOutcome.DELIVERED, DeliveryOutcome.RETRY, DeliveryOutcome.GONE]
+    for claim, outcome in zip(claims, outcomes, strict=True):
+        a = Attempt(attempt=1, at=1, status_code=200, error=None, duration_ms=1.0)
+        await store.deliveries.record_attempt(claim, a, outcome, 60_000)
+    rows = await store.deliveries.delivery_counters("alpha", minutes=60)
+    assert len(rows) == 60 and rows == sorted(rows)
+    assert sum(r[1] for r in rows) == 1 and sum(r[2] for r in rows) == 2
+    assert rows[-1][1:] in ((1, 2), (0, 0))  # this minute (or the previous, across a boundary)
+    counter_keys = await redis_client.keys(keys.counters("alpha", 0).rsplit(":", 1)[0] + ":*")
+    ttls = [await redis_client.pttl(k) for k in counter_keys]
+    assert ttls and all(0 < t <= 2.1 * 3600_000 for t in ttls)
+    assert await store.deliveries.delivery_counters("beta", minutes=2) == [
+        (rows[-2][0], 0, 0),
+        (rows[-1][0], 0, 0),
+    ]
+
+
+async def test_quotas_answer_429_naming_the_limit_and_write_nothing(
+    redis_url: str, redis_sync: redis.Redis
+) -> None:
+    env = api_env(
+        redis_url,
+        RELAY_MAX_SUBSCRIPTIONS_PER_RUN="2",
+        RELAY_MAX_SUBSCRIPTIONS_PER_CLIENT="3",
+    )
+    async with api_client(env) as api:
+        for i in range(2):
+            resp = await api.post(
+                "/v1/subscriptions",
+                json=body(run="shared", url=f"{PUBLIC_URL}/{i}"),
+                headers=AUTH_ALPHA,
+            )
+            assert resp.status_code == 201, resp.text
+        before = {k: redis_sync.dump(k) for k in stored_keys(redis_sync)}
+        third = await api.post(
+            "/v1/subscriptions", json=body(run="shared", url=f"{PUBLIC_URL}/x"), headers=AUTH_BETA
+        )
+        assert third.status_code == 429, third.text
+        assert "RELAY_MAX_SUBSCRIPTIONS_PER_RUN" in third.json()["detail"]
+        assert {k: redis_sync.dump(k) for k in stored_keys(redis_sync)} == before
+        ok = await api.post("/v1/subscriptions", json=body(run="other"), headers=AUTH_ALPHA)
+        assert ok.status_code == 201
+        before = {k: redis_sync.dump(k) for k in stored_keys(redis_sync)}
+        over = await api.post("/v1/subscriptions", json=body(run="fourth"), headers=AUTH_ALPHA)
+        assert (
+            over.status_code == 429
+            and "RELAY_MAX_SUBSCRIPTIONS_PER_CLIENT" in over.json()["detail"]
+        )
+        assert {k: redis_sync.dump(k) for k in stored_keys(redis_sync)} == before
+        # Canceling one frees a slot: the quota counts active subscriptions only.
+        assert (
+            await api.delete(f"/v1/subscriptions/{ok.json()['id']}", headers=AUTH_ALPHA)
+        ).status_code == 204
+        again = await api.post("/v1/subscriptions", json=body(run="fourth"), headers=AUTH_ALPHA)
+        assert again.status_code == 201, again.text
+
+
+async def test_pagination_is_exact_with_250_ties(redis_url: str, redis_client: Redis) -> None:
+    store = open_stores(redis_client)
+    ids = set()
+    for i in range(250):
+        d = doc(run_id=f"tie-{i}", created_at=1_234)
+        await register(store, d)
+        ids.add(d.id)
+    async with api_client(api_env(redis_url)) as api:
+        seen: list[str] = []
+        cursor = None
+        for _ in range(10):
+            query = "?limit=100" + (f"&cursor={cursor}" if cursor else "")
+            page = (await api.get("/v1/subscriptions" + query, headers=AUTH_ALPHA)).json()
+            seen += [item["id"] for item in page["items"]]
+            cursor = page["nextCursor"]
+            if cursor is None:
+                break
+    assert len(seen) == 250 and set(seen) == ids

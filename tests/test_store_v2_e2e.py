@@ -50,7 +50,7 @@ async def test_a_worker_with_a_skewed_clock_neither_steals_nor_starves(
     ]
     try:
         runs = [
-            fake_intuned.create_run(RunScript(pending_polls=3, outcome="completed", result=i))
+            fake_intuned.state.create_run(RunScript(pending_polls=3, outcome="completed", result=i))
             for i in range(20)
         ]
         sids = await register_many(api, [(r, receiver.url(f"/ok/{r}")) for r in runs])
@@ -59,7 +59,7 @@ async def test_a_worker_with_a_skewed_clock_neither_steals_nor_starves(
         stop.set()
         await asyncio.gather(*workers, return_exceptions=True)
     # One poller per run: 3 pending answers and the terminal one, never a concurrent extra.
-    assert [fake_intuned.poll_count(r) for r in runs] == [4] * 20
+    assert [fake_intuned.state.poll_count(r) for r in runs] == [4] * 20
     # No duplicate attempts: one webhook per subscription, one attempt each.
     assert sorted(webhook_counts(receiver.requests).values()) == [1] * 20
     for sid in sids:
@@ -74,7 +74,7 @@ async def test_a_result_over_the_limit_ends_the_watch_with_result_too_large(
     receiver: ReceiverHandle,
 ) -> None:
     start_worker(RELAY_MAX_RESULT_BYTES="1KiB")
-    run_id = fake_intuned.create_run(RunScript(outcome="completed", result="x" * 5000))
+    run_id = fake_intuned.state.create_run(RunScript(outcome="completed", result="x" * 5000))
     await register_many(api, [(run_id, receiver.url("/ok/big"))])
     [req] = await receiver.wait_for_async(1, timeout=20)
     event = json.loads(req.body)
@@ -94,7 +94,9 @@ async def test_a_delivery_without_a_secret_fails_clearly_and_creates_none(
     receiver: ReceiverHandle,
     redis_sync: redis.Redis,
 ) -> None:
-    run_id = fake_intuned.create_run(RunScript(pending_polls=2, outcome="completed", result=1))
+    run_id = fake_intuned.state.create_run(
+        RunScript(pending_polls=2, outcome="completed", result=1)
+    )
     [sid] = await register_many(api, [(run_id, receiver.url("/ok/nosecret"))])
     assert redis_sync.exists(keys.secrets("alpha"))  # the first subscription made it
     redis_sync.delete(keys.secrets("alpha"))  # as after a Redis data loss
@@ -135,7 +137,9 @@ async def fan_out_story(
 ) -> None:
     client = Redis.from_url(redis_url)
     store = open_stores(client, max_subscriptions_per_run=n, max_subscriptions_per_client=n)
-    run_id = fake_intuned.create_run(RunScript(pending_polls=2, outcome="completed", result=[1]))
+    run_id = fake_intuned.state.create_run(
+        RunScript(pending_polls=2, outcome="completed", result=[1])
+    )
     rk = run_key(FAKE_WORKSPACE_ID, "demo-project", run_id)
     with slowlog(redis_sync):
         for lo in range(0, n, 500):

@@ -254,3 +254,23 @@ async def test_pagination_is_exact_with_250_ties(redis_url: str, redis_client: R
             if cursor is None:
                 break
     assert len(seen) == 250 and set(seen) == ids
+
+
+async def test_a_watch_restarted_mid_fan_out_counts_the_subscribers_not_yet_reached(
+    redis_client: Redis,
+) -> None:
+    store = open_stores(redis_client)
+    docs = [doc(url=f"http://127.0.0.1:9/{i}") for i in range(5)]
+    for d in docs:
+        await register(store, d)
+    failure = WatchFailure(FailureCode.WATCH_TIMEOUT, "run not terminal")
+    await store.watches.record_watch_failure(rd_of(docs[0]), failure, polled=False)
+    step = await store.watches.fan_out(rd_of(docs[0]), batch=2)  # a crash after one batch
+    assert (step.delivering, step.done) == (2, False)
+    new = doc(url="http://127.0.0.1:9/new", created_at=2_000)
+    assert await register(store, new) == RegisterAction.POLL
+    # Three old subscribers still watching and the new one: canceling the new one keeps polling.
+    new_id = new.id
+    assert await store.subscriptions.cancel(new_id, "alpha")
+    watch = await store.watches.get_watch(rd_of(docs[0]))
+    assert watch is not None and watch.state == "watching"

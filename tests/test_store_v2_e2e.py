@@ -179,7 +179,9 @@ async def fan_out_story(
     assert slow == [], slow[:5]
 
 
-async def test_ten_thousand_subscribers_fan_out_in_bounded_steps(
+@pytest.mark.parametrize("n", [10_000, pytest.param(100_000, marks=pytest.mark.slow)])
+async def test_many_subscribers_fan_out_in_bounded_steps(
+    n: int,
     redis_url: str,
     relay_env: dict[str, str],
     start_worker: StartWorker,
@@ -187,20 +189,4 @@ async def test_ten_thousand_subscribers_fan_out_in_bounded_steps(
     receiver: ReceiverHandle,
     redis_sync: redis.Redis,
 ) -> None:
-    await fan_out_story(
-        10_000, redis_url, relay_env, start_worker, fake_intuned, receiver, redis_sync
-    )
-
-
-@pytest.mark.slow
-async def test_a_hundred_thousand_subscribers_fan_out_in_bounded_steps(
-    redis_url: str,
-    relay_env: dict[str, str],
-    start_worker: StartWorker,
-    fake_intuned: FakeIntunedHandle,
-    receiver: ReceiverHandle,
-    redis_sync: redis.Redis,
-) -> None:
-    await fan_out_story(
-        100_000, redis_url, relay_env, start_worker, fake_intuned, receiver, redis_sync
-    )
+    await fan_out_story(n, redis_url, relay_env, start_worker, fake_intuned, receiver, redis_sync)

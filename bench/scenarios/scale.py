@@ -168,7 +168,7 @@ async def run(b: Bench) -> list[Row]:
         ),
         Row(
             "scale",
-            f"time to register {total:,} runs (Store.register direct, 256 concurrent)",
+            f"time to register {total:,} runs (SubscriptionStore.register direct, 256 concurrent)",
             "s",
             [t_first + t_rest],
             None,

@@ -4,13 +4,7 @@
 -- Returns a list of maps (see deliveries.ClaimRow).
 local limit, lease, result_max = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local now = redis_now()
-local due
-if ARGV[4] then
-  local score = redis.call('ZSCORE', KEYS[1], ARGV[4])
-  if score and tonumber(score) <= now then due = {ARGV[4]} else due = {} end
-else
-  due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, limit)
-end
+local due = due_entries(KEYS[1], now, limit, ARGV[4])
 local fields = {F.STATE, F.ATTEMPTS, F.SERIES, F.EVENT_TYPE, F.OCCURRED, F.RUN_KEY, F.CLIENT,
                 F.CALLBACK, F.METADATA, F.EVENTS, F.CREATED, W.FAIL_CODE, W.FAIL_MESSAGE}
 local out = {}

@@ -5,13 +5,7 @@
 -- noted)
 local limit, lease = tonumber(ARGV[1]), tonumber(ARGV[2])
 local now = redis_now()
-local due
-if ARGV[3] then
-  local score = redis.call('ZSCORE', KEYS[1], ARGV[3])
-  if score and tonumber(score) <= now then due = {ARGV[3]} else due = {} end
-else
-  due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, limit)
-end
+local due = due_entries(KEYS[1], now, limit, ARGV[3])
 local out = {}
 for _, rd in ipairs(due) do
   local w = redis.call('HMGET', fmt(K_WATCH, rd), W.STATE, W.RUN_KEY, W.INTERVAL,

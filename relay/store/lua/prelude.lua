@@ -9,6 +9,16 @@ end
 
 local function fmt(template, ...) return string.format(template, ...) end
 
+-- Up to limit members of a due set due by now, or just `only` when given and due.
+local function due_entries(due_set, now, limit, only)
+  if only then
+    local score = redis.call('ZSCORE', due_set, only)
+    if score and tonumber(score) <= now then return {only} end
+    return {}
+  end
+  return redis.call('ZRANGEBYSCORE', due_set, '-inf', now, 'LIMIT', 0, limit)
+end
+
 -- The digests naming a run's keys and a client's per-run index (keys.run_digest and
 -- keys.run_id_digest compute the same), from the run key a subscription stores.
 local function run_digest(rk) return string.sub(redis.sha1hex(rk), 1, 16) end

@@ -49,11 +49,16 @@ if w[1] == WS.WATCHING then
   return {'action', RA.JOIN, 'id', sid}
 end
 -- A new run, or one whose watch stopped (idle, failed, expired): (re)start polling now. The
--- failure of an earlier watch stays on the subscriptions it reached (copied there at fan-out).
+-- failure of an earlier watch stays on the subscriptions it reached (copied there at fan-out);
+-- those its fan-out had not reached yet stay watching, on the restarted watch, and count.
+local active = 1
+local fo = redis.call('HGET', wk, W.FANOUT_CURSOR)
+-- (this subscription was added past the cursor too: it is among them)
+if fo then active = redis.call('ZCOUNT', KEYS[5], '(' .. fo, '+inf') end
 redis.call('HDEL', wk, W.FAIL_CODE, W.FAIL_MESSAGE, W.ENDED_AT, W.NOT_FOUND_SINCE,
            W.FANOUT_CURSOR)
 redis.call('HSET', wk, W.STATE, WS.WATCHING, W.RUN_KEY, rk, W.FIRST_SEEN, now, W.INTERVAL, 0,
-           W.POLLS, 0, W.ERRORS, 0, W.ACTIVE, 1)
+           W.POLLS, 0, W.ERRORS, 0, W.ACTIVE, active)
 settle_run(rd, ttl)
 redis.call('ZADD', KEYS[6], now, rd)
 redis.call('PUBLISH', WAKE_POLL, '1')

@@ -48,7 +48,8 @@ class Story:
 
     def worker(self, **overrides: str) -> None:
         """A real worker with the story's settings (and ``overrides``)."""
-        self.start_worker(**{**self.env, **overrides})
+        worker = self.start_worker(wait=False, **{**self.env, **overrides})
+        worker.wait_started(timeout=60)  # generous: the machine is shared and often loaded
 
     async def start(self, key: str, path: str, **extra: Any) -> dict[str, Any]:
         """POST /v1/runs (201), then wait for the run's first poll."""
@@ -113,7 +114,7 @@ async def story(
     env |= {"RELAY_HOST": "127.0.0.1", "RELAY_PORT": str(port), "RELAY_PUBLIC_URL": url}
     proc = RelayProcess(["api"], env, tmp_path / "api.log")
     try:
-        proc.wait_http(url + "/healthz", timeout=30)
+        proc.wait_http(url + "/healthz", timeout=60)
         async with httpx.AsyncClient(base_url=url, timeout=10) as http:
             yield Story(url, http, fake_intuned, clock, receiver, env, start_worker)
     finally:

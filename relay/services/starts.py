@@ -212,9 +212,7 @@ async def start_and_watch(
     s, starts = deps.settings, deps.store.starts
     key = checked_key(key_header)
     mine, intuned_fields = parse_body(raw, s)
-    await check_callback(
-        mine.callback_url, allow_private=s.allow_private_callbacks, lookup=deps.lookup
-    )
+    await check_callback(mine.callback_url, policy=s.callback_policy, lookup=deps.lookup)
     full = await _client_full(deps, client)
     if full is not None:
         return full

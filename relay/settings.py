@@ -209,6 +209,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         workspace = required("INTUNED_WORKSPACE_ID", "the uuid of the Intuned workspace to watch")
         if not _UUIDISH.match(workspace):
             raise ConfigError("INTUNED_WORKSPACE_ID", "must be a workspace id (a uuid)")
+        if not workspace.replace("-", "").strip("0"):
+            raise ConfigError(
+                "INTUNED_WORKSPACE_ID",
+                "is the all-zero placeholder of the example manifests: set your workspace's id",
+            )
         api_key = required("INTUNED_API_KEY", "the Intuned API key, sent as x-api-key")
         keys = parse_api_keys(
             required("RELAY_API_KEYS", "comma-separated client:key pairs, e.g. billing:s3cr3t..."),

@@ -26,16 +26,30 @@ import uvloop
 from bench import report
 from bench.common import Bench, Row
 from bench.procs import Fleet
-from bench.scenarios import delivery, fairness, latency, polling, registration, scale, upstream
+from bench.scenarios import (
+    console,
+    delivery,
+    e2e,
+    fairness,
+    latency,
+    polling,
+    processes,
+    registration,
+    scale,
+    upstream,
+)
 
 # Registration runs last: its two servers boot (seconds of imports) while the others measure.
 SCENARIOS: dict[str, Callable[[Bench], Awaitable[list[Row]]]] = {
     "delivery": delivery.run,
+    "processes": processes.run,
+    "e2e": e2e.run,
     "fairness": fairness.run,
     "polling": polling.run,
     "scale": scale.run,
     "latency": latency.run,
     "upstream": upstream.run,
+    "console": console.run,
     "registration": registration.run,
 }
 

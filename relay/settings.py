@@ -7,6 +7,7 @@ comment, in ``.env.example`` and in ``relay-contract.md`` §2.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from typing import Literal
@@ -36,6 +37,15 @@ _UUIDISH = re.compile(r"^[A-Za-z0-9-]{1,64}$")
 _PUBLIC_URL = re.compile(r"^https?://[^/?#\s]+(/[^?#\s]*)?$")
 
 LogFormat = Literal["json", "console"]
+MAX_PROCESSES = 64
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask, e.g. a container's cpuset)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def parse_duration(text: str, *, name: str) -> float:
@@ -146,6 +156,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     push_fallback_interval: float = 60.0
     push_fallback_max_interval: float = 300.0
     run_deadline_margin: float = 900.0
+    # Processes per container: 0 means one per CPU this process may run on.
+    worker_processes: int = 1
+    api_workers: int = 1
     # Limits (contract §6).
     max_subscriptions_per_client: int = 100_000
     max_subscriptions_per_run: int = 1000
@@ -156,6 +169,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     breaker_threshold: int = 5  # consecutive timeouts/connection failures; 0 turns it off
     breaker_cooldown: float = 30.0
     dns_timeout: float = 5.0
+    # The operator page (/console): session lifetime (sliding), Secure cookies, sign-in limit.
+    console_session_ttl: float = 3600.0
+    console_secure_cookie: bool = True
+    console_signin_limit: int = 10
 
     def __repr__(self) -> str:  # never print secrets
         return (
@@ -175,6 +192,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     def max_retry_delay(self) -> float:
         """The longest delay in the retry schedule: the cap for a receiver's Retry-After."""
         return max(self.retry_schedule)
+
+    @property
+    def worker_process_count(self) -> int:
+        """How many ``relay worker`` processes to run (RELAY_WORKER_PROCESSES, 0 = CPUs)."""
+        return self.worker_processes or usable_cpus()
+
+    @property
+    def api_worker_count(self) -> int:
+        """How many granian workers serve the API (RELAY_API_WORKERS, 0 = CPUs)."""
+        return self.api_workers or usable_cpus()
 
     @property
     def max_attempts(self) -> int:
@@ -287,6 +314,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             push_fallback_interval=push_fallback,
             push_fallback_max_interval=push_fallback_max,
             run_deadline_margin=duration("RELAY_RUN_DEADLINE_MARGIN", "15m"),
+            worker_processes=integer("RELAY_WORKER_PROCESSES", 1, 0, MAX_PROCESSES),
+            api_workers=integer("RELAY_API_WORKERS", 1, 0, MAX_PROCESSES),
             max_subscriptions_per_client=integer(
                 "RELAY_MAX_SUBSCRIPTIONS_PER_CLIENT", 100_000, 1, 100_000_000
             ),
@@ -301,4 +330,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             breaker_threshold=integer("RELAY_BREAKER_THRESHOLD", 5, 0, 10000),
             breaker_cooldown=duration("RELAY_BREAKER_COOLDOWN", "30s"),
             dns_timeout=duration("RELAY_DNS_TIMEOUT", "5s"),
+            console_session_ttl=duration("RELAY_CONSOLE_SESSION_TTL", "1h"),
+            console_secure_cookie=parse_bool(
+                get("RELAY_CONSOLE_SECURE_COOKIE", "true") or "true",
+                name="RELAY_CONSOLE_SECURE_COOKIE",
+            ),
+            console_signin_limit=integer("RELAY_CONSOLE_SIGNIN_LIMIT", 10, 1, 10_000),
         )

@@ -21,6 +21,7 @@ curve from its start (Intuned's result may lag its own push). Its watch ends at 
 
 from __future__ import annotations
 
+import asyncio
 import random
 
 import structlog
@@ -36,6 +37,7 @@ from relay.model import FailureCode, PollRecord, WatchFailure
 from relay.policy import poll_delay, watch_poll_interval
 from relay.settings import Settings
 from relay.store import ClaimedPoll
+from relay.store.types import FanOutStep
 from workers.deps import WorkerDeps
 
 log = structlog.get_logger("relay.poll")
@@ -149,11 +151,23 @@ async def _fetched(
         await _fail(deps, claim, FailureCode.RESULT_TOO_LARGE, message, polled=True)
         return
     status = outcome.result.status
-    rec = await deps.store.watches.record_result(claim.rd, status, outcome.raw, delay_ms, interval)
+    watches = deps.store.watches
+    record = watches.record_result(claim.rd, status, outcome.raw, delay_ms, interval)
+    first: FanOutStep | None = None
+    if outcome.result.is_terminal:
+        # Seam "terminal record + first fan-out in one round trip": both scripts go out in
+        # the same pipeline, record first (gather starts them in order), so the terminal
+        # answer reaches the delivery pump one Redis round trip sooner (interleaved A/B on a
+        # loaded box: relay-added latency p50 34.7 -> 28.3 ms, p99 124 -> 115 ms; NOTES.md).
+        # A fan-out of a run someone else ended is what that worker would do anyway; of a
+        # live run, a no-op.
+        rec, first = await asyncio.gather(record, watches.fan_out(claim.rd))
+    else:
+        rec = await record
     terminal = rec.outcome == PollRecord.TERMINAL
     deps.metrics.polls.labels("terminal" if outcome.result.is_terminal else "pending").inc()
     if terminal:
-        await fan_out(deps, claim.rd)
+        await fan_out(deps, claim.rd, first)
     # A pending answer is the common case (every run, every few seconds): debug only.
     (log.info if terminal else log.debug)(
         "poll",
@@ -165,14 +179,18 @@ async def _fetched(
     )
 
 
-async def fan_out(deps: WorkerDeps, rd: str) -> None:
-    """Move an ended run's subscribers to delivery, a bounded batch per call, to the end."""
+async def fan_out(deps: WorkerDeps, rd: str, first: FanOutStep | None = None) -> None:
+    """Move an ended run's subscribers to delivery, a bounded batch per call, to the end
+    (``first``: a step already made)."""
+    step = first
     while True:
-        step = await deps.store.watches.fan_out(rd)
+        if step is None:
+            step = await deps.store.watches.fan_out(rd)
         if step.delivering:
             deps.wake("delivery")
         if step.done:
             return
+        step = None
 
 
 async def _fail(

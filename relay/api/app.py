@@ -30,6 +30,7 @@ from relay.api.routes.runs import RunController
 from relay.api.routes.secrets import SecretController
 from relay.api.routes.starts import StartController, intuned_push
 from relay.api.routes.subscriptions import SubscriptionController
+from relay.console import console_handlers, register_stores, template_config
 from relay.intuned.client import IntunedClient
 from relay.readiness import StartupChecks
 from relay.services.starts import INGRESS_SECRET_HEADER
@@ -62,6 +63,7 @@ def create_app(settings: Settings) -> Litestar:
         app.state.redis = redis
         app.state.arq = arq
         app.state.store = Stores.open(redis, settings)
+        register_stores(app, redis)
         checks = await StartupChecks.start(settings, redis, reprobe=True)
         app.state.readiness = checks.readiness
         # Only POST /v1/runs calls Intuned from the API (one start per request).
@@ -91,7 +93,9 @@ def create_app(settings: Settings) -> Litestar:
             healthz,
             readyz,
             MetricsController,
+            *console_handlers(settings),
         ],
+        template_config=template_config(),
         lifespan=[lifespan],
         state=State({"settings": settings}),
         dependencies={

@@ -34,6 +34,7 @@ _UNIT_BYTES = {
 }
 _CLIENT_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _UUIDISH = re.compile(r"^[A-Za-z0-9-]{1,64}$")
+_PUBLIC_URL = re.compile(r"^https?://[^/?#\s]+(/[^?#\s]*)?$")
 
 LogFormat = Literal["json", "console"]
 RunSharing = Literal["workspace", "owner"]
@@ -161,6 +162,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     intuned_timeout: float = 10.0
     not_found_grace: float = 60.0
     embedded_redis_dir: str = ".relay/redis"
+    # Start-and-watch and the push ingress (contract §7).
+    public_url: str | None = None
+    push_fallback_interval: float = 60.0
+    push_fallback_max_interval: float = 300.0
+    run_deadline_margin: float = 900.0
     # Processes per container: 0 means one per CPU this process may run on.
     worker_processes: int = 1
     api_workers: int = 1
@@ -272,6 +278,19 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         poll_max = duration("RELAY_POLL_MAX_INTERVAL", "30s")
         if poll_max < poll_interval:
             raise ConfigError("RELAY_POLL_MAX_INTERVAL", "must not be below RELAY_POLL_INTERVAL")
+        public_url = get("RELAY_PUBLIC_URL")
+        if public_url is not None and not _PUBLIC_URL.match(public_url):
+            raise ConfigError(
+                "RELAY_PUBLIC_URL",
+                "must be the relay's http(s) base URL as Intuned reaches it, without query or "
+                "fragment, e.g. https://relay.example.com",
+            )
+        push_fallback = duration("RELAY_PUSH_FALLBACK_INTERVAL", "60s")
+        push_fallback_max = duration("RELAY_PUSH_FALLBACK_MAX_INTERVAL", "5m")
+        if push_fallback_max < push_fallback:
+            raise ConfigError(
+                "RELAY_PUSH_FALLBACK_MAX_INTERVAL", "must not be below RELAY_PUSH_FALLBACK_INTERVAL"
+            )
         log_format = (get("RELAY_LOG_FORMAT", "json") or "json").lower()
         if log_format not in ("json", "console"):
             raise ConfigError("RELAY_LOG_FORMAT", "must be json or console")
@@ -305,6 +324,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             intuned_timeout=duration("RELAY_INTUNED_TIMEOUT", "10s"),
             not_found_grace=duration("RELAY_NOT_FOUND_GRACE", "60s"),
             embedded_redis_dir=get("RELAY_REDIS_DIR", ".relay/redis") or ".relay/redis",
+            public_url=public_url.rstrip("/") if public_url else None,
+            push_fallback_interval=push_fallback,
+            push_fallback_max_interval=push_fallback_max,
+            run_deadline_margin=duration("RELAY_RUN_DEADLINE_MARGIN", "15m"),
             worker_processes=integer("RELAY_WORKER_PROCESSES", 1, 0, MAX_PROCESSES),
             api_workers=integer("RELAY_API_WORKERS", 1, 0, MAX_PROCESSES),
             max_subscriptions_per_client=integer(

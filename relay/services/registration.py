@@ -26,7 +26,7 @@ from relay.model import (
     RegisterAction,
     Subscription,
     SubscriptionDoc,
-    SubState,
+    fresh_subscription,
     new_subscription_id,
     now_ms,
     run_key,
@@ -132,16 +132,7 @@ async def register(
         )
     if reg.action in (RegisterAction.POLL, RegisterAction.JOIN):
         # The subscription is the document just written, watching, with no attempts yet.
-        sub = Subscription(
-            doc=doc,
-            state=SubState.WATCHING,
-            updated_at=doc.created_at,
-            next_attempt_at=None,
-            attempts_in_series=0,
-            series=1,
-            event_type=None,
-            run_status=reg.status,
-        )
+        sub = fresh_subscription(doc, reg.status)
         return Registered(subscription=sub, run_status=reg.status, created=True)
     # The idempotent repeat answers with the existing subscription; deliver/skip moved on.
     found = await subs.get_subscription(reg.id, client)

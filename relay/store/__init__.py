@@ -8,6 +8,7 @@
     deliveries.py     the delivery side: claim, record, defer, per-minute counters
     secrets.py        signing secrets (created by the API only)
     controls.py       the client controls: operational webhook, quotas, incidents, bulk redeliver
+    starts.py         start-and-watch: Idempotency-Key records, push tokens, push fields
     housekeeping.py   sweep and prune in bounded slices from saved cursors, gauges
 
 ``Stores.open`` builds every side over one Redis client. This package must never make HTTP
@@ -29,6 +30,7 @@ from relay.store.docs import decode_cursor, encode_cursor, idempotency_field
 from relay.store.housekeeping import Housekeeping
 from relay.store.keys import run_digest
 from relay.store.secrets import SecretStore
+from relay.store.starts import StartStore
 from relay.store.subscriptions import SubscriptionStore
 from relay.store.types import (
     AttemptRecorded,
@@ -59,6 +61,7 @@ __all__ = [
     "Registration",
     "RunWatch",
     "SecretStore",
+    "StartStore",
     "Stores",
     "SubscriptionStore",
     "WatchStore",
@@ -110,6 +113,7 @@ class Stores:
     secrets: SecretStore
     housekeeping: Housekeeping
     controls: ControlStore
+    starts: StartStore
 
     @classmethod
     def open(cls, redis: Redis, settings: Settings) -> Stores:
@@ -131,4 +135,5 @@ class Stores:
             secrets=SecretStore(redis),
             housekeeping=Housekeeping(redis),
             controls=ControlStore(redis, ttl_ms=ttl_ms),
+            starts=StartStore(redis, ttl_ms=ttl_ms),
         )

@@ -4,7 +4,7 @@
 --       SubState order (watching first, delivering second)
 -- ARGV: 1 sid, 2 client, 3 run key, 4 run digest, 5 idem, 6 events '|a|b|' ('' = all),
 --       7 ttl ms, 8 max active per client, 9 max per run, 10 fresh secret, 11 created ms,
---       12 fingerprint (metadata + header names), 13 'owner' when RELAY_RUN_SHARING=owner
+--       12 fingerprint (metadata + header names; '' = none, not compared), 13 'owner' when RELAY_RUN_SHARING=owner
 --       (else ''), 14.. document field/value pairs
 -- Returns a map: action, id, status (the run's last seen status, when known)
 local sid, cl, rk, rd, idem = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
@@ -18,7 +18,7 @@ if existing then
   local e = redis.call('HMGET', fmt(K_SUB, existing), F.STATE, F.FINGERPRINT)
   if e[1] and e[1] ~= ST.CANCELED then
     -- A subscription stored before fingerprints existed keeps the old idempotent answer.
-    if e[2] and e[2] ~= fp then return {'action', RA.CONFLICT, 'id', existing} end
+    if e[2] and fp ~= '' and e[2] ~= fp then return {'action', RA.CONFLICT, 'id', existing} end
     return {'action', RA.EXISTING, 'id', existing}
   end
 end
@@ -29,8 +29,8 @@ if redis.call('ZCARD', KEYS[5]) >= max_run then return {'action', RA.QUOTA_RUN, 
 local now = redis_now()
 local k = KEYS[1]
 -- Only what differs from the defaults (updated = created, 0 attempts, series 1, all events).
-redis.call('HSET', k, F.CLIENT, cl, F.RUN_KEY, rk, F.CREATED, ca, F.IDEM, idem,
-           F.FINGERPRINT, fp)
+redis.call('HSET', k, F.CLIENT, cl, F.RUN_KEY, rk, F.CREATED, ca, F.IDEM, idem)
+if fp ~= '' then redis.call('HSET', k, F.FINGERPRINT, fp) end
 if ev ~= '' then redis.call('HSET', k, F.EVENTS, ev) end
 for i = 14, #ARGV, 2 do redis.call('HSET', k, ARGV[i], ARGV[i + 1]) end
 redis.call('ZADD', KEYS[2], ca, sid)

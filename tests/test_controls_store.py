@@ -190,3 +190,13 @@ async def test_an_alert_is_queued_only_once_the_final_attempt_is_recorded(
     finally:
         await deps.sender.aclose()
         await deps.intuned.aclose()
+
+
+async def test_a_registration_without_fingerprint_is_never_a_conflict(redis_client: Redis) -> None:
+    subs = open_stores(redis_client).subscriptions
+    rk = run_key(WS, "proj", "run-s")
+    started = doc("alpha", "run-s", "http://a.example/", 1)  # as start-and-watch registers
+    assert (await subs.register(started, rk, SECRET)).action is RegisterAction.POLL
+    again = doc("alpha", "run-s", "http://a.example/", 2)
+    same = await subs.register(again, rk, SECRET, fingerprint="f1")
+    assert (same.action, same.id) == (RegisterAction.EXISTING, started.id)

@@ -37,6 +37,7 @@ _UUIDISH = re.compile(r"^[A-Za-z0-9-]{1,64}$")
 _PUBLIC_URL = re.compile(r"^https?://[^/?#\s]+(/[^?#\s]*)?$")
 
 LogFormat = Literal["json", "console"]
+RunSharing = Literal["workspace", "owner"]
 MAX_PROCESSES = 64
 
 
@@ -114,6 +115,16 @@ def parse_bool(text: str, *, name: str) -> bool:
     raise ConfigError(name, f"{text!r} is not true or false")
 
 
+def parse_run_sharing(text: str) -> RunSharing:
+    """RELAY_RUN_SHARING: ``workspace`` or ``owner`` (any case)."""
+    value = text.strip().lower()
+    if value == "owner":
+        return "owner"
+    if value == "workspace":
+        return "workspace"
+    raise ConfigError("RELAY_RUN_SHARING", f"{text!r} must be workspace or owner")
+
+
 def metrics_token(text: str | None) -> str:
     """RELAY_METRICS_TOKEN: unset or a token of 16+ visible characters (sent as a bearer)."""
     if text is None:
@@ -163,6 +174,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_subscriptions_per_client: int = 100_000
     max_subscriptions_per_run: int = 1000
     max_result_bytes: int = 16 * 1024 * 1024
+    # Controls (contract §6): who may read a run, and the test-delivery quota.
+    run_sharing: RunSharing = "workspace"
+    test_deliveries_per_minute: int = 10
     metrics_token: str = msgspec.field(default="")  # empty: /metrics is open, without client names
     # Fair delivery (relay.webhooks.hostgate): per callback host, per worker process.
     max_in_flight_per_host: int = 8
@@ -325,6 +339,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             max_result_bytes=parse_size(
                 get("RELAY_MAX_RESULT_BYTES", "16MiB") or "16MiB", name="RELAY_MAX_RESULT_BYTES"
             ),
+            run_sharing=parse_run_sharing(get("RELAY_RUN_SHARING", "workspace") or "workspace"),
+            test_deliveries_per_minute=integer("RELAY_TEST_DELIVERIES_PER_MINUTE", 10, 1, 10000),
             metrics_token=metrics_token(get("RELAY_METRICS_TOKEN")),
             max_in_flight_per_host=integer("RELAY_MAX_IN_FLIGHT_PER_HOST", 8, 1, 4096),
             breaker_threshold=integer("RELAY_BREAKER_THRESHOLD", 5, 0, 10000),

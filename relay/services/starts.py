@@ -26,13 +26,7 @@ from typing import Annotated, Any, Final, Literal
 import msgspec
 import structlog
 
-from relay.api.schemas import (
-    METADATA_MAX_BYTES,
-    CallbackUrl,
-    ProjectName,
-    SubscriptionOut,
-    subscription_out,
-)
+from relay.api.schemas import METADATA_MAX_BYTES, CallbackUrl, ProjectName
 from relay.errors import InvalidInput
 from relay.intuned.client import IntunedClient
 from relay.intuned.start import Refused, Started, Unavailable, Unknown
@@ -48,6 +42,7 @@ from relay.model import (
     run_key,
 )
 from relay.policy import run_deadline_seconds
+from relay.services.views import SubscriptionOut, subscription_out
 from relay.settings import Settings
 from relay.store import Stores
 from relay.store.docs import registration_fingerprint

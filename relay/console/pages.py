@@ -25,6 +25,7 @@ from relay.errors import InvalidInput, NotFound
 from relay.model import SubState
 from relay.services import overview as overview_service
 from relay.services import signing, subscriptions
+from relay.services.redelivery import query_for, redeliver_matching
 from relay.services.subscriptions import Filters
 from relay.store import Stores
 
@@ -165,13 +166,11 @@ class ConsolePages(Controller):
 
     @post("/redeliver-exhausted", name="console:bulk")
     async def redeliver_exhausted(self, client: ClientDep, state: State) -> Redirect:
-        outcome = await subscriptions.redeliver_exhausted(_stores(state).subscriptions, client)
+        stores = _stores(state)
+        count = await redeliver_matching(stores.controls, client, query_for(SubState.EXHAUSTED))
+        left = (await stores.subscriptions.count_states(client))[SubState.EXHAUSTED.value]
         return _see(
-            "/console/subscriptions",
-            state="exhausted",
-            done="bulk",
-            count=outcome.redelivered,
-            left=outcome.remaining,
+            "/console/subscriptions", state="exhausted", done="bulk", count=count, left=left
         )
 
     @get("/signing", name="console:signing")

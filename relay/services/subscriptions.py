@@ -4,7 +4,8 @@ Every call is bounded whatever the client holds: a listing by run reads the run'
 (bounded by RELAY_MAX_SUBSCRIPTIONS_PER_RUN); a listing by callback host alone examines at most
 ``SCAN_LIMIT`` subscriptions (newest first, from the store's cursor) and returns a cursor to go
 on from (bulk redeliver is ``relay.services.redelivery``). This module must never name a
-Redis key or act on another client's subscription (the store's calls take the client and answer "not found" for anyone else's).
+Redis key or act on another client's subscription (the store's calls take the client and
+answer "not found" for anyone else's).
 """
 
 from __future__ import annotations

@@ -151,9 +151,13 @@ async def test_the_run_result_outlives_every_pending_delivery(redis_client: Redi
     assert await redis_client.pttl(keys.watch(rd_of(a))) == -1  # one still pending
     await store.deliveries.record_attempt(claims[1], ok, DeliveryOutcome.DELIVERED, 0)
     assert 0 < await redis_client.pttl(keys.watch(rd_of(a))) <= 1000  # now it may expire
-    # Both set by the last attempt's script (the same expiry); PTTL read a moment apart.
-    sub_ttl = await redis_client.pttl(keys.sub(a.id))
-    assert sub_ttl <= await redis_client.pttl(keys.watch(rd_of(a))) + 5
+    # Both set by the last attempt's script (the same expiry); read in one transaction
+    # (Redis's clock stands still in it), so a busy box cannot move the two reads apart.
+    async with redis_client.pipeline(transaction=True) as pipe:
+        pipe.pttl(keys.sub(a.id))
+        pipe.pttl(keys.watch(rd_of(a)))
+        sub_ttl, watch_ttl = await pipe.execute()
+    assert sub_ttl <= watch_ttl
 
 
 async def test_defer_moves_due_deliveries_without_counting_an_attempt(redis_client: Redis) -> None:

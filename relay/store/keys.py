@@ -55,7 +55,8 @@ class WatchField(StrEnum):
     FAIL_MESSAGE = "fm"
     FANOUT_CURSOR = "fo"
     PENDING = "pd"
-    SEQUENCE = "sq"
+    SEQUENCE = "sq"  # the last subscriber's sequence number; absent while only FIRST_SUB is
+    FIRST_SUB = "s1"  # the run's first subscriber (sequence 1): not in the subscribers zset
 
 
 class SubField(StrEnum):
@@ -105,7 +106,9 @@ def watch(rd: str) -> str:
 
 
 def subscribers(rd: str) -> str:
-    """zset: the run's subscription ids by registration order (the fan-out cursor's order)."""
+    """zset: the run's subscription ids after the first by registration order (the fan-out
+    cursor's order); the first (sequence 1) is the watch's ``FIRST_SUB`` field, so a run with
+    one subscriber has no such key."""
     return f"r:{{w:{rd}}}:s"
 
 
@@ -145,8 +148,16 @@ def run_id_digest(run_id: str) -> str:
     return run_digest("\x00" + quote(run_id, safe=""))
 
 
+def client_runs(client: str) -> str:
+    """hash: run id digest (``run_id_digest``) -> the client's first subscription on that run
+    id; later ones on the same run id are in ``client_run`` (most runs have one, so one hash
+    per client instead of a key per client and run)."""
+    return f"r:{{c:{client}}}:runs"
+
+
 def client_run(client: str, crd: str) -> str:
-    """hash: the client's subscriptions on one run id (``run_id_digest``): fingerprint -> id."""
+    """hash: the client's other subscriptions on one run id (``run_id_digest``): fingerprint
+    -> id (the first is in ``client_runs``)."""
     return f"r:{{c:{client}}}:run:{crd}"
 
 
@@ -168,6 +179,7 @@ _TEMPLATES: Final = {
     "K_ATTEMPTS": attempts("%s"),
     "K_CLIENT": client_all("%s"),
     "K_CLIENT_RUN": "r:{c:%s}:run:%s",
+    "K_CLIENT_RUNS": client_runs("%s"),
     "K_STATE": "r:{c:%s}:st:%s",
     "K_IDEM": client_idem("%s"),
     "K_SECRETS": secrets("%s"),

@@ -55,6 +55,7 @@ class SubscriptionStore:
             keys.DUE_DELIVERY,
             keys.secrets(client),
             keys.CLIENTS,
+            keys.client_runs(client),
             *keys.client_states(client),
         ]
         args = [
@@ -152,8 +153,12 @@ class SubscriptionStore:
 
     async def _on_run(self, client: str, run_id: str) -> list[Subscription]:
         """The client's subscriptions on one run id (bounded by the per-run quota)."""
-        index = keys.client_run(client, keys.run_id_digest(run_id))
-        sids = [v.decode() for v in await r(self.redis.hvals(index))]
+        crd = keys.run_id_digest(run_id)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hget(keys.client_runs(client), crd)
+            pipe.hvals(keys.client_run(client, crd))
+            first, others = await pipe.execute()
+        sids = list(dict.fromkeys(v.decode() for v in ([first] if first else []) + others))
         return [s for s in await self._read(sids) if s is not None and s.doc.run_id == run_id]
 
     async def _list_run(

@@ -1,7 +1,9 @@
 -- Store a subscription and join/start its run's watch, atomically (idempotent, quota-checked).
--- KEYS: 1 sub, 2 client all, 3 client run index, 4 watch (with the run's result), 5 run
---       subscribers, 6 due poll, 7 due dlv, 8 secrets, 9 clients, 10.. client state zsets in
---       SubState order (watching first, delivering second)
+-- KEYS: 1 sub, 2 client all, 3 client run index (the client's later subscriptions on the run
+--       id), 4 watch (with the run's result and its first subscriber), 5 run subscribers after
+--       the first, 6 due poll, 7 due dlv, 8 secrets, 9 clients, 10 client runs (run id digest
+--       -> the client's first subscription on it), 11.. client state zsets in SubState order
+--       (watching first, delivering second)
 -- ARGV: 1 sid, 2 client, 3 run key, 4 run digest, 5 idem, 6 events '|a|b|' ('' = all),
 --       7 ttl ms, 8 max active per client, 9 max per run, 10 fresh secret, 11 created ms,
 --       12.. document field/value pairs
@@ -9,15 +11,25 @@
 local sid, cl, rk, rd, idem = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local ev, ttl = ARGV[6], tonumber(ARGV[7])
 local max_client, max_run, fresh, ca = tonumber(ARGV[8]), tonumber(ARGV[9]), ARGV[10], ARGV[11]
-local existing = redis.call('HGET', KEYS[3], idem)
-if existing then
-  local st = redis.call('HGET', fmt(K_SUB, existing), F.STATE)
-  if st and st ~= ST.CANCELED then return {'action', RA.EXISTING, 'id', existing} end
+local crd = run_id_digest(rk)
+-- The same registration again: the client's first subscription on the run id when its
+-- fingerprint matches, else the run index's entry; a canceled (or expired) one is replaced.
+local first = redis.call('HGET', KEYS[10], crd)
+local f = first and redis.call('HMGET', fmt(K_SUB, first), F.STATE, F.IDEM) or {}
+if f[2] == idem and f[1] ~= ST.CANCELED then return {'action', RA.EXISTING, 'id', first} end
+local other = redis.call('HGET', KEYS[3], idem)
+if other then
+  local st = redis.call('HGET', fmt(K_SUB, other), F.STATE)
+  if st and st ~= ST.CANCELED then return {'action', RA.EXISTING, 'id', other} end
 end
-if redis.call('ZCARD', KEYS[10]) + redis.call('ZCARD', KEYS[11]) >= max_client then
+if redis.call('ZCARD', KEYS[11]) + redis.call('ZCARD', KEYS[12]) >= max_client then
   return {'action', RA.QUOTA_CLIENT, 'id', sid}
 end
-if redis.call('ZCARD', KEYS[5]) >= max_run then return {'action', RA.QUOTA_RUN, 'id', sid} end
+local wk = KEYS[4]
+local s1, sq = unpack(redis.call('HMGET', wk, W.FIRST_SUB, W.SEQUENCE))
+if redis.call('ZCARD', KEYS[5]) + (s1 and 1 or 0) >= max_run then
+  return {'action', RA.QUOTA_RUN, 'id', sid}
+end
 local now = redis_now()
 local k = KEYS[1]
 -- Only what differs from the defaults (updated = created, 0 attempts, series 1, all events).
@@ -25,9 +37,20 @@ redis.call('HSET', k, F.CLIENT, cl, F.RUN_KEY, rk, F.CREATED, ca, F.IDEM, idem)
 if ev ~= '' then redis.call('HSET', k, F.EVENTS, ev) end
 for i = 12, #ARGV, 2 do redis.call('HSET', k, ARGV[i], ARGV[i + 1]) end
 redis.call('ZADD', KEYS[2], ca, sid)
-redis.call('HSET', KEYS[3], idem, sid)
-local wk = KEYS[4]
-redis.call('ZADD', KEYS[5], redis.call('HINCRBY', wk, W.SEQUENCE, 1), sid)
+if not f[1] or f[2] == idem then
+  redis.call('HSET', KEYS[10], crd, sid)
+  if other then redis.call('HDEL', KEYS[3], idem) end
+else
+  redis.call('HSET', KEYS[3], idem, sid)
+end
+-- The first subscriber (sequence 1) lives in the watch; later ones in the run's zset.
+local seq = tonumber(sq or (s1 and '1' or '0')) + 1
+if seq == 1 then
+  redis.call('HSET', wk, W.FIRST_SUB, sid)
+else
+  redis.call('HSET', wk, W.SEQUENCE, seq)
+  redis.call('ZADD', KEYS[5], seq, sid)
+end
 redis.call('HSETNX', KEYS[8], SF.CURRENT, fresh)
 redis.call('ZADD', KEYS[9], 0, cl)
 local w = redis.call('HMGET', wk, W.STATE, W.ENDED_AT, W.STATUS)
@@ -54,7 +77,10 @@ end
 local active = 1
 local fo = redis.call('HGET', wk, W.FANOUT_CURSOR)
 -- (this subscription was added past the cursor too: it is among them)
-if fo then active = redis.call('ZCOUNT', KEYS[5], '(' .. fo, '+inf') end
+if fo then
+  active = redis.call('ZCOUNT', KEYS[5], '(' .. fo, '+inf')
+  if tonumber(fo) < 1 and redis.call('HEXISTS', wk, W.FIRST_SUB) == 1 then active = active + 1 end
+end
 redis.call('HDEL', wk, W.FAIL_CODE, W.FAIL_MESSAGE, W.ENDED_AT, W.NOT_FOUND_SINCE,
            W.FANOUT_CURSOR)
 redis.call('HSET', wk, W.STATE, WS.WATCHING, W.RUN_KEY, rk, W.FIRST_SEEN, now, W.INTERVAL, 0,

@@ -122,13 +122,14 @@ def attempts(sid: str) -> str:
     return f"r:{{s:{sid}}}:a"
 
 
-def client_all(client: str) -> str:
-    """zset: the client's subscription ids by creation (ms)."""
+def client_prefix(client: str) -> str:
+    """What every key of one client starts with (its hash tag)."""
     return f"r:{{c:{client}}}"
 
 
 def client_state(client: str, state: SubState) -> str:
-    """zset: the client's subscription ids in one state, by creation."""
+    """zset: the client's subscription ids in one state, by creation (ms). Every subscription
+    is in exactly one; the list of all of them is their merge (no index of its own)."""
     return f"r:{{c:{client}}}:st:{state.value}"
 
 
@@ -177,7 +178,6 @@ _TEMPLATES: Final = {
     "K_SUBS": subscribers("%s"),
     "K_SUB": sub("%s"),
     "K_ATTEMPTS": attempts("%s"),
-    "K_CLIENT": client_all("%s"),
     "K_CLIENT_RUN": "r:{c:%s}:run:%s",
     "K_CLIENT_RUNS": client_runs("%s"),
     "K_STATE": "r:{c:%s}:st:%s",

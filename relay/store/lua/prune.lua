@@ -1,4 +1,4 @@
--- Drop the index entries (client lists, state lists, run indexes, run subscribers) of up to
+-- Drop the index entries (client state lists, run indexes, run subscribers) of up to
 -- ARGV[1] subscriptions whose keys have expired.
 -- KEYS: 1 expiring. ARGV: 1 limit. Returns a map: pruned, seen
 local limit = tonumber(ARGV[1])
@@ -14,7 +14,6 @@ for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0,
     redis.call('ZREM', KEYS[1], m)
   else
     if sid then
-      redis.call('ZREM', fmt(K_CLIENT, cl), sid)
       for _, st in ipairs(ALL_STATES) do redis.call('ZREM', fmt(K_STATE, cl, st), sid) end
       local runs, run_index = fmt(K_CLIENT_RUNS, cl), fmt(K_CLIENT_RUN, cl, crd)
       if redis.call('HGET', runs, crd) == sid then redis.call('HDEL', runs, crd) end

@@ -1,9 +1,9 @@
 -- Store a subscription and join/start its run's watch, atomically (idempotent, quota-checked).
--- KEYS: 1 sub, 2 client all, 3 client run index (the client's later subscriptions on the run
---       id), 4 watch (with the run's result and its first subscriber), 5 run subscribers after
---       the first, 6 due poll, 7 due dlv, 8 secrets, 9 clients, 10 client runs (run id digest
---       -> the client's first subscription on it), 11.. client state zsets in SubState order
---       (watching first, delivering second)
+-- KEYS: 1 sub, 2 client runs (run id digest -> the client's first subscription on it),
+--       3 client run index (the client's later subscriptions on the run id), 4 watch (with the
+--       run's result and its first subscriber), 5 run subscribers after the first, 6 due poll,
+--       7 due dlv, 8 secrets, 9 clients, 10.. client state zsets in SubState order (watching
+--       first, delivering second)
 -- ARGV: 1 sid, 2 client, 3 run key, 4 run digest, 5 idem, 6 events '|a|b|' ('' = all),
 --       7 ttl ms, 8 max active per client, 9 max per run, 10 fresh secret, 11 created ms,
 --       12.. document field/value pairs
@@ -14,7 +14,7 @@ local max_client, max_run, fresh, ca = tonumber(ARGV[8]), tonumber(ARGV[9]), ARG
 local crd = run_id_digest(rk)
 -- The same registration again: the client's first subscription on the run id when its
 -- fingerprint matches, else the run index's entry; a canceled (or expired) one is replaced.
-local first = redis.call('HGET', KEYS[10], crd)
+local first = redis.call('HGET', KEYS[2], crd)
 local f = first and redis.call('HMGET', fmt(K_SUB, first), F.STATE, F.IDEM) or {}
 if f[2] == idem and f[1] ~= ST.CANCELED then return {'action', RA.EXISTING, 'id', first} end
 local other = redis.call('HGET', KEYS[3], idem)
@@ -22,7 +22,7 @@ if other then
   local st = redis.call('HGET', fmt(K_SUB, other), F.STATE)
   if st and st ~= ST.CANCELED then return {'action', RA.EXISTING, 'id', other} end
 end
-if redis.call('ZCARD', KEYS[11]) + redis.call('ZCARD', KEYS[12]) >= max_client then
+if redis.call('ZCARD', KEYS[10]) + redis.call('ZCARD', KEYS[11]) >= max_client then
   return {'action', RA.QUOTA_CLIENT, 'id', sid}
 end
 local wk = KEYS[4]
@@ -36,9 +36,8 @@ local k = KEYS[1]
 redis.call('HSET', k, F.CLIENT, cl, F.RUN_KEY, rk, F.CREATED, ca, F.IDEM, idem)
 if ev ~= '' then redis.call('HSET', k, F.EVENTS, ev) end
 for i = 12, #ARGV, 2 do redis.call('HSET', k, ARGV[i], ARGV[i + 1]) end
-redis.call('ZADD', KEYS[2], ca, sid)
 if not f[1] or f[2] == idem then
-  redis.call('HSET', KEYS[10], crd, sid)
+  redis.call('HSET', KEYS[2], crd, sid)
   if other then redis.call('HDEL', KEYS[3], idem) end
 else
   redis.call('HSET', KEYS[3], idem, sid)

@@ -75,7 +75,7 @@ class SubField(StrEnum):
     EVENT_TYPE = "et"
     OCCURRED = "ta"
     NEXT_ATTEMPT = "na"
-    IDEM = "ik"
+    IDEM = "ik"  # fingerprint; only on a client's later subscriptions on the same run id
 
 
 class ResultField(StrEnum):

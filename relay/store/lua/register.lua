@@ -11,12 +11,16 @@
 local sid, cl, rk, rd, idem = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local ev, ttl = ARGV[6], tonumber(ARGV[7])
 local max_client, max_run, fresh, ca = tonumber(ARGV[8]), tonumber(ARGV[9]), ARGV[10], ARGV[11]
-local crd = run_id_digest(rk)
--- The same registration again: the client's first subscription on the run id when its
--- fingerprint matches, else the run index's entry; a canceled (or expired) one is replaced.
+local crd, cb = run_id_digest(rk), nil
+for i = 12, #ARGV, 2 do if ARGV[i] == F.CALLBACK then cb = ARGV[i + 1] end end
+-- The same registration again: the client's first subscription on the run id when it has the
+-- same run and callback (it stores no fingerprint), else the run index's entry (by
+-- fingerprint); a canceled (or expired) one is replaced.
 local first = redis.call('HGET', KEYS[2], crd)
-local f = first and redis.call('HMGET', fmt(K_SUB, first), F.STATE, F.IDEM) or {}
-if f[2] == idem and f[1] ~= ST.CANCELED then return {'action', RA.EXISTING, 'id', first} end
+local f = first and redis.call('HMGET', fmt(K_SUB, first), F.STATE, F.IDEM, F.RUN_KEY,
+                               F.CALLBACK) or {}
+local same = f[1] and (f[2] == idem or (not f[2] and f[3] == rk and f[4] == cb))
+if same and f[1] ~= ST.CANCELED then return {'action', RA.EXISTING, 'id', first} end
 local other = redis.call('HGET', KEYS[3], idem)
 if other then
   local st = redis.call('HGET', fmt(K_SUB, other), F.STATE)
@@ -33,13 +37,14 @@ end
 local now = redis_now()
 local k = KEYS[1]
 -- Only what differs from the defaults (updated = created, 0 attempts, series 1, all events).
-redis.call('HSET', k, F.CLIENT, cl, F.RUN_KEY, rk, F.CREATED, ca, F.IDEM, idem)
+redis.call('HSET', k, F.CLIENT, cl, F.RUN_KEY, rk, F.CREATED, ca)
 if ev ~= '' then redis.call('HSET', k, F.EVENTS, ev) end
 for i = 12, #ARGV, 2 do redis.call('HSET', k, ARGV[i], ARGV[i + 1]) end
-if not f[1] or f[2] == idem then
+if not f[1] or same then
   redis.call('HSET', KEYS[2], crd, sid)
   if other then redis.call('HDEL', KEYS[3], idem) end
-else
+else  -- only these store their fingerprint (pruning finds their run index entry by it)
+  redis.call('HSET', k, F.IDEM, idem)
   redis.call('HSET', KEYS[3], idem, sid)
 end
 -- The first subscriber (sequence 1) lives in the watch; later ones in the run's zset.

@@ -26,11 +26,12 @@ import uvloop
 from bench import report
 from bench.common import Bench, Row
 from bench.procs import Fleet
-from bench.scenarios import delivery, latency, polling, registration, scale, upstream
+from bench.scenarios import delivery, fairness, latency, polling, registration, scale, upstream
 
 # Registration runs last: its two servers boot (seconds of imports) while the others measure.
 SCENARIOS: dict[str, Callable[[Bench], Awaitable[list[Row]]]] = {
     "delivery": delivery.run,
+    "fairness": fairness.run,
     "polling": polling.run,
     "scale": scale.run,
     "latency": latency.run,

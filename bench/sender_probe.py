@@ -21,8 +21,11 @@ import aiohttp
 import httpx
 import httpx_aiohttp
 
+from relay.webhooks.allowlist import CallbackPolicy
 from relay.webhooks.sender import WebhookSender
 from relay.webhooks.signing import new_secret, webhook_headers
+
+OPEN = CallbackPolicy(allow_private=True)
 
 BODY = b'{"type":"run.completed","data":{"runId":"r","result":"' + b"x" * 1000 + b'"}}'
 HEADERS = webhook_headers("msg_probe", int(time.time()), BODY, [new_secret()])
@@ -46,7 +49,7 @@ async def measure(send: Send, requests: int, concurrency: int) -> float:
 async def probe(url: str, requests: int, concurrency: int, rounds: int) -> dict[str, list[float]]:
     """Run every client ``rounds`` times, interleaved; return the per-round rates."""
     rates: dict[str, list[float]] = {"WebhookSender": [], "raw aiohttp": [], "httpx+aiohttp": []}
-    sender = WebhookSender(timeout=15, allow_private=True, max_connections=concurrency)
+    sender = WebhookSender(timeout=15, policy=OPEN, max_connections=concurrency)
     raw = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency))
     hx = httpx.AsyncClient(
         transport=httpx_aiohttp.AiohttpTransport(

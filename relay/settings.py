@@ -14,6 +14,7 @@ from typing import Literal
 import msgspec
 
 from relay.errors import ConfigError
+from relay.webhooks.allowlist import CallbackPolicy, build_policy, parse_allowlist
 
 DEFAULT_INTUNED_BASE = "https://app.intuned.io/api/v1/workspace"
 DEFAULT_RETRY_SCHEDULE = "5s,5m,30m,2h,5h,10h,10h"
@@ -102,6 +103,17 @@ def parse_bool(text: str, *, name: str) -> bool:
     raise ConfigError(name, f"{text!r} is not true or false")
 
 
+def metrics_token(text: str | None) -> str:
+    """RELAY_METRICS_TOKEN: unset or a token of 16+ visible characters (sent as a bearer)."""
+    if text is None:
+        return ""
+    if len(text) < 16 or not text.isprintable() or any(c.isspace() for c in text):
+        raise ConfigError(
+            "RELAY_METRICS_TOKEN", "must be 16 or more visible characters without spaces"
+        )
+    return text
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Everything the relay's processes are configured with (contract §2)."""
 
@@ -111,6 +123,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     intuned_api_key: str = msgspec.field(default="")
     api_keys: dict[str, str]  # key -> client name
     allow_private_callbacks: bool = False
+    callback_allowlist: tuple[str, ...] = ()  # normalized entries (relay.webhooks.allowlist)
     retry_schedule: tuple[float, ...] = parse_schedule(DEFAULT_RETRY_SCHEDULE, name="-")
     delivery_timeout: float = 15.0
     poll_interval: float = 3.0
@@ -131,6 +144,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_subscriptions_per_client: int = 100_000
     max_subscriptions_per_run: int = 1000
     max_result_bytes: int = 16 * 1024 * 1024
+    metrics_token: str = msgspec.field(default="")  # empty: /metrics is open, without client names
+    # Fair delivery (relay.webhooks.hostgate): per callback host, per worker process.
+    max_in_flight_per_host: int = 8
+    breaker_threshold: int = 5  # consecutive timeouts/connection failures; 0 turns it off
+    breaker_cooldown: float = 30.0
+    dns_timeout: float = 5.0
 
     def __repr__(self) -> str:  # never print secrets
         return (
@@ -140,6 +159,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         )
 
     __str__ = __repr__
+
+    @property
+    def callback_policy(self) -> CallbackPolicy:
+        """Where callbacks may go: RELAY_ALLOW_PRIVATE_CALLBACKS plus RELAY_CALLBACK_ALLOWLIST."""
+        return build_policy(self.allow_private_callbacks, self.callback_allowlist)
 
     @property
     def max_retry_delay(self) -> float:
@@ -216,6 +240,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 get("RELAY_ALLOW_PRIVATE_CALLBACKS", "false") or "false",
                 name="RELAY_ALLOW_PRIVATE_CALLBACKS",
             ),
+            callback_allowlist=parse_allowlist(get("RELAY_CALLBACK_ALLOWLIST", "") or ""),
             retry_schedule=parse_schedule(
                 get("RELAY_RETRY_SCHEDULE", DEFAULT_RETRY_SCHEDULE) or DEFAULT_RETRY_SCHEDULE,
                 name="RELAY_RETRY_SCHEDULE",
@@ -243,4 +268,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             max_result_bytes=parse_size(
                 get("RELAY_MAX_RESULT_BYTES", "16MiB") or "16MiB", name="RELAY_MAX_RESULT_BYTES"
             ),
+            metrics_token=metrics_token(get("RELAY_METRICS_TOKEN")),
+            max_in_flight_per_host=integer("RELAY_MAX_IN_FLIGHT_PER_HOST", 8, 1, 4096),
+            breaker_threshold=integer("RELAY_BREAKER_THRESHOLD", 5, 0, 10000),
+            breaker_cooldown=duration("RELAY_BREAKER_COOLDOWN", "30s"),
+            dns_timeout=duration("RELAY_DNS_TIMEOUT", "5s"),
         )

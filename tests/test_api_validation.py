@@ -224,9 +224,6 @@ PRIVATE_URLS = [
     ("http://10.0.0.1/hook", "private"),
     ("http://169.254.169.254/latest/meta-data/", "link-local"),
     ("http://[::1]/hook", "loopback"),
-    ("http://2130706433/hook", "loopback"),  # 127.0.0.1 as one decimal number
-    ("http://0x7f.1/hook", "loopback"),  # 127.0.0.1 in hex, two parts
-    ("http://017700000001/hook", "loopback"),  # octal
     ("http://[::ffff:127.0.0.1]/hook", "IPv4-mapped"),
     ("http://0.0.0.0/hook", "this network"),
     ("http://100.64.0.1/hook", "carrier-grade NAT"),
@@ -234,6 +231,25 @@ PRIVATE_URLS = [
     (f"https://{PRIVATE_HOST}/hook", "private"),
     (f"https://{MIXED_HOST}/hook", "loopback"),  # one bad address among good ones is enough
 ]
+
+
+SHORTHAND_URLS = [
+    "http://2130706433/hook",  # 127.0.0.1 as one decimal number
+    "http://0x7f.1/hook",  # 127.0.0.1 in hex, two parts
+    "http://017700000001/hook",  # octal
+    "http://1.1/hook",  # 1.0.0.1: public, but aiohttp would refuse it at every attempt
+    "http://1572395790/hook",
+]
+
+
+@pytest.mark.parametrize("url", SHORTHAND_URLS)
+async def test_shorthand_ipv4_forms_are_refused_even_with_private_callbacks(
+    api: AsyncTestClient[Any], strict_api: AsyncTestClient[Any], redis_sync: redis.Redis, url: str
+) -> None:
+    for client in (api, strict_api):
+        resp = await client.post(SUBS, json=body(url=url), headers=AUTH_ALPHA)
+        assert_refused(resp, "shorthand IPv4 form", "four decimal numbers")
+    assert stored_keys(redis_sync) == []
 
 
 @pytest.mark.parametrize(("url", "why"), PRIVATE_URLS, ids=[u for u, _ in PRIVATE_URLS])

@@ -31,6 +31,10 @@ from tests.support.relay_fixtures import (
     base_env,
 )
 
+# With a token, relay_subscriptions is labelled by client (tests/test_metrics_access.py).
+METRICS_TOKEN = "metrics-token-0123456789"
+METRICS_AUTH = {"Authorization": f"Bearer {METRICS_TOKEN}"}
+
 
 @dataclass
 class FullRun:
@@ -93,6 +97,7 @@ def full_run(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         "RELAY_HOST": "127.0.0.1",
         "RELAY_PORT": str(api_port),
         "RELAY_WORKER_METRICS_PORT": str(metrics_port),
+        "RELAY_METRICS_TOKEN": METRICS_TOKEN,
     }
     api_proc = RelayProcess(["api"], env, tmp / "api.log")
     worker = RelayProcess(["worker"], env, tmp / "worker.log")
@@ -122,15 +127,17 @@ def full_run(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             worker_check = run_relay(["worker", "--check"], env)
             api_check = run_relay(["api", "--check"], env)
             # Scrape after a moment: the worker refreshes its shared gauges every few seconds.
-            api_metrics = api.get("/metrics").text
-        worker_metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
+            api_metrics = api.get("/metrics", headers=METRICS_AUTH).text
+        worker_url = f"http://127.0.0.1:{metrics_port}/metrics"
+        worker_metrics = httpx.get(worker_url, headers=METRICS_AUTH).text
+        assert httpx.get(worker_url).status_code == 401  # the token guards the worker's port too
         codes = (api_proc.stop(), worker.stop())
         yield FullRun(
             api_metrics=api_metrics,
             worker_metrics=worker_metrics,
             api_log=api_proc.log(),
             worker_log=worker.log(),
-            secrets=[FAKE_API_KEY, ALPHA_KEY, BETA_KEY, alpha, beta_old, beta],
+            secrets=[FAKE_API_KEY, ALPHA_KEY, BETA_KEY, METRICS_TOKEN, alpha, beta_old, beta],
             worker_check=worker_check,
             api_check=api_check,
             exit_codes=codes,

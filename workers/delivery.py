@@ -6,6 +6,11 @@ time and watch failure, all fixed when the run ended): every retry, redelivery a
 worker rebuilds the same bytes and sends them under the same ``webhook-id``, with a fresh
 ``webhook-timestamp`` and signature. Nothing is stored per subscription but the attempt.
 A delivery never creates a signing secret: without one the attempt fails, logged and recorded.
+
+Before anything else the attempt asks the worker's ``HostGate`` (``relay.webhooks.hostgate``):
+an attempt whose host is at its in-flight cap is parked in the worker (no pool slot) or put back
+into the due set for later (``defer_deliveries``), as is one behind an open breaker; neither
+takes an attempt from the subscription's retry budget.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from relay.intuned.models import RAW_FIELDS_DECODER
 from relay.model import Attempt, DeliveryOutcome, EventType, FailureCode
 from relay.policy import retry_delay
 from relay.store import ClaimedDelivery
+from relay.webhooks.hostgate import ADMITTED, Verdict, attempt_verdict, host_key
 from relay.webhooks.payload import build_event_body
 from relay.webhooks.sender import AttemptResult
 from relay.webhooks.signing import webhook_headers, webhook_id
@@ -75,6 +81,52 @@ async def _send(deps: WorkerDeps, claim: ClaimedDelivery, now: int) -> AttemptRe
 
 
 async def deliver_claimed(deps: WorkerDeps, claim: ClaimedDelivery) -> None:
+    """Deliver a leased subscription unless its host's gate parks or defers it.
+
+    An admitted attempt may be followed, in the same task and pool slot, by parked attempts to
+    the same host that the gate hands over when it ends.
+    """
+    gate = deps.gate
+    host = host_key(claim.doc.callback_url)
+    admission = gate.admit(host, claim)
+    if admission.parked:
+        return
+    if not admission.admitted:
+        await _defer(deps, [claim], admission.retry_in, admission.reason)
+        return
+    current: ClaimedDelivery | None = claim
+    while current is not None:
+        verdict: Verdict = "neutral"
+        duration = 0.0
+        try:
+            result = await _attempt(deps, current)
+            verdict = attempt_verdict(result.status_code, result.error)
+            duration = result.duration_ms / 1000
+        except Exception as exc:  # the lease brings it back; the parked ones must go on
+            log.error(
+                "delivery_error",
+                subscription_id=current.subscription_id,
+                error=repr(exc),
+                exc_info=True,
+            )
+        current = gate.done(host, admission, verdict, duration)
+        admission = ADMITTED
+        evicted = gate.evict(host)
+        if evicted:
+            await _defer(deps, evicted, gate.cooldown, "breaker_open")
+
+
+async def _defer(
+    deps: WorkerDeps, claims: list[ClaimedDelivery], seconds: float, reason: str | None
+) -> None:
+    """Put leased deliveries back into the due set for later; no attempt is counted."""
+    # Due times are Redis's clock: count from the claim's (read by the claim script).
+    until = max(c.now for c in claims) + int(seconds * 1000)
+    await deps.store.deliveries.defer_deliveries([c.subscription_id for c in claims], until)
+    deps.metrics.deferrals.labels(reason or "host_busy").inc(len(claims))
+
+
+async def _attempt(deps: WorkerDeps, claim: ClaimedDelivery) -> AttemptResult:
     """Make one delivery attempt for a leased subscription and record it."""
     s = deps.settings
     now = deps.clock()
@@ -98,7 +150,9 @@ async def deliver_claimed(deps: WorkerDeps, claim: ClaimedDelivery) -> None:
         series=claim.series,
     )
     rec = await deps.store.deliveries.record_attempt(claim, attempt, outcome, delay_ms)
-    deps.metrics.deliveries.labels(outcome.value).inc()
+    # A failed lookup is an attempt like any other, but labelled apart (the last one: exhausted).
+    dns_retry = outcome is DeliveryOutcome.RETRY and result.error == "dns"
+    deps.metrics.deliveries.labels("dns" if dns_retry else outcome.value).inc()
     deps.metrics.attempt_seconds.observe(result.duration_ms / 1000)
     if outcome is DeliveryOutcome.DELIVERED and claim.series == 1:
         deps.metrics.lag_seconds.observe(max(0.0, (claim.now - claim.occurred_at) / 1000))
@@ -115,3 +169,4 @@ async def deliver_claimed(deps: WorkerDeps, claim: ClaimedDelivery) -> None:
         duration_ms=attempt.duration_ms,
         next_attempt_at=rec.next,
     )
+    return result

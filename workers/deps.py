@@ -13,7 +13,8 @@ from relay.intuned.client import IntunedClient
 from relay.metrics import WorkerMetrics
 from relay.model import now_ms
 from relay.settings import Settings
-from relay.store import Stores
+from relay.store import ClaimedDelivery, Stores
+from relay.webhooks.hostgate import HostGate
 from relay.webhooks.sender import WebhookSender
 
 
@@ -26,6 +27,7 @@ class WorkerDeps:
     intuned: IntunedClient
     sender: WebhookSender
     metrics: WorkerMetrics
+    gate: HostGate[ClaimedDelivery]
     pumps: dict[str, Any] = field(default_factory=dict)
     # This process's wall clock (ms): attempt times and webhook-timestamp only. Leases and due
     # times are Redis's clock, so a skewed clock here can neither steal work nor starve.

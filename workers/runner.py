@@ -19,14 +19,15 @@ import structlog
 from arq.connections import RedisSettings
 from arq.cron import cron
 from arq.worker import Worker, func
-from prometheus_client import start_http_server
 from redis.asyncio import Redis
 
 from relay.intuned.client import IntunedClient
-from relay.metrics import WorkerMetrics
+from relay.metrics import WorkerMetrics, serve_metrics
 from relay.model import now_ms
+from relay.readiness import StartupChecks
 from relay.settings import Settings
 from relay.store import ClaimedDelivery, ClaimedPoll, Stores, keys
+from relay.webhooks.hostgate import HostGate
 from relay.webhooks.sender import WebhookSender
 from workers.delivery import deliver_claimed
 from workers.deps import WorkerDeps
@@ -92,8 +93,9 @@ async def open_deps(
     """Open the worker's clients (closed by ``close_deps``)."""
     sender = WebhookSender(
         timeout=settings.delivery_timeout,
-        allow_private=settings.allow_private_callbacks,
+        policy=settings.callback_policy,
         max_connections=settings.worker_concurrency,
+        dns_timeout=settings.dns_timeout,
     )
     await sender.start()
     intuned = IntunedClient(
@@ -103,12 +105,21 @@ async def open_deps(
         timeout=settings.intuned_timeout,
         max_connections=settings.worker_concurrency,
     )
+    stores = Stores.open(redis, settings)
+    gate: HostGate[ClaimedDelivery] = HostGate(
+        max_in_flight=settings.max_in_flight_per_host,
+        breaker_threshold=settings.breaker_threshold,
+        cooldown=settings.breaker_cooldown,
+        # Parked deliveries keep their lease: they never wait half of it.
+        max_park=stores.deliveries.lease_ms / 2000,
+    )
     return WorkerDeps(
         settings=settings,
-        store=Stores.open(redis, settings),
+        store=stores,
         intuned=intuned,
         sender=sender,
         metrics=metrics,
+        gate=gate,
         clock=clock,
     )
 
@@ -163,6 +174,15 @@ async def _gauges(deps: WorkerDeps) -> None:
             for name, pump in deps.pumps.items():
                 deps.metrics.in_flight.labels(name).set(pump.in_flight)
         await asyncio.sleep(5)
+
+
+async def _hand_back_parked(deps: WorkerDeps) -> None:
+    """Release the deliveries the host gate still holds (due again at once for any worker)."""
+    parked = [c.subscription_id for c in deps.gate.drain()]
+    try:
+        await deps.store.deliveries.release_deliveries(parked)
+    except Exception as exc:  # Redis gone: they come back when their lease runs out
+        log.warning("parked_release_failed", count=len(parked), error=repr(exc))
 
 
 def build_worker(settings: Settings, deps: WorkerDeps) -> Worker:
@@ -238,7 +258,7 @@ async def run_worker(
             loop.add_signal_handler(sig, stop.set)
     metrics = WorkerMetrics()
     if settings.worker_metrics_port:
-        start_http_server(settings.worker_metrics_port, registry=metrics.registry)
+        serve_metrics(settings.worker_metrics_port, metrics.registry, settings.metrics_token)
     redis = Redis.from_url(
         settings.redis_url,
         socket_timeout=10,
@@ -247,6 +267,7 @@ async def run_worker(
         retry_on_timeout=True,
     )
     deps = await open_deps(settings, redis, metrics, clock)
+    checks = await StartupChecks.start(settings, redis, reprobe=False)  # warns; never stops us
     pumps = build_pumps(deps)
     deps.pumps.update(pumps)
     worker = build_worker(settings, deps)
@@ -266,6 +287,7 @@ async def run_worker(
         await asyncio.gather(
             *(p.stop(settings.shutdown_grace) for p in pumps.values()), return_exceptions=True
         )
+        await _hand_back_parked(deps)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(
                 asyncio.gather(*worker.tasks.values(), return_exceptions=True), timeout=1.0
@@ -277,5 +299,6 @@ async def run_worker(
                 await worker.main_task
         await deps.sender.aclose()
         await deps.intuned.aclose()
+        await checks.aclose()
         await redis.aclose()
         log.info("worker_stopped")

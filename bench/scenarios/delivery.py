@@ -7,6 +7,11 @@ poll stores), so all N are due at once; then one worker starts at its configured
 store it, sign, POST, record the attempt. The rate is counted at the receiver, from its first to
 its last verified receipt, so the worker's start-up is not in it.
 
+The worker runs with RELAY_MAX_IN_FLIGHT_PER_HOST equal to its concurrency: every delivery here
+goes to one receiver, and this row measures the worker's pool against a raw loop at the same
+concurrency; at the default per-host cap (8) only 8 POSTs would be in flight (see the fairness
+section of bench/NOTES.md for what that costs a single-receiver deployment).
+
 Baseline, interleaved: a raw aiohttp loop in the bench process POSTs the same body, signed per
 request (one HMAC each, as the relay does), to the same receiver at the same concurrency; rate
 counted the same way at the receiver.
@@ -41,6 +46,18 @@ def result_envelope(run_id: str) -> bytes:
     )
 
 
+async def make_due(b: Bench, docs: list[SubscriptionDoc]) -> None:
+    """Record every run terminal (a 2 KB completed envelope) and fan it out, as a poll would."""
+
+    async def finish(d: SubscriptionDoc) -> None:
+        rd = run_digest(run_key(d.workspace_id, d.project_name, d.run_id))
+        await b.store.watches.record_result(rd, "completed", result_envelope(d.run_id), 0, 0.0)
+        await b.store.watches.fan_out_all(rd)
+
+    for lo in range(0, len(docs), 256):
+        await asyncio.gather(*(finish(d) for d in docs[lo : lo + 256]))
+
+
 async def wait_receipts(b: Bench, ids: list[str], timeout: float) -> dict[str, float]:
     """Poll the receiver until every id arrived (or the timeout); return first receipts."""
     deadline = time.monotonic() + timeout
@@ -66,16 +83,9 @@ async def relay_rep(b: Bench, n: int, tag: str, callback: str) -> tuple[float, d
     run_ids = [f"dlv-{tag}-{i}" for i in range(n)]
     docs = await b.register_many(run_ids, callback)
     await b.redis.delete(keys.DUE_POLL)  # no worker runs yet; nobody must poll these runs
-
-    async def finish(d: SubscriptionDoc) -> None:
-        rd = run_digest(run_key(d.workspace_id, d.project_name, d.run_id))
-        await b.store.watches.record_result(rd, "completed", result_envelope(d.run_id), 0, 0.0)
-        await b.store.watches.fan_out_all(rd)
-
-    for lo in range(0, n, 256):
-        await asyncio.gather(*(finish(d) for d in docs[lo : lo + 256]))
+    await make_due(b, docs)
     ids = [webhook_id(d.id, "run.completed") for d in docs]
-    worker = b.fleet.worker()
+    worker = b.fleet.worker(RELAY_MAX_IN_FLIGHT_PER_HOST=str(CONCURRENCY))
     meter = CpuMeter({"worker": worker.pid, "receiver": b.fleet.receiver.pid})
     try:
         got = await wait_receipts(b, ids, timeout=60 + n / 50)

@@ -114,8 +114,9 @@ class AttemptOut(msgspec.Struct, rename="camel"):
     response: str
 
 
-class SubscriptionOut(msgspec.Struct, rename="camel"):
-    """A subscription as returned by every subscription route."""
+class SubscriptionItem(msgspec.Struct, rename="camel"):
+    """A subscription in a list page: everything ``GET /v1/subscriptions/{id}`` shows except
+    the attempt log (read one subscription for its ``attempts``)."""
 
     id: str
     project_name: str
@@ -128,14 +129,19 @@ class SubscriptionOut(msgspec.Struct, rename="camel"):
     created_at: str
     updated_at: str
     run_status: str | None
-    attempts: list[AttemptOut]
     next_attempt_at: str | None
 
 
-class SubscriptionPage(msgspec.Struct, rename="camel"):
-    """One page of ``GET /v1/subscriptions``."""
+class SubscriptionOut(SubscriptionItem):
+    """A subscription as returned by every route about one subscription: with its attempts."""
 
-    items: list[SubscriptionOut]
+    attempts: list[AttemptOut]
+
+
+class SubscriptionPage(msgspec.Struct, rename="camel"):
+    """One page of ``GET /v1/subscriptions`` (items without their attempt log)."""
+
+    items: list[SubscriptionItem]
     next_cursor: str | None
 
 
@@ -156,6 +162,24 @@ class SecretOut(msgspec.Struct):
     """The client's signing secret."""
 
     secret: str
+
+
+class ReadyOut(msgspec.Struct, rename="camel", omit_defaults=True):
+    """``/readyz``: ready or not (Redis answers), and what the start-up checks found."""
+
+    status: Literal["ok", "unavailable"]
+    redis_persistence: Annotated[
+        Literal["aof", "rdb", "none", "unknown"],
+        msgspec.Meta(description="How Redis persists; unknown when CONFIG GET is refused"),
+    ]
+    redis_eviction_policy: Annotated[
+        str, msgspec.Meta(description="Redis maxmemory-policy (the relay needs noeviction)")
+    ]
+    intuned_key: Annotated[
+        Literal["ok", "refused", "unknown"],
+        msgspec.Meta(description="Whether Intuned accepts INTUNED_API_KEY (probed at start)"),
+    ]
+    detail: str | None = None
 
 
 class ErrorOut(msgspec.Struct):
@@ -187,21 +211,31 @@ def attempt_out(a: Attempt) -> AttemptOut:
 _META = msgspec.json.Decoder(dict[str, Any])
 
 
-def subscription_out(sub: Subscription, run_status: str | None) -> SubscriptionOut:
-    """Shape a stored subscription for the API."""
+def _item_fields(sub: Subscription, run_status: str | None) -> dict[str, Any]:
     d = sub.doc
+    return {
+        "id": d.id,
+        "project_name": d.project_name,
+        "run_id": d.run_id,
+        "workspace_id": d.workspace_id,
+        "callback_url": d.callback_url,
+        "events": [cast(EventName, e) for e in d.events],
+        "metadata": _META.decode(d.metadata),
+        "state": sub.state,
+        "created_at": iso(d.created_at),
+        "updated_at": iso(sub.updated_at),
+        "run_status": run_status,
+        "next_attempt_at": iso(sub.next_attempt_at) if sub.next_attempt_at else None,
+    }
+
+
+def subscription_item(sub: Subscription, run_status: str | None) -> SubscriptionItem:
+    """Shape a stored subscription for a list page (no attempt log)."""
+    return SubscriptionItem(**_item_fields(sub, run_status))
+
+
+def subscription_out(sub: Subscription, run_status: str | None) -> SubscriptionOut:
+    """Shape a stored subscription, with its attempt log, for the API."""
     return SubscriptionOut(
-        id=d.id,
-        project_name=d.project_name,
-        run_id=d.run_id,
-        workspace_id=d.workspace_id,
-        callback_url=d.callback_url,
-        events=[cast(EventName, e) for e in d.events],
-        metadata=_META.decode(d.metadata),
-        state=sub.state,
-        created_at=iso(d.created_at),
-        updated_at=iso(sub.updated_at),
-        run_status=run_status,
-        attempts=[attempt_out(a) for a in sub.attempts],
-        next_attempt_at=iso(sub.next_attempt_at) if sub.next_attempt_at else None,
+        **_item_fields(sub, run_status), attempts=[attempt_out(a) for a in sub.attempts]
     )

@@ -3,18 +3,23 @@
 Three layers, each used where it is cheapest and sufficient:
 
 * ``validate_callback_url``: pure syntax (http/https, a host, no userinfo, a valid port).
-* ``is_forbidden``: the address policy. Loopback, private, shared (CGNAT), link-local (cloud
+* ``is_forbidden``: the address classes. Loopback, private, shared (CGNAT), link-local (cloud
   metadata), multicast, reserved, benchmarking, documentation, discard, and IPv6 forms that
-  embed a forbidden IPv4 address; IPv4-mapped IPv6 is refused altogether.
-* ``check_callback`` (registration) and ``GuardedResolver`` (every delivery) resolve the host and
-  refuse it when ANY address is forbidden. The resolver hands aiohttp only the addresses it
-  checked, so the connection goes to exactly a checked address: there is no second lookup for a
-  DNS-rebinding answer to slip into.
+  embed a forbidden IPv4 address; IPv4-mapped IPv6 is refused altogether. Whether a forbidden
+  class is nevertheless allowed (``RELAY_CALLBACK_ALLOWLIST``, ``RELAY_ALLOW_PRIVATE_CALLBACKS``)
+  is decided by ``relay.webhooks.allowlist.CallbackPolicy``.
+* ``check_callback`` (registration) and ``GuardedResolver`` (every delivery) resolve the host
+  (``dns_lookup``: c-ares through aiohttp's ``AsyncResolver``, no thread pool, a timeout per
+  lookup) and refuse it when ANY address is refused. The resolver hands aiohttp only the addresses
+  it checked, so the connection goes to exactly a checked address: there is no second lookup for
+  a DNS-rebinding answer to slip into.
 
-Hosts are parsed as leniently as the OS resolver does (``socket.inet_aton``: ``2130706433``,
-``0x7f.1``, ``017700000001``, ``127.1``, ``0``), so odd literals are judged as the address they
-really connect to. aiohttp skips the resolver for hosts that look like IP literals: the sender
-checks those itself with ``parse_host_address`` + ``is_forbidden`` before connecting.
+IPv4 literals must be written as four decimal numbers: the shorthand forms the OS would accept
+(``2130706433``, ``0x7f.1``, ``127.1``, ``1.1``) are refused by ``validate_callback_url`` at
+registration and, for anything stored earlier, as ``invalid_url`` at delivery (aiohttp refuses to
+connect to them): one parser, one verdict. Resolver answers are still parsed leniently
+(``parse_host_address``). aiohttp skips the resolver for literal hosts: the sender judges those
+itself with ``literal_refusal`` before connecting.
 
 This module must never touch Redis, and must never connect to the addresses it judges.
 """
@@ -25,15 +30,18 @@ import asyncio
 import ipaddress
 import re
 import socket
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Final
 from urllib.parse import urlsplit
 
 import msgspec
 from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import AsyncResolver
 from yarl import URL
 
 from relay.errors import CallbackRefused
+from relay.webhooks.allowlist import CallbackPolicy
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Lookup = Callable[[str, int], Awaitable[Sequence[IPAddress]]]
@@ -126,6 +134,12 @@ def validate_callback_url(url: str) -> ParsedCallback:
     if port is None or not 1 <= port <= 65535:
         raise CallbackRefused("callbackUrl has an invalid port (1-65535)")
     host = host.lower()
+    _check_host(host)
+    return ParsedCallback(url=url, scheme=parsed.scheme, host=host, port=port)
+
+
+def _check_host(host: str) -> None:
+    """Refuse a malformed host: a bad IPv6 literal, a shorthand IPv4 form, a bad name."""
     if ":" in host:
         if "%" in host:
             raise CallbackRefused("callbackUrl must not use an IPv6 zone identifier")
@@ -133,11 +147,18 @@ def validate_callback_url(url: str) -> ParsedCallback:
             ipaddress.IPv6Address(host)
         except ValueError:
             raise CallbackRefused(f"callbackUrl has an invalid IPv6 address {host!r}") from None
-    elif parse_host_address(host) is None:
-        name = host.removesuffix(".")
-        if len(name) > 253 or not all(_HOST_LABEL.match(label) for label in name.split(".")):
-            raise CallbackRefused(f"callbackUrl has an invalid host name {host!r}")
-    return ParsedCallback(url=url, scheme=parsed.scheme, host=host, port=port)
+        return
+    literal = parse_host_address(host)
+    if literal is not None:
+        if str(literal) != host:
+            raise CallbackRefused(
+                f"callbackUrl host {host!r} is a shorthand IPv4 form (it means {literal}); "
+                "write IPv4 addresses as four decimal numbers"
+            )
+        return
+    name = host.removesuffix(".")
+    if len(name) > 253 or not all(_HOST_LABEL.match(label) for label in name.split(".")):
+        raise CallbackRefused(f"callbackUrl has an invalid host name {host!r}")
 
 
 def parse_host_address(host: str) -> IPAddress | None:
@@ -175,9 +196,12 @@ def is_forbidden(ip: IPAddress) -> str | None:
         for net, reason in _FORBIDDEN_V4:
             if ip in net:
                 return reason
-        if not ip.is_global:
-            return "not a globally routable address"
-        return None
+        return None if ip.is_global else "not a globally routable address"
+    return _v6_forbidden(ip)
+
+
+def _tunnel_reason(ip: ipaddress.IPv6Address) -> str | None:
+    """Why an IPv6 form embedding an IPv4 address (mapped, Teredo, 6to4, NAT64) is refused."""
     if ip.ipv4_mapped is not None:
         inner = is_forbidden(ip.ipv4_mapped)
         suffix = f"; it embeds {ip.ipv4_mapped}: {inner}" if inner else ""
@@ -195,11 +219,18 @@ def is_forbidden(ip: IPAddress) -> str | None:
         inner = is_forbidden(inner_ip)
         if inner:
             return f"{kind} address embedding {inner_ip}: {inner}"
-        if kind == "NAT64":
-            return None  # a public IPv4 behind the well-known NAT64 prefix
-    for net6, reason in _FORBIDDEN_V6:
+    return None
+
+
+def _v6_forbidden(ip: ipaddress.IPv6Address) -> str | None:
+    reason = _tunnel_reason(ip)
+    if reason is not None:
+        return reason
+    if ip in _NAT64:
+        return None  # a public IPv4 behind the well-known NAT64 prefix
+    for net6, why in _FORBIDDEN_V6:
         if ip in net6:
-            return reason
+            return why
     if ip not in _GLOBAL_UNICAST_V6:
         return "outside IPv6 global unicast (2000::/3)"
     if not ip.is_global:
@@ -207,24 +238,47 @@ def is_forbidden(ip: IPAddress) -> str | None:
     return None
 
 
-async def system_lookup(host: str, port: int) -> list[IPAddress]:
-    """Resolve with the OS resolver (``loop.getaddrinfo``), TCP addresses, both families."""
+_RESOLVERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncResolver] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _loop_resolver() -> AsyncResolver:
+    """This event loop's c-ares resolver (one per loop, created on first use)."""
     loop = asyncio.get_running_loop()
-    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    resolver = _RESOLVERS.get(loop)
+    if resolver is None:
+        resolver = _RESOLVERS[loop] = AsyncResolver(tries=1)
+    return resolver
+
+
+async def dns_lookup(host: str, port: int) -> list[IPAddress]:
+    """Resolve with c-ares (aiodns): /etc/hosts and DNS, TCP addresses, both families.
+
+    Lookups run on the event loop, concurrently and without a thread pool; the caller bounds
+    each one with its own timeout.
+    """
+    infos = await _loop_resolver().resolve(host, port, socket.AF_UNSPEC)
     found: list[IPAddress] = []
-    for _family, _type, _proto, _canon, sockaddr in infos:
-        ip = parse_host_address(str(sockaddr[0]))
+    for info in infos:
+        ip = parse_host_address(info["host"])
         if ip is not None and ip not in found:
             found.append(ip)
     return found
 
 
+def literal_refusal(host: str, policy: CallbackPolicy) -> str | None:
+    """Why a literal IP host must not be reached; None when allowed or not a literal."""
+    literal = parse_host_address(host)
+    return None if literal is None else policy.refusal(host, literal, is_forbidden)
+
+
 async def _lookup_checked(
-    host: str, port: int, *, allow_private: bool, lookup: Lookup, lookup_timeout: float
+    host: str, port: int, *, policy: CallbackPolicy, lookup: Lookup, lookup_timeout: float
 ) -> list[IPAddress]:
     """Resolve ``host`` (a literal is its own answer) and judge every address; raise on refusal.
 
-    Raises ``SsrfRefused`` for a forbidden address and ``OSError`` when nothing resolves.
+    Raises ``SsrfRefused`` for a refused address and ``OSError`` when nothing resolves.
     """
     literal = parse_host_address(host)
     if literal is not None:
@@ -234,11 +288,10 @@ async def _lookup_checked(
             addresses = list(dict.fromkeys(await lookup(host, port)))
     if not addresses:
         raise OSError(f"{host} resolves to no address")
-    if not allow_private:
-        for ip in addresses:
-            reason = is_forbidden(ip)
-            if reason is not None:
-                raise SsrfRefused(host, str(ip), reason)
+    for ip in addresses:
+        reason = policy.refusal(host, ip, is_forbidden)
+        if reason is not None:
+            raise SsrfRefused(host, str(ip), reason)
     return addresses
 
 
@@ -246,18 +299,14 @@ async def resolve_and_check(
     host: str,
     port: int,
     *,
-    allow_private: bool,
+    policy: CallbackPolicy,
     lookup: Lookup | None = None,
     lookup_timeout: float = DEFAULT_LOOKUP_TIMEOUT,
 ) -> list[IPAddress]:
-    """Resolve ``host``; CallbackRefused if it does not resolve or ANY address is forbidden."""
+    """Resolve ``host``; CallbackRefused if it does not resolve or ANY address is refused."""
     try:
         return await _lookup_checked(
-            host,
-            port,
-            allow_private=allow_private,
-            lookup=lookup or system_lookup,
-            lookup_timeout=lookup_timeout,
+            host, port, policy=policy, lookup=lookup or dns_lookup, lookup_timeout=lookup_timeout
         )
     except SsrfRefused as exc:
         raise CallbackRefused(
@@ -272,11 +321,17 @@ async def resolve_and_check(
 
 
 async def check_callback(
-    url: str, *, allow_private: bool, lookup: Lookup | None = None
+    url: str,
+    *,
+    policy: CallbackPolicy,
+    lookup: Lookup | None = None,
+    lookup_timeout: float = DEFAULT_LOOKUP_TIMEOUT,
 ) -> ParsedCallback:
     """Registration check: syntax, then resolution and the address policy; CallbackRefused why."""
     parsed = validate_callback_url(url)
-    await resolve_and_check(parsed.host, parsed.port, allow_private=allow_private, lookup=lookup)
+    await resolve_and_check(
+        parsed.host, parsed.port, policy=policy, lookup=lookup, lookup_timeout=lookup_timeout
+    )
     return parsed
 
 
@@ -284,31 +339,28 @@ class GuardedResolver(AbstractResolver):
     """An aiohttp resolver that returns only addresses the policy accepted, or raises SsrfRefused.
 
     aiohttp connects to exactly the addresses returned here (its DNS cache also stores only these),
-    so a name cannot be checked against one answer and connected with another.
+    so a name cannot be checked against one answer and connected with another. A lookup that
+    fails or outlives ``timeout`` raises a plain OSError (aiohttp: a DNS error, attempt ``dns``).
     """
 
     def __init__(
         self,
         *,
-        allow_private: bool,
+        policy: CallbackPolicy,
         lookup: Lookup | None = None,
         timeout: float = DEFAULT_LOOKUP_TIMEOUT,
     ) -> None:
-        self._allow_private = allow_private
-        self._lookup = lookup or system_lookup
+        self._policy = policy
+        self._lookup = lookup or dns_lookup
         self._timeout = timeout
 
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
-        """Resolve and check ``host``; SsrfRefused (an OSError) if any address is forbidden."""
+        """Resolve and check ``host``; SsrfRefused (an OSError) if any address is refused."""
         try:
             addresses = await _lookup_checked(
-                host,
-                port,
-                allow_private=self._allow_private,
-                lookup=self._lookup,
-                lookup_timeout=self._timeout,
+                host, port, policy=self._policy, lookup=self._lookup, lookup_timeout=self._timeout
             )
         except TimeoutError:
             raise OSError(f"DNS lookup of {host} timed out after {self._timeout}s") from None
@@ -332,4 +384,4 @@ class GuardedResolver(AbstractResolver):
         return results
 
     async def close(self) -> None:
-        """Nothing to release: lookups go through the running loop."""
+        """Nothing to release: the loop's c-ares resolver lives as long as the loop."""

@@ -38,12 +38,13 @@ import aiohttp
 import msgspec
 
 from relay.errors import CallbackRefused
+from relay.webhooks.allowlist import CallbackPolicy
 from relay.webhooks.callbacks import (
+    DEFAULT_LOOKUP_TIMEOUT,
     GuardedResolver,
     Lookup,
     SsrfRefused,
-    is_forbidden,
-    parse_host_address,
+    literal_refusal,
     validate_callback_url,
 )
 
@@ -125,14 +126,17 @@ class WebhookSender:
         self,
         *,
         timeout: float,
-        allow_private: bool,
+        policy: CallbackPolicy,
         max_connections: int = 100,
         lookup: Lookup | None = None,
+        dns_timeout: float = DEFAULT_LOOKUP_TIMEOUT,
     ) -> None:
         if timeout <= 0 or max_connections < 1:
             raise ValueError("timeout must be > 0 and max_connections >= 1")
         self._timeout = timeout
-        self._allow_private = allow_private
+        # The lookup gives up before the attempt does, so a dead DNS is labelled ``dns``.
+        self._dns_timeout = min(dns_timeout, timeout / 2)
+        self._policy = policy
         self._max_connections = max_connections
         self._lookup = lookup
         self._slots = asyncio.Semaphore(max_connections)
@@ -144,7 +148,7 @@ class WebhookSender:
             return
         connector = aiohttp.TCPConnector(
             resolver=GuardedResolver(
-                allow_private=self._allow_private, lookup=self._lookup, timeout=self._timeout
+                policy=self._policy, lookup=self._lookup, timeout=self._dns_timeout
             ),
             limit=self._max_connections,
         )
@@ -196,10 +200,7 @@ class WebhookSender:
             parsed = validate_callback_url(url)
         except CallbackRefused:
             return "invalid_url"
-        if self._allow_private:
-            return None
-        literal = parse_host_address(parsed.host)
-        if literal is not None and is_forbidden(literal) is not None:
+        if literal_refusal(parsed.host, self._policy) is not None:
             return "ssrf_refused"
         return None
 

@@ -54,3 +54,15 @@ async def redis_client(redis_sync: redis.Redis, redis_url: str) -> AsyncIterator
         yield client
     finally:
         await client.aclose()
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
+    """A Redis server of this test alone (not persistent), for tests that break it on purpose:
+    stop it, fill it, make it a replica or keep it busy, without disturbing the suite's one."""
+    server = EmbeddedRedis(tmp_path / "own-redis", persistent=False)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

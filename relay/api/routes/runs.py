@@ -9,7 +9,7 @@ from typing import Annotated
 
 import msgspec
 from litestar import Controller, Response, get
-from litestar.exceptions import NotFoundException, ValidationException
+from litestar.exceptions import ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Example
 from litestar.params import PathParameter
@@ -18,6 +18,7 @@ from relay.api.auth import require_client
 from relay.api.deps import ClientName, SettingsDep, StoreDep
 from relay.api.responses import errors, validation_handler
 from relay.api.schemas import RunView, iso
+from relay.errors import NotFound
 from relay.intuned.models import RAW_FIELDS_DECODER
 from relay.model import run_key
 
@@ -71,10 +72,10 @@ class RunController(Controller):
     ) -> Response[bytes]:
         rk = run_key(settings.intuned_workspace_id, project_name, run_id)
         if not await store.subscriptions.client_has_run(client, rk):
-            raise NotFoundException(f"no run {project_name}/{run_id} among your subscriptions")
+            raise NotFound(f"no run {project_name}/{run_id} among your subscriptions")
         cached = await store.subscriptions.cached_result(rk)
         if cached is None:
-            raise NotFoundException(f"no result fetched yet for {project_name}/{run_id}")
+            raise NotFound(f"no result fetched yet for {project_name}/{run_id}")
         fields = RAW_FIELDS_DECODER.decode(cached.body)
         view: dict[str, msgspec.Raw | str] = {k: fields[k] for k in PASSED_THROUGH if k in fields}
         view["fetchedAt"] = iso(cached.fetched_at)

@@ -12,16 +12,11 @@ from typing import Annotated, Any
 
 import msgspec
 import structlog
-from litestar import Controller, MediaType, Request, Response, delete, get, post
+from litestar import Controller, Request, Response, delete, get, post
 from litestar.connection import ASGIConnection
 from litestar.datastructures import State
 from litestar.enums import RequestEncodingType
-from litestar.exceptions import (
-    ClientException,
-    NotFoundException,
-    TooManyRequestsException,
-    ValidationException,
-)
+from litestar.exceptions import ClientException, ValidationException
 from litestar.handlers import BaseRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import BodyKwarg, FromPath, QueryParameter
@@ -29,13 +24,16 @@ from litestar.status_codes import (
     HTTP_200_OK,
     HTTP_201_CREATED,
     HTTP_202_ACCEPTED,
-    HTTP_400_BAD_REQUEST,
-    HTTP_409_CONFLICT,
 )
 
 from relay.api.auth import client_for, require_client
 from relay.api.deps import ClientName, StoreDep, callback_lookup
-from relay.api.responses import body_error_handler, errors, validation_handler
+from relay.api.responses import (
+    body_error_handler,
+    errors,
+    undecodable_body,
+    validation_handler,
+)
 from relay.api.schemas import (
     CALLBACK_URL_RULE,
     METADATA_MAX_BYTES,
@@ -45,8 +43,10 @@ from relay.api.schemas import (
     SubscriptionOut,
     SubscriptionPage,
     is_subscription_id,
+    subscription_item,
     subscription_out,
 )
+from relay.errors import Conflict, InvalidInput, NotFound, QuotaExceeded
 from relay.model import (
     EVENT_STATUSES,
     RegisterAction,
@@ -71,12 +71,6 @@ STRICT_JSON_BODY = BodyKwarg(
 )
 
 
-class ConflictException(ClientException):
-    """409: valid, but not in the resource's current state."""
-
-    status_code = HTTP_409_CONFLICT
-
-
 async def require_json_body(
     connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
 ) -> None:
@@ -84,9 +78,9 @@ async def require_json_body(
     content_type = connection.headers.get("content-type", "")
     media_type = content_type.partition(";")[0].strip().lower()
     if media_type and media_type not in _JSON_TYPES and not media_type.endswith("+json"):
-        raise ClientException(f"Content-Type must be application/json, not {media_type!r}")
+        raise InvalidInput(f"Content-Type must be application/json, not {media_type!r}")
     if isinstance(connection, Request) and not (await connection.body()).strip():
-        raise ClientException(
+        raise InvalidInput(
             "the request body is empty: send a JSON object with projectName, runId, callbackUrl"
         )
 
@@ -102,36 +96,26 @@ async def require_client_and_body(
         await require_json_body(connection, handler)
 
 
-def _undecodable(_: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, object]]:
-    # msgspec raises these two (not a DecodeError) while Litestar decodes the body, before any
-    # handler runs: JSON nested too deeply, and a string that is not UTF-8.
-    why = "it is nested too deeply" if isinstance(exc, RecursionError) else "it is not UTF-8"
-    detail = f"request body is not valid JSON: {why}"
-    return Response(
-        {"status_code": HTTP_400_BAD_REQUEST, "detail": detail},
-        status_code=HTTP_400_BAD_REQUEST,
-        media_type=MediaType.JSON,
-    )
-
-
 def quota_refused(action: RegisterAction, settings: Settings) -> None:
     """429 naming the limit when the registration was refused by a quota (nothing written)."""
     if action is RegisterAction.QUOTA_CLIENT:
-        raise TooManyRequestsException(
-            f"RELAY_MAX_SUBSCRIPTIONS_PER_CLIENT reached: this client has "
-            f"{settings.max_subscriptions_per_client} active subscriptions; wait for some to "
-            "finish or cancel some"
+        raise QuotaExceeded(
+            "RELAY_MAX_SUBSCRIPTIONS_PER_CLIENT",
+            settings.max_subscriptions_per_client,
+            "this client has that many active subscriptions; wait for some to finish or cancel "
+            "some",
         )
     if action is RegisterAction.QUOTA_RUN:
-        raise TooManyRequestsException(
-            f"RELAY_MAX_SUBSCRIPTIONS_PER_RUN reached: this run has "
-            f"{settings.max_subscriptions_per_run} subscriptions"
+        raise QuotaExceeded(
+            "RELAY_MAX_SUBSCRIPTIONS_PER_RUN",
+            settings.max_subscriptions_per_run,
+            "this run has that many subscriptions",
         )
 
 
-def not_found(sid: str) -> NotFoundException:
+def not_found(sid: str) -> NotFound:
     """404 for a subscription id (echoed only when it has the shape of one)."""
-    return NotFoundException(
+    return NotFound(
         f"no subscription {sid}" if is_subscription_id(sid) else "no subscription with that id"
     )
 
@@ -176,8 +160,8 @@ class SubscriptionController(Controller):
         "(Content-Type: application/json or none); any other Content-Type is a 400.",
         opt={"json_body": True},
         exception_handlers={
-            RecursionError: _undecodable,
-            UnicodeDecodeError: _undecodable,
+            RecursionError: undecodable_body,
+            UnicodeDecodeError: undecodable_body,
             ClientException: body_error_handler,
         },
         responses={
@@ -186,7 +170,7 @@ class SubscriptionController(Controller):
                 description="The same registration existed: the existing subscription",
                 generate_examples=False,
             ),
-            **errors(400, 401, 503),
+            **errors(400, 401, 413, 429, 503),
         },
     )
     async def create(
@@ -202,13 +186,13 @@ class SubscriptionController(Controller):
         client = client_for(request.headers.get("authorization"), settings)  # the guard passed
         metadata = msgspec.json.encode(data.metadata if data.metadata is not None else {})
         if len(metadata) > METADATA_MAX_BYTES:
-            raise ClientException(
+            raise InvalidInput(
                 f"metadata is {len(metadata)} bytes as JSON; the limit is 4096 (4 KiB)"
             )
         events = tuple(e for e in EVENT_STATUSES if data.events is None or e in data.events)
         await check_callback(
             data.callback_url,
-            allow_private=settings.allow_private_callbacks,
+            policy=settings.callback_policy,
             lookup=callback_lookup(state),
         )
         ws = settings.intuned_workspace_id
@@ -268,7 +252,8 @@ class SubscriptionController(Controller):
         "/",
         summary="The client's subscriptions, newest first",
         description="Follow `nextCursor` (null on the last page) to read every page; items "
-        "created while paging are newer and so never appear in a later page.",
+        "created while paging are newer and so never appear in a later page. Items carry no "
+        "`attempts`: read one subscription for its attempt log.",
         responses=errors(400, 401, 503),
     )
     async def list_(
@@ -303,9 +288,7 @@ class SubscriptionController(Controller):
                 run_id=run_id,
             )
         except ValueError as exc:
-            raise ClientException(
-                f"cursor: {exc}; pass a nextCursor from a previous page"
-            ) from None
+            raise InvalidInput(f"cursor: {exc}; pass a nextCursor from a previous page") from None
         items = page.items[:limit]
         more = len(page.items) > limit
         statuses = await store.subscriptions.run_statuses(
@@ -313,7 +296,7 @@ class SubscriptionController(Controller):
         )
         last = items[-1].doc if items else None
         return SubscriptionPage(
-            items=[subscription_out(s, st) for s, st in zip(items, statuses, strict=True)],
+            items=[subscription_item(s, st) for s, st in zip(items, statuses, strict=True)],
             next_cursor=encode_cursor(last.created_at, last.id) if more and last else None,
         )
 
@@ -322,7 +305,7 @@ class SubscriptionController(Controller):
         summary="Cancel: no further deliveries",
         description="204 also when it was canceled already (idempotent). When no subscription "
         "is left on the run, its polling stops.",
-        responses=errors(401, 404, 503),
+        responses=errors(401, 404, 405, 503),
     )
     async def cancel(
         self, subscription_id: FromPath[str], client: ClientName, store: StoreDep
@@ -339,7 +322,7 @@ class SubscriptionController(Controller):
         summary="Send the event again (same webhook-id) with a fresh attempt series",
         description="409 while the run is not terminal yet (and for canceled or skipped "
         "subscriptions, which have no event to send).",
-        responses=errors(401, 404, 409, 503),
+        responses=errors(401, 404, 405, 409, 503),
     )
     async def redeliver(
         self, subscription_id: FromPath[str], client: ClientName, store: StoreDep
@@ -350,7 +333,7 @@ class SubscriptionController(Controller):
         if res.outcome == "not_found":
             raise not_found(subscription_id)
         if res.outcome == "conflict":
-            raise ConflictException(
+            raise Conflict(
                 f"subscription is {res.state}: only a terminal run's event can be redelivered"
             )
         log.info("redeliver", client=client, subscription_id=subscription_id)

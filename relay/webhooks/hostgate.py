@@ -1,0 +1,223 @@
+"""Fair delivery inside one worker: a cap on attempts in flight per callback host, and a breaker.
+
+A host is the callback's ``host:port`` (two receivers on one machine are two hosts). Before an
+attempt the worker asks ``HostGate.admit(host, item)``:
+
+* **Admitted**: the attempt runs; afterwards ``done(...)`` reports how it went, and may hand back
+  a parked item that takes over the finished attempt's turn (and pool slot).
+* **Parked**: the host is at its cap; the gate keeps the item (at most ``max_in_flight`` per
+  host, so each waits for about one attempt) and the caller returns, freeing its pool slot.
+* **Deferred** (``retry_in`` seconds): the attempt does not run now and takes no pool slot. The
+  caller puts the delivery back into the due set for later without counting an attempt.
+
+Two reasons defer an attempt:
+
+* ``host_busy``: the host is at its cap and its parking is full. Deferred attempts are spread at
+  the rate the host has been finishing attempts (``max_in_flight`` per recent attempt
+  duration), so a black hole's backlog comes back about when turns free up instead of spinning
+  through the pool.
+* ``breaker_open``: ``threshold`` consecutive timeouts/connection failures opened the host's
+  breaker for ``cooldown`` seconds. After it, exactly one attempt probes the host: an answer
+  (any HTTP status) closes the breaker, another failure opens it again.
+
+State is per process and in memory (each worker protects its own pool); a host with nothing in
+flight, nothing parked and a closed breaker is forgotten. Parked items are leased deliveries: a
+stopping worker hands them back (``drain``); a killed one loses only their lease time.
+
+This module must never touch Redis or the network: it is pure bookkeeping over a clock.
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Final, Generic, Literal, TypeVar
+
+import msgspec
+
+from relay.errors import CallbackRefused
+from relay.webhooks.callbacks import validate_callback_url
+
+T = TypeVar("T")
+DeferReason = Literal["host_busy", "breaker_open"]
+Verdict = Literal["answered", "failed", "neutral"]
+FAILURES: Final = frozenset({"timeout", "connect", "dns", "reset", "tls"})
+"""Attempt error classes that count against a host's breaker (no HTTP answer came back)."""
+MIN_DEFER: Final = 0.01
+FIRST_GUESS: Final = 0.05  # the attempt duration assumed before a host finished any
+MAX_DEFER: Final = 600.0
+_EWMA: Final = 0.3
+
+
+def attempt_verdict(status_code: int | None, error: str | None) -> Verdict:
+    """How an attempt counts for its host: an HTTP answer, a connection failure, or neither."""
+    if status_code is not None:
+        return "answered"
+    return "failed" if error in FAILURES else "neutral"
+
+
+@functools.lru_cache(maxsize=4096)
+def host_key(url: str) -> str:
+    """The host an attempt to ``url`` counts against (``host:port``; "" for an invalid URL)."""
+    try:
+        parsed = validate_callback_url(url)
+    except CallbackRefused:
+        return ""
+    return f"{parsed.host}:{parsed.port}"
+
+
+class Admission(msgspec.Struct, frozen=True):
+    """The gate's answer: run now, parked (the gate keeps the item), or come back later."""
+
+    admitted: bool
+    parked: bool = False
+    retry_in: float = 0.0  # seconds, when neither admitted nor parked
+    reason: DeferReason | None = None
+    probe: bool = False
+
+
+ADMITTED: Final = Admission(admitted=True)
+PARKED: Final = Admission(admitted=False, parked=True, reason="host_busy")
+
+
+@dataclass
+class _Host(Generic[T]):
+    in_flight: int = 0
+    failures: int = 0
+    open_until: float = 0.0  # breaker open while now < open_until; 0: closed
+    probing: bool = False
+    duration: float = 0.0  # moving average of attempt durations, seconds
+    spread_until: float = 0.0  # the latest time handed to a host_busy deferral
+    progress_at: float = 0.0  # the last time an attempt to the host ended (or it was first seen)
+    parked: deque[tuple[float, T]] = field(default_factory=deque)  # (parked at, item)
+
+
+class HostGate(Generic[T]):
+    """Per-host in-flight cap and circuit breaker for one worker process (items of type T)."""
+
+    def __init__(
+        self,
+        *,
+        max_in_flight: int,
+        breaker_threshold: int,
+        cooldown: float,
+        max_park: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if max_in_flight < 1 or breaker_threshold < 0 or cooldown <= 0 or max_park <= 0:
+            raise ValueError("max_in_flight >= 1, breaker_threshold >= 0, cooldown/max_park > 0")
+        self.max_in_flight = max_in_flight
+        self.max_park = max_park
+        self.threshold = breaker_threshold
+        self.cooldown = cooldown
+        self._clock = clock
+        self._hosts: dict[str, _Host[T]] = {}
+
+    def in_flight(self, host: str) -> int:
+        """Attempts to ``host`` running now."""
+        h = self._hosts.get(host)
+        return h.in_flight if h else 0
+
+    def is_open(self, host: str) -> bool:
+        """Whether ``host``'s breaker is open or half-open (not closed)."""
+        h = self._hosts.get(host)
+        return bool(h and h.open_until)
+
+    def admit(self, host: str, item: T) -> Admission:
+        """Let an attempt to ``host`` start now, park ``item`` for the next free turn, or defer.
+
+        Items are parked while their expected wait (the queue ahead at the host's pace) stays
+        within half of ``max_park``, at least one round (``max_in_flight`` items; only one round
+        while no attempt to the host has ended yet). A parked item
+        waits for a running attempt to end and takes over its turn and pool slot (``done``
+        returns it), so it holds no slot meanwhile. One parked longer than ``max_park`` is
+        dropped instead of run: its lease (longer than ``max_park``) brings it back.
+        """
+        now = self._clock()
+        h = self._hosts.get(host)
+        if h is None:
+            h = self._hosts[host] = _Host(progress_at=now)
+        if h.open_until:
+            if now < h.open_until or h.probing:
+                wait = max(h.open_until - now, 0.0) + self.cooldown * random.uniform(0.0, 0.5)
+                return _defer(wait or self.cooldown, "breaker_open")
+            h.probing = True
+            h.in_flight += 1
+            return Admission(admitted=True, probe=True)
+        if h.in_flight < self.max_in_flight:
+            h.in_flight += 1
+            return ADMITTED
+        # One round until the host's pace is known; then half of max_park's worth of queue.
+        rounds = self.max_park / 2 / self._duration(h, now) if h.duration else 1.0
+        if len(h.parked) < max(self.max_in_flight, int(rounds * self.max_in_flight)):
+            h.parked.append((now, item))
+            return PARKED
+        return _defer(self._spread(h, now), "host_busy")
+
+    @staticmethod
+    def _duration(h: _Host[T], now: float) -> float:
+        """The host's attempt duration: the recent average, but at least the time since an
+        attempt last ended (a host that has not finished anything lately is slower than it was).
+        """
+        return max(h.duration or FIRST_GUESS, now - h.progress_at, 0.001)
+
+    def _spread(self, h: _Host[T], now: float) -> float:
+        """The next free turn for a deferred attempt: one more ``duration / max_in_flight``."""
+        duration = self._duration(h, now)
+        per_turn = duration / self.max_in_flight
+        h.spread_until = max(h.spread_until, now + duration) + per_turn
+        return min(h.spread_until - now + per_turn * random.random(), MAX_DEFER)
+
+    def done(self, host: str, admission: Admission, verdict: Verdict, duration: float) -> T | None:
+        """Report an admitted attempt's end; returns a parked item that takes over its turn.
+
+        The caller runs the returned item next (as admitted) and reports it here in turn.
+        """
+        h = self._hosts.get(host)
+        if h is None or not admission.admitted:
+            return None
+        h.duration = duration if not h.duration else h.duration + _EWMA * (duration - h.duration)
+        h.progress_at = self._clock()
+        if admission.probe:
+            h.probing = False
+        if verdict == "answered":
+            h.failures, h.open_until = 0, 0.0
+        elif verdict == "failed":
+            h.failures += 1
+            tripped = self.threshold and h.failures >= self.threshold and not h.open_until
+            if admission.probe or tripped:
+                h.open_until = self._clock() + self.cooldown
+        now = self._clock()
+        while h.parked and not h.open_until:
+            parked_at, item = h.parked.popleft()
+            if now - parked_at <= self.max_park:
+                return item  # the turn passes on: in_flight stays as it is
+        h.in_flight = max(0, h.in_flight - 1)
+        idle = not h.in_flight and not h.failures and not h.open_until and not h.parked
+        if idle and h.spread_until <= self._clock():
+            del self._hosts[host]
+        return None
+
+    def evict(self, host: str) -> list[T]:
+        """Parked items of a host whose breaker opened (the caller defers them)."""
+        h = self._hosts.get(host)
+        if h is None or not h.open_until or not h.parked:
+            return []
+        items = [item for _, item in h.parked]
+        h.parked.clear()
+        return items
+
+    def drain(self) -> list[T]:
+        """Every parked item (a stopping worker hands them back)."""
+        items = [item for h in self._hosts.values() for _, item in h.parked]
+        for h in self._hosts.values():
+            h.parked.clear()
+        return items
+
+
+def _defer(seconds: float, reason: DeferReason) -> Admission:
+    return Admission(admitted=False, retry_in=max(seconds, MIN_DEFER), reason=reason)

@@ -1,0 +1,245 @@
+"""Fair delivery: the per-host cap, the breaker, async DNS, and a black hole next to a healthy host.
+
+The gate's bookkeeping is checked with a hand-moved clock; DNS over the real sender; the black
+hole end to end with a worker process: a listener that accepts and never answers holds deliveries
+next to a healthy receiver. The healthy ones all arrive, the black hole's end ``exhausted`` with
+exactly their retry budget of attempts (deferrals are not attempts), and the black hole never sees
+more connections at once than the per-host cap. No timing is asserted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import urllib.request
+from collections.abc import AsyncIterator, Sequence
+
+import pytest
+import redis
+from litestar.testing import AsyncTestClient
+
+from relay.embedded_redis import free_port
+from relay.fake_intuned import FakeIntunedHandle, RunScript
+from relay.model import ATTEMPT_DECODER
+from relay.store import keys
+from relay.webhooks.allowlist import CallbackPolicy
+from relay.webhooks.callbacks import IPAddress, dns_lookup
+from relay.webhooks.hostgate import HostGate, attempt_verdict, host_key
+from relay.webhooks.sender import WebhookSender
+from tests.support.receiver import ReceiverHandle
+from tests.support.relay_fixtures import StartWorker, wait_until
+from tests.support.reliability import register_many, state_counts
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def gate(clock: Clock, cap: int = 2, threshold: int = 3, park: float = 0.1) -> HostGate[str]:
+    return HostGate(
+        max_in_flight=cap, breaker_threshold=threshold, cooldown=10, max_park=park, clock=clock
+    )
+
+
+def test_the_cap_parks_one_round_then_defers_spread_at_the_hosts_pace() -> None:
+    clock = Clock()
+    g = gate(clock)
+    first, second = g.admit("a:80", "1"), g.admit("a:80", "2")
+    assert first.admitted and second.admitted
+    assert [g.admit("a:80", x).parked for x in ("3", "4")] == [True, True]
+    early = [g.admit("a:80", "x") for _ in range(4)]
+    assert all(not (w.admitted or w.parked) and w.reason == "host_busy" for w in early)
+    assert max(w.retry_in for w in early) < 1  # nothing known yet: a short first guess
+    # A finished attempt hands its turn to a parked item, in order; the cap never grows.
+    assert g.done("a:80", first, "failed", 1.0) == "3"
+    assert g.done("a:80", second, "failed", 1.0) == "4"
+    assert g.in_flight("a:80") == 2
+    assert g.admit("b:80", "b").admitted  # another host is not affected
+    clock.now += 1
+    assert [g.admit("a:80", x).parked for x in ("5", "6")] == [True, True]
+    waits = [g.admit("a:80", "x") for _ in range(6)]
+    # Spread at the host's pace (2 per 1 s attempt): later ones wait longer.
+    assert waits[-1].retry_in > waits[0].retry_in + 2
+    assert g.done("a:80", first, "answered", 0.01) == "5"
+    assert sorted(g.drain()) == ["6"]
+    assert g.done("a:80", first, "answered", 0.01) is None
+    assert g.in_flight("a:80") == 1
+
+
+def test_the_breaker_opens_after_consecutive_failures_then_probes_once() -> None:
+    clock = Clock()
+    g = gate(clock, cap=8)
+    for _ in range(2):
+        g.done("h:80", g.admit("h:80", "x"), "failed", 1.0)
+    g.done("h:80", g.admit("h:80", "x"), "answered", 0.1)  # an answer resets the count
+    for _ in range(3):
+        g.done("h:80", g.admit("h:80", "x"), "failed", 1.0)
+    assert g.is_open("h:80")
+    held = g.admit("h:80", "x")
+    assert (held.admitted, held.parked, held.reason) == (False, False, "breaker_open")
+    assert 10 <= held.retry_in <= 15
+    clock.now += 10
+    probe = g.admit("h:80", "x")
+    assert probe.admitted and probe.probe
+    assert g.admit("h:80", "x").reason == "breaker_open"  # one probe at a time
+    g.done("h:80", probe, "failed", 1.0)  # the probe failed: open again
+    assert not g.admit("h:80", "x").admitted
+    clock.now += 10
+    probe = g.admit("h:80", "x")
+    g.done("h:80", probe, "answered", 0.1)
+    assert not g.is_open("h:80")
+    assert g.admit("h:80", "x").admitted
+
+
+def test_parking_grows_with_a_fast_host_and_never_outlives_max_park() -> None:
+    clock = Clock()
+    g = gate(clock, cap=2, park=4.0)
+    running = [g.admit("f:80", "r1"), g.admit("f:80", "r2")]
+    g.done("f:80", running[0], "answered", 0.1)  # 0.1 s per attempt: 2 s of queue = 40 items
+    assert g.admit("f:80", "r3").admitted  # the free turn
+    parked = [g.admit("f:80", str(i)).parked for i in range(60)]
+    assert parked.count(True) == 40
+    clock.now += 5  # longer than max_park: their leases will bring them back instead
+    assert g.done("f:80", running[1], "answered", 0.1) is None
+    assert g.in_flight("f:80") == 1
+
+
+def test_parked_items_are_evicted_when_the_breaker_opens() -> None:
+    g = gate(Clock(), cap=1, threshold=1)
+    running = g.admit("h:80", "a")
+    assert g.admit("h:80", "b").parked
+    assert g.done("h:80", running, "failed", 1.0) is None  # opened: no hand-over
+    assert g.evict("h:80") == ["b"]
+    assert g.in_flight("h:80") == 0
+
+
+def test_what_counts_against_a_host() -> None:
+    assert attempt_verdict(500, "http_500") == "answered"
+    assert attempt_verdict(None, "timeout") == "failed"
+    assert attempt_verdict(None, "dns") == "failed"
+    assert attempt_verdict(None, "ssrf_refused") == "neutral"
+    assert host_key("http://Hooks.Example.com/x") == "hooks.example.com:80"
+    assert host_key("https://127.0.0.1:8443/") == "127.0.0.1:8443"
+    assert host_key("http://1.1/") == ""
+
+
+# ---- DNS ----------------------------------------------------------------------------------------
+
+
+async def test_c_ares_lookup_resolves_hosts_file_names() -> None:
+    assert ipaddress.ip_address("127.0.0.1") in await dns_lookup("localhost", 80)
+
+
+async def test_a_hanging_domain_does_not_hold_up_other_deliveries(receiver: ReceiverHandle) -> None:
+    async def lookup(host: str, port: int) -> Sequence[IPAddress]:
+        if host == "slow.test":
+            await asyncio.sleep(30)
+        return [ipaddress.ip_address("127.0.0.1")]
+
+    policy = CallbackPolicy(allow_private=True)
+    async with WebhookSender(timeout=2, policy=policy, lookup=lookup, dns_timeout=0.3) as sender:
+        slow = [
+            asyncio.ensure_future(sender.send(f"http://slow.test:{receiver.port}/ok", b"{}", {}))
+            for _ in range(8)
+        ]
+        fast = [
+            await sender.send(f"http://fast{i}.test:{receiver.port}/ok", b"{}", {})
+            for i in range(20)
+        ]
+        assert all(not s.done() for s in slow)  # still resolving while the others delivered
+        assert [r.outcome for r in fast] == ["delivered"] * 20
+        assert {(r.outcome, r.error) for r in await asyncio.gather(*slow)} == {("retry", "dns")}
+
+
+async def test_a_name_that_stops_resolving_spends_attempts_labelled_dns(
+    api: AsyncTestClient[object],
+    fake_intuned: FakeIntunedHandle,
+    start_worker: StartWorker,
+    receiver: ReceiverHandle,
+    redis_sync: redis.Redis,
+) -> None:
+    run_id = fake_intuned.state.create_run(RunScript(outcome="completed", result=1))
+    [sid] = await register_many(api, [(run_id, receiver.url("/ok"))])
+    # Resolved at registration; by delivery time the name is gone (.invalid never resolves).
+    redis_sync.hset(
+        keys.sub(sid), keys.SubField.CALLBACK.value, f"http://relay-test.invalid:{receiver.port}/ok"
+    )
+    port = free_port()
+    start_worker(RELAY_RETRY_SCHEDULE="50ms", RELAY_WORKER_METRICS_PORT=str(port))
+    await wait_until(lambda: state_counts(redis_sync, [sid]) == {"exhausted": 1}, timeout=20)
+    log = [ATTEMPT_DECODER.decode(a) for a in redis_sync.lrange(keys.attempts(sid), 0, -1)]
+    assert [(a.error, a.status_code) for a in log] == [("dns", None), ("dns", None)]
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
+    assert b'relay_deliveries_total{outcome="dns"} 1.0' in metrics
+    assert b'relay_deliveries_total{outcome="exhausted"} 1.0' in metrics
+    assert receiver.requests == []
+
+
+# ---- a black hole next to a healthy receiver ---------------------------------------------------
+
+
+class BlackHole:
+    """Accepts connections, reads, never answers; records how many were open at once."""
+
+    def __init__(self) -> None:
+        self.open = 0
+        self.most_open = 0
+        self.accepted = 0
+        self.port = 0
+
+    async def on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.open += 1
+        self.accepted += 1
+        self.most_open = max(self.most_open, self.open)
+        try:
+            while await reader.read(65536):
+                pass
+        finally:
+            self.open -= 1
+            writer.close()
+
+
+@pytest.fixture
+async def black_hole() -> AsyncIterator[BlackHole]:
+    hole = BlackHole()
+    server = await asyncio.start_server(hole.on_connect, "127.0.0.1", 0)
+    hole.port = server.sockets[0].getsockname()[1]
+    try:
+        yield hole
+    finally:
+        server.close()
+
+
+async def test_a_black_hole_neither_starves_a_healthy_host_nor_loses_its_deliveries(
+    api: AsyncTestClient[object],
+    fake_intuned: FakeIntunedHandle,
+    start_worker: StartWorker,
+    receiver: ReceiverHandle,
+    black_hole: BlackHole,
+    redis_sync: redis.Redis,
+) -> None:
+    run_id = fake_intuned.state.create_run(RunScript(outcome="completed", result=1))
+    hole = [(run_id, f"http://127.0.0.1:{black_hole.port}/hook/{i}") for i in range(12)]
+    good = [(run_id, receiver.url(f"/ok/{i}")) for i in range(40)]
+    hole_ids = await register_many(api, hole, concurrency=8)
+    good_ids = await register_many(api, good, concurrency=8)
+    start_worker(
+        RELAY_WORKER_CONCURRENCY="8",
+        RELAY_MAX_IN_FLIGHT_PER_HOST="4",
+        RELAY_DELIVERY_TIMEOUT="400ms",
+        RELAY_RETRY_SCHEDULE="50ms",
+        RELAY_BREAKER_THRESHOLD="3",
+        RELAY_BREAKER_COOLDOWN="100ms",
+    )
+    await wait_until(lambda: state_counts(redis_sync, good_ids) == {"delivered": 40}, timeout=30)
+    await wait_until(lambda: state_counts(redis_sync, hole_ids) == {"exhausted": 12}, timeout=60)
+    for sid in hole_ids:
+        log = [ATTEMPT_DECODER.decode(a) for a in redis_sync.lrange(keys.attempts(sid), 0, -1)]
+        assert [a.error for a in log] == ["timeout", "timeout"], sid  # deferrals are no attempts
+    assert black_hole.accepted == 24
+    assert 1 <= black_hole.most_open <= 4
+    assert len({r.path for r in receiver.requests}) == 40

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from typing import Any
+from urllib.parse import unquote
 
 import msgspec
 import redis
@@ -21,6 +22,7 @@ from relay.model import (
     run_key,
 )
 from relay.store import ClaimedDelivery, Stores, keys, run_digest
+from relay.store.scripts import script_source
 from tests.support.api_helpers import PUBLIC_URL, api_client, api_env, body, stored_keys
 from tests.support.relay_fixtures import AUTH_ALPHA, AUTH_BETA
 from tests.support.store_helpers import open_stores
@@ -323,3 +325,13 @@ async def test_the_first_subscription_per_run_lives_in_the_watch_and_client_hash
     assert [s.doc.id for s in left.items] == [other_project.id]
     assert await redis_client.hget(keys.client_runs("alpha"), crd) is None
     assert await redis_client.hlen(keys.client_run("alpha", crd)) == 1  # other_project's
+
+
+async def test_the_lua_names_runs_as_python_does(redis_client: Redis) -> None:
+    """keys.run_digest / run_id_digest (11 URL-safe base64 characters) and the prelude's."""
+    source = script_source("cancel").split("local sid, cl, ttl")[0]  # constants + prelude
+    lua = source + "return {run_digest(ARGV[1]), run_id_digest(ARGV[1])}"
+    for rk in ("ws/p/r", run_key(WS, "proj one", "run/ü?"), "", "a" * 300):
+        expected = [run_digest(rk), keys.run_id_digest(unquote(rk.rsplit("/", 1)[-1]))]
+        assert [v.decode() for v in await redis_client.eval(lua, 0, rk)] == expected
+        assert len(expected[0]) == 11

@@ -10,6 +10,7 @@ I/O or know about scheduling.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from enum import StrEnum
 from typing import Final
@@ -94,9 +95,11 @@ class SecretField(StrEnum):
 
 
 def run_digest(run_key: str) -> str:
-    """A short fixed-size name for a run key (16 hex digits of its SHA-1; the Lua computes the
-    same from a subscription's run key with ``redis.sha1hex``)."""
-    return hashlib.sha1(run_key.encode(), usedforsecurity=False).hexdigest()[:16]
+    """A short fixed-size name for a run key: the first 64 bits of its SHA-1 in unpadded
+    URL-safe base64 (11 characters, 16 bytes shorter a watch key than 16 hex digits); the Lua
+    computes the same from a subscription's run key with ``redis.sha1hex``."""
+    digest = hashlib.sha1(run_key.encode(), usedforsecurity=False).digest()[:8]
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
 
 def watch(rd: str) -> str:

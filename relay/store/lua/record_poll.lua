@@ -22,7 +22,8 @@ if kind == PK.RESULT then
     redis.call('ZADD', KEYS[2], now + lease, rd)
     return {'outcome', PR.TERMINAL, 'now', now}
   end
-  redis.call('HSET', wk, W.INTERVAL, iv, W.ERRORS, 0)
+  redis.call('HSET', wk, W.INTERVAL, iv)
+  redis.call('HDEL', wk, W.ERRORS)  -- absent: 0
   redis.call('ZADD', KEYS[2], now + delay, rd)
   return {'outcome', PR.SCHEDULED, 'now', now}
 elseif kind == PK.ERROR then

@@ -86,9 +86,9 @@ if fo then
   if tonumber(fo) < 1 and redis.call('HEXISTS', wk, W.FIRST_SUB) == 1 then active = active + 1 end
 end
 redis.call('HDEL', wk, W.FAIL_CODE, W.FAIL_MESSAGE, W.ENDED_AT, W.NOT_FOUND_SINCE,
-           W.FANOUT_CURSOR)
+           W.FANOUT_CURSOR, W.POLLS, W.ERRORS)  -- counters: absent is 0
 redis.call('HSET', wk, W.STATE, WS.WATCHING, W.RUN_KEY, rk, W.FIRST_SEEN, now, W.INTERVAL, 0,
-           W.POLLS, 0, W.ERRORS, 0, W.ACTIVE, active)
+           W.ACTIVE, active)
 settle_run(rd, ttl)
 redis.call('ZADD', KEYS[6], now, rd)
 redis.call('PUBLISH', WAKE_POLL, '1')

@@ -99,8 +99,8 @@ async def memory_through_api(b: Bench) -> tuple[int, float, int]:
         with_api = await used_memory(b)
     finally:
         b.fleet.stop_child(api)
-    # Measured once the API is gone: its pooled connections (~6 KB of Redis client state each,
-    # ~18 B/run at 20,000 runs) are a fixed cost of the process, not something kept per run.
+    # Measured once the API is gone: its pooled connections (a few KB of Redis client state
+    # each) are a fixed cost of the process, not something kept per run.
     await asyncio.sleep(0.2)
     after = await used_memory(b)
     b.notes.append(

@@ -6,7 +6,8 @@ fine; 401/403: refused; anything else: unknown). ``Readiness`` holds the latest 
 ``/readyz``; ``report_redis`` and ``report_intuned_key`` log a problem loudly, one line naming
 the setting to change. ``watch_intuned_key`` re-probes in the background so ``/readyz`` follows
 reality, and ``current_intuned_key`` says refused while the workers' polls see the key refused
-(their open ``intuned-unauthorized`` incident). None of these findings ever makes the relay not ready: only Redis not answering does.
+(their open ``intuned-unauthorized`` incident). None of these findings ever makes the relay not
+ready: only Redis not answering does.
 Must never log or return the Intuned key, and never raise out of a background probe.
 """
 

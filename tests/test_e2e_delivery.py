@@ -252,7 +252,7 @@ async def test_sigkill_during_200_in_flight_deliveries_delivers_all(
         RunScript(pending_polls=1, outcome="completed", result=1)
     )
     sids = [await subscribe(api, run_id, receiver.url(f"/slow/400/{i}")) for i in range(200)]
-    first = start_worker(RELAY_WORKER_CONCURRENCY="256")
+    first = start_worker(RELAY_WORKER_CONCURRENCY="256", RELAY_MAX_IN_FLIGHT_PER_HOST="256")
     await wait_until(lambda: len(receiver.requests) >= 20, timeout=20)
     first.kill()
     start_worker()

@@ -48,6 +48,9 @@ async def test_sigkill_of_one_of_two_workers_loses_no_delivery(
 ) -> None:
     env = {
         "RELAY_WORKER_CONCURRENCY": str(n // 2),
+        # One receiver host: without this the per-host cap (default 8) would let a worker hold
+        # only 8 of its N/2 at once, and the kill could find it with nothing in flight.
+        "RELAY_MAX_IN_FLIGHT_PER_HOST": str(n // 2),
         "RELAY_DELIVERY_TIMEOUT": f"{timeout_s}s",
         "RELAY_NOT_FOUND_GRACE": "60s",
     }

@@ -114,6 +114,77 @@ def metrics_token(text: str | None) -> str:
     return text
 
 
+class _Env:
+    """Read variables from one environment mapping; blank counts as unset."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        """The stripped value of ``name``, or ``default`` when unset or blank."""
+        value = self._environ.get(name)
+        if value is None or value.strip() == "":
+            return default
+        return value.strip()
+
+    def required(self, name: str, hint: str) -> str:
+        """The value of ``name``; raise ConfigError with ``hint`` when unset."""
+        value = self.get(name)
+        if value is None:
+            raise ConfigError(name, f"is required: {hint}")
+        return value
+
+    def duration(self, name: str, default: str) -> float:
+        """A duration variable in seconds (see ``parse_duration``)."""
+        return parse_duration(self.get(name, default) or default, name=name)
+
+    def integer(self, name: str, default: int, low: int, high: int) -> int:
+        """A whole-number variable within ``low..high``."""
+        text = self.get(name, str(default)) or str(default)
+        try:
+            value = int(text)
+        except ValueError:
+            raise ConfigError(name, f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise ConfigError(name, f"must be between {low} and {high}")
+        return value
+
+
+def _redis_url(env: _Env, *, require_redis: bool) -> str | None:
+    """REDIS_URL: required unless the caller starts an embedded Redis."""
+    redis_url = env.get("REDIS_URL")
+    if redis_url is None and require_redis:
+        raise ConfigError("REDIS_URL", "is required, e.g. redis://127.0.0.1:6379/0")
+    if redis_url is not None and not redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError("REDIS_URL", "must start with redis://, rediss:// or unix://")
+    return redis_url
+
+
+def _intuned_base(env: _Env) -> str:
+    """INTUNED_API_BASE_URL: an http(s) URL, Intuned's own by default."""
+    base = env.get("INTUNED_API_BASE_URL", DEFAULT_INTUNED_BASE) or DEFAULT_INTUNED_BASE
+    if not base.startswith(("http://", "https://")):
+        raise ConfigError("INTUNED_API_BASE_URL", "must be an http(s) URL")
+    return base
+
+
+def _poll_intervals(env: _Env) -> tuple[float, float]:
+    """RELAY_POLL_INTERVAL and RELAY_POLL_MAX_INTERVAL, the second not below the first."""
+    poll_interval = env.duration("RELAY_POLL_INTERVAL", "3s")
+    poll_max = env.duration("RELAY_POLL_MAX_INTERVAL", "30s")
+    if poll_max < poll_interval:
+        raise ConfigError("RELAY_POLL_MAX_INTERVAL", "must not be below RELAY_POLL_INTERVAL")
+    return poll_interval, poll_max
+
+
+def _log_format(env: _Env) -> LogFormat:
+    """RELAY_LOG_FORMAT: json or console."""
+    log_format = (env.get("RELAY_LOG_FORMAT", "json") or "json").lower()
+    if log_format not in ("json", "console"):
+        raise ConfigError("RELAY_LOG_FORMAT", "must be json or console")
+    return "json" if log_format == "json" else "console"
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Everything the relay's processes are configured with (contract §2)."""
 
@@ -179,56 +250,24 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     def from_env(cls, environ: Mapping[str, str], *, require_redis: bool = True) -> Settings:
         """Build settings from an environment mapping; raise ConfigError naming the variable."""
 
-        def get(name: str, default: str | None = None) -> str | None:
-            value = environ.get(name)
-            if value is None or value.strip() == "":
-                return default
-            return value.strip()
-
-        def required(name: str, hint: str) -> str:
-            value = get(name)
-            if value is None:
-                raise ConfigError(name, f"is required: {hint}")
-            return value
-
-        redis_url = get("REDIS_URL")
-        if redis_url is None and require_redis:
-            raise ConfigError("REDIS_URL", "is required, e.g. redis://127.0.0.1:6379/0")
-        if redis_url is not None and not redis_url.startswith(("redis://", "rediss://", "unix://")):
-            raise ConfigError("REDIS_URL", "must start with redis://, rediss:// or unix://")
-
-        base = get("INTUNED_API_BASE_URL", DEFAULT_INTUNED_BASE) or DEFAULT_INTUNED_BASE
-        if not base.startswith(("http://", "https://")):
-            raise ConfigError("INTUNED_API_BASE_URL", "must be an http(s) URL")
-        workspace = required("INTUNED_WORKSPACE_ID", "the uuid of the Intuned workspace to watch")
+        env = _Env(environ)
+        get, duration, integer = env.get, env.duration, env.integer
+        redis_url = _redis_url(env, require_redis=require_redis)
+        base = _intuned_base(env)
+        workspace = env.required(
+            "INTUNED_WORKSPACE_ID", "the uuid of the Intuned workspace to watch"
+        )
         if not _UUIDISH.match(workspace):
             raise ConfigError("INTUNED_WORKSPACE_ID", "must be a workspace id (a uuid)")
-        api_key = required("INTUNED_API_KEY", "the Intuned API key, sent as x-api-key")
+        api_key = env.required("INTUNED_API_KEY", "the Intuned API key, sent as x-api-key")
         keys = parse_api_keys(
-            required("RELAY_API_KEYS", "comma-separated client:key pairs, e.g. billing:s3cr3t..."),
+            env.required(
+                "RELAY_API_KEYS", "comma-separated client:key pairs, e.g. billing:s3cr3t..."
+            ),
             name="RELAY_API_KEYS",
         )
-
-        def duration(name: str, default: str) -> float:
-            return parse_duration(get(name, default) or default, name=name)
-
-        def integer(name: str, default: int, low: int, high: int) -> int:
-            text = get(name, str(default)) or str(default)
-            try:
-                value = int(text)
-            except ValueError:
-                raise ConfigError(name, f"{text!r} is not a whole number") from None
-            if not low <= value <= high:
-                raise ConfigError(name, f"must be between {low} and {high}")
-            return value
-
-        poll_interval = duration("RELAY_POLL_INTERVAL", "3s")
-        poll_max = duration("RELAY_POLL_MAX_INTERVAL", "30s")
-        if poll_max < poll_interval:
-            raise ConfigError("RELAY_POLL_MAX_INTERVAL", "must not be below RELAY_POLL_INTERVAL")
-        log_format = (get("RELAY_LOG_FORMAT", "json") or "json").lower()
-        if log_format not in ("json", "console"):
-            raise ConfigError("RELAY_LOG_FORMAT", "must be json or console")
+        poll_interval, poll_max = _poll_intervals(env)
+        log_format = _log_format(env)
 
         return cls(
             redis_url=redis_url,
@@ -252,7 +291,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             result_ttl=duration("RELAY_RESULT_TTL", "7d"),
             host=get("RELAY_HOST", "0.0.0.0") or "0.0.0.0",
             port=integer("RELAY_PORT", 8080, 1, 65535),
-            log_format="json" if log_format == "json" else "console",
+            log_format=log_format,
             worker_concurrency=integer("RELAY_WORKER_CONCURRENCY", 64, 1, 4096),
             worker_metrics_port=integer("RELAY_WORKER_METRICS_PORT", 9090, 0, 65535),
             shutdown_grace=duration("RELAY_SHUTDOWN_GRACE", "20s"),

@@ -12,12 +12,10 @@ aiohttp only the addresses it checked. Cookies are never stored (``DummyCookieJa
 must not influence another subscription's requests) and proxy settings from the environment are
 ignored.
 
-Why aiohttp directly rather than httpx over ``httpx_aiohttp.AiohttpTransport``: measured on this
-machine (2 cores, 64 concurrent POSTs of a small body to the loopback receiver in another process,
-4,000 requests per run, three runs): raw aiohttp 3,341 / 3,729 / 5,137 per second, httpx with the
-aiohttp transport 775 / 1,023 / 1,227 per second (a plain shared httpx client: ~139/s). With
-aiohttp directly, the URL parsed and checked is also the one the connection uses (yarl), and the
-error classes come without a translation layer in between. ``bench/sender_probe.py`` re-measures.
+Why aiohttp directly rather than httpx over ``httpx_aiohttp.AiohttpTransport``: it was several
+times faster in ``bench/sender_probe.py`` (figures in ``bench/NOTES.md``), the URL parsed and
+checked is also the one the connection uses (yarl), and the error classes come without a
+translation layer in between.
 
 This module must never touch Redis, sign, or decide retry schedules: it reports one attempt.
 """

@@ -73,7 +73,7 @@ async def _send(deps: WorkerDeps, claim: ClaimedDelivery, now: int) -> AttemptRe
             client=claim.doc.client,
             detail="the client has no signing secret (created by the API only); not sent",
         )
-        return AttemptResult(outcome="retry", error=NO_SECRET, duration_ms=0.0)
+        return AttemptResult(outcome=DeliveryOutcome.RETRY, error=NO_SECRET, duration_ms=0.0)
     body = await event_body(deps, claim)
     msg_id = webhook_id(claim.subscription_id, claim.event_type)
     headers = webhook_headers(msg_id, now // 1000, body, list(claim.secrets))
@@ -132,7 +132,7 @@ async def _attempt(deps: WorkerDeps, claim: ClaimedDelivery) -> AttemptResult:
     now = deps.clock()
     result = await _send(deps, claim, now)
     number = claim.attempts_in_series + 1
-    outcome = DeliveryOutcome(result.outcome)
+    outcome = result.outcome
     delay_ms = 0
     if outcome is DeliveryOutcome.RETRY:
         delay = retry_delay(number, s.retry_schedule, retry_after=result.retry_after)

@@ -12,7 +12,14 @@ from urllib.parse import unquote
 
 from redis.asyncio import Redis
 
-from relay.model import CachedResult, Subscription, SubscriptionDoc, SubState, run_key
+from relay.model import (
+    CachedResult,
+    ChangeOutcome,
+    Subscription,
+    SubscriptionDoc,
+    SubState,
+    run_key,
+)
 from relay.store import keys
 from relay.store.docs import (
     decode_cursor,
@@ -195,7 +202,7 @@ class SubscriptionStore:
             ],
             [sid, client, self.ttl_ms],
         )
-        return decode_map(res, Outcome).outcome == "ok"
+        return decode_map(res, Outcome).outcome is ChangeOutcome.OK
 
     async def redeliver(self, sid: str, client: str) -> Outcome:
         """Start a fresh attempt series: outcome ok, not_found or conflict (with the state)."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
@@ -29,6 +28,7 @@ from tests.support.intuned_fixtures import (
     OTHER_API_KEY,
     OTHER_WORKSPACE_ID,
     MakeFake,
+    unreachable_intuned,
 )
 from tests.support.listener import scripted_http_listener
 
@@ -301,11 +301,7 @@ async def test_connection_reset_and_refused(
     assert outcome.kind == "connection"
     assert fake_intuned.state.poll_count(run_id) == 1  # no hidden re-send by aiohttp
     assert fetched(await intuned_client.get_result(PROJECT, run_id)).result.status == "completed"
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        free_port = sock.getsockname()[1]
-    base = f"http://127.0.0.1:{free_port}/api/v1/workspace"
-    async with IntunedClient(base, FAKE_WORKSPACE_ID, FAKE_API_KEY, timeout=1) as closed:
+    async with unreachable_intuned() as closed:
         refused = await closed.get_result(PROJECT, run_id)
     assert isinstance(refused, Transient)
     assert refused.kind == "connection"

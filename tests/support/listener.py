@@ -1,10 +1,11 @@
-"""A loopback TCP listener that records every connection it accepts (SSRF tests expect none)."""
+"""Loopback TCP listeners: one records every connection (SSRF tests expect none), one answers
+scripted raw HTTP (for edges a real server will not produce)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 
 @contextlib.asynccontextmanager
@@ -16,12 +17,8 @@ async def recording_listener(host: str = "127.0.0.1") -> AsyncIterator[tuple[int
         seen.append(str(writer.get_extra_info("peername")))
         writer.close()
 
-    server = await asyncio.start_server(on_connect, host, 0)
-    try:
-        yield server.sockets[0].getsockname()[1], seen
-    finally:
-        server.close()
-        await server.wait_closed()
+    async with serving(on_connect, host) as port:
+        yield port, seen
 
 
 @contextlib.asynccontextmanager
@@ -50,9 +47,18 @@ async def scripted_http_listener(
         finally:
             writer.close()
 
+    async with serving(on_connect, host) as port:
+        yield port, requested
+
+
+@contextlib.asynccontextmanager
+async def serving(
+    on_connect: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]], host: str
+) -> AsyncIterator[int]:
+    """Serve ``on_connect`` on a free port of ``host``; yields the port; closes on exit."""
     server = await asyncio.start_server(on_connect, host, 0)
     try:
-        yield server.sockets[0].getsockname()[1], requested
+        yield server.sockets[0].getsockname()[1]
     finally:
         server.close()
         await server.wait_closed()

@@ -2,8 +2,10 @@
 # One image for every relay process. Default: `relay up` (API + worker, embedded Redis under
 # /data when REDIS_URL is unset). In a cluster run `relay api` and `relay worker` from it.
 #   docker build -t intuned-relay .
-#   docker run --env-file .env -p 8080:8080 -v relay-data:/data intuned-relay
-#   docker run --env-file .env intuned-relay relay worker
+#   docker run --env-file .env --stop-timeout 30 -p 8080:8080 -v relay-data:/data intuned-relay
+#   docker run --env-file .env --stop-timeout 30 intuned-relay relay worker
+# --stop-timeout must exceed RELAY_SHUTDOWN_GRACE (20s): Docker's default of 10s would kill a
+# delivery in flight, which is then sent again.
 
 ARG PYTHON_VERSION=3.11
 
@@ -19,14 +21,16 @@ ENV UV_COMPILE_BYTECODE=1 \
 WORKDIR /app
 # Dependencies first, so this layer is reused until uv.lock or pyproject.toml change.
 RUN --mount=type=cache,target=/root/.cache/uv \
-    --mount=type=bind,source=uv.lock,target=uv.lock \
-    --mount=type=bind,source=pyproject.toml,target=pyproject.toml \
+    --mount=type=bind,source=uv.lock,target=/app/uv.lock \
+    --mount=type=bind,source=pyproject.toml,target=/app/pyproject.toml \
     uv sync --locked --no-dev --no-install-project
 COPY pyproject.toml uv.lock README.md ./
 COPY relay ./relay
 COPY workers ./workers
+# --reinstall-package: uv's cache (the cache mount) keys the project's own wheel on
+# pyproject.toml only, so without it a rebuild after a code change could install the old code.
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --locked --no-dev --no-editable
+    uv sync --locked --no-dev --no-editable --reinstall-package intuned-relay
 
 # ---- runtime: the environment only, a non-root user, tini as PID 1 ------------------------------
 FROM python:${PYTHON_VERSION}-slim-bookworm AS runtime
@@ -52,8 +56,9 @@ VOLUME ["/data"]
 USER 10001:10001
 EXPOSE 8080 9090
 STOPSIGNAL SIGTERM
-# The API's liveness (`relay api` and `relay up`); a worker container uses `relay worker --check`.
-HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
-    CMD ["relay", "api", "--check"]
+# Right for whichever command runs (tini's child): `relay up` -> API and worker, `relay api` ->
+# /healthz, `relay worker` -> its health key in Redis.
+HEALTHCHECK --interval=15s --timeout=10s --start-period=30s --retries=3 \
+    CMD ["relay", "check"]
 ENTRYPOINT ["/usr/bin/tini", "--"]
 CMD ["relay", "up"]

@@ -108,6 +108,21 @@ def api_health(environ: Mapping[str, str]) -> int:
     return 1
 
 
+@main.command()
+@click.option(
+    "--pid", default=1, show_default=True, help="Probe the relay process at or below this pid."
+)
+def check(pid: int) -> None:
+    """Health probe for whichever relay command runs here (the image's HEALTHCHECK).
+
+    Finds `relay up`, `relay api` or `relay worker` at or below PID 1 (tini's child in the
+    image) and probes what it is: the API's /healthz, the worker's health key in Redis, or both.
+    """
+    from relay.healthcheck import check as probe
+
+    sys.exit(probe(os.environ, root=pid, echo=click.echo, api_health=api_health))
+
+
 def serve_api(settings: Settings) -> None:
     """Serve the API with granian (blocks until SIGTERM/SIGINT, then drains)."""
     from granian import Granian

@@ -168,6 +168,19 @@ def _intuned_base(env: _Env) -> str:
     return base
 
 
+def _workspace(env: _Env) -> str:
+    """INTUNED_WORKSPACE_ID: a uuid-like id, not the example manifests' all-zero placeholder."""
+    workspace = env.required("INTUNED_WORKSPACE_ID", "the uuid of the Intuned workspace to watch")
+    if not _UUIDISH.match(workspace):
+        raise ConfigError("INTUNED_WORKSPACE_ID", "must be a workspace id (a uuid)")
+    if not workspace.replace("-", "").strip("0"):
+        raise ConfigError(
+            "INTUNED_WORKSPACE_ID",
+            "is the all-zero placeholder of the example manifests: set your workspace's id",
+        )
+    return workspace
+
+
 def _poll_intervals(env: _Env) -> tuple[float, float]:
     """RELAY_POLL_INTERVAL and RELAY_POLL_MAX_INTERVAL, the second not below the first."""
     poll_interval = env.duration("RELAY_POLL_INTERVAL", "3s")
@@ -254,11 +267,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         get, duration, integer = env.get, env.duration, env.integer
         redis_url = _redis_url(env, require_redis=require_redis)
         base = _intuned_base(env)
-        workspace = env.required(
-            "INTUNED_WORKSPACE_ID", "the uuid of the Intuned workspace to watch"
-        )
-        if not _UUIDISH.match(workspace):
-            raise ConfigError("INTUNED_WORKSPACE_ID", "must be a workspace id (a uuid)")
+        workspace = _workspace(env)
         api_key = env.required("INTUNED_API_KEY", "the Intuned API key, sent as x-api-key")
         keys = parse_api_keys(
             env.required(

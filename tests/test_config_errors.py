@@ -17,6 +17,10 @@ CASES: dict[str, tuple[str, dict[str, str | None]]] = {
     "missing-intuned-key": ("INTUNED_API_KEY", {"INTUNED_API_KEY": None}),
     "malformed-retry-schedule": ("RELAY_RETRY_SCHEDULE", {"RELAY_RETRY_SCHEDULE": "5s,soon,1h"}),
     "unreachable-redis": ("REDIS_URL", {}),
+    "placeholder-workspace": (
+        "INTUNED_WORKSPACE_ID",
+        {"INTUNED_WORKSPACE_ID": "00000000-0000-0000-0000-000000000000"},
+    ),
 }
 
 

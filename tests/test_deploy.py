@@ -16,11 +16,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 import yaml
 from click.testing import CliRunner
 
 from relay.cli import main
+from relay.errors import ConfigError
 from relay.settings import Settings, parse_duration
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,6 +31,16 @@ K8S = DEPLOY / "k8s"
 REQUIRED = {"REDIS_URL", "INTUNED_WORKSPACE_ID", "INTUNED_API_KEY", "RELAY_API_KEYS"}
 _READERS = {"get", "required", "duration", "integer"}
 _ASSIGNMENT = re.compile(r"^#?([A-Z][A-Z0-9_]*)=(.*)$")
+# RELAY_SHUTDOWN_GRACE's default: every stop timeout in the examples must exceed it.
+DEFAULT_GRACE = next(
+    f.default for f in msgspec.structs.fields(Settings) if f.name == "shutdown_grace"
+)
+# What an operator fills in for the manifests' placeholders.
+FILLED_IN = {
+    "INTUNED_WORKSPACE_ID": "123e4567-e89b-12d3-a456-426614174000",
+    "INTUNED_API_KEY": "an-intuned-key",
+    "RELAY_API_KEYS": "svc:0123456789abcdef",
+}
 
 
 def settings_env_names() -> set[str]:
@@ -150,14 +162,25 @@ def test_k8s_env_vars_exist_in_settings_and_env_example_and_required_ones_are_se
         assert set(env) <= known, f"{dep['metadata']['name']}: {set(env) - known} unknown"
         assert set(env) <= documented
         assert set(env) >= REQUIRED, f"{dep['metadata']['name']} misses {REQUIRED - set(env)}"
-        Settings.from_env(env)  # every value parses
+        Settings.from_env({**env, **FILLED_IN})  # every other value parses
+
+
+@pytest.mark.parametrize("placeholder", sorted(FILLED_IN))
+def test_each_manifest_placeholder_stops_the_relay_naming_it(placeholder: str) -> None:
+    for dep, container in relay_containers():
+        env = {**container_env(container), **FILLED_IN}
+        env[placeholder] = container_env(container)[placeholder]
+        with pytest.raises(ConfigError) as refused:
+            Settings.from_env(env)
+        assert refused.value.variable == placeholder, dep["metadata"]["name"]
 
 
 def test_pods_outlive_the_workers_shutdown_grace() -> None:
     for dep, container in relay_containers():
         grace = parse_duration(container_env(container)["RELAY_SHUTDOWN_GRACE"], name="-")
         assert grace < 30, "below Kubernetes' default grace"
-        assert dep["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > grace
+        period = dep["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+        assert period > max(grace, DEFAULT_GRACE)
 
 
 def test_probes_resources_and_disruption_budgets() -> None:
@@ -211,9 +234,54 @@ def test_compose_runs_redis_with_aof_and_relay_services_with_known_env() -> None
         assert service["env_file"] == "../.env"
         assert set(service["environment"]) <= settings_env_names()
         assert "REDIS_URL" in service["environment"]
-        assert service["healthcheck"]["test"][1:3] == ["relay", name]
-        assert parse_duration(service["stop_grace_period"], name="-") > grace
+        assert service["healthcheck"]["test"] == ["CMD", "relay", "check"]
+        assert parse_duration(service["stop_grace_period"], name="-") > max(grace, DEFAULT_GRACE)
         assert service["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert "noeviction" in redis["command"]
+
+
+def test_compose_builds_the_image_once_and_publishes_relay_port() -> None:
+    services = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())["services"]
+    builders = [name for name, service in services.items() if "build" in service]
+    assert builders == ["api"]
+    assert services["worker"]["image"] == services["api"]["image"]
+    assert services["api"]["pull_policy"] == "build", "compose would otherwise try a registry"
+    assert services["worker"]["pull_policy"] == "never"
+    assert services["api"]["ports"] == ["${RELAY_PORT:-8080}:${RELAY_PORT:-8080}"]
+    assert Settings.from_env(FILLED_IN, require_redis=False).port == 8080, "the :-8080 fallback"
+
+
+def docker_run_examples() -> list[tuple[str, str]]:
+    """(file, line) for every ``docker run`` shown to users."""
+    files = [ROOT / "Dockerfile", ROOT / "README.md", DEPLOY / "README.md"]
+    files += sorted((ROOT / "docs").glob("*.md"))
+    return [
+        (path.name, line)
+        for path in files
+        for line in path.read_text().splitlines()
+        if re.search(r"(?<!`)\b(docker|podman) run ", line)  # commands, not `prose`
+    ]
+
+
+def test_every_docker_run_example_outlasts_the_shutdown_grace() -> None:
+    examples = docker_run_examples()
+    assert len(examples) >= 3
+    for name, line in examples:
+        match = re.search(r"--stop-timeout[ =](\d+)", line)
+        assert match, f"{name}: {line.strip()!r} has no --stop-timeout (Docker's default is 10s)"
+        assert int(match.group(1)) > DEFAULT_GRACE, f"{name}: {line.strip()!r}"
+
+
+def test_env_is_ignored_by_git_and_env_example_is_not() -> None:
+    def ignored(path: str) -> bool:
+        return (
+            subprocess.run(["git", "check-ignore", "-q", path], cwd=ROOT, timeout=10).returncode
+            == 0
+        )
+
+    assert ignored(".env")
+    assert ignored("deploy/.env")
+    assert not ignored(".env.example")
 
 
 # ---- the image -----------------------------------------------------------------------------------
@@ -241,7 +309,7 @@ def image_commands() -> list[list[str]]:
 
 def test_every_command_the_deployments_run_exists() -> None:
     commands = image_commands()
-    assert ["relay", "up"] in commands and ["relay", "api", "--check"] in commands
+    assert ["relay", "up"] in commands and ["relay", "check"] in commands
     assert ["relay", "worker", "--check"] in commands
     runner = CliRunner()
     for command in commands:
@@ -253,11 +321,16 @@ def test_dockerfile_has_the_production_basics() -> None:
     text = (ROOT / "Dockerfile").read_text()
     assert text.count("\nFROM ") >= 3, "multi-stage"
     assert "uv sync --locked --no-dev" in text
+    # The cache mount would otherwise hand back the relay's wheel built from older code.
+    assert "--no-editable --reinstall-package intuned-relay" in text
     assert re.search(r"^USER 10001", text, re.M)
     assert 'ENTRYPOINT ["/usr/bin/tini", "--"]' in text
     assert "STOPSIGNAL SIGTERM" in text
-    assert re.search(r"HEALTHCHECK .*\n\s*CMD \[\"relay\", \"api\", \"--check\"\]", text)
+    assert re.search(r"HEALTHCHECK .*\n\s*CMD \[\"relay\", \"check\"\]", text)
     assert 'CMD ["relay", "up"]' in text
+    targets = re.findall(r"--mount=\S*?target=([^,\s]+)", text)
+    assert targets, "the cache and bind mounts"
+    assert all(t.startswith("/") for t in targets), f"relative mount targets: {targets}"
     ignore = (ROOT / ".dockerignore").read_text()
     assert ignore.splitlines()[1] == "*", "an allow-list .dockerignore"
 

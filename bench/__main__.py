@@ -26,7 +26,16 @@ import uvloop
 from bench import report
 from bench.common import Bench, Row
 from bench.procs import Fleet
-from bench.scenarios import delivery, fairness, latency, polling, registration, scale, upstream
+from bench.scenarios import (
+    console,
+    delivery,
+    fairness,
+    latency,
+    polling,
+    registration,
+    scale,
+    upstream,
+)
 
 # Registration runs last: its two servers boot (seconds of imports) while the others measure.
 SCENARIOS: dict[str, Callable[[Bench], Awaitable[list[Row]]]] = {
@@ -36,6 +45,7 @@ SCENARIOS: dict[str, Callable[[Bench], Awaitable[list[Row]]]] = {
     "scale": scale.run,
     "latency": latency.run,
     "upstream": upstream.run,
+    "console": console.run,
     "registration": registration.run,
 }
 

@@ -115,6 +115,8 @@ def demo_env(
             "RELAY_WORKER_METRICS_PORT": str(metrics_port),
             "RELAY_SHUTDOWN_GRACE": "5s",
             "RELAY_LOG_FORMAT": "json",
+            # The console is opened over plain http on loopback: cookies cannot be Secure.
+            "RELAY_CONSOLE_SECURE_COOKIE": "false",
         }
     )
     return env
@@ -209,6 +211,7 @@ class Demo:
         self.echo(f"  receiver       {receiver.url('/hooks/...')}")
         self.echo(f"  Redis          {redis.url} (embedded)")
         self.echo(f"  relay API      http://127.0.0.1:{self.port}")
+        self.echo(f"  console        http://127.0.0.1:{self.port}/console")
         self.echo(f"  worker metrics http://127.0.0.1:{env['RELAY_WORKER_METRICS_PORT']}/metrics")
         self.say("starting the relay's API and worker ...")
 
@@ -326,6 +329,8 @@ class Demo:
             f'"callbackUrl": "{receiver.url("/hooks/mine")}"}}\'\n'
             f"  # 3. look at it\n"
             f"  curl -s {api}/v1/subscriptions {bearer}\n"
+            f"  # 4. or in a browser: the operator console\n"
+            f"  open {api}/console and sign in with the API key {self.api_key}\n"
             f"the relay's JSON logs: {log_path} (kept after the demo stops)\n"
             f"the fake Intuned's control API: `relay fake-intuned --help` ({fake.root_url}/_fake/)"
         )

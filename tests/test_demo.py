@@ -7,6 +7,7 @@ import shutil
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 from click.testing import CliRunner
 from standardwebhooks.webhooks import Webhook
@@ -39,10 +40,13 @@ def test_demo_shows_polls_statuses_and_verified_webhooks_then_exits_0(tmp_path: 
     assert "INVALID" not in out
 
 
-def test_demo_keep_running_says_where_its_logs_are_kept(tmp_path: Path) -> None:
+def test_demo_keep_running_says_where_its_logs_are_kept_and_opens_the_console(
+    tmp_path: Path,
+) -> None:
     proc = RelayProcess(["demo", "--keep-running"], {}, tmp_path / "demo.log")
     try:
         proc.wait_for_log("kept after the demo stops", 60)
+        _sign_in_to_the_printed_console(proc.log())
         assert proc.stop() == 0
     finally:
         proc.stop()
@@ -84,3 +88,23 @@ def test_demo_receiver_verifies_like_standard_webhooks() -> None:
         verify_webhook(new, headers, body, now=now + 301)
     with pytest.raises(VerificationError, match="missing"):
         verify_webhook(new, {k: v for k, v in headers.items() if k != "webhook-id"}, body)
+
+
+def _sign_in_to_the_printed_console(out: str) -> None:
+    """The demo prints the console's URL and a key: that key signs in through the form."""
+    found = re.search(
+        r"open (http://127\.0\.0\.1:\d+/console) and sign in with the API key (\S+)", out
+    )
+    assert found is not None, out
+    console, key = found.groups()
+    with httpx.Client(timeout=10) as browser:
+        form = browser.get(console + "/sign-in")
+        token = re.search(r'name="_csrf_token" value="([^"]+)"', form.text)
+        assert token is not None
+        resp = browser.post(
+            console + "/sign-in", data={"api_key": key, "_csrf_token": token.group(1)}
+        )
+        assert resp.status_code == 303
+        page = browser.get(console)
+        assert page.status_code == 200
+        assert "Client <strong>demo</strong>" in page.text

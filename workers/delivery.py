@@ -15,17 +15,15 @@ takes an attempt from the subscription's retry budget.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Final
 
 import structlog
 
-from relay.intuned.models import RAW_FIELDS_DECODER
-from relay.model import Attempt, DeliveryOutcome, EventType, FailureCode
+from relay.model import Attempt, DeliveryOutcome
 from relay.policy import retry_delay
+from relay.services import events
 from relay.store import ClaimedDelivery
 from relay.webhooks.hostgate import ADMITTED, Verdict, attempt_verdict, host_key
-from relay.webhooks.payload import build_event_body
 from relay.webhooks.sender import AttemptResult
 from relay.webhooks.signing import webhook_headers, webhook_id
 from workers.deps import WorkerDeps
@@ -46,23 +44,7 @@ async def event_body(deps: WorkerDeps, claim: ClaimedDelivery) -> bytes:
 
 def body_for(claim: ClaimedDelivery, raw: bytes | None) -> bytes:
     """The event body: a pure function of the claim and the run's stored result."""
-    fields = RAW_FIELDS_DECODER.decode(raw) if raw is not None else None
-    failure = None
-    if claim.event_type == EventType.WATCH_FAILED:
-        wf = claim.failure
-        failure = (wf.code.value, wf.message) if wf else (FailureCode.WATCH_TIMEOUT.value, "")
-    doc = claim.doc
-    return build_event_body(
-        event_type=claim.event_type,
-        occurred_at=datetime.fromtimestamp(claim.occurred_at / 1000, UTC),
-        subscription_id=doc.id,
-        workspace_id=doc.workspace_id,
-        project_name=doc.project_name,
-        run_id=doc.run_id,
-        intuned_fields=fields,
-        metadata=doc.metadata,
-        failure=failure,
-    )
+    return events.event_body(claim.doc, claim.event_type, claim.occurred_at, claim.failure, raw)
 
 
 async def _send(deps: WorkerDeps, claim: ClaimedDelivery, now: int) -> AttemptResult:

@@ -29,6 +29,7 @@ from relay.api.routes.metrics import MetricsController
 from relay.api.routes.runs import RunController
 from relay.api.routes.secrets import SecretController
 from relay.api.routes.subscriptions import SubscriptionController
+from relay.console import console_handlers, register_stores, template_config
 from relay.readiness import StartupChecks
 from relay.settings import Settings
 from relay.store import Stores
@@ -59,6 +60,7 @@ def create_app(settings: Settings) -> Litestar:
         app.state.redis = redis
         app.state.arq = arq
         app.state.store = Stores.open(redis, settings)
+        register_stores(app, redis)
         checks = await StartupChecks.start(settings, redis, reprobe=True)
         app.state.readiness = checks.readiness
         try:
@@ -77,7 +79,9 @@ def create_app(settings: Settings) -> Litestar:
             healthz,
             readyz,
             MetricsController,
+            *console_handlers(settings),
         ],
+        template_config=template_config(),
         lifespan=[lifespan],
         state=State({"settings": settings}),
         dependencies={

@@ -58,6 +58,11 @@ _STATUS: tuple[tuple[type[RelayError], int], ...] = (
 )
 
 
+def status_of(exc: RelayError) -> int | None:
+    """The HTTP status of a relay error (None: it is not an answer, but a bug: a 500)."""
+    return next((code for cls, code in _STATUS if isinstance(exc, cls)), None)
+
+
 def errors(*codes: int) -> dict[int, ResponseSpec]:
     """OpenAPI ``responses=`` entries for the given error status codes, all with ``ErrorOut``."""
     return {
@@ -84,7 +89,7 @@ def error_response(
 
 def relay_error(request: Request[Any, Any, Any], exc: RelayError) -> Response[dict[str, object]]:
     """Render a relay error by its class; one that is not an HTTP answer is a logged 500."""
-    status = next((code for cls, code in _STATUS if isinstance(exc, cls)), None)
+    status = status_of(exc)
     if status is None:
         return unexpected_error(request, exc)
     if isinstance(exc, Unavailable):

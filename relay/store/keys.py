@@ -33,6 +33,9 @@ DUE_DELIVERY: Final = "r:due:dlv"  # zset: subscription id -> next attempt (Redi
 EXPIRING: Final = "r:exp"  # zset: "sid\tclient\tidem\trun" -> expiry (ms): index entries to prune
 HOUSEKEEPING: Final = "r:hk"  # hash: the sweep's saved cursors
 CLIENTS: Final = "r:clients"  # zset (score 0, by name): clients that ever subscribed
+# The console's Litestar stores (sessions, failed sign-in counts) prefix their keys with these.
+CONSOLE_SESSIONS: Final = "r:ui:sess"
+CONSOLE_SIGN_INS: Final = "r:ui:signin"
 # Pub/sub channels (not keys): a script publishes when it made work due now; pumps wake up.
 WAKE_POLL: Final = "r:wake:poll"
 WAKE_DELIVERY: Final = "r:wake:dlv"

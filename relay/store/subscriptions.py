@@ -15,9 +15,11 @@ from redis.asyncio import Redis
 from relay.model import (
     CachedResult,
     ChangeOutcome,
+    FailureCode,
     Subscription,
     SubscriptionDoc,
     SubState,
+    WatchFailure,
     run_key,
 )
 from relay.store import keys
@@ -29,9 +31,9 @@ from relay.store.docs import (
     idempotency_field,
     subscription_from,
 )
-from relay.store.keys import ResultField, WatchField
+from relay.store.keys import ResultField, SubField, WatchField
 from relay.store.scripts import Script, decode_map, r, text
-from relay.store.types import Outcome, Page, Registration
+from relay.store.types import EventSource, Outcome, Page, Registration
 
 
 class SubscriptionStore:
@@ -211,6 +213,35 @@ class SubscriptionStore:
             [sid, client, self.ttl_ms],
         )
         return decode_map(res, Outcome)
+
+    async def oldest_in_state(self, client: str, state: SubState) -> Subscription | None:
+        """The client's earliest-created subscription in ``state`` (one index entry, one read)."""
+        rows = await r(self.redis.zrange(keys.client_state(client, state), 0, 0))
+        return await self.get_subscription(rows[0].decode(), client) if rows else None
+
+    async def event_source(self, sid: str, client: str) -> EventSource | None:
+        """What the client's subscription's event body is built from; None before its run
+        ended (no event yet), or when the subscription is absent or another client's."""
+        fields = (SubField.CLIENT, SubField.EVENT_TYPE, SubField.OCCURRED, SubField.RUN_KEY)
+        cl, et, ta, rk, fc, fm = await r(
+            self.redis.hmget(
+                keys.sub(sid),
+                [
+                    *(f.value for f in fields),
+                    WatchField.FAIL_CODE.value,
+                    WatchField.FAIL_MESSAGE.value,
+                ],
+            )
+        )
+        if text(cl) != client or not et or not ta:
+            return None
+        cached = await cached_result(self.redis, keys.run_digest(text(rk) or ""))
+        return EventSource(
+            event_type=text(et) or "",
+            occurred_at=int(ta),
+            failure=WatchFailure(FailureCode(text(fc) or ""), text(fm) or "") if fc else None,
+            result=cached.body if cached is not None else None,
+        )
 
     async def count_states(self, client: str) -> dict[str, int]:
         """How many of a client's subscriptions are in each state."""

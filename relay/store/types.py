@@ -174,3 +174,13 @@ class PruneSlice(msgspec.Struct, frozen=True):
 
     pruned: int
     seen: int
+
+
+class EventSource(msgspec.Struct, frozen=True):
+    """What a subscription's event body is built from (for showing it, not sending it): its
+    event type and time, the watch failure of a ``run.watch_failed``, the run's stored result."""
+
+    event_type: str
+    occurred_at: int
+    failure: WatchFailure | None
+    result: bytes | None

@@ -1,0 +1,92 @@
+"""The console's error pages: every failure under /console answers HTML, never JSON.
+
+A page request without a session is redirected to the sign-in form; an action without one is a
+401 page. Another client's subscription is the same 404 page as a missing one. This module must
+never show an exception's internals.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, NotAuthorizedException
+from litestar.response import Redirect, Template
+from litestar.status_codes import (
+    HTTP_303_SEE_OTHER,
+    HTTP_500_INTERNAL_SERVER_ERROR,
+)
+from litestar.types import ExceptionHandlersMap
+from redis.exceptions import RedisError
+
+from relay.api.responses import status_of
+from relay.console.auth import signed_in_client
+from relay.errors import RelayError, Unavailable, unavailable
+
+log = structlog.get_logger("relay.console")
+
+_TITLES = {
+    400: "That request is not valid",
+    401: "Sign in first",
+    403: "That form has expired",
+    404: "Not found",
+    409: "Not possible now",
+    429: "Too many requests",
+    503: "Storage is unavailable",
+}
+
+
+def error_page(
+    status: int, detail: str, headers: dict[str, str] | None = None, client: str | None = None
+) -> Template:
+    """The error page for ``status`` with a readable ``detail`` (the menu when signed in)."""
+    return Template(
+        template_name="error.html",
+        context={
+            "status": status,
+            "title": _TITLES.get(status, "Something went wrong"),
+            "detail": detail,
+            "client": client,
+            "nav": None,
+            "notice": None,
+        },
+        status_code=status,
+        headers=headers,
+    )
+
+
+def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    if isinstance(exc, NotAuthorizedException) and request.method in ("GET", "HEAD"):
+        return Redirect("/console/sign-in", status_code=HTTP_303_SEE_OTHER)
+    detail = exc.detail or _TITLES.get(exc.status_code, "error")
+    if exc.status_code == 403:
+        detail = "The form's security token did not match. Reload the page and try again."
+    return error_page(exc.status_code, detail, exc.headers, signed_in_client(request))
+
+
+def _relay_error(request: Request[Any, Any, Any], exc: RelayError) -> Response[Any]:
+    status = status_of(exc)
+    if status is None:
+        return _unexpected(request, exc)
+    if isinstance(exc, Unavailable):
+        log.warning("storage_unavailable", cause=exc.cause, path=request.url.path)
+    retry = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
+    return error_page(status, str(exc), retry, signed_in_client(request))
+
+
+def _redis_error(request: Request[Any, Any, Any], exc: RedisError) -> Response[Any]:
+    return _relay_error(request, unavailable(exc))
+
+
+def _unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    log.error("unhandled_error", error=repr(exc), exc_info=exc)
+    return error_page(HTTP_500_INTERNAL_SERVER_ERROR, "internal error")
+
+
+EXCEPTION_HANDLERS: ExceptionHandlersMap = {
+    HTTPException: _http_error,
+    RelayError: _relay_error,
+    RedisError: _redis_error,
+    Exception: _unexpected,
+}

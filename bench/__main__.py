@@ -29,9 +29,11 @@ from bench.procs import Fleet
 from bench.scenarios import (
     console,
     delivery,
+    e2e,
     fairness,
     latency,
     polling,
+    processes,
     registration,
     scale,
     upstream,
@@ -40,6 +42,8 @@ from bench.scenarios import (
 # Registration runs last: its two servers boot (seconds of imports) while the others measure.
 SCENARIOS: dict[str, Callable[[Bench], Awaitable[list[Row]]]] = {
     "delivery": delivery.run,
+    "processes": processes.run,
+    "e2e": e2e.run,
     "fairness": fairness.run,
     "polling": polling.run,
     "scale": scale.run,

@@ -76,6 +76,28 @@ class Row:
         return statistics.median(self.relay) / base if base else None
 
 
+def ratio_row(
+    scenario: str,
+    metric: str,
+    unit: str,
+    rates: dict[str, list[float]],
+    ratio_min: float,
+    note: str,
+) -> Row:
+    """A row of ``rates["relay"]`` against ``rates["baseline"]``, met at ``ratio_min``."""
+    return Row(
+        scenario,
+        metric,
+        unit,
+        rates["relay"],
+        rates["baseline"],
+        f"ratio >= {ratio_min:g}",
+        None,
+        note=note,
+        ratio_min=ratio_min,
+    )
+
+
 @dataclass
 class Bench:
     """The shared state of one bench run."""

@@ -97,10 +97,10 @@ class Child:
         """The child's PID."""
         return self.proc.pid
 
-    def wait_log(self, marker: bytes, timeout: float = 30.0) -> None:
-        """Block until the child's log contains ``marker``."""
+    def wait_log(self, marker: bytes, timeout: float = 30.0, count: int = 1) -> None:
+        """Block until the child's log contains ``marker`` (``count`` times)."""
         deadline = time.monotonic() + timeout
-        while marker not in self.log_path.read_bytes():
+        while self.log_path.read_bytes().count(marker) < count:
             if self.proc.poll() is not None:
                 tail = self.log_path.read_text(errors="replace")[-1500:]
                 raise RuntimeError(f"{self.name} exited ({self.proc.returncode}): {tail}")
@@ -181,16 +181,22 @@ class Fleet:
             **overrides,
         }
 
-    def worker(self, **overrides: str) -> Child:
-        """Start ``relay worker`` (as deployed: ``python -m relay worker``) and wait for it."""
-        child = self.spawn("worker", ["-m", "relay", "worker"], self.relay_env(**overrides))
-        child.wait_log(b"worker_started")
+    def worker(self, processes: int = 1, **overrides: str) -> Child:
+        """Start ``relay worker`` (as deployed: ``python -m relay worker``) and wait for it.
+
+        ``processes`` > 1 sets RELAY_WORKER_PROCESSES: the child is then the supervisor and
+        this waits until every worker process it runs has started.
+        """
+        env = self.relay_env(RELAY_WORKER_PROCESSES=str(processes), **overrides)
+        child = self.spawn("worker", ["-m", "relay", "worker"], env)
+        child.wait_log(b"worker_started", count=processes)
         self.profile(child)
         return child
 
     def profile(self, child: Child) -> None:
         """With BENCH_PYSPY=<dir>, sample ``child`` with py-spy (raw collapsed stacks) until it
-        exits. py-spy is a local tool (``uv pip install py-spy``), not a project dependency."""
+        exits (``--subprocesses``: every worker process of a supervisor, every granian worker).
+        py-spy is a dev dependency; ``python -m bench.profile`` runs this and summarises."""
         out = os.environ.get("BENCH_PYSPY")
         if not out:
             return

@@ -73,7 +73,10 @@ def check_ports(settings: Settings, *, api: bool, worker: bool) -> None:
     if api:
         check_port_free(settings.host, settings.port, "RELAY_PORT")
     if worker and settings.worker_metrics_port:
-        check_port_free("0.0.0.0", settings.worker_metrics_port, "RELAY_WORKER_METRICS_PORT")
+        # One metrics port per worker process: RELAY_WORKER_METRICS_PORT + i.
+        for i in range(settings.worker_process_count):
+            port = settings.worker_metrics_port + i
+            check_port_free("0.0.0.0", port, "RELAY_WORKER_METRICS_PORT")
 
 
 @click.group()
@@ -138,7 +141,7 @@ def serve_api(settings: Settings) -> None:
         port=settings.port,
         interface=Interfaces.ASGI,
         loop=Loops.uvloop,
-        workers=1,
+        workers=settings.api_worker_count,
         log_access=False,
         log_dictconfig=logging_dictconfig(settings.log_format),
         workers_kill_timeout=int(settings.shutdown_grace),
@@ -157,17 +160,40 @@ def worker(check: bool) -> None:
         sys.exit(asyncio.run(worker_health(settings.redis_url)))
     check_redis(settings.redis_url)
     check_ports(settings, api=False, worker=True)
+    stop_with_supervisor(os.environ)
+    if settings.worker_process_count > 1:
+        sys.exit(run_workers(settings, os.environ))
     from relay.observability import configure_logging
     from workers.runner import run_worker
 
     configure_logging(settings.log_format)
-    stop_with_supervisor(os.environ)
     try:
         import uvloop
 
         uvloop.run(run_worker(settings))
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux/macOS
         asyncio.run(run_worker(settings))
+
+
+def run_workers(settings: Settings, environ: Mapping[str, str]) -> int:
+    """RELAY_WORKER_PROCESSES > 1: supervise that many single-process ``relay worker`` children.
+
+    SIGTERM/SIGINT stop them all gracefully; one dying on its own stops the rest and exits
+    non-zero, so the container restarts whole (as ``relay up`` does).
+    """
+    from relay.supervisor import relay_commands, supervise
+
+    count = settings.worker_process_count
+    return supervise(
+        dict(environ),
+        grace=settings.shutdown_grace,
+        echo=lambda line: click.echo(line, err=True),
+        health_url=None,
+        commands=relay_commands(
+            api=False, workers=count, metrics_port=settings.worker_metrics_port
+        ),
+        on_ready=lambda: click.echo(f"relay: {count} worker processes; SIGTERM stops all"),
+    )
 
 
 def missing_for_up(environ: Mapping[str, str]) -> list[str]:
@@ -204,7 +230,7 @@ def up(demo: bool) -> None:
 def run_up(settings: Settings, environ: Mapping[str, str]) -> int:
     """Start the embedded Redis if needed, then supervise ``relay api`` and ``relay worker``."""
     from relay.embedded_redis import EmbeddedRedis, exclusive_data_dir
-    from relay.supervisor import local_url, supervise
+    from relay.supervisor import local_url, relay_commands, supervise
 
     check_ports(settings, api=True, worker=True)
     env = dict(environ)
@@ -229,14 +255,20 @@ def run_up(settings: Settings, environ: Mapping[str, str]) -> int:
             check_redis(settings.redis_url)
         base = local_url(settings.host, settings.port, "")
 
+        workers = settings.worker_process_count
+        what = "a worker" if workers == 1 else f"{workers} worker processes"
+
         def ready() -> None:
-            click.echo(f"relay: up; API on {base} and a worker; Ctrl-C or SIGTERM stops both")
+            click.echo(f"relay: up; API on {base} and {what}; Ctrl-C or SIGTERM stops all")
 
         return supervise(
             env,
             grace=settings.shutdown_grace,
             echo=lambda line: click.echo(line, err=True),
             health_url=base + "/healthz",
+            commands=relay_commands(
+                api=True, workers=workers, metrics_port=settings.worker_metrics_port
+            ),
             on_ready=ready,
         )
 

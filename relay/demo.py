@@ -2,8 +2,10 @@
 
 It starts the bundled fake Intuned and a small receiver in threads, an embedded Redis in a temp
 directory, and the relay's API and worker as child processes (the ``relay up`` supervisor); then
-registers a few scripted runs through the public API and prints, as they happen, each poll the
-fake answers, each terminal status, and each webhook arriving with its signature verified. It
+registers a few scripted runs through the public API, starts one more run through the relay
+(``POST /v1/runs``: Intuned's sink pushes to the relay when it ends), and prints, as they happen,
+each poll the fake answers, each terminal status and push, and each webhook arriving with its
+signature verified. It
 exits 0 once every subscription is delivered (1 if not within the deadline), or keeps running
 for the user's own ``curl`` with ``keep_running``. It never reads the user's relay settings:
 every variable the children see is set here.
@@ -23,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 
 from relay.demo_receiver import Delivery, DemoReceiver, VerificationError, verify_webhook
 from relay.embedded_redis import EmbeddedRedis, free_port
@@ -82,6 +85,16 @@ SCENARIOS = (
 )
 
 
+# Started through the relay (POST /v1/runs) rather than registered by id: the fake ends it after
+# about 4 s and pushes its sink payload to the relay, which polls it at once.
+STARTED = Scenario(
+    "report-builder",
+    "started through the relay; Intuned's push says when it ends",
+    RunScript(pending_seconds=2, started_seconds=2, result={"pages": 12}),
+    "/hooks/reports",
+)
+
+
 @dataclass
 class Tracked:
     """A registered scenario: its run, subscription and what was already printed."""
@@ -112,6 +125,8 @@ def demo_env(
             "RELAY_DELIVERY_TIMEOUT": "5s",
             "RELAY_HOST": "127.0.0.1",
             "RELAY_PORT": str(port),
+            # Intuned (the fake) reaches the relay's push ingress here.
+            "RELAY_PUBLIC_URL": f"http://127.0.0.1:{port}",
             "RELAY_WORKER_METRICS_PORT": str(metrics_port),
             "RELAY_SHUTDOWN_GRACE": "5s",
             "RELAY_LOG_FORMAT": "json",
@@ -134,6 +149,8 @@ class Demo:
         self.stop = threading.Event()
         self.tracked: list[Tracked] = []
         self.polls_seen: dict[str, int] = {}
+        self.pushes_seen = 0
+        self.ended_wall: dict[str, float] = {}
         self.secret = ""
         self.shown_body = False
         self.failures: list[str] = []
@@ -235,6 +252,7 @@ class Demo:
                     f"subscribed {sub['id']}: run {run_id} of {sc.project} ({sc.story}) "
                     f"-> {sc.path}"
                 )
+            self._start_one(api, control, receiver)
             deadline = self.started + DEADLINE_SECONDS
             next_check = 0.0
             while not self.stop.wait(0.05):
@@ -257,10 +275,32 @@ class Demo:
             self._drain(receiver)
         return self._summary()
 
+    def _start_one(self, api: httpx.Client, control: FakeControl, receiver: DemoReceiver) -> None:
+        """Start ``STARTED``'s run through the relay, which hands Intuned a sink to push to."""
+        sc = STARTED
+        control.configure({"defaultScript": msgspec.to_builtins(sc.script)})
+        body: dict[str, Any] = {"projectName": sc.project, "callbackUrl": receiver.url(sc.path)}
+        body |= {"api": "reports/monthly", "parameters": {"month": "2026-11"}}
+        headers = {"Idempotency-Key": "demo-" + secrets.token_hex(8)}
+        out = api.post("/v1/runs", json=body, headers=headers).raise_for_status().json()
+        self.tracked.append(Tracked(sc, out["runId"], out["subscription"]["id"]))
+        self.say(
+            f"started  run {out['runId']} of {sc.project} with POST /v1/runs ({sc.story}) "
+            f"-> {sc.path}"
+        )
+
     def _polls(self, control: FakeControl) -> None:
-        """Print every poll the fake answered since last time (scripted runs and the user's)."""
+        """Print every poll the fake answered since last time (scripted runs and the user's),
+        and every sink push it made."""
+        pushes = control.pushes()
+        for push in pushes[self.pushes_seen :]:
+            answer = push.status_code or push.note
+            self.say(f"push     Intuned's sink pushed run {push.run_id} to the relay ({answer})")
+        self.pushes_seen = len(pushes)
         for run_id in control.run_ids():
             stats = control.run_stats(run_id)
+            if stats.ended_wall is not None:
+                self.ended_wall[run_id] = stats.ended_wall
             seen = self.polls_seen.get(run_id, 0)
             for record in stats.log[seen:]:
                 status = record.status or f"HTTP {record.http_status}"
@@ -283,6 +323,9 @@ class Demo:
         data = event.get("data", {})
         project = data.get("projectName", "?")
         note = "" if d.answered < 300 else f"; answered {d.answered}, the relay will retry"
+        ended = self.ended_wall.get(data.get("runId", ""))
+        if ended is not None and data.get("projectName") == STARTED.project:
+            note += f"; {d.wall - ended:.2f}s after the fake finished the run"
         self.say(
             f"webhook  {project:<15} {event.get('type')} -> {d.path}  "
             f"signature VERIFIED  webhook-id {d.headers.get('webhook-id')}{note}"

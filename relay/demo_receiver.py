@@ -59,6 +59,7 @@ class Delivery:
     body: bytes
     answered: int
     at: float  # time.monotonic() on arrival
+    wall: float = 0.0  # time.time() on arrival
 
 
 class DemoReceiver:
@@ -86,7 +87,9 @@ class DemoReceiver:
             if key not in self._seen_flaky:
                 self._seen_flaky.add(key)
                 status = 503
-        self.deliveries.put(Delivery(request.path, headers, body, status, time.monotonic()))
+        self.deliveries.put(
+            Delivery(request.path, headers, body, status, time.monotonic(), time.time())
+        )
         return web.Response(status=status, text="ok" if status == 200 else "try again later")
 
     def start(self, timeout: float = 10.0) -> None:

@@ -129,6 +129,16 @@ class DeliveryOutcome(StrEnum):
     RETRY = "retry"
 
 
+class StartKeyState(StrEnum):
+    """What an ``Idempotency-Key`` of ``POST /v1/runs`` holds (contract §7)."""
+
+    NEW = "new"  # just taken by this request
+    PENDING = "pending"  # another request with the key is starting the run
+    DONE = "done"  # answered: the stored answer is the answer
+    UNKNOWN = "unknown"  # the start may or may not have reached Intuned: never retried
+    MISMATCH = "mismatch"  # the key was used with another body
+
+
 class SubscriptionDoc(msgspec.Struct, frozen=True, kw_only=True):
     """The immutable part of a subscription, stored once at registration."""
 
@@ -167,6 +177,20 @@ class Subscription(msgspec.Struct, frozen=True, kw_only=True):
     event_type: str | None
     run_status: str | None
     attempts: tuple[Attempt, ...] = ()
+
+
+def fresh_subscription(doc: SubscriptionDoc, run_status: str | None) -> Subscription:
+    """A subscription as just registered: watching, updated at its creation, no attempts."""
+    return Subscription(
+        doc=doc,
+        state=SubState.WATCHING,
+        updated_at=doc.created_at,
+        next_attempt_at=None,
+        attempts_in_series=0,
+        series=1,
+        event_type=None,
+        run_status=run_status,
+    )
 
 
 class WatchFailure(msgspec.Struct, frozen=True):

@@ -63,3 +63,49 @@ def retry_delay(
     if retry_after is not None:
         delay = max(delay, min(retry_after, max(schedule)))
     return delay
+
+
+# ---- runs started through the relay (contract §7) ----------------------------------------------
+
+# Intuned's defaults for a start body without them (intuned-api.md §2).
+INTUNED_DEFAULT_REQUEST_TIMEOUT: Final = 600.0
+INTUNED_DEFAULT_MAX_ATTEMPTS: Final = 3
+# After a push, another push of the same run within this window causes no further poll.
+PUSH_BURST_MS: Final = 1000
+
+
+def run_deadline_seconds(request_timeout: object, retry: object, margin: float) -> float:
+    """How long to watch a run the relay started: requestTimeout x maximumAttempts + margin.
+
+    ``request_timeout`` and ``retry`` are the start body's values as given (anything JSON);
+    a missing or unusable one counts as Intuned's default.
+    """
+    timeout = INTUNED_DEFAULT_REQUEST_TIMEOUT
+    if _positive_number(request_timeout):
+        timeout = float(request_timeout)  # type: ignore[arg-type]
+    attempts = INTUNED_DEFAULT_MAX_ATTEMPTS
+    if isinstance(retry, dict) and _positive_number(retry.get("maximumAttempts")):
+        attempts = int(retry["maximumAttempts"])
+    return timeout * max(1, attempts) + margin
+
+
+def _positive_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+
+
+def watch_poll_interval(
+    current: float,
+    *,
+    expects_push: bool,
+    pushed: bool,
+    poll: tuple[float, float],
+    fallback: tuple[float, float],
+) -> float:
+    """The next poll interval of a run: the safety-net curve while a push is still awaited.
+
+    ``poll`` and ``fallback`` are (first, maximum) intervals. A run whose push arrived but
+    whose result was not terminal yet goes back to the normal curve (Intuned's result endpoint
+    may lag its own push).
+    """
+    base, maximum = fallback if expects_push and not pushed else poll
+    return next_poll_interval(current, base, maximum)

@@ -7,6 +7,7 @@ comment, in ``.env.example`` and in ``relay-contract.md`` §2.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from typing import Literal
@@ -33,8 +34,18 @@ _UNIT_BYTES = {
 }
 _CLIENT_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _UUIDISH = re.compile(r"^[A-Za-z0-9-]{1,64}$")
+_PUBLIC_URL = re.compile(r"^https?://[^/?#\s]+(/[^?#\s]*)?$")
 
 LogFormat = Literal["json", "console"]
+MAX_PROCESSES = 64
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask, e.g. a container's cpuset)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def parse_duration(text: str, *, name: str) -> float:
@@ -190,6 +201,29 @@ def _poll_intervals(env: _Env) -> tuple[float, float]:
     return poll_interval, poll_max
 
 
+def _public_url(env: _Env) -> str | None:
+    """RELAY_PUBLIC_URL: unset, or the relay's http(s) base URL as Intuned reaches it."""
+    public_url = env.get("RELAY_PUBLIC_URL")
+    if public_url is not None and not _PUBLIC_URL.match(public_url):
+        raise ConfigError(
+            "RELAY_PUBLIC_URL",
+            "must be the relay's http(s) base URL as Intuned reaches it, without query or "
+            "fragment, e.g. https://relay.example.com",
+        )
+    return public_url
+
+
+def _push_fallback_intervals(env: _Env) -> tuple[float, float]:
+    """RELAY_PUSH_FALLBACK_INTERVAL and its maximum, the second not below the first."""
+    push_fallback = env.duration("RELAY_PUSH_FALLBACK_INTERVAL", "60s")
+    push_fallback_max = env.duration("RELAY_PUSH_FALLBACK_MAX_INTERVAL", "5m")
+    if push_fallback_max < push_fallback:
+        raise ConfigError(
+            "RELAY_PUSH_FALLBACK_MAX_INTERVAL", "must not be below RELAY_PUSH_FALLBACK_INTERVAL"
+        )
+    return push_fallback, push_fallback_max
+
+
 def _log_format(env: _Env) -> LogFormat:
     """RELAY_LOG_FORMAT: json or console."""
     log_format = (env.get("RELAY_LOG_FORMAT", "json") or "json").lower()
@@ -224,6 +258,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     intuned_timeout: float = 10.0
     not_found_grace: float = 60.0
     embedded_redis_dir: str = ".relay/redis"
+    # Start-and-watch and the push ingress (contract §7).
+    public_url: str | None = None
+    push_fallback_interval: float = 60.0
+    push_fallback_max_interval: float = 300.0
+    run_deadline_margin: float = 900.0
+    # Processes per container: 0 means one per CPU this process may run on.
+    worker_processes: int = 1
+    api_workers: int = 1
     # Limits (contract §6).
     max_subscriptions_per_client: int = 100_000
     max_subscriptions_per_run: int = 1000
@@ -259,6 +301,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return max(self.retry_schedule)
 
     @property
+    def worker_process_count(self) -> int:
+        """How many ``relay worker`` processes to run (RELAY_WORKER_PROCESSES, 0 = CPUs)."""
+        return self.worker_processes or usable_cpus()
+
+    @property
+    def api_worker_count(self) -> int:
+        """How many granian workers serve the API (RELAY_API_WORKERS, 0 = CPUs)."""
+        return self.api_workers or usable_cpus()
+
+    @property
     def max_attempts(self) -> int:
         """First attempt plus one per scheduled retry."""
         return len(self.retry_schedule) + 1
@@ -280,6 +332,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             name="RELAY_API_KEYS",
         )
         poll_interval, poll_max = _poll_intervals(env)
+        public_url = _public_url(env)
+        push_fallback, push_fallback_max = _push_fallback_intervals(env)
         log_format = _log_format(env)
 
         return cls(
@@ -311,6 +365,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             intuned_timeout=duration("RELAY_INTUNED_TIMEOUT", "10s"),
             not_found_grace=duration("RELAY_NOT_FOUND_GRACE", "60s"),
             embedded_redis_dir=get("RELAY_REDIS_DIR", ".relay/redis") or ".relay/redis",
+            public_url=public_url.rstrip("/") if public_url else None,
+            push_fallback_interval=push_fallback,
+            push_fallback_max_interval=push_fallback_max,
+            run_deadline_margin=duration("RELAY_RUN_DEADLINE_MARGIN", "15m"),
+            worker_processes=integer("RELAY_WORKER_PROCESSES", 1, 0, MAX_PROCESSES),
+            api_workers=integer("RELAY_API_WORKERS", 1, 0, MAX_PROCESSES),
             max_subscriptions_per_client=integer(
                 "RELAY_MAX_SUBSCRIPTIONS_PER_CLIENT", 100_000, 1, 100_000_000
             ),

@@ -1,9 +1,11 @@
-"""``relay up``'s process supervisor: the API and the worker as child processes of one command.
+"""The process supervisor of ``relay up`` (API + workers) and of a multi-process ``relay worker``.
 
 The children are the very commands a container runs (``relay api``, ``relay worker``), so one
-machine and a cluster exercise the same code. The supervisor forwards SIGTERM/SIGINT to them,
-waits up to RELAY_SHUTDOWN_GRACE (plus a margin) for a graceful exit, and stops everything with
-a non-zero code when a child exits on its own. It must never import the API or the worker.
+machine and a cluster exercise the same code; RELAY_WORKER_PROCESSES=N runs N worker children,
+each told to be a single process and given its own metrics port (RELAY_WORKER_METRICS_PORT + i).
+The supervisor forwards SIGTERM/SIGINT to them, waits up to RELAY_SHUTDOWN_GRACE (plus a margin)
+for a graceful exit, and stops everything with a non-zero code when a child exits on its own.
+It must never import the API or the worker.
 """
 
 from __future__ import annotations
@@ -18,18 +20,45 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import FrameType
 from typing import IO
 
-CHILD_COMMANDS: dict[str, list[str]] = {"api": ["api"], "worker": ["worker"]}
 # Set in each child's environment: the child stops itself if this process disappears.
 SUPERVISOR_PID_ENV = "_RELAY_SUPERVISOR_PID"
+WORKER_PROCESSES_ENV = "RELAY_WORKER_PROCESSES"
+METRICS_PORT_ENV = "RELAY_WORKER_METRICS_PORT"
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 KILL_MARGIN = 5.0  # seconds past the grace before a child that ignores SIGTERM is killed
 POLL_EVERY = 0.1
 
 Echo = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Command:
+    """What one child runs: ``python -m relay <args>``, with ``env`` over the supervisor's."""
+
+    args: tuple[str, ...]
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+def relay_commands(*, api: bool, workers: int, metrics_port: int) -> dict[str, Command]:
+    """The children of ``relay up`` (``api=True``) or of a multi-process ``relay worker``.
+
+    Each worker child runs as one process (it must never supervise in turn); with more than one,
+    they are named ``worker-1``... and worker i serves /metrics on ``metrics_port + i - 1``.
+    """
+    commands = {"api": Command(("api",))} if api else {}
+    for i in range(workers):
+        env = {WORKER_PROCESSES_ENV: "1"}
+        if metrics_port:
+            env[METRICS_PORT_ENV] = str(metrics_port + i)
+        commands["worker" if workers == 1 else f"worker-{i + 1}"] = Command(("worker",), env)
+    return commands
+
+
+CHILD_COMMANDS = relay_commands(api=True, workers=1, metrics_port=0)
 
 
 @dataclass
@@ -75,7 +104,7 @@ class Supervisor:
         grace: float,
         echo: Echo,
         output: IO[bytes] | None = None,
-        commands: Mapping[str, list[str]] = CHILD_COMMANDS,
+        commands: Mapping[str, Command] = CHILD_COMMANDS,
     ) -> None:
         self.env = {**env, SUPERVISOR_PID_ENV: str(os.getpid())}
         self.grace = grace
@@ -87,10 +116,10 @@ class Supervisor:
 
     def start(self) -> None:
         """Start every child (``python -m relay <command>``) with the supervisor's environment."""
-        for name, args in self.commands.items():
+        for name, command in self.commands.items():
             process = subprocess.Popen(  # noqa: S603 - our own interpreter and fixed arguments
-                [sys.executable, "-m", "relay", *args],
-                env=self.env,
+                [sys.executable, "-m", "relay", *command.args],
+                env={**self.env, **command.env},
                 stdin=subprocess.DEVNULL,
                 stdout=self.output,
                 stderr=subprocess.STDOUT if self.output is not None else None,
@@ -189,17 +218,25 @@ def supervise(
     *,
     grace: float,
     echo: Echo,
-    health_url: str,
+    health_url: str | None,
+    commands: Mapping[str, Command] = CHILD_COMMANDS,
     on_ready: Callable[[], None] | None = None,
     output: IO[bytes] | None = None,
     ready_timeout: float = 120.0,
 ) -> int:
-    """Run API + worker until SIGTERM/SIGINT or a child's death; return the exit code."""
-    sup = Supervisor(env, grace=grace, echo=echo, output=output)
+    """Run the children until SIGTERM/SIGINT or a child's death; return the exit code.
+
+    Ready (``on_ready``) once ``health_url`` answers, or at once without one (workers only).
+    """
+    sup = Supervisor(env, grace=grace, echo=echo, output=output, commands=commands)
+
+    def ready() -> bool:
+        return health_url is None or http_ok(health_url)
+
     with forwarded_signals(sup.request_stop):
         sup.start()
         try:
-            if sup.wait_ready(lambda: http_ok(health_url), ready_timeout):
+            if sup.wait_ready(ready, ready_timeout):
                 if on_ready is not None:
                     on_ready()
                 code = sup.wait()

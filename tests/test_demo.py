@@ -33,10 +33,14 @@ def test_demo_shows_polls_statuses_and_verified_webhooks_then_exits_0(tmp_path: 
     for status in ("completed", "failed", "canceled"):
         assert f"Intuned says {status}  (terminal)" in out
         assert f"run.{status} -> /hooks/" in out
-    assert out.count("signature VERIFIED") == 5  # four events, one of them retried after a 503
+    assert out.count("signature VERIFIED") == 6  # five events, one of them retried after a 503
     assert "answered 503, the relay will retry" in out
     assert '"type": "run.completed"' in out  # the body a receiver gets is shown once
-    assert "all 4 webhooks delivered and verified" in out
+    assert "all 5 webhooks delivered and verified" in out
+    # One run is started through the relay; Intuned's push brings its webhook right after.
+    assert "with POST /v1/runs" in out
+    assert "Intuned's sink pushed run" in out and "(202)" in out
+    assert "after the fake finished the run" in out
     assert "INVALID" not in out
 
 

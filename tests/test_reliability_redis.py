@@ -51,9 +51,12 @@ async def _unavailable_everywhere(http: httpx.AsyncClient, sid: str, run_id: str
         ("GET", f"/v1/runs/demo-project/{run_id}", None),
         ("GET", "/v1/signing-secret", None),
         ("POST", "/v1/signing-secret/rotate", None),
+        ("POST", "/v1/runs", {**body, "api": "a", "parameters": {}}),
+        ("POST", "/v1/ingress/intuned/" + "T" * 32, {}),
     ]
+    headers = {**AUTH_ALPHA, "Idempotency-Key": "during-outage"}
     for method, path, payload in calls:
-        resp = await http.request(method, path, json=payload, headers=AUTH_ALPHA)
+        resp = await http.request(method, path, json=payload, headers=headers)
         assert resp.status_code == 503, (method, path, resp.status_code, resp.text)
         assert resp.json()["detail"], (method, path)
     assert (await http.get("/healthz")).status_code == 200

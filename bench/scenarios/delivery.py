@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 import aiohttp
 import msgspec
 
-from bench.common import Bench, Row
+from bench.common import Bench, Row, ratio_row
 from bench.load import run_lanes, session
 from bench.procs import SECRET, CpuMeter
 from relay.model import EventType, RunStatus, SubscriptionDoc, run_key
@@ -78,8 +78,10 @@ def rate_from(receipts: dict[str, float]) -> float:
     return (len(times) - 1) / (times[-1] - times[0])
 
 
-async def relay_rep(b: Bench, n: int, tag: str, callback: str) -> tuple[float, dict[str, float]]:
-    """One relay repetition; returns (rate, cpu%)."""
+async def relay_rep(
+    b: Bench, n: int, tag: str, callback: str, processes: int = 1
+) -> tuple[float, dict[str, float]]:
+    """One relay repetition (``processes`` worker processes); returns (rate, cpu%)."""
     await b.flush()
     await b.receiver_reset()
     run_ids = [f"dlv-{tag}-{i}" for i in range(n)]
@@ -87,7 +89,13 @@ async def relay_rep(b: Bench, n: int, tag: str, callback: str) -> tuple[float, d
     await b.redis.delete(keys.DUE_POLL)  # no worker runs yet; nobody must poll these runs
     await make_due(b, docs)
     ids = [webhook_id(d.id, EventType.COMPLETED) for d in docs]
-    worker = b.fleet.worker(RELAY_MAX_IN_FLIGHT_PER_HOST=str(CONCURRENCY))
+    # Every worker process must be up before the first delivery is due: park the due entries
+    # a day ahead while they start, then make them all due at once and wake the pumps.
+    due = await b.redis.zrange(keys.DUE_DELIVERY, 0, -1)
+    await b.redis.zadd(keys.DUE_DELIVERY, dict.fromkeys(due, 2**50))
+    worker = b.fleet.worker(processes, RELAY_MAX_IN_FLIGHT_PER_HOST=str(CONCURRENCY))
+    await b.redis.zadd(keys.DUE_DELIVERY, dict.fromkeys(due, 0))
+    await b.redis.publish(keys.WAKE_DELIVERY, b"1")
     meter = CpuMeter({"worker": worker.pid, "receiver": b.fleet.receiver.pid})
     try:
         got = await wait_receipts(b, ids, timeout=60 + n / 50)
@@ -149,16 +157,7 @@ async def run(b: Bench) -> list[Row]:
             cpus.append(f"{name}: {cpu}")
             b.log(f"delivery {name}: {rate:,.0f}/s cpu {cpu}")
     await b.flush()
-    return [
-        Row(
-            "delivery",
-            f"deliveries/s, one worker, concurrency {CONCURRENCY}, 2 KB result",
-            "deliveries/s",
-            rates["relay"],
-            rates["baseline"],
-            "ratio >= 0.5",
-            None,
-            note=f"{n} deliveries per repetition; CPU % of one core per window: " + "; ".join(cpus),
-            ratio_min=0.5,
-        )
-    ]
+    cpu_note = "; ".join(cpus)
+    metric = f"deliveries/s, one worker, concurrency {CONCURRENCY}, 2 KB result"
+    note = f"{n} deliveries per repetition; CPU % of one core per window: {cpu_note}"
+    return [ratio_row("delivery", metric, "deliveries/s", rates, 0.6, note)]

@@ -130,10 +130,10 @@ async def run(b: Bench) -> list[Row]:
             "polls/s",
             rates["relay"],
             rates["baseline"],
-            "ratio >= 0.5",
+            "ratio >= 0.8",
             None,
             note=note,
-            ratio_min=0.5,
+            ratio_min=0.8,
         ),
         Row(
             "polling",

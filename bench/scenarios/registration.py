@@ -110,10 +110,10 @@ async def run(b: Bench) -> list[Row]:
                 "req/s",
                 rates["relay"],
                 rates["baseline"],
-                "ratio >= 0.5",
+                "ratio >= 0.7",
                 None,
                 note=note,
-                ratio_min=0.5,
+                ratio_min=0.7,
             ),
             Row(
                 "registration",

@@ -13,6 +13,8 @@ Two ways, both reported:
   whose ``pending_seconds`` is the duration/K; next to it, a naive loop with Intuned's own SDK
   (``intuned_client.AsyncIntunedClient``) polls other runs of the same length on a 3 s/K tick.
   Calls are counted by the fake; notice delay = (first terminal answer - run end) x K.
+- **push, live, real clock**: start-and-watch with Intuned's sink vs today's poll-only path vs
+  the naive SDK loop, 20 s runs (``bench.scenarios.upstream_push``).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from intuned_client import AsyncIntunedClient
 
 from bench.common import Bench, Row
 from bench.procs import INTUNED_KEY, PROJECT, WORKSPACE
+from bench.scenarios.upstream_push import run_push
 from relay.model import TERMINAL_STATUSES
 from relay.policy import next_poll_interval
 from relay.settings import Settings
@@ -119,8 +122,9 @@ async def live(b: Bench, label: str, d: float, k: float, per: int) -> dict[str, 
 
 
 async def run(b: Bench) -> list[Row]:
-    """The schedule numbers for every duration, then the scaled live run."""
-    rows: list[Row] = []
+    """The schedule numbers for every duration, the scaled live run, then the live push run
+    (``bench.scenarios.upstream_push``)."""
+    rows: list[Row] = await run_push(b)
     seeds = 50 if b.smoke else 500
     per = 2 if b.smoke else 5
     scales = SMOKE_SCALE if b.smoke else FULL_SCALE

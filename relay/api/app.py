@@ -28,9 +28,12 @@ from relay.api.routes.health import healthz, readyz
 from relay.api.routes.metrics import MetricsController
 from relay.api.routes.runs import RunController
 from relay.api.routes.secrets import SecretController
+from relay.api.routes.starts import StartController, intuned_push
 from relay.api.routes.subscriptions import SubscriptionController
 from relay.console import console_handlers, register_stores, template_config
+from relay.intuned.client import IntunedClient
 from relay.readiness import StartupChecks
+from relay.services.starts import INGRESS_SECRET_HEADER
 from relay.settings import Settings
 from relay.store import Stores
 from workers.runner import QUEUE_NAME, arq_redis_settings
@@ -63,9 +66,18 @@ def create_app(settings: Settings) -> Litestar:
         register_stores(app, redis)
         checks = await StartupChecks.start(settings, redis, reprobe=True)
         app.state.readiness = checks.readiness
+        # Only POST /v1/runs calls Intuned from the API (one start per request).
+        app.state.intuned = IntunedClient(
+            settings.intuned_api_base_url,
+            settings.intuned_workspace_id,
+            settings.intuned_api_key,
+            timeout=settings.intuned_timeout,
+            max_connections=16,
+        )
         try:
             yield
         finally:
+            await app.state.intuned.aclose()
             await checks.aclose()
             await arq.aclose()
             await redis.aclose()
@@ -76,6 +88,8 @@ def create_app(settings: Settings) -> Litestar:
             SubscriptionController,
             RunController,
             SecretController,
+            StartController,
+            intuned_push,
             healthz,
             readyz,
             MetricsController,
@@ -101,7 +115,14 @@ def create_app(settings: Settings) -> Litestar:
                 security_schemes={
                     "bearer": SecurityScheme(
                         type="http", scheme="bearer", description="RELAY_API_KEYS"
-                    )
+                    ),
+                    # The push ingress: the per-run token in the path plus this header.
+                    "ingressSecret": SecurityScheme(
+                        type="apiKey",
+                        name=INGRESS_SECRET_HEADER,
+                        security_scheme_in="header",
+                        description="the per-run secret the relay gave Intuned with the sink",
+                    ),
                 }
             ),
         ),

@@ -7,6 +7,7 @@
     watches.py        the poll side: claim, record, fan-out in batches
     deliveries.py     the delivery side: claim, record, defer, per-minute counters
     secrets.py        signing secrets (created by the API only)
+    starts.py         start-and-watch: Idempotency-Key records, push tokens, push fields
     housekeeping.py   sweep and prune in bounded slices from saved cursors, gauges
 
 ``Stores.open`` builds every side over one Redis client. This package must never make HTTP
@@ -27,6 +28,7 @@ from relay.store.docs import decode_cursor, encode_cursor, idempotency_field
 from relay.store.housekeeping import Housekeeping
 from relay.store.keys import run_digest
 from relay.store.secrets import SecretStore
+from relay.store.starts import StartStore
 from relay.store.subscriptions import SubscriptionStore
 from relay.store.types import (
     AttemptRecorded,
@@ -54,6 +56,7 @@ __all__ = [
     "Registration",
     "RunWatch",
     "SecretStore",
+    "StartStore",
     "Stores",
     "SubscriptionStore",
     "WatchStore",
@@ -104,6 +107,7 @@ class Stores:
     deliveries: DeliveryStore
     secrets: SecretStore
     housekeeping: Housekeeping
+    starts: StartStore
 
     @classmethod
     def open(cls, redis: Redis, settings: Settings) -> Stores:
@@ -124,4 +128,5 @@ class Stores:
             ),
             secrets=SecretStore(redis),
             housekeeping=Housekeeping(redis),
+            starts=StartStore(redis, ttl_ms=ttl_ms),
         )

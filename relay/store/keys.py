@@ -23,6 +23,7 @@ from relay.model import (
     PollKind,
     PollRecord,
     RegisterAction,
+    StartKeyState,
     SubState,
     WatchState,
 )
@@ -57,8 +58,31 @@ class WatchField(StrEnum):
     FAIL_CODE = "fc"
     FAIL_MESSAGE = "fm"
     FANOUT_CURSOR = "fo"
+    # Runs started through the relay (POST /v1/runs):
+    EXPECTS_PUSH = "px"  # 1: a sink push is expected (polled on the fallback curve until then)
+    PUSHED = "pg"  # 1: a push arrived at some point
+    PUSH_NEWS = "pn"  # 1: a push arrived that no poll has answered yet
+    PUSH_POLLED = "pt"  # when the last push-triggered poll was claimed (Redis ms)
+    DEADLINE = "dl"  # the watch's own deadline (Redis ms), instead of RELAY_WATCH_TIMEOUT
     PENDING = "pd"
     SEQUENCE = "sq"
+
+
+class StartKeyField(StrEnum):
+    """Fields of an ``Idempotency-Key`` record of ``POST /v1/runs``."""
+
+    STATE = "st"  # a StartKeyState: pending, done or unknown
+    FINGERPRINT = "fp"  # the body's fingerprint
+    TAKEN = "at"  # when the key was taken (Redis ms)
+    CODE = "code"  # the stored answer's status code
+    BODY = "body"  # the stored answer's body
+
+
+class IngressField(StrEnum):
+    """Fields of an ingress token hash."""
+
+    RUN_KEY = "rk"
+    SECRET_HASH = "sh"  # noqa: S105 (a field name)
 
 
 class SubField(StrEnum):
@@ -153,6 +177,16 @@ def client_run(client: str, crd: str) -> str:
     return f"r:{{c:{client}}}:run:{crd}"
 
 
+def start_key(client: str, key_hash: str) -> str:
+    """hash: one Idempotency-Key of the client's starts (StartKeyField), 24 h."""
+    return f"r:{{c:{client}}}:start:{key_hash}"
+
+
+def ingress(token: str) -> str:
+    """hash: the run a push token belongs to (IngressField), until its watch expires."""
+    return f"r:ing:{token}"
+
+
 def secrets(client: str) -> str:
     """hash: the client's signing secrets."""
     return f"r:{{c:{client}}}:sec"
@@ -210,6 +244,9 @@ def lua_constants() -> str:
         ("PR", PollRecord),
         ("RA", RegisterAction),
         ("DO", DeliveryOutcome),
+        ("SK", StartKeyField),
+        ("KS", StartKeyState),
+        ("IF", IngressField),
     ):
         out += _enum_table(name, enum)
     terminal = ", ".join(f"{s}=true" for s in EVENT_STATUSES)

@@ -50,6 +50,12 @@ class ClaimedPoll(msgspec.Struct, frozen=True):
     iv: float = 0.0
     fs: int = 0
     nf: int | None = None
+    # Runs started through the relay: own deadline (Redis ms), a push expected (px), a push
+    # came (pg), a push this poll answers (pn).
+    dl: int | None = None
+    px: bool = False
+    pg: bool = False
+    pn: bool = False
 
     @property
     def project(self) -> str:

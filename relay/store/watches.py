@@ -32,7 +32,9 @@ class WatchStore:
         batcher = Batcher(redis)
         self._claim = Script(redis, "claim_polls")
         self._record = Script(redis, "record_poll", batcher)
-        self._fan_out = Script(redis, "fan_out")
+        # Batched with the records: a terminal poll's record and its first fan-out step ride
+        # one pipelined round trip, in that order (``workers.polling``).
+        self._fan_out = Script(redis, "fan_out", batcher)
 
     async def claim_polls(self, limit: int) -> list[ClaimedPoll]:
         """Lease up to ``limit`` due polls or fan-outs."""

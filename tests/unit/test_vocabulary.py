@@ -17,11 +17,13 @@ from relay.model import (
     RunStatus,
     SubState,
 )
+from relay.services.starts import StartEvent
 from relay.webhooks.payload import event_type_for_status
 
 
 def test_the_api_accepts_exactly_the_event_statuses() -> None:
     assert set(get_args(EventName)) == set(EVENT_STATUSES) == TERMINAL_STATUSES
+    assert set(get_args(StartEvent)) == set(EVENT_STATUSES)
 
 
 def test_every_terminal_status_has_its_event_type() -> None:

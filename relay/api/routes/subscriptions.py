@@ -51,9 +51,9 @@ from relay.model import (
     EVENT_STATUSES,
     ChangeOutcome,
     RegisterAction,
-    Subscription,
     SubscriptionDoc,
     SubState,
+    fresh_subscription,
     new_subscription_id,
     now_ms,
     run_key,
@@ -224,16 +224,7 @@ class SubscriptionController(Controller):
         if reg.action in (RegisterAction.POLL, RegisterAction.JOIN):
             # The subscription is the document just written, watching, with no attempts yet:
             # answer from it instead of reading it back (the script gave the run's status).
-            sub = Subscription(
-                doc=doc,
-                state=SubState.WATCHING,
-                updated_at=doc.created_at,
-                next_attempt_at=None,
-                attempts_in_series=0,
-                series=1,
-                event_type=None,
-                run_status=reg.status,
-            )
+            sub = fresh_subscription(doc, reg.status)
             return Response(subscription_out(sub, reg.status), status_code=HTTP_201_CREATED)
         # The idempotent repeat answers with the existing subscription; deliver/skip moved on.
         out = await load_out(store, reg.id, client)

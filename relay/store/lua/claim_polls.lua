@@ -1,18 +1,31 @@
 -- Lease due polls (or one run's, for the first-poll kick) by Redis's clock.
 -- KEYS: 1 due poll. ARGV: 1 limit, 2 lease ms, 3 run digest (optional: only that run)
--- Returns a list of maps: kind ('poll' | 'fanout'), rd, rk, iv, fs, nf, now
+-- Returns a list of maps: kind ('poll' | 'fanout'), rd, rk, iv, fs, nf, now, and for runs
+-- started through the relay dl, px, pg, pn (a push this poll answers: taken, its claim time
+-- noted)
 local limit, lease = tonumber(ARGV[1]), tonumber(ARGV[2])
 local now = redis_now()
 local due = due_entries(KEYS[1], now, limit, ARGV[3])
 local out = {}
 for _, rd in ipairs(due) do
   local w = redis.call('HMGET', fmt(K_WATCH, rd), W.STATE, W.RUN_KEY, W.INTERVAL,
-                      W.FIRST_SEEN, W.NOT_FOUND_SINCE, W.FANOUT_CURSOR)
+                      W.FIRST_SEEN, W.NOT_FOUND_SINCE, W.FANOUT_CURSOR, W.DEADLINE,
+                      W.EXPECTS_PUSH, W.PUSHED, W.PUSH_NEWS)
   if w[1] == WS.WATCHING then
     redis.call('ZADD', KEYS[1], now + lease, rd)
     local m = {'kind', 'poll', 'rd', rd, 'rk', w[2] or '', 'iv', w[3] or '0', 'fs', w[4] or now,
                'now', now}
     if w[5] then table.insert(m, 'nf'); table.insert(m, w[5]) end
+    if w[7] then
+      for _, kv in ipairs({{'dl', w[7]}, {'px', w[8] or 0}, {'pg', w[9] or 0},
+                           {'pn', w[10] or 0}}) do
+        table.insert(m, kv[1]); table.insert(m, kv[2])
+      end
+      if w[10] then
+        redis.call('HDEL', fmt(K_WATCH, rd), W.PUSH_NEWS)
+        redis.call('HSET', fmt(K_WATCH, rd), W.PUSH_POLLED, now)
+      end
+    end
     table.insert(out, m)
   elseif w[6] then
     redis.call('ZADD', KEYS[1], now + lease, rd)

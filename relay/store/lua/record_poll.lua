@@ -22,6 +22,8 @@ if kind == PK.RESULT then
     redis.call('ZADD', KEYS[2], now + lease, rd)
     return {'outcome', PR.TERMINAL, 'now', now}
   end
+  -- A push that arrived while this poll was in flight is answered by the next poll, now.
+  if redis.call('HEXISTS', wk, W.PUSH_NEWS) == 1 then delay = 0 end
   redis.call('HSET', wk, W.INTERVAL, iv, W.ERRORS, 0)
   redis.call('ZADD', KEYS[2], now + delay, rd)
   return {'outcome', PR.SCHEDULED, 'now', now}

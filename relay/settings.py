@@ -192,13 +192,11 @@ def _workspace(env: _Env) -> str:
     return workspace
 
 
-def _poll_intervals(env: _Env) -> tuple[float, float]:
-    """RELAY_POLL_INTERVAL and RELAY_POLL_MAX_INTERVAL, the second not below the first."""
-    poll_interval = env.duration("RELAY_POLL_INTERVAL", "3s")
-    poll_max = env.duration("RELAY_POLL_MAX_INTERVAL", "30s")
-    if poll_max < poll_interval:
-        raise ConfigError("RELAY_POLL_MAX_INTERVAL", "must not be below RELAY_POLL_INTERVAL")
-    return poll_interval, poll_max
+def _not_below(value: float, floor: float, name: str, floor_name: str) -> float:
+    """``value`` (a maximum interval) unless it is below ``floor``: then ConfigError on ``name``."""
+    if value < floor:
+        raise ConfigError(name, f"must not be below {floor_name}")
+    return value
 
 
 def _public_url(env: _Env) -> str | None:
@@ -211,17 +209,6 @@ def _public_url(env: _Env) -> str | None:
             "fragment, e.g. https://relay.example.com",
         )
     return public_url
-
-
-def _push_fallback_intervals(env: _Env) -> tuple[float, float]:
-    """RELAY_PUSH_FALLBACK_INTERVAL and its maximum, the second not below the first."""
-    push_fallback = env.duration("RELAY_PUSH_FALLBACK_INTERVAL", "60s")
-    push_fallback_max = env.duration("RELAY_PUSH_FALLBACK_MAX_INTERVAL", "5m")
-    if push_fallback_max < push_fallback:
-        raise ConfigError(
-            "RELAY_PUSH_FALLBACK_MAX_INTERVAL", "must not be below RELAY_PUSH_FALLBACK_INTERVAL"
-        )
-    return push_fallback, push_fallback_max
 
 
 def _log_format(env: _Env) -> LogFormat:
@@ -331,9 +318,21 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             ),
             name="RELAY_API_KEYS",
         )
-        poll_interval, poll_max = _poll_intervals(env)
+        poll_interval = duration("RELAY_POLL_INTERVAL", "3s")
+        poll_max = _not_below(
+            duration("RELAY_POLL_MAX_INTERVAL", "30s"),
+            poll_interval,
+            "RELAY_POLL_MAX_INTERVAL",
+            "RELAY_POLL_INTERVAL",
+        )
         public_url = _public_url(env)
-        push_fallback, push_fallback_max = _push_fallback_intervals(env)
+        push_fallback = duration("RELAY_PUSH_FALLBACK_INTERVAL", "60s")
+        push_fallback_max = _not_below(
+            duration("RELAY_PUSH_FALLBACK_MAX_INTERVAL", "5m"),
+            push_fallback,
+            "RELAY_PUSH_FALLBACK_MAX_INTERVAL",
+            "RELAY_PUSH_FALLBACK_INTERVAL",
+        )
         log_format = _log_format(env)
 
         return cls(

@@ -6,6 +6,7 @@
     │   └── CallbackRefused    a callback URL is not http(s) or resolves to a forbidden address
     ├── NotFound               no such subscription/run for this client (-> 404)
     ├── Conflict               the request is valid but not now (-> 409)
+    │   └── SubscriptionExists the same registration exists with other metadata/headers
     ├── QuotaExceeded          a configured limit is reached; names the limit (-> 429)
     └── Unavailable            Redis cannot serve the request now (-> 503 with Retry-After)
 
@@ -31,6 +32,7 @@ class RelayError(Exception):
     """
 
     retry_after: int | None = None
+    extra: dict[str, object] | None = None  # machine-readable details, shown as ``extra``
 
 
 class ConfigError(RelayError):
@@ -58,12 +60,30 @@ class Conflict(RelayError):
     """The request is valid but cannot be honoured in the resource's current state."""
 
 
+class SubscriptionExists(Conflict):
+    """The same run and callback are registered with different metadata or headers."""
+
+    code = "subscription_exists"
+
+    def __init__(self, subscription_id: str) -> None:
+        self.subscription_id = subscription_id
+        self.extra = {"code": self.code, "subscriptionId": subscription_id}
+        super().__init__(
+            f"subscription_exists: {subscription_id} is registered for this projectName, runId "
+            "and callbackUrl with different metadata or headers; delete it first, or register "
+            "with the same values"
+        )
+
+
 class QuotaExceeded(RelayError):
     """A configured limit is reached; nothing was written. The message names the limit."""
 
-    def __init__(self, setting: str, limit: int, what: str) -> None:
+    def __init__(
+        self, setting: str, limit: int, what: str, *, retry_after: int | None = None
+    ) -> None:
         self.setting = setting
         self.limit = limit
+        self.retry_after = retry_after
         super().__init__(f"{setting} reached (the limit is {limit}): {what}")
 
 

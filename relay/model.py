@@ -118,6 +118,8 @@ class RegisterAction(StrEnum):
     EXISTING = "existing"  # the same registration existed: nothing written
     QUOTA_CLIENT = "quota_client"  # RELAY_MAX_SUBSCRIPTIONS_PER_CLIENT reached: nothing written
     QUOTA_RUN = "quota_run"  # RELAY_MAX_SUBSCRIPTIONS_PER_RUN reached: nothing written
+    CONFLICT = "conflict"  # the same registration exists with other metadata/header names
+    NOT_OWNER = "not_owner"  # RELAY_RUN_SHARING=owner: the run is another client's
 
 
 class DeliveryOutcome(StrEnum):
@@ -151,6 +153,8 @@ class SubscriptionDoc(msgspec.Struct, frozen=True, kw_only=True):
     events: tuple[str, ...]
     metadata: msgspec.Raw  # a JSON object, {} when none was given
     created_at: int  # ms since the epoch
+    # Extra headers sent on every attempt (relay.webhooks.custom_headers); never logged.
+    headers: dict[str, str] = msgspec.field(default_factory=dict)
 
 
 class Attempt(msgspec.Struct, frozen=True, kw_only=True):

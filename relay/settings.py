@@ -14,29 +14,22 @@ from typing import Literal
 
 import msgspec
 
+from relay.config_values import parse_api_keys as parse_api_keys
+from relay.config_values import parse_bool as parse_bool
+from relay.config_values import parse_duration as parse_duration
+from relay.config_values import parse_schedule as parse_schedule
+from relay.config_values import parse_size as parse_size
 from relay.errors import ConfigError
 from relay.webhooks.allowlist import CallbackPolicy, build_policy, parse_allowlist
 
 DEFAULT_INTUNED_BASE = "https://app.intuned.io/api/v1/workspace"
 DEFAULT_RETRY_SCHEDULE = "5s,5m,30m,2h,5h,10h,10h"
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_SIZE = re.compile(r"^\s*(\d+)\s*(B|KB|KiB|MB|MiB|GB|GiB)?\s*$", re.IGNORECASE)
-_UNIT_BYTES = {
-    "b": 1,
-    "kb": 1000,
-    "kib": 1024,
-    "mb": 1000**2,
-    "mib": 1024**2,
-    "gb": 1000**3,
-    "gib": 1024**3,
-}
-_CLIENT_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _UUIDISH = re.compile(r"^[A-Za-z0-9-]{1,64}$")
 _PUBLIC_URL = re.compile(r"^https?://[^/?#\s]+(/[^?#\s]*)?$")
 
 LogFormat = Literal["json", "console"]
+RunSharing = Literal["workspace", "owner"]
 MAX_PROCESSES = 64
 
 
@@ -48,70 +41,14 @@ def usable_cpus() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def parse_duration(text: str, *, name: str) -> float:
-    """Parse ``5s``, ``250ms``, ``30m``, ``2h`` or ``7d`` into seconds; raise naming ``name``."""
-    match = _DURATION.match(text)
-    if match is None:
-        raise ConfigError(
-            name, f"{text!r} is not a duration; use a number and a unit: ms, s, m, h or d (e.g. 5s)"
-        )
-    seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-    if seconds <= 0:
-        raise ConfigError(name, f"{text!r} must be greater than zero")
-    return seconds
-
-
-def parse_size(text: str, *, name: str) -> int:
-    """Parse ``16MiB``, ``500KB``, ``1048576`` (bytes) into bytes; raise naming ``name``."""
-    match = _SIZE.match(text)
-    if match is None:
-        raise ConfigError(
-            name, f"{text!r} is not a size; use a number and a unit: B, KB, KiB, MB, MiB, GB, GiB"
-        )
-    size = int(match.group(1)) * _UNIT_BYTES[(match.group(2) or "b").lower()]
-    if size <= 0:
-        raise ConfigError(name, f"{text!r} must be greater than zero")
-    return size
-
-
-def parse_schedule(text: str, *, name: str) -> tuple[float, ...]:
-    """Parse a comma-separated list of durations (the retry schedule)."""
-    parts = [p for p in text.split(",") if p.strip()]
-    if not parts:
-        raise ConfigError(name, "must list at least one delay, e.g. 5s,5m,30m")
-    return tuple(parse_duration(p, name=name) for p in parts)
-
-
-def parse_api_keys(text: str, *, name: str) -> dict[str, str]:
-    """Parse ``client:key,client2:key2`` into ``{key: client}``."""
-    keys: dict[str, str] = {}
-    for pair in (p.strip() for p in text.split(",")):
-        if not pair:
-            continue
-        client, sep, key = pair.partition(":")
-        client, key = client.strip(), key.strip()
-        if not sep or not client or not key:
-            raise ConfigError(name, "each entry must be client:key (comma-separated)")
-        if not _CLIENT_NAME.match(client):
-            raise ConfigError(name, f"client name {client!r} may use only A-Z a-z 0-9 _ . -")
-        if len(key) < 16:
-            raise ConfigError(name, f"the key of client {client!r} is shorter than 16 characters")
-        if key in keys:
-            raise ConfigError(name, "two clients share one key")
-        keys[key] = client
-    if not keys:
-        raise ConfigError(name, "must name at least one client:key pair")
-    return keys
-
-
-def parse_bool(text: str, *, name: str) -> bool:
-    """Parse true/false (also 1/0, yes/no, on/off)."""
+def parse_run_sharing(text: str) -> RunSharing:
+    """RELAY_RUN_SHARING: ``workspace`` or ``owner`` (any case)."""
     value = text.strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off", ""):
-        return False
-    raise ConfigError(name, f"{text!r} is not true or false")
+    if value == "owner":
+        return "owner"
+    if value == "workspace":
+        return "workspace"
+    raise ConfigError("RELAY_RUN_SHARING", f"{text!r} must be workspace or owner")
 
 
 def metrics_token(text: str | None) -> str:
@@ -257,6 +194,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_subscriptions_per_client: int = 100_000
     max_subscriptions_per_run: int = 1000
     max_result_bytes: int = 16 * 1024 * 1024
+    # Controls (contract §6): who may read a run, and the test-delivery quota.
+    run_sharing: RunSharing = "workspace"
+    test_deliveries_per_minute: int = 10
     metrics_token: str = msgspec.field(default="")  # empty: /metrics is open, without client names
     # Fair delivery (relay.webhooks.hostgate): per callback host, per worker process.
     max_in_flight_per_host: int = 8
@@ -379,6 +319,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             max_result_bytes=parse_size(
                 get("RELAY_MAX_RESULT_BYTES", "16MiB") or "16MiB", name="RELAY_MAX_RESULT_BYTES"
             ),
+            run_sharing=parse_run_sharing(get("RELAY_RUN_SHARING", "workspace") or "workspace"),
+            test_deliveries_per_minute=integer("RELAY_TEST_DELIVERIES_PER_MINUTE", 10, 1, 10000),
             metrics_token=metrics_token(get("RELAY_METRICS_TOKEN")),
             max_in_flight_per_host=integer("RELAY_MAX_IN_FLIGHT_PER_HOST", 8, 1, 4096),
             breaker_threshold=integer("RELAY_BREAKER_THRESHOLD", 5, 0, 10000),

@@ -42,6 +42,10 @@ from tests.support.store_helpers import finish_run, open_stores
 
 SCHEMA_PATH = "/schema/openapi.json"
 SUB_ID = "subscription_id"
+# A valid test delivery POSTs to its URL at once, and public_dns makes every name a public
+# address: with a key that is accepted, only invalid bodies are generated for it (no traffic
+# ever leaves loopback).
+SENDS_NOW = "/v1/test-deliveries"
 
 
 @dataclass
@@ -150,6 +154,8 @@ def fuzz(
     operations.sort(key=lambda op: op.method.upper() == "DELETE")
     for operation in operations:
         modes = [GenerationMode.POSITIVE]
+        if operation.path == SENDS_NOW and headers in (AUTH_ALPHA, AUTH_BETA):
+            modes = []
         # Negative data needs something that can be invalid: a body or constrained query.
         if negative and (operation.body or operation.query):
             modes.append(GenerationMode.NEGATIVE)
@@ -248,7 +254,8 @@ def _other_key_session(
         # Intuned's push ingress takes no bearer key: its token and secret header are checked
         # (tests/test_ingress.py); a fuzzed token is unknown (404), never a bearer 401.
         v1 = path.startswith("/v1/") and not path.startswith("/v1/ingress/")
-        routed = response.json().get("detail") not in ("Not Found", "Method Not Allowed")
+        detail = response.json().get("detail") if response.content else None
+        routed = detail not in ("Not Found", "Method Not Allowed")
         if v1 and routed and not is_beta:
             assert response.status_code == 401, response.text
         if (

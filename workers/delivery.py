@@ -27,6 +27,7 @@ from relay.webhooks.hostgate import ADMITTED, Verdict, attempt_verdict, host_key
 from relay.webhooks.sender import AttemptResult
 from relay.webhooks.signing import webhook_headers, webhook_id
 from workers.deps import WorkerDeps
+from workers.operational import subscription_ending
 
 log = structlog.get_logger("relay.delivery")
 
@@ -58,7 +59,11 @@ async def _send(deps: WorkerDeps, claim: ClaimedDelivery, now: int) -> AttemptRe
         return AttemptResult(outcome=DeliveryOutcome.RETRY, error=NO_SECRET, duration_ms=0.0)
     body = await event_body(deps, claim)
     msg_id = webhook_id(claim.subscription_id, claim.event_type)
-    headers = webhook_headers(msg_id, now // 1000, body, list(claim.secrets))
+    # The client's own headers (validated at registration) first: none can shadow ours.
+    headers = {
+        **claim.doc.headers,
+        **webhook_headers(msg_id, now // 1000, body, list(claim.secrets)),
+    }
     return await deps.sender.send(claim.doc.callback_url, body, headers)
 
 
@@ -131,6 +136,8 @@ async def _attempt(deps: WorkerDeps, claim: ClaimedDelivery) -> AttemptResult:
         response=result.response_excerpt,
         series=claim.series,
     )
+    if outcome in (DeliveryOutcome.EXHAUSTED, DeliveryOutcome.GONE):
+        await subscription_ending(deps, claim)  # before the record: alerted at least once
     rec = await deps.store.deliveries.record_attempt(claim, attempt, outcome, delay_ms)
     # A failed lookup is an attempt like any other, but labelled apart (the last one: exhausted).
     dns_retry = outcome is DeliveryOutcome.RETRY and result.error == "dns"

@@ -9,6 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from arq.connections import ArqRedis
+
 from relay.intuned.client import IntunedClient
 from relay.metrics import WorkerMetrics
 from relay.model import now_ms
@@ -29,6 +31,11 @@ class WorkerDeps:
     metrics: WorkerMetrics
     gate: HostGate[ClaimedDelivery]
     pumps: dict[str, Any] = field(default_factory=dict)
+    # Enqueues operational-webhook events (workers.operational); None in tests without one.
+    arq: ArqRedis | None = None
+    # This process saw Intuned refuse the key and has not seen an accepted poll since.
+    intuned_incident: bool = False
+
     # This process's wall clock (ms): attempt times and webhook-timestamp only. Leases and due
     # times are Redis's clock, so a skewed clock here can neither steal work nor starve.
     clock: Callable[[], int] = now_ms

@@ -39,6 +39,7 @@ from relay.settings import Settings
 from relay.store import ClaimedPoll
 from relay.store.types import FanOutStep
 from workers.deps import WorkerDeps
+from workers.operational import intuned_accepted, intuned_refused
 
 log = structlog.get_logger("relay.poll")
 
@@ -93,6 +94,7 @@ async def poll_claimed(deps: WorkerDeps, claim: ClaimedPoll) -> None:
         return max(0, min(int(after * 1000), deadline - now))
 
     if isinstance(outcome, Fetched):
+        await intuned_accepted(deps)
         await _fetched(deps, claim, outcome, delay(), interval)
         return
     if isinstance(outcome, NotFoundOutcome):
@@ -106,6 +108,7 @@ async def poll_claimed(deps: WorkerDeps, claim: ClaimedPoll) -> None:
         return
     if isinstance(outcome, Unauthorized):
         deps.metrics.polls.labels("unauthorized").inc()
+        await intuned_refused(deps, outcome.status_code)
         await _fail(
             deps,
             claim,

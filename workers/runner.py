@@ -16,7 +16,7 @@ from typing import Any
 
 import msgspec
 import structlog
-from arq.connections import RedisSettings
+from arq.connections import ArqRedis, RedisSettings
 from arq.cron import cron
 from arq.worker import Worker, func
 from redis.asyncio import Redis
@@ -32,6 +32,12 @@ from relay.webhooks.sender import WebhookSender
 from workers.delivery import deliver_claimed
 from workers.deps import WorkerDeps
 from workers.health import HEALTH_CHECK_INTERVAL, health_check_key
+from workers.operational import (
+    CONFIRM_TRIES,
+    confirm_operational,
+    deliver_operational,
+    max_tries,
+)
 from workers.polling import poll_claimed
 from workers.pump import Pump
 
@@ -105,6 +111,13 @@ async def open_deps(
         timeout=settings.intuned_timeout,
         max_connections=settings.worker_concurrency,
     )
+    # Shares the worker's connection pool; encodes jobs as the arq worker decodes them.
+    arq = ArqRedis(
+        redis.connection_pool,
+        job_serializer=msgspec.msgpack.encode,
+        job_deserializer=msgspec.msgpack.decode,
+        default_queue_name=QUEUE_NAME,
+    )
     stores = Stores.open(redis, settings)
     gate: HostGate[ClaimedDelivery] = HostGate(
         max_in_flight=settings.max_in_flight_per_host,
@@ -121,6 +134,7 @@ async def open_deps(
         metrics=metrics,
         gate=gate,
         clock=clock,
+        arq=arq,
     )
 
 
@@ -188,7 +202,12 @@ async def _hand_back_parked(deps: WorkerDeps) -> None:
 def build_worker(settings: Settings, deps: WorkerDeps) -> Worker:
     """The arq Worker of this process (signals are handled by ``run_worker``)."""
     return Worker(
-        functions=[func(poll_now, max_tries=3), func(deliver_now, max_tries=3)],
+        functions=[
+            func(poll_now, max_tries=3),
+            func(deliver_now, max_tries=3),
+            func(deliver_operational, max_tries=max_tries(settings.retry_schedule)),
+            func(confirm_operational, max_tries=CONFIRM_TRIES),
+        ],
         cron_jobs=[cron(sweep, minute=None, second=0, run_at_startup=True, unique=True)],
         redis_settings=arq_redis_settings(settings),
         queue_name=QUEUE_NAME,

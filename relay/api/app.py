@@ -24,6 +24,7 @@ from relay.api.allow import fix_allow_header
 from relay.api.auth import provide_client
 from relay.api.deps import provide_arq, provide_settings, provide_store
 from relay.api.responses import EXCEPTION_HANDLERS
+from relay.api.routes.controls import OperationalWebhookController, TestDeliveryController
 from relay.api.routes.health import healthz, readyz
 from relay.api.routes.metrics import MetricsController
 from relay.api.routes.runs import RunController
@@ -36,6 +37,7 @@ from relay.readiness import StartupChecks
 from relay.services.starts import INGRESS_SECRET_HEADER
 from relay.settings import Settings
 from relay.store import Stores
+from relay.webhooks.sender import WebhookSender
 from workers.runner import QUEUE_NAME, arq_redis_settings
 
 
@@ -66,6 +68,15 @@ def create_app(settings: Settings) -> Litestar:
         register_stores(app, redis)
         checks = await StartupChecks.start(settings, redis, reprobe=True)
         app.state.readiness = checks.readiness
+        # The transport of POST /v1/test-deliveries: the workers' sender, a small pool.
+        app.state.test_sender = WebhookSender(
+            timeout=settings.delivery_timeout,
+            policy=settings.callback_policy,
+            max_connections=8,
+            lookup=app.state.get("callback_lookup"),
+            dns_timeout=settings.dns_timeout,
+        )
+        await app.state.test_sender.start()
         # Only POST /v1/runs calls Intuned from the API (one start per request).
         app.state.intuned = IntunedClient(
             settings.intuned_api_base_url,
@@ -78,6 +89,7 @@ def create_app(settings: Settings) -> Litestar:
             yield
         finally:
             await app.state.intuned.aclose()
+            await app.state.test_sender.aclose()
             await checks.aclose()
             await arq.aclose()
             await redis.aclose()
@@ -88,6 +100,8 @@ def create_app(settings: Settings) -> Litestar:
             SubscriptionController,
             RunController,
             SecretController,
+            TestDeliveryController,
+            OperationalWebhookController,
             StartController,
             intuned_push,
             healthz,

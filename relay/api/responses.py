@@ -45,7 +45,7 @@ _DESCRIPTIONS: Mapping[int, str] = {
     405: "This path does not take that method: the `Allow` header lists the ones it takes",
     409: "Valid, but not in the resource's current state",
     413: "The request body is larger than the API accepts",
-    429: "A limit is reached: `detail` names it; nothing was written",
+    429: "A limit is reached: `detail` names it; nothing was written; `Retry-After` when known",
     503: "Redis is unavailable, full, read-only or busy: retry after `Retry-After` seconds",
 }
 # Status codes of the relay's own errors (the tree of relay.errors).
@@ -95,7 +95,7 @@ def relay_error(request: Request[Any, Any, Any], exc: RelayError) -> Response[di
     if isinstance(exc, Unavailable):
         log.warning("storage_unavailable", cause=exc.cause, path=request.url.path)
     retry = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
-    return error_response(status, str(exc), headers=retry)
+    return error_response(status, str(exc), extra=exc.extra, headers=retry)
 
 
 def redis_error(request: Request[Any, Any, Any], exc: RedisError) -> Response[dict[str, object]]:

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Final, Literal, cast
 import msgspec
 
 from relay.model import Attempt, Subscription, SubState
+from relay.webhooks.custom_headers import MAX_HEADERS, redacted
 
 EventName = Literal["completed", "failed", "canceled"]
 
@@ -52,6 +53,15 @@ CallbackUrl = Annotated[
     ),
 ]
 METADATA_MAX_BYTES: Final = 4096
+Headers = Annotated[
+    dict[str, str],
+    msgspec.Meta(
+        description=f"Up to {MAX_HEADERS} extra headers (4 KiB in all) sent on every attempt, "
+        "e.g. Authorization. Host, Content-*, Transfer-Encoding, Connection and other "
+        "hop-by-hop headers, User-Agent and webhook-* are refused. Responses show the names "
+        'with every value replaced by "***".'
+    ),
+]
 # msgspec matches ``pattern`` with re.search, where "$" also matches before a final "\n":
 # the whole value is checked again with fullmatch.
 _PROJECT_NAME_RE: Final = re.compile(PROJECT_NAME_PATTERN)
@@ -95,6 +105,7 @@ class SubscriptionCreate(msgspec.Struct, rename="camel", forbid_unknown_fields=T
         ]
         | None
     ) = None
+    headers: Headers | None = None
 
     def __post_init__(self) -> None:
         if _PROJECT_NAME_RE.fullmatch(self.project_name) is None:
@@ -112,6 +123,7 @@ class AttemptOut(msgspec.Struct, rename="camel"):
     error: str | None
     duration_ms: float
     response: str
+    series: int
 
 
 class SubscriptionItem(msgspec.Struct, rename="camel"):
@@ -125,7 +137,9 @@ class SubscriptionItem(msgspec.Struct, rename="camel"):
     callback_url: str
     events: list[EventName]
     metadata: dict[str, Any]
+    headers: dict[str, str]
     state: SubState
+    event_type: str | None
     created_at: str
     updated_at: str
     run_status: str | None
@@ -205,6 +219,7 @@ def attempt_out(a: Attempt) -> AttemptOut:
         error=a.error,
         duration_ms=a.duration_ms,
         response=a.response,
+        series=a.series,
     )
 
 
@@ -221,7 +236,9 @@ def _item_fields(sub: Subscription, run_status: str | None) -> dict[str, Any]:
         "callback_url": d.callback_url,
         "events": [cast(EventName, e) for e in d.events],
         "metadata": _META.decode(d.metadata),
+        "headers": redacted(d.headers),
         "state": sub.state,
+        "event_type": sub.event_type,
         "created_at": iso(d.created_at),
         "updated_at": iso(sub.updated_at),
         "run_status": run_status,

@@ -7,6 +7,7 @@
     watches.py        the poll side: claim, record, fan-out in batches
     deliveries.py     the delivery side: claim, record, defer, per-minute counters
     secrets.py        signing secrets (created by the API only)
+    controls.py       the client controls: operational webhook, quotas, incidents, bulk redeliver
     starts.py         start-and-watch: Idempotency-Key records, push tokens, push fields
     housekeeping.py   sweep and prune in bounded slices from saved cursors, gauges
 
@@ -23,6 +24,7 @@ from redis.asyncio import Redis
 
 from relay.model import Attempt, DeliveryOutcome, WatchFailure
 from relay.settings import Settings
+from relay.store.controls import ControlStore, OperationalHook, RedeliverQuery
 from relay.store.deliveries import DeliveryStore
 from relay.store.docs import decode_cursor, encode_cursor, idempotency_field
 from relay.store.housekeeping import Housekeeping
@@ -47,12 +49,15 @@ __all__ = [
     "AttemptRecorded",
     "ClaimedDelivery",
     "ClaimedPoll",
+    "ControlStore",
     "DeliverySide",
     "DeliveryStore",
     "EventSource",
     "Housekeeping",
+    "OperationalHook",
     "Page",
     "PollSide",
+    "RedeliverQuery",
     "Registration",
     "RunWatch",
     "SecretStore",
@@ -107,6 +112,7 @@ class Stores:
     deliveries: DeliveryStore
     secrets: SecretStore
     housekeeping: Housekeeping
+    controls: ControlStore
     starts: StartStore
 
     @classmethod
@@ -128,5 +134,6 @@ class Stores:
             ),
             secrets=SecretStore(redis),
             housekeeping=Housekeeping(redis),
+            controls=ControlStore(redis, ttl_ms=ttl_ms),
             starts=StartStore(redis, ttl_ms=ttl_ms),
         )

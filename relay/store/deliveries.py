@@ -55,6 +55,7 @@ def claimed(row: ClaimRow) -> ClaimedDelivery | None:
         "ev": row.ev,
         "ca": str(row.ca) if row.ca else None,
         "md": row.md,
+        "hd": row.hd,
     }
     doc: SubscriptionDoc | None = doc_from(row.id, fields)
     if doc is None:

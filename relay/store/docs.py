@@ -26,7 +26,20 @@ def doc_fields(doc: SubscriptionDoc) -> list[str | bytes]:
     metadata = bytes(doc.metadata)
     if metadata != EMPTY_METADATA:
         out += [SubField.METADATA.value, metadata]
+    if doc.headers:
+        out += [SubField.HEADERS.value, msgspec.json.encode(doc.headers)]
     return out
+
+
+_HEADERS: Final = msgspec.json.Decoder(dict[str, str])
+
+
+def registration_fingerprint(metadata: bytes, header_names: list[str]) -> str:
+    """What must match for a repeated registration to be the same one: the metadata (keys in
+    any order) and the header names (not their values)."""
+    canonical = msgspec.json.encode(msgspec.json.decode(metadata), order="sorted")
+    raw = canonical + b"\x00" + "\x00".join(header_names).encode()
+    return hashlib.sha256(raw).hexdigest()[:16]
 
 
 def events_field(events: tuple[str, ...]) -> str:
@@ -57,6 +70,7 @@ def doc_from(sid: str, f: Mapping[str, str | bytes | None]) -> SubscriptionDoc |
     metadata = f.get(SubField.METADATA.value)
     if isinstance(metadata, str):
         metadata = metadata.encode()
+    headers = f.get(SubField.HEADERS.value)
     return SubscriptionDoc(
         id=sid,
         client=client,
@@ -67,6 +81,7 @@ def doc_from(sid: str, f: Mapping[str, str | bytes | None]) -> SubscriptionDoc |
         events=tuple(e for e in events.split("|") if e) if events else EVENT_STATUSES,
         metadata=msgspec.Raw(metadata or EMPTY_METADATA),
         created_at=int(created),
+        headers=_HEADERS.decode(headers) if headers else {},
     )
 
 

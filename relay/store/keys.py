@@ -66,6 +66,7 @@ class WatchField(StrEnum):
     DEADLINE = "dl"  # the watch's own deadline (Redis ms), instead of RELAY_WATCH_TIMEOUT
     PENDING = "pd"
     SEQUENCE = "sq"
+    OWNER = "own"  # the client the run belongs to (RELAY_RUN_SHARING=owner)
 
 
 class StartKeyField(StrEnum):
@@ -102,6 +103,8 @@ class SubField(StrEnum):
     OCCURRED = "ta"
     NEXT_ATTEMPT = "na"
     IDEM = "ik"
+    HEADERS = "hd"  # the client's extra headers, JSON (never logged)
+    FINGERPRINT = "fp"  # metadata + header names: a changed re-registration is a 409
 
 
 class ResultField(StrEnum):
@@ -109,6 +112,13 @@ class ResultField(StrEnum):
 
     BODY = "b"
     FETCHED = "t"
+
+
+class OpsField(StrEnum):
+    """Fields of a client's operational webhook hash."""
+
+    URL = "url"
+    HEADERS = "hd"
 
 
 class SecretField(StrEnum):
@@ -175,6 +185,21 @@ def run_id_digest(run_id: str) -> str:
 def client_run(client: str, crd: str) -> str:
     """hash: the client's subscriptions on one run id (``run_id_digest``): fingerprint -> id."""
     return f"r:{{c:{client}}}:run:{crd}"
+
+
+def operational(client: str) -> str:
+    """hash: the client's operational webhook (url, headers)."""
+    return f"r:{{c:{client}}}:ops"
+
+
+def quota(client: str, name: str) -> str:
+    """str: the client's use count of a quota in its current window (TTL: the window)."""
+    return f"r:{{c:{client}}}:quota:{name}"
+
+
+def incident(name: str) -> str:
+    """str: an open incident (e.g. Intuned refusing the key); TTL bounds a forgotten one."""
+    return f"r:incident:{name}"
 
 
 def start_key(client: str, key_hash: str) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from redis.asyncio import Redis
 
 from relay.store import keys
+from relay.store.deliveries import ROTATION_OVERLAP_MS
 from relay.store.keys import SecretField
 from relay.store.scripts import Script, r, text
 
@@ -32,6 +33,22 @@ class SecretStore:
     async def current(self, client: str) -> str | None:
         """The client's current secret, or None (nothing is created)."""
         return text(await r(self.redis.hget(keys.secrets(client), SecretField.CURRENT.value)))
+
+    async def in_force(self, client: str) -> list[str]:
+        """The secrets that sign a webhook now (by Redis's clock): the current one, plus the
+        previous one within 24 h of a rotation. Nothing is created."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hmget(
+                keys.secrets(client),
+                [SecretField.CURRENT.value, SecretField.PREVIOUS.value, SecretField.ROTATED.value],
+            )
+            pipe.time()
+            (cur, prev, rot), (seconds, micros) = await pipe.execute()
+        now = int(seconds) * 1000 + int(micros) // 1000
+        out = [text(cur) or ""] if cur else []
+        if prev and rot and now - int(rot) < ROTATION_OVERLAP_MS:
+            out.append(text(prev) or "")
+        return out
 
     async def rotate_secret(self, client: str, fresh: str) -> str:
         """Make ``fresh`` the current secret; the old one keeps signing for 24 h."""

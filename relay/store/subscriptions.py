@@ -48,10 +48,20 @@ class SubscriptionStore:
         self._cancel = Script(redis, "cancel")
         self._redeliver = Script(redis, "redeliver")
 
-    async def register(self, doc: SubscriptionDoc, run_key: str, fresh_secret: str) -> Registration:
+    async def register(
+        self,
+        doc: SubscriptionDoc,
+        run_key: str,
+        fresh_secret: str,
+        *,
+        fingerprint: str = "",
+        owner_only: bool = False,
+    ) -> Registration:
         """Store a subscription and join/start its run's watch, atomically (idempotent). Beyond
         a quota nothing is written (action quota_client / quota_run). The client's signing
-        secret is created from ``fresh_secret`` when it has none."""
+        secret is created from ``fresh_secret`` when it has none. The same registration with
+        another ``fingerprint`` is action conflict; with ``owner_only``, a run first registered
+        by another client is action not_owner (nothing written either way)."""
         rd, client = keys.run_digest(run_key), doc.client
         idem = idempotency_field(doc.project_name, doc.run_id, doc.callback_url)
         key_list = [
@@ -78,6 +88,8 @@ class SubscriptionStore:
             self.max_per_run,
             fresh_secret,
             doc.created_at,
+            fingerprint,
+            "owner" if owner_only else "",
             *doc_fields(doc),
         ]
         return decode_map(await self._register(key_list, args), Registration)
@@ -187,6 +199,11 @@ class SubscriptionStore:
         """True when ``client`` has a subscription on the run (tenant check for reads)."""
         subs = await self._on_run(client, unquote(run_key.rsplit("/", 1)[-1]))
         return any(_run_key_of(s) == run_key for s in subs)
+
+    async def run_owner(self, run_key: str) -> str | None:
+        """The client that registered the run first (its owner under RELAY_RUN_SHARING=owner)."""
+        rd = keys.run_digest(run_key)
+        return text(await r(self.redis.hget(keys.watch(rd), WatchField.OWNER.value)))
 
     async def cached_result(self, run_key: str) -> CachedResult | None:
         """The last Intuned body fetched for a run, with its fetch time."""

@@ -105,6 +105,7 @@ class ClaimRow(msgspec.Struct, frozen=True):
     ta: int = 0
     fc: str | None = None
     fm: str | None = None
+    hd: str | None = None
     result_state: str = "none"
     result: bytes | None = None
     cur: str | None = None
@@ -180,6 +181,21 @@ class PruneSlice(msgspec.Struct, frozen=True):
 
     pruned: int
     seen: int
+
+
+class QuotaUse(msgspec.Struct, frozen=True):
+    """One counted use of a per-client quota (``quota.lua``): uses in this window, ms left."""
+
+    count: int
+    ttl: int
+
+
+class BatchRedelivered(msgspec.Struct, frozen=True):
+    """One batch of a bulk redeliver (``redeliver_batch.lua``)."""
+
+    count: int  # subscriptions that started a new series
+    offset: int  # where the next batch starts in the per-state index
+    done: bool  # the index is walked through
 
 
 class EventSource(msgspec.Struct, frozen=True):

@@ -86,3 +86,19 @@ def build_event_body(
     return _ENCODER.encode(
         {"type": event_type, "timestamp": rfc3339_utc(occurred_at), "data": data}
     )
+
+
+# Events about the relay itself rather than a run: the test ping, and the operational events
+# sent to a client's operational webhook (contract §6).
+CONTROL_EVENT_TYPES: Final = frozenset(
+    {"relay.ping", "subscription.exhausted", "subscription.gone", "intuned.unauthorized"}
+)
+
+
+def build_control_body(*, event_type: str, occurred_at: datetime, data: object) -> bytes:
+    """Encode a control event: ``{"type", "timestamp", "data"}`` with ``data`` as given."""
+    if event_type not in CONTROL_EVENT_TYPES:
+        raise ValueError(f"unknown control event type {event_type!r}")
+    return _ENCODER.encode(
+        {"type": event_type, "timestamp": rfc3339_utc(occurred_at), "data": data}
+    )

@@ -122,3 +122,23 @@ async def subscription_state(api: AsyncTestClient[Any], sid: str, auth: dict[str
     resp = await api.get(f"/v1/subscriptions/{sid}", headers=auth)
     assert resp.status_code == 200, resp.text
     return str(resp.json()["state"])
+
+
+async def reach_state(
+    api: AsyncTestClient[Any],
+    sid: str,
+    state: str,
+    auth: dict[str, str] = AUTH_ALPHA,
+    timeout: float = 20.0,
+) -> None:
+    """Wait until a subscription is in ``state`` (read through the API)."""
+
+    async def check() -> bool:
+        return await subscription_state(api, sid, auth) == state
+
+    await wait_until(check, timeout=timeout)
+
+
+async def signing_secret_of(api: AsyncTestClient[Any], auth: dict[str, str] = AUTH_ALPHA) -> str:
+    """The client's signing secret (created on first use)."""
+    return str((await api.get("/v1/signing-secret", headers=auth)).json()["secret"])

@@ -1,6 +1,7 @@
 """``/v1/runs/{projectName}/{runId}``: the last Intuned result the relay holds for a run.
 
-Only a client that subscribed to the run may read it; to anyone else it does not exist (404).
+Only a client that subscribed to the run may read it (and, with RELAY_RUN_SHARING=owner, only
+the run's owner); to anyone else it does not exist (404).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from relay.api.schemas import RunView, iso
 from relay.errors import NotFound
 from relay.intuned.models import RAW_FIELDS_DECODER
 from relay.model import run_key
+from relay.services.registration import may_read_run
 
 PASSED_THROUGH = ("runId", "status", "result", "error", "reason", "message", "extendedPayloads")
 
@@ -71,7 +73,7 @@ class RunController(Controller):
         settings: SettingsDep,
     ) -> Response[bytes]:
         rk = run_key(settings.intuned_workspace_id, project_name, run_id)
-        if not await store.subscriptions.client_has_run(client, rk):
+        if not await may_read_run(store, settings, client, rk):
             raise NotFound(f"no run {project_name}/{run_id} among your subscriptions")
         cached = await store.subscriptions.cached_result(rk)
         if cached is None:

@@ -8,9 +8,9 @@ names from it).
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
-import msgspec
 import structlog
 from litestar import Controller, Request, Response, delete, get, post
 from litestar.connection import ASGIConnection
@@ -27,6 +27,7 @@ from litestar.status_codes import (
 )
 
 from relay.api.auth import client_for, require_client
+from relay.api.control_schemas import BulkRedeliverIn, BulkRedeliverOut
 from relay.api.deps import ClientName, StoreDep, callback_lookup
 from relay.api.responses import (
     body_error_handler,
@@ -36,7 +37,6 @@ from relay.api.responses import (
 )
 from relay.api.schemas import (
     CALLBACK_URL_RULE,
-    METADATA_MAX_BYTES,
     PROJECT_NAME_RULE,
     RUN_ID_RULE,
     SubscriptionCreate,
@@ -46,22 +46,16 @@ from relay.api.schemas import (
     subscription_item,
     subscription_out,
 )
-from relay.errors import Conflict, InvalidInput, NotFound, QuotaExceeded
+from relay.errors import Conflict, InvalidInput, NotFound
 from relay.model import (
-    EVENT_STATUSES,
     ChangeOutcome,
-    RegisterAction,
-    SubscriptionDoc,
     SubState,
-    fresh_subscription,
-    new_subscription_id,
-    now_ms,
     run_key,
 )
+from relay.services.redelivery import query_for, redeliver_matching
+from relay.services.registration import NewSubscription, register
 from relay.settings import Settings
 from relay.store import SubscriptionStore, encode_cursor
-from relay.webhooks.callbacks import check_callback
-from relay.webhooks.signing import new_secret
 
 log = structlog.get_logger("relay.api")
 
@@ -95,23 +89,6 @@ async def require_client_and_body(
     await require_client(connection, handler)
     if handler.opt.get("json_body"):
         await require_json_body(connection, handler)
-
-
-def quota_refused(action: RegisterAction, settings: Settings) -> None:
-    """429 naming the limit when the registration was refused by a quota (nothing written)."""
-    if action is RegisterAction.QUOTA_CLIENT:
-        raise QuotaExceeded(
-            "RELAY_MAX_SUBSCRIPTIONS_PER_CLIENT",
-            settings.max_subscriptions_per_client,
-            "this client has that many active subscriptions; wait for some to finish or cancel "
-            "some",
-        )
-    if action is RegisterAction.QUOTA_RUN:
-        raise QuotaExceeded(
-            "RELAY_MAX_SUBSCRIPTIONS_PER_RUN",
-            settings.max_subscriptions_per_run,
-            "this run has that many subscriptions",
-        )
 
 
 def not_found(sid: str) -> NotFound:
@@ -155,7 +132,10 @@ class SubscriptionController(Controller):
         status_code=HTTP_201_CREATED,
         summary="Register a run and a callback URL",
         description="201 with a new subscription; 200 with the existing one when the same client "
-        "posts the same projectName, runId and callbackUrl again. The callback URL's host is "
+        "posts the same projectName, runId and callbackUrl again (409 subscription_exists when "
+        "its metadata or header names differ). `headers` (up to 10, 4 KiB) are sent on every "
+        "attempt and shown back as `***`. With RELAY_RUN_SHARING=owner, a run another client "
+        "registered first is a 404. The callback URL's host is "
         "resolved now: a URL that is not http(s), has user info, does not resolve, or resolves "
         "to a forbidden address is a 400 that says why. The body must be JSON "
         "(Content-Type: application/json or none); any other Content-Type is a 400.",
@@ -171,7 +151,7 @@ class SubscriptionController(Controller):
                 description="The same registration existed: the existing subscription",
                 generate_examples=False,
             ),
-            **errors(400, 401, 413, 429, 503),
+            **errors(400, 401, 404, 409, 413, 429, 503),
         },
     )
     async def create(
@@ -180,55 +160,23 @@ class SubscriptionController(Controller):
         request: Request[Any, Any, Any],
         state: State,
     ) -> Response[SubscriptionOut]:
-        # Read from app state here rather than as four injected dependencies: Litestar resolves
+        # Read from app state here rather than as injected dependencies: Litestar resolves
         # a batch of several dependencies in an anyio task group (a task each) per request.
         settings: Settings = state.settings
-        store: SubscriptionStore = state.store.subscriptions
         client = client_for(request.headers.get("authorization"), settings)  # the guard passed
-        metadata = msgspec.json.encode(data.metadata if data.metadata is not None else {})
-        if len(metadata) > METADATA_MAX_BYTES:
-            raise InvalidInput(
-                f"metadata is {len(metadata)} bytes as JSON; the limit is 4096 (4 KiB)"
-            )
-        events = tuple(e for e in EVENT_STATUSES if data.events is None or e in data.events)
-        await check_callback(
-            data.callback_url,
-            policy=settings.callback_policy,
-            lookup=callback_lookup(state),
-        )
-        ws = settings.intuned_workspace_id
-        rk = run_key(ws, data.project_name, data.run_id)
-        doc = SubscriptionDoc(
-            id=new_subscription_id(),
-            client=client,
-            workspace_id=ws,
+        new = NewSubscription(
             project_name=data.project_name,
             run_id=data.run_id,
             callback_url=data.callback_url,
-            events=events,
-            metadata=msgspec.Raw(metadata),
-            created_at=now_ms(),
+            events=tuple(data.events) if data.events is not None else None,
+            metadata=data.metadata,
+            headers=data.headers,
         )
-        # The script also wakes the workers' pumps (a poll or a delivery is due now), and
-        # creates the client's signing secret from new_secret() if it has none.
-        reg = await store.register(doc, rk, new_secret())
-        quota_refused(reg.action, settings)
-        if reg.created:
-            log.info(
-                "subscription_created",
-                client=client,
-                subscription_id=reg.id,
-                run_id=data.run_id,
-                action=reg.action,
-            )
-        if reg.action in (RegisterAction.POLL, RegisterAction.JOIN):
-            # The subscription is the document just written, watching, with no attempts yet:
-            # answer from it instead of reading it back (the script gave the run's status).
-            sub = fresh_subscription(doc, reg.status)
-            return Response(subscription_out(sub, reg.status), status_code=HTTP_201_CREATED)
-        # The idempotent repeat answers with the existing subscription; deliver/skip moved on.
-        out = await load_out(store, reg.id, client)
-        return Response(out, status_code=HTTP_201_CREATED if reg.created else HTTP_200_OK)
+        reg = await register(state.store, settings, client, new, callback_lookup(state))
+        return Response(
+            subscription_out(reg.subscription, reg.run_status),
+            status_code=HTTP_201_CREATED if reg.created else HTTP_200_OK,
+        )
 
     @get(
         "/{subscription_id:str}",
@@ -307,6 +255,38 @@ class SubscriptionController(Controller):
         ):
             raise not_found(subscription_id)
         log.info("subscription_canceled", client=client, subscription_id=subscription_id)
+
+    @post(
+        "/redeliver",
+        status_code=HTTP_202_ACCEPTED,
+        summary="Redeliver every subscription in a state that matches a filter",
+        description="Each matching subscription of this client starts a new attempt series "
+        "(same webhook-id), exactly as the single redeliver. `since`/`until` (RFC 3339) bound "
+        "when the subscription reached its state (`updatedAt`); `callbackHost` compares the "
+        "callback URL's host, case-insensitively.",
+        opt={"json_body": True},
+        exception_handlers={ClientException: body_error_handler},
+        responses=errors(400, 401, 503),
+    )
+    async def redeliver_many(
+        self,
+        data: Annotated[BulkRedeliverIn, STRICT_JSON_BODY],
+        client: ClientName,
+        store: StoreDep,
+    ) -> BulkRedeliverOut:
+        def ms(moment: datetime | None) -> int | None:
+            return int(moment.timestamp() * 1000) if moment is not None else None
+
+        query = query_for(
+            SubState(data.state),
+            run_id=data.run_id,
+            host=data.callback_host,
+            since_ms=ms(data.since),
+            until_ms=ms(data.until),
+        )
+        count = await redeliver_matching(store.controls, client, query)
+        log.info("bulk_redeliver", client=client, state=data.state, count=count)
+        return BulkRedeliverOut(count=count)
 
     @post(
         "/{subscription_id:str}/redeliver",

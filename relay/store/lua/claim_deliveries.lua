@@ -6,7 +6,8 @@ local limit, lease, result_max = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(
 local now = redis_now()
 local due = due_entries(KEYS[1], now, limit, ARGV[4])
 local fields = {F.STATE, F.ATTEMPTS, F.SERIES, F.EVENT_TYPE, F.OCCURRED, F.RUN_KEY, F.CLIENT,
-                F.CALLBACK, F.METADATA, F.EVENTS, F.CREATED, W.FAIL_CODE, W.FAIL_MESSAGE}
+                F.CALLBACK, F.METADATA, F.EVENTS, F.CREATED, W.FAIL_CODE, W.FAIL_MESSAGE,
+                F.HEADERS}
 local out = {}
 for _, sid in ipairs(due) do
   local s = redis.call('HMGET', fmt(K_SUB, sid), unpack(fields))

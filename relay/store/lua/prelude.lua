@@ -87,3 +87,35 @@ local function start_delivery(sid, status, event_type, ended_at, now, ttl, fc, f
   redis.call('ZADD', K_DUE_DLV, now, sid)
   return true
 end
+
+-- Start a fresh attempt series for a client's subscription whose run ended (redeliver.lua for
+-- one, redeliver_batch.lua for each match). Returns the outcome ('ok', 'not_found' or
+-- 'conflict') and the subscription's state.
+local function redeliver_one(sid, k, cl, now, ttl)
+  local s = redis.call('HMGET', k, F.CLIENT, F.STATE, F.EVENT_TYPE, F.RUN_KEY, F.SERIES)
+  if s[1] ~= cl or not s[2] then return 'not_found', nil end
+  local st = s[2]
+  if not s[3] or not (st == ST.DELIVERED or st == ST.EXHAUSTED or st == ST.GONE
+                      or st == ST.DELIVERING) then
+    return 'conflict', st
+  end
+  local rd = run_digest(s[4] or '')
+  if st ~= ST.DELIVERING then
+    redis.call('HINCRBY', fmt(K_WATCH, rd), W.PENDING, 1)
+    settle_run(rd, ttl)
+  end
+  set_state(sid, k, ST.DELIVERING)
+  redis.call('HSET', k, F.SERIES, tonumber(s[5] or '1') + 1)
+  redis.call('HSET', k, F.ATTEMPTS, 0, F.NEXT_ATTEMPT, now, F.UPDATED, now)
+  persist_sub(sid)
+  redis.call('ZADD', K_DUE_DLV, now, sid)
+  return 'ok', ST.DELIVERING
+end
+
+-- The host of a callback URL, lower-case, without brackets or port (bulk redeliver's filter).
+local function callback_host(url)
+  local authority = string.match(url, '^%a[%w+.-]*://([^/?#]*)') or ''
+  authority = string.match(authority, '([^@]*)$') or ''
+  local host = string.match(authority, '^%[([^%]]*)%]') or string.match(authority, '^([^:]*)')
+  return string.lower(host or '')
+end

@@ -4,15 +4,23 @@
 --       SubState order (watching first, delivering second)
 -- ARGV: 1 sid, 2 client, 3 run key, 4 run digest, 5 idem, 6 events '|a|b|' ('' = all),
 --       7 ttl ms, 8 max active per client, 9 max per run, 10 fresh secret, 11 created ms,
---       12.. document field/value pairs
+--       12 fingerprint (metadata + header names; '' = none, not compared), 13 'owner' when RELAY_RUN_SHARING=owner
+--       (else ''), 14.. document field/value pairs
 -- Returns a map: action, id, status (the run's last seen status, when known)
 local sid, cl, rk, rd, idem = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local ev, ttl = ARGV[6], tonumber(ARGV[7])
 local max_client, max_run, fresh, ca = tonumber(ARGV[8]), tonumber(ARGV[9]), ARGV[10], ARGV[11]
+local fp, owner_mode = ARGV[12], ARGV[13] == 'owner'
+local owner = redis.call('HGET', KEYS[4], W.OWNER)
+if owner_mode and owner and owner ~= cl then return {'action', RA.NOT_OWNER, 'id', sid} end
 local existing = redis.call('HGET', KEYS[3], idem)
 if existing then
-  local st = redis.call('HGET', fmt(K_SUB, existing), F.STATE)
-  if st and st ~= ST.CANCELED then return {'action', RA.EXISTING, 'id', existing} end
+  local e = redis.call('HMGET', fmt(K_SUB, existing), F.STATE, F.FINGERPRINT)
+  if e[1] and e[1] ~= ST.CANCELED then
+    -- A subscription stored before fingerprints existed keeps the old idempotent answer.
+    if e[2] and fp ~= '' and e[2] ~= fp then return {'action', RA.CONFLICT, 'id', existing} end
+    return {'action', RA.EXISTING, 'id', existing}
+  end
 end
 if redis.call('ZCARD', KEYS[10]) + redis.call('ZCARD', KEYS[11]) >= max_client then
   return {'action', RA.QUOTA_CLIENT, 'id', sid}
@@ -22,11 +30,13 @@ local now = redis_now()
 local k = KEYS[1]
 -- Only what differs from the defaults (updated = created, 0 attempts, series 1, all events).
 redis.call('HSET', k, F.CLIENT, cl, F.RUN_KEY, rk, F.CREATED, ca, F.IDEM, idem)
+if fp ~= '' then redis.call('HSET', k, F.FINGERPRINT, fp) end
 if ev ~= '' then redis.call('HSET', k, F.EVENTS, ev) end
-for i = 12, #ARGV, 2 do redis.call('HSET', k, ARGV[i], ARGV[i + 1]) end
+for i = 14, #ARGV, 2 do redis.call('HSET', k, ARGV[i], ARGV[i + 1]) end
 redis.call('ZADD', KEYS[2], ca, sid)
 redis.call('HSET', KEYS[3], idem, sid)
 local wk = KEYS[4]
+redis.call('HSETNX', wk, W.OWNER, cl)  -- the first registrant owns the run (enforced in owner mode)
 redis.call('ZADD', KEYS[5], redis.call('HINCRBY', wk, W.SEQUENCE, 1), sid)
 redis.call('HSETNX', KEYS[8], SF.CURRENT, fresh)
 redis.call('ZADD', KEYS[9], 0, cl)

@@ -1,0 +1,310 @@
+"""Test deliveries, bulk redeliver and operational webhooks, end to end over sockets: the API
+in-process, real worker processes, a loopback receiver; every webhook verified by
+``standardwebhooks``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from typing import Any
+
+import pytest
+import redis
+from litestar.testing import AsyncTestClient
+
+from relay.fake_intuned import FakeIntunedHandle, RunScript
+from relay.webhooks.callbacks import IPAddress
+from tests.support.api_helpers import api_env, body, everything, make_app
+from tests.support.receiver import ReceiverHandle, verify
+from tests.support.relay_fixtures import (
+    AUTH_ALPHA,
+    AUTH_BETA,
+    StartWorker,
+    reach_state,
+    signing_secret_of,
+    subscription_state,
+    wait_until,
+)
+
+SUBS = "/v1/subscriptions"
+TESTS = "/v1/test-deliveries"
+OPS = "/v1/operational-webhook"
+
+
+async def subscribe(
+    api: AsyncTestClient[Any], run_id: str, url: str, auth: dict[str, str] = AUTH_ALPHA
+) -> str:
+    resp = await api.post(SUBS, json=body(run=run_id, url=url), headers=auth)
+    assert resp.status_code == 201, resp.text
+    return str(resp.json()["id"])
+
+
+# ---- POST /v1/test-deliveries ----------------------------------------------------------------
+
+
+async def test_a_test_delivery_is_signed_carries_headers_and_reports_delivered(
+    api: AsyncTestClient[Any], receiver: ReceiverHandle
+) -> None:
+    secret = await signing_secret_of(api)
+    resp = await api.post(
+        TESTS,
+        json={"callbackUrl": receiver.url("/ok"), "headers": {"Authorization": "Bearer t"}},
+        headers=AUTH_ALPHA,
+    )
+    assert resp.status_code == 200, resp.text
+    out = resp.json()
+    assert out["outcome"] == "delivered" and out["statusCode"] == 200 and out["error"] is None
+    assert out["durationMs"] >= 0 and out["responseExcerpt"] == '{"ok": true}'
+    [req] = receiver.requests
+    payload = verify(req, secret)
+    assert payload["type"] == "relay.ping" and payload["data"]["client"] == "alpha"
+    assert req.headers["authorization"] == "Bearer t"
+
+
+async def test_a_failing_receiver_is_reported_failed_with_its_status(
+    api: AsyncTestClient[Any], receiver: ReceiverHandle
+) -> None:
+    resp = await api.post(TESTS, json={"callbackUrl": receiver.url("/gone")}, headers=AUTH_ALPHA)
+    assert resp.json()["outcome"] == "failed"
+    assert resp.json()["statusCode"] == 410 and resp.json()["error"] == "http_410"
+    reset = await api.post(TESTS, json={"callbackUrl": receiver.url("/reset")}, headers=AUTH_ALPHA)
+    assert reset.json()["outcome"] == "failed" and reset.json()["statusCode"] is None
+
+
+async def test_an_address_refused_at_connect_time_is_refused_and_never_connected(
+    redis_sync: redis.Redis, redis_url: str, receiver: ReceiverHandle
+) -> None:
+    answers = iter(["93.184.215.14"])  # the check sees a public address, the send loopback
+
+    async def rebinding(host: str, port: int) -> list[IPAddress]:
+        return [ipaddress.ip_address(next(answers, "127.0.0.1"))]
+
+    env = api_env(redis_url, RELAY_ALLOW_PRIVATE_CALLBACKS="false")
+    async with AsyncTestClient(app=make_app(env, lookup=rebinding)) as api:
+        url = f"http://rebind.example:{receiver.port}/ok"
+        resp = await api.post(TESTS, json={"callbackUrl": url}, headers=AUTH_ALPHA)
+        assert resp.status_code == 200, resp.text
+        assert resp.json()["outcome"] == "refused" and resp.json()["error"] == "ssrf_refused"
+        refused = await api.post(
+            TESTS, json={"callbackUrl": "http://10.0.0.1/x"}, headers=AUTH_ALPHA
+        )
+        assert refused.status_code == 400 and "10.0.0.0/8" in refused.json()["detail"]
+    assert receiver.requests == []
+
+
+@pytest.mark.parametrize(
+    ("payload", "says"),
+    [
+        ({"callbackUrl": "ftp://x.example/"}, "callbackUrl"),
+        ({"callbackUrl": "http://127.0.0.1/", "headers": {"Host": "x"}}, "'Host'"),
+        ({"callbackUrl": "http://127.0.0.1/", "extra": 1}, "extra"),
+        ({}, "callbackUrl"),
+    ],
+)
+async def test_bad_test_delivery_input_is_a_400(
+    api: AsyncTestClient[Any], payload: dict[str, Any], says: str
+) -> None:
+    resp = await api.post(TESTS, json=payload, headers=AUTH_ALPHA)
+    assert resp.status_code == 400, resp.text
+    assert says in resp.json()["detail"]
+
+
+async def test_test_deliveries_are_limited_per_client_then_429(
+    redis_sync: redis.Redis, redis_url: str, receiver: ReceiverHandle
+) -> None:
+    env = api_env(redis_url, RELAY_TEST_DELIVERIES_PER_MINUTE="3")
+    async with AsyncTestClient(app=make_app(env)) as api:
+        ping = {"callbackUrl": receiver.url("/ok")}
+        for _ in range(3):
+            assert (await api.post(TESTS, json=ping, headers=AUTH_ALPHA)).status_code == 200
+        over = await api.post(TESTS, json=ping, headers=AUTH_ALPHA)
+        assert over.status_code == 429
+        assert "the limit is 3" in over.json()["detail"]
+        assert "RELAY_TEST_DELIVERIES_PER_MINUTE" in over.json()["detail"]
+        assert 0 < int(over.headers["retry-after"]) <= 60
+        assert (await api.post(TESTS, json=ping, headers=AUTH_BETA)).status_code == 200
+    assert len(receiver.requests) == 4
+    counters = [k for k in redis_sync.scan_iter(match="r:*quota*")]
+    assert counters and all(0 < redis_sync.pttl(k) <= 60_000 for k in counters)
+
+
+# ---- POST /v1/subscriptions/redeliver --------------------------------------------------------
+
+
+async def test_bulk_redeliver_restarts_the_matching_exhausted_series_only(
+    api: AsyncTestClient[Any],
+    fake_intuned: FakeIntunedHandle,
+    receiver: ReceiverHandle,
+    start_worker: StartWorker,
+) -> None:
+    start_worker()
+    secret = await signing_secret_of(api)
+    run_a = fake_intuned.state.create_run(RunScript(outcome="completed", result=1))
+    run_b = fake_intuned.state.create_run(RunScript(outcome="completed", result=2))
+    on_a = [await subscribe(api, run_a, receiver.url(f"/flaky/4/a{i}")) for i in range(3)]
+    on_b = await subscribe(api, run_b, receiver.url("/flaky/4/b"))
+    beta = await subscribe(api, run_a, receiver.url("/flaky/4/beta"), AUTH_BETA)
+    ok = await subscribe(api, run_b, receiver.url("/ok/fine"))
+    for sid in [*on_a, on_b]:
+        await reach_state(api, sid, "exhausted")
+    await reach_state(api, beta, "exhausted", AUTH_BETA)
+    await reach_state(api, ok, "delivered")
+
+    none = await api.post(
+        f"{SUBS}/redeliver",
+        json={"state": "exhausted", "since": "2999-01-01T00:00:00Z"},
+        headers=AUTH_ALPHA,
+    )
+    assert none.status_code == 202 and none.json() == {"count": 0}
+    resp = await api.post(
+        f"{SUBS}/redeliver", json={"state": "exhausted", "runId": run_a}, headers=AUTH_ALPHA
+    )
+    assert resp.status_code == 202 and resp.json() == {"count": 3}
+    for sid in on_a:
+        await reach_state(api, sid, "delivered")
+        view = (await api.get(f"{SUBS}/{sid}", headers=AUTH_ALPHA)).json()
+        assert [a["series"] for a in view["attempts"]] == [1, 1, 1, 1, 2]
+    assert await subscription_state(api, on_b, AUTH_ALPHA) == "exhausted"
+    assert await subscription_state(api, beta, AUTH_BETA) == "exhausted"
+    fifth = [r for r in receiver.requests if r.path == "/flaky/4/a0"]
+    assert len(fifth) == 5 and len({r.webhook_id for r in fifth}) == 1
+    assert verify(fifth[-1], secret)["data"]["subscriptionId"] == on_a[0]
+
+    by_host = await api.post(
+        f"{SUBS}/redeliver",
+        json={"state": "exhausted", "callbackHost": "127.0.0.1", "until": "2999-01-01T00:00:00Z"},
+        headers=AUTH_ALPHA,
+    )
+    assert by_host.json() == {"count": 1}
+    await reach_state(api, on_b, "delivered")
+    delivered = await api.post(
+        f"{SUBS}/redeliver",
+        json={"state": "delivered", "callbackHost": "nowhere.example"},
+        headers=AUTH_ALPHA,
+    )
+    assert delivered.json() == {"count": 0}
+
+
+@pytest.mark.parametrize(
+    ("payload", "says"),
+    [
+        ({"state": "watching"}, "state"),
+        ({"state": "exhausted", "since": "yesterday"}, "since"),
+        ({"state": "exhausted", "until": "2026-01-01T00:00:00"}, "until"),
+        ({"state": "exhausted", "runId": "a/b"}, "runId"),
+        ({"state": "exhausted", "bogus": 1}, "bogus"),
+        ({}, "state"),
+    ],
+)
+async def test_bad_bulk_redeliver_filters_are_a_400_and_change_nothing(
+    api: AsyncTestClient[Any], redis_sync: redis.Redis, payload: dict[str, Any], says: str
+) -> None:
+    before = everything(redis_sync)
+    resp = await api.post(f"{SUBS}/redeliver", json=payload, headers=AUTH_ALPHA)
+    assert resp.status_code == 400, resp.text
+    assert says in resp.json()["detail"]
+    assert everything(redis_sync) == before
+
+
+# ---- /v1/operational-webhook -------------------------------------------------------------------
+
+
+async def test_operational_webhook_is_set_read_redacted_and_deleted_per_client(
+    api: AsyncTestClient[Any], receiver: ReceiverHandle
+) -> None:
+    url = receiver.url("/ok/ops")
+    put = await api.put(
+        OPS, json={"url": url, "headers": {"Authorization": "ops-s3cret"}}, headers=AUTH_ALPHA
+    )
+    assert put.status_code == 200, put.text
+    assert put.json() == {"url": url, "headers": {"Authorization": "***"}}
+    got = await api.get(OPS, headers=AUTH_ALPHA)
+    assert got.json() == {"url": url, "headers": {"Authorization": "***"}}
+    assert "ops-s3cret" not in got.text
+    assert (await api.get(OPS, headers=AUTH_BETA)).status_code == 404
+    assert (await api.delete(OPS, headers=AUTH_BETA)).status_code == 204
+    assert (await api.get(OPS, headers=AUTH_ALPHA)).status_code == 200
+    assert (await api.delete(OPS, headers=AUTH_ALPHA)).status_code == 204
+    assert (await api.get(OPS, headers=AUTH_ALPHA)).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("payload", "says"),
+    [
+        ({"url": "ftp://x.example/"}, "url"),
+        ({"url": "http://127.0.0.1/", "headers": {"webhook-id": "x"}}, "'webhook-id'"),
+        ({"url": "http://127.0.0.1/", "more": 1}, "more"),
+    ],
+)
+async def test_bad_operational_webhooks_are_a_400(
+    api: AsyncTestClient[Any], redis_sync: redis.Redis, payload: dict[str, Any], says: str
+) -> None:
+    before = everything(redis_sync)
+    resp = await api.put(OPS, json=payload, headers=AUTH_ALPHA)
+    assert resp.status_code == 400, resp.text
+    assert says in resp.json()["detail"]
+    assert everything(redis_sync) == before
+
+
+async def test_exhausted_and_gone_subscriptions_are_reported_signed_with_retries(
+    api: AsyncTestClient[Any],
+    fake_intuned: FakeIntunedHandle,
+    receiver: ReceiverHandle,
+    start_worker: StartWorker,
+) -> None:
+    start_worker()
+    secret = await signing_secret_of(api)
+    hook = {"url": receiver.url("/flaky/1/ops"), "headers": {"Authorization": "ops-tok"}}
+    assert (await api.put(OPS, json=hook, headers=AUTH_ALPHA)).status_code == 200
+    run_id = fake_intuned.state.create_run(RunScript(outcome="completed", result=1))
+    gone = await subscribe(api, run_id, receiver.url("/gone"))
+    failing = await subscribe(api, run_id, receiver.url("/status/500"))
+    quiet = await subscribe(api, run_id, receiver.url("/gone/beta"), AUTH_BETA)
+    await reach_state(api, gone, "gone")
+    await reach_state(api, failing, "exhausted")
+    await reach_state(api, quiet, "gone", AUTH_BETA)
+
+    def ops() -> list[Any]:
+        return [r for r in receiver.requests if r.path == "/flaky/1/ops"]
+
+    # Each event fails once (flaky/1 per webhook-id), then arrives: 2 events x 2 attempts.
+    await wait_until(lambda: len(ops()) == 4, timeout=20)
+    by_type: dict[str, list[Any]] = {}
+    for req in ops():
+        assert req.headers["authorization"] == "ops-tok"
+        by_type.setdefault(verify(req, secret)["type"], []).append(req)
+    assert set(by_type) == {"subscription.gone", "subscription.exhausted"}
+    for reqs in by_type.values():
+        assert len({r.webhook_id for r in reqs}) == 1
+    gone_data = json.loads(by_type["subscription.gone"][0].body)["data"]
+    view = (await api.get(f"{SUBS}/{gone}", headers=AUTH_ALPHA)).json()
+    assert gone_data == view
+    exhausted_data = json.loads(by_type["subscription.exhausted"][0].body)["data"]
+    assert exhausted_data["id"] == failing and exhausted_data["state"] == "exhausted"
+
+
+async def test_a_refused_intuned_key_is_reported_once_per_incident(
+    api: AsyncTestClient[Any],
+    fake_intuned: FakeIntunedHandle,
+    receiver: ReceiverHandle,
+    start_worker: StartWorker,
+) -> None:
+    secrets = [await signing_secret_of(api), await signing_secret_of(api, AUTH_BETA)]
+    for auth, path in ((AUTH_ALPHA, "/ok/ops-alpha"), (AUTH_BETA, "/ok/ops-beta")):
+        assert (await api.put(OPS, json={"url": receiver.url(path)}, headers=auth)).status_code
+    start_worker(INTUNED_API_KEY="a-wrong-key-0123456789")
+    sids = [await subscribe(api, f"run-{i}", receiver.url(f"/ok/{i}")) for i in range(3)]
+    for sid in sids:
+        await reach_state(api, sid, "delivered")
+    await wait_until(
+        lambda: {r.path for r in receiver.requests} >= {"/ok/ops-alpha", "/ok/ops-beta"}
+    )
+    ops = [r for r in receiver.requests if r.path.startswith("/ok/ops")]
+    assert len(ops) == 2
+    for req in ops:
+        payload = verify(req, secrets)
+        assert payload["type"] == "intuned.unauthorized"
+        assert payload["data"]["statusCode"] == 401
+    hooks = [json.loads(r.body) for r in receiver.requests if r.path.startswith("/ok/")]
+    assert sum(h["type"] == "run.watch_failed" for h in hooks) == 3

@@ -119,7 +119,7 @@ async def _attempt(deps: WorkerDeps, claim: ClaimedDelivery) -> AttemptResult:
     now = deps.clock()
     result = await _send(deps, claim, now)
     number = claim.attempts_in_series + 1
-    outcome = result.outcome
+    outcome = DeliveryOutcome(result.outcome)
     delay_ms = 0
     if outcome is DeliveryOutcome.RETRY:
         delay = retry_delay(number, s.retry_schedule, retry_after=result.retry_after)

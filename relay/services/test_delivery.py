@@ -58,7 +58,7 @@ def ping_body(client: str, now: datetime) -> bytes:
 
 def result_of(attempt: AttemptResult) -> TestResult:
     """Classify one attempt for the client: delivered, failed, or refused (nothing sent)."""
-    outcome: TestOutcome = "delivered" if attempt.outcome is DeliveryOutcome.DELIVERED else "failed"
+    outcome: TestOutcome = "delivered" if attempt.outcome == DeliveryOutcome.DELIVERED else "failed"
     if attempt.error in _REFUSED:
         outcome = "refused"
     return TestResult(

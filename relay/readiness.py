@@ -5,7 +5,9 @@ keys; ``probe_intuned_key`` makes one result call for a run that cannot exist (4
 fine; 401/403: refused; anything else: unknown). ``Readiness`` holds the latest of both for
 ``/readyz``; ``report_redis`` and ``report_intuned_key`` log a problem loudly, one line naming
 the setting to change. ``watch_intuned_key`` re-probes in the background so ``/readyz`` follows
-reality. None of these findings ever makes the relay not ready: only Redis not answering does.
+reality, and ``current_intuned_key`` says refused while the workers' polls see the key refused
+(their open ``intuned-unauthorized`` incident). None of these findings ever makes the relay not
+ready: only Redis not answering does.
 Must never log or return the Intuned key, and never raise out of a background probe.
 """
 
@@ -22,7 +24,9 @@ from redis.exceptions import RedisError, ResponseError
 from relay.errors import unavailable
 from relay.intuned.client import IntunedClient
 from relay.intuned.models import NotFoundOutcome, Unauthorized
+from relay.services.operational import INCIDENT_INTUNED_KEY
 from relay.settings import Settings
+from relay.store import ControlStore
 
 log = structlog.get_logger("relay.readiness")
 
@@ -108,6 +112,17 @@ async def report_redis(redis: Redis, readiness: Readiness) -> None:
     readiness.redis = safety
     for problem in safety.problems:
         log.warning("redis_unsafe_settings", problem=problem)
+
+
+def key_verdict(probed: KeyState, incident_open: bool) -> KeyState:
+    """What ``/readyz`` says of the key: refused while the workers' polls see it refused (an
+    open ``intuned-unauthorized`` incident), the probe's finding otherwise."""
+    return "refused" if incident_open else probed
+
+
+async def current_intuned_key(readiness: Readiness, controls: ControlStore) -> KeyState:
+    """The probe's finding at start and the latest polls' (contract §6), read from the store."""
+    return key_verdict(readiness.intuned_key, await controls.incident_open(INCIDENT_INTUNED_KEY))
 
 
 async def probe_intuned_key(client: IntunedClient) -> KeyState:

@@ -125,7 +125,7 @@ def seed_alpha(app: Litestar, redis_url: str) -> Alpha:
 
 def alpha_state(r: redis.Redis, alpha: Alpha) -> dict[str, Any]:
     """Everything stored about alpha (without TTLs), to compare before and after."""
-    keys = [k.decode() for k in r.scan_iter(match=store_keys.client_all("alpha") + "*")]
+    keys = [k.decode() for k in r.scan_iter(match=store_keys.client_prefix("alpha") + "*")]
     for project, run in alpha.runs:
         rd = run_digest(run_key(WORKSPACE, project, run))
         keys += [store_keys.watch(rd), store_keys.subscribers(rd)]

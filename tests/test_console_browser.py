@@ -171,7 +171,7 @@ def test_operator_story_in_chromium(
     assert after and after != before
     assert http.get("/v1/signing-secret", headers=AUTH_ALPHA).json()["secret"] == after
     send_test = driver.find_element(By.XPATH, "//button[normalize-space()='Send test']")
-    assert not send_test.is_enabled()
+    assert send_test.is_enabled()
 
     # Another client's subscription is a 404 page, exactly like one that does not exist.
     driver.get(f"{relay_url}/console/subscriptions/{theirs}")

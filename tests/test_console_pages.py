@@ -4,6 +4,7 @@ redeliver with a real worker, and the pure pieces (chart, shortened event body).
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import AsyncIterator
 from typing import Any
@@ -236,3 +237,26 @@ async def test_the_event_source_and_oldest_pending_are_read_for_their_client_onl
     detail = await subs_service.subscription_detail(subs, "beta", older.id)
     assert detail.event_body is not None
     assert b'"result":[7]' in detail.event_body
+
+
+async def test_send_test_posts_a_signed_ping_and_shows_the_outcome(
+    console: AsyncTestClient[Any], receiver: ReceiverHandle
+) -> None:
+    url = receiver.url("/ok/ping")
+    resp = await post_form(console, "/console/signing", "/console/test-delivery", callback_url=url)
+    assert resp.status_code == 200, resp.text
+    assert "Test delivery delivered: HTTP 200" in resp.text
+    [req] = await receiver.wait_for_async(1, timeout=10)
+    assert json.loads(req.body)["type"] == "relay.ping"
+    assert req.headers["webhook-signature"].startswith("v1,")
+
+
+async def test_send_test_refuses_a_bad_url_and_sends_nothing(
+    console: AsyncTestClient[Any], receiver: ReceiverHandle
+) -> None:
+    resp = await post_form(
+        console, "/console/signing", "/console/test-delivery", callback_url="ftp://x.example/h"
+    )
+    assert resp.status_code == 400
+    assert "Test delivery" not in resp.text
+    assert receiver.requests == []

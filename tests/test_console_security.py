@@ -68,6 +68,7 @@ async def test_no_page_or_action_works_without_a_session(
         "/console/redeliver-exhausted",
         "/console/signing/reveal",
         "/console/signing/rotate",
+        "/console/test-delivery",
     ):
         resp = await app.post(action, data={"_csrf_token": token})
         assert resp.status_code == 401, action

@@ -24,6 +24,7 @@ from relay.model import (
 from relay.services.redelivery import query_for, redeliver_matching
 from relay.settings import Settings
 from relay.store import OperationalHook, RedeliverQuery, Stores, keys
+from relay.store.keys import SubField
 from tests.support.relay_fixtures import base_env
 from tests.support.store_helpers import finish_run, open_stores
 from workers.operational import confirm_operational, subscription_ending
@@ -192,11 +193,19 @@ async def test_an_alert_is_queued_only_once_the_final_attempt_is_recorded(
         await deps.intuned.aclose()
 
 
-async def test_a_registration_without_fingerprint_is_never_a_conflict(redis_client: Redis) -> None:
+async def test_the_default_fingerprint_is_not_stored_and_still_compared(
+    redis_client: Redis,
+) -> None:
+    """'' is the default registration ({} metadata, no headers): stored as no field at all, and
+    a repeat with other metadata or header names is still a conflict."""
     subs = open_stores(redis_client).subscriptions
     rk = run_key(WS, "proj", "run-s")
-    started = doc("alpha", "run-s", "http://a.example/", 1)  # as start-and-watch registers
-    assert (await subs.register(started, rk, SECRET)).action is RegisterAction.POLL
-    again = doc("alpha", "run-s", "http://a.example/", 2)
-    same = await subs.register(again, rk, SECRET, fingerprint="f1")
-    assert (same.action, same.id) == (RegisterAction.EXISTING, started.id)
+    plain = doc("alpha", "run-s", "http://a.example/", 1)
+    assert (await subs.register(plain, rk, SECRET)).action is RegisterAction.POLL
+    assert not await redis_client.hexists(keys.sub(plain.id), SubField.FINGERPRINT.value)
+    again = await subs.register(doc("alpha", "run-s", "http://a.example/", 2), rk, SECRET)
+    assert (again.action, again.id) == (RegisterAction.EXISTING, plain.id)
+    changed = await subs.register(
+        doc("alpha", "run-s", "http://a.example/", 3), rk, SECRET, fingerprint="f1"
+    )
+    assert (changed.action, changed.id) == (RegisterAction.CONFLICT, plain.id)

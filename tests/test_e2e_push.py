@@ -205,3 +205,29 @@ async def test_a_run_started_through_the_relay_ends_its_watch_at_its_own_deadlin
     assert event["type"] == "run.watch_failed"
     assert event["data"]["failure"]["code"] == "watch_timeout"
     assert event["data"]["runId"] == out["runId"]
+
+
+async def test_headers_of_a_start_are_delivered_and_never_sent_to_intuned(story: Story) -> None:
+    story.worker()
+    out = await story.start("hdr-1", "/ok/hdr", headers={"X-Tenant-Ref": "acme-7"})
+    run_id = out["runId"]
+    [logged] = [s for s in story.fake.state.start_log() if s["runId"] == run_id]
+    assert "headers" not in logged["body"] and logged["body"]["api"] == "a"
+    story.clock.advance(20)
+    [req] = await story.receiver.wait_for_async(1, timeout=30)
+    assert req.headers["x-tenant-ref"] == "acme-7"
+    assert json.loads(req.body)["data"]["runId"] == run_id
+
+
+async def test_a_start_with_forbidden_headers_is_refused_before_anything_starts(
+    story: Story,
+) -> None:
+    body = {"projectName": "demo-project", "callbackUrl": story.receiver.url("/x"), "api": "a"}
+    body |= {"parameters": {}, "headers": {"Webhook-Signature": "forged"}}
+    before = len(story.fake.state.start_log())
+    resp = await story.http.post(
+        "/v1/runs", json=body, headers={**AUTH_ALPHA, "Idempotency-Key": "hdr-bad"}
+    )
+    assert resp.status_code == 400, resp.text
+    assert "Webhook-Signature" in resp.json()["detail"]
+    assert len(story.fake.state.start_log()) == before

@@ -19,7 +19,9 @@ from structlog.testing import capture_logs
 from relay.embedded_redis import EmbeddedRedis, free_port
 from relay.fake_intuned import FakeIntuned, start_in_thread
 from relay.intuned.client import IntunedClient
-from relay.readiness import Readiness, probe_intuned_key, watch_intuned_key
+from relay.readiness import Readiness, key_verdict, probe_intuned_key, watch_intuned_key
+from relay.services.operational import INCIDENT_INTUNED_KEY
+from relay.store import keys
 from tests.support.api_helpers import api_client, api_env
 from tests.support.intuned_fixtures import FAKE_API_KEY, FAKE_WORKSPACE_ID, MakeFake
 from tests.support.relay_fixtures import StartWorker, wait_until
@@ -132,3 +134,22 @@ async def test_wrong_intuned_key_and_unsafe_redis_show_in_readyz_and_logs_at_sta
         [unsafe] = [e for e in events if e["event"] == "redis_unsafe_settings"]
         assert unsafe["level"] == "warning" and "appendonly yes" in unsafe["problem"]
         assert WRONG_KEY not in log
+
+
+async def test_readyz_says_refused_while_the_polls_see_the_key_refused(
+    redis_url: str, redis_sync: Any
+) -> None:
+    incident = keys.incident(INCIDENT_INTUNED_KEY)
+    async with api_client(api_env(redis_url)) as api:
+        probed = (await api.get("/readyz")).json()["intunedKey"]
+        assert probed != "refused"
+        redis_sync.set(incident, "1", ex=60)  # what a worker's refused poll opens
+        assert (await api.get("/readyz")).json()["intunedKey"] == "refused"
+        redis_sync.delete(incident)  # the next accepted poll closes it
+        assert (await api.get("/readyz")).json()["intunedKey"] == probed
+
+
+def test_the_key_verdict_follows_an_open_incident() -> None:
+    assert key_verdict("ok", incident_open=True) == "refused"
+    assert key_verdict("ok", incident_open=False) == "ok"
+    assert key_verdict("unknown", incident_open=False) == "unknown"

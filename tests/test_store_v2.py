@@ -3,7 +3,9 @@ that survive a restarted watch, exact pagination with ties, deferral and per-min
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
+from urllib.parse import unquote
 
 import msgspec
 import redis
@@ -20,6 +22,7 @@ from relay.model import (
     run_key,
 )
 from relay.store import ClaimedDelivery, Stores, keys, run_digest
+from relay.store.scripts import script_source
 from tests.support.api_helpers import PUBLIC_URL, api_client, api_env, body, stored_keys
 from tests.support.relay_fixtures import AUTH_ALPHA, AUTH_BETA
 from tests.support.store_helpers import open_stores
@@ -151,9 +154,13 @@ async def test_the_run_result_outlives_every_pending_delivery(redis_client: Redi
     assert await redis_client.pttl(keys.watch(rd_of(a))) == -1  # one still pending
     await store.deliveries.record_attempt(claims[1], ok, DeliveryOutcome.DELIVERED, 0)
     assert 0 < await redis_client.pttl(keys.watch(rd_of(a))) <= 1000  # now it may expire
-    # Both set by the last attempt's script (the same expiry); PTTL read a moment apart.
-    sub_ttl = await redis_client.pttl(keys.sub(a.id))
-    assert sub_ttl <= await redis_client.pttl(keys.watch(rd_of(a))) + 5
+    # Both set by the last attempt's script (the same expiry); read in one transaction
+    # (Redis's clock stands still in it), so a busy box cannot move the two reads apart.
+    async with redis_client.pipeline(transaction=True) as pipe:
+        pipe.pttl(keys.sub(a.id))
+        pipe.pttl(keys.watch(rd_of(a)))
+        sub_ttl, watch_ttl = await pipe.execute()
+    assert sub_ttl <= watch_ttl
 
 
 async def test_defer_moves_due_deliveries_without_counting_an_attempt(redis_client: Redis) -> None:
@@ -274,3 +281,57 @@ async def test_a_watch_restarted_mid_fan_out_counts_the_subscribers_not_yet_reac
     assert await store.subscriptions.cancel(new_id, "alpha")
     watch = await store.watches.get_watch(rd_of(docs[0]))
     assert watch is not None and watch.state == "watching"
+
+
+async def test_the_first_subscription_per_run_lives_in_the_watch_and_client_hashes(
+    redis_client: Redis,
+) -> None:
+    """One subscriber: no run subscriber zset, no per-run index key; later ones get them, and
+    idempotency, ``?runId=``, fan-out and pruning see both kinds alike."""
+    store = open_stores(redis_client, result_ttl=0.3)
+    a, b = doc(url="http://127.0.0.1:9/a"), doc(url="http://127.0.0.1:9/b")
+    other_project = doc(url="http://127.0.0.1:9/a", project_name="proj2")
+    assert await register(store, a) == RegisterAction.POLL
+    crd = keys.run_id_digest("run1")
+    assert not await redis_client.exists(keys.subscribers(rd_of(a)), keys.client_run("alpha", crd))
+    for d in (b, other_project):
+        assert await register(store, d) in (RegisterAction.JOIN, RegisterAction.POLL)
+    for d, same in zip([doc(url=a.callback_url), doc(url=b.callback_url)], (a, b), strict=True):
+        reg = await store.subscriptions.register(d, run_key(WS, "proj", "run1"), SECRET)
+        assert (reg.action, reg.id) == (RegisterAction.EXISTING, same.id)
+    page = await store.subscriptions.list_subscriptions(
+        "alpha", state=None, limit=10, cursor=None, run_id="run1"
+    )
+    assert {s.doc.id for s in page.items} == {a.id, b.id, other_project.id}
+    # A canceled first subscription is replaced by the same registration made again.
+    assert await store.subscriptions.cancel(a.id, "alpha")
+    a2 = doc(url=a.callback_url)
+    assert await register(store, a2) == RegisterAction.JOIN
+    assert await redis_client.hget(keys.client_runs("alpha"), crd) == a2.id.encode()
+    # Fan-out from the cursor: a (sequence 1, canceled), b (2), then a2 (3).
+    await store.watches.record_result(rd_of(a), "completed", b"{}", 0, 0.0)
+    steps = [await store.watches.fan_out(rd_of(a), batch=n) for n in (1, 1, 5)]
+    assert [(s.moved, s.done) for s in steps] == [(0, False), (1, False), (1, True)]
+    claims = await store.deliveries.claim_deliveries(10)
+    assert {c.subscription_id for c in claims} == {b.id, a2.id}
+    for c in claims:
+        ok = Attempt(attempt=1, at=1, status_code=200, error=None, duration_ms=1.0)
+        await store.deliveries.record_attempt(c, ok, DeliveryOutcome.DELIVERED, 0)
+    await asyncio.sleep(0.4)
+    assert (await store.housekeeping.prune_slice()).pruned == 3  # a, b and a2 expired
+    left = await store.subscriptions.list_subscriptions(
+        "alpha", state=None, limit=10, cursor=None, run_id="run1"
+    )
+    assert [s.doc.id for s in left.items] == [other_project.id]
+    assert await redis_client.hget(keys.client_runs("alpha"), crd) is None
+    assert await redis_client.hlen(keys.client_run("alpha", crd)) == 1  # other_project's
+
+
+async def test_the_lua_names_runs_as_python_does(redis_client: Redis) -> None:
+    """keys.run_digest / run_id_digest (11 URL-safe base64 characters) and the prelude's."""
+    source = script_source("cancel").split("local sid, cl, ttl")[0]  # constants + prelude
+    lua = source + "return {run_digest(ARGV[1]), run_id_digest(ARGV[1])}"
+    for rk in ("ws/p/r", run_key(WS, "proj one", "run/ü?"), "", "a" * 300):
+        expected = [run_digest(rk), keys.run_id_digest(unquote(rk.rsplit("/", 1)[-1]))]
+        assert [v.decode() for v in await redis_client.eval(lua, 0, rk)] == expected
+        assert len(expected[0]) == 11

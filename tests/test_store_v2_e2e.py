@@ -179,7 +179,9 @@ async def fan_out_story(
     assert slow == [], slow[:5]
 
 
-@pytest.mark.parametrize("n", [10_000, pytest.param(100_000, marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "n", [10_000, pytest.param(100_000, marks=[pytest.mark.slow, pytest.mark.timeout(1800)])]
+)
 async def test_many_subscribers_fan_out_in_bounded_steps(
     n: int,
     redis_url: str,

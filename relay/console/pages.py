@@ -11,13 +11,16 @@ from __future__ import annotations
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
+import msgspec
 from litestar import Controller, Response, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency
-from litestar.params import FromPath, FromQuery, QueryParameter
+from litestar.enums import RequestEncodingType
+from litestar.params import Body, FromPath, FromQuery, QueryParameter
 from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_303_SEE_OTHER
 
+from relay.api.deps import callback_lookup
 from relay.api.schemas import is_subscription_id
 from relay.console.chart import delivery_chart
 from relay.console.views import NOTICES, shortened_event
@@ -25,14 +28,24 @@ from relay.errors import InvalidInput, NotFound
 from relay.model import SubState
 from relay.services import overview as overview_service
 from relay.services import signing, subscriptions
+from relay.services.redelivery import query_for, redeliver_matching
 from relay.services.subscriptions import Filters
+from relay.services.test_delivery import send_test
 from relay.store import Stores
 
 PAGE_SIZE = 50
 TEST_DELIVERY_NOTE = (
-    "Test deliveries are not available in this version yet (they arrive with the controls "
-    "issue, POST /v1/test-deliveries)."
+    "Sends one signed relay.ping event to the URL now (the same checks as a registration; at "
+    "most RELAY_TEST_DELIVERIES_PER_MINUTE a minute)."
 )
+
+
+class TestDeliveryForm(msgspec.Struct, frozen=True):
+    """The Send test form's field (the CSRF token is checked by the middleware)."""
+
+    callback_url: Annotated[str, msgspec.Meta(max_length=2048)] = ""
+
+
 _NO_STORE = {"Cache-Control": "no-store"}
 ClientDep = NamedDependency[str]  # the signed-in client (relay.console.auth)
 Text = Annotated[str | None, QueryParameter(max_length=200)]
@@ -165,13 +178,11 @@ class ConsolePages(Controller):
 
     @post("/redeliver-exhausted", name="console:bulk")
     async def redeliver_exhausted(self, client: ClientDep, state: State) -> Redirect:
-        outcome = await subscriptions.redeliver_exhausted(_stores(state).subscriptions, client)
+        stores = _stores(state)
+        count = await redeliver_matching(stores.controls, client, query_for(SubState.EXHAUSTED))
+        left = (await stores.subscriptions.count_states(client))[SubState.EXHAUSTED.value]
         return _see(
-            "/console/subscriptions",
-            state=SubState.EXHAUSTED,
-            done="bulk",
-            count=outcome.redelivered,
-            left=outcome.remaining,
+            "/console/subscriptions", state=SubState.EXHAUSTED, done="bulk", count=count, left=left
         )
 
     @get("/signing", name="console:signing")
@@ -198,3 +209,31 @@ class ConsolePages(Controller):
     async def rotate(self, client: ClientDep, state: State) -> Redirect:
         await signing.rotate_secret(_stores(state).secrets, client)
         return _see("/console/signing", done="rotated")
+
+    @post("/test-delivery", name="console:test_delivery", status_code=200)
+    async def test_delivery(
+        self,
+        client: ClientDep,
+        state: State,
+        data: Annotated[TestDeliveryForm, Body(media_type=RequestEncodingType.URL_ENCODED)],
+    ) -> Template:
+        stores = _stores(state)
+        result = await send_test(
+            controls=stores.controls,
+            secrets=stores.secrets,
+            sender=state.test_sender,
+            settings=state.settings,
+            client=client,
+            url=data.callback_url.strip(),
+            headers=None,
+            lookup=callback_lookup(state),
+        )
+        return _page(
+            "signing.html",
+            client,
+            secret=None,
+            nav="signing",
+            test_note=TEST_DELIVERY_NOTE,
+            test_url=data.callback_url,
+            test_result=result,
+        )

@@ -24,8 +24,8 @@ from typing import Final
 
 import msgspec
 
-from relay.api.schemas import subscription_out
 from relay.model import Subscription, SubState
+from relay.services.views import subscription_out
 from relay.settings import Settings
 from relay.store import ControlStore, OperationalHook, SecretStore
 from relay.webhooks.callbacks import Lookup, check_callback

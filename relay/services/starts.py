@@ -26,13 +26,7 @@ from typing import Annotated, Any, Final, Literal
 import msgspec
 import structlog
 
-from relay.api.schemas import (
-    METADATA_MAX_BYTES,
-    CallbackUrl,
-    ProjectName,
-    SubscriptionOut,
-    subscription_out,
-)
+from relay.api.schemas import METADATA_MAX_BYTES, CallbackUrl, ProjectName
 from relay.errors import InvalidInput
 from relay.intuned.client import IntunedClient
 from relay.intuned.start import Refused, Started, Unavailable, Unknown
@@ -48,14 +42,17 @@ from relay.model import (
     run_key,
 )
 from relay.policy import run_deadline_seconds
+from relay.services.views import SubscriptionOut, subscription_out
 from relay.settings import Settings
 from relay.store import Stores
+from relay.store.docs import registration_fingerprint
 from relay.webhooks.callbacks import Lookup, check_callback
+from relay.webhooks.custom_headers import header_names, validate_headers
 from relay.webhooks.signing import new_secret
 
 log = structlog.get_logger("relay.starts")
 
-RELAY_FIELDS: Final = frozenset({"projectName", "callbackUrl", "events", "metadata"})
+RELAY_FIELDS: Final = frozenset({"projectName", "callbackUrl", "events", "metadata", "headers"})
 KEY_TTL_MS: Final = 24 * 3600 * 1000
 # The header Intuned's sink sends back to the ingress; its value is per run and secret.
 INGRESS_SECRET_HEADER: Final = "x-relay-ingress-secret"  # noqa: S105 (a header name)
@@ -73,6 +70,7 @@ class StartFields(msgspec.Struct, rename="camel"):
     callback_url: CallbackUrl
     events: Annotated[list[StartEvent], msgspec.Meta(min_length=1, max_length=3)] | None = None
     metadata: dict[str, Any] | None = None
+    headers: dict[str, str] | None = None
 
 
 class StartOut(msgspec.Struct, rename="camel"):
@@ -138,6 +136,7 @@ def parse_body(raw: bytes, settings: Settings) -> tuple[StartFields, dict[str, m
     metadata = msgspec.json.encode(mine.metadata or {})
     if len(metadata) > METADATA_MAX_BYTES:
         raise InvalidInput(f"metadata is {len(metadata)} bytes as JSON; the limit is 4096 (4 KiB)")
+    validate_headers(mine.headers)  # refused before the key is taken; never sent to Intuned
     return mine, {k: v for k, v in fields.items() if k not in RELAY_FIELDS}
 
 
@@ -302,6 +301,8 @@ async def _watch(
     ws = s.intuned_workspace_id
     rk = run_key(ws, mine.project_name, run_id)
     wanted: Sequence[str] | None = mine.events
+    headers = validate_headers(mine.headers)
+    metadata = msgspec.json.encode(mine.metadata or {})
     doc = SubscriptionDoc(
         id=new_subscription_id(),
         client=client,
@@ -310,17 +311,26 @@ async def _watch(
         run_id=run_id,
         callback_url=mine.callback_url,
         events=tuple(e for e in EVENT_STATUSES if e in (wanted or EVENT_STATUSES)),
-        metadata=msgspec.Raw(msgspec.json.encode(mine.metadata or {})),
+        metadata=msgspec.Raw(metadata),
         created_at=now_ms(),
+        headers=headers,
     )
     # The push fields first: the registration wakes a poller at once, whose claim reads them.
     deadline_ms = int(_deadline_seconds(intuned_fields, s.run_deadline_margin) * 1000)
     await deps.store.starts.expect_push(
         rk, deadline_ms, push.token if push else "", push.secret_hash if push else ""
     )
-    reg = await deps.store.subscriptions.register(doc, rk, new_secret())
+    # The same arguments as relay.services.registration: fingerprint, owner rule, headers.
+    reg = await deps.store.subscriptions.register(
+        doc,
+        rk,
+        new_secret(),
+        fingerprint=registration_fingerprint(metadata, header_names(headers)),
+        owner_only=s.run_sharing == "owner",
+    )
     if reg.action not in (RegisterAction.POLL, RegisterAction.JOIN):
-        # Only a quota reached between the check above and now gets here (the run id is new).
+        # Only a quota reached between the check above and now gets here (the run id is new,
+        # so no other client owns it and no registration of it exists).
         log.warning("started_run_not_watched", client=client, run_id=run_id, action=reg.action)
         return error_answer(
             429,

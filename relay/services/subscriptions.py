@@ -1,16 +1,15 @@
-"""A client's subscriptions: filtered listing, one in detail, redeliver, delete, bulk redeliver.
+"""A client's subscriptions: filtered listing, one in detail, redeliver, delete.
 
 Every call is bounded whatever the client holds: a listing by run reads the run's own index
 (bounded by RELAY_MAX_SUBSCRIPTIONS_PER_RUN); a listing by callback host alone examines at most
 ``SCAN_LIMIT`` subscriptions (newest first, from the store's cursor) and returns a cursor to go
-on from; a bulk redeliver handles at most ``BULK_MAX`` subscriptions in batches of
-``BULK_BATCH``. This module must never name a Redis key or act on another client's
-subscription (the store's calls take the client and answer "not found" for anyone else's).
+on from (bulk redeliver is ``relay.services.redelivery``). This module must never name a
+Redis key or act on another client's subscription (the store's calls take the client and
+answer "not found" for anyone else's).
 """
 
 from __future__ import annotations
 
-import asyncio
 from typing import Final
 from urllib.parse import urlsplit
 
@@ -23,8 +22,6 @@ from relay.store import SubscriptionStore, encode_cursor
 
 SCAN_PAGE: Final = 100
 SCAN_LIMIT: Final = 100
-BULK_BATCH: Final = 100
-BULK_MAX: Final = 1000
 
 
 class Filters(msgspec.Struct, frozen=True):
@@ -54,13 +51,6 @@ class Detail(msgspec.Struct, frozen=True):
     subscription: Subscription
     run_status: str | None
     event_body: bytes | None
-
-
-class BulkOutcome(msgspec.Struct, frozen=True):
-    """What a bulk redeliver did: how many got a fresh series, how many are still exhausted."""
-
-    redelivered: int
-    remaining: int
 
 
 def callback_host(url: str) -> str:
@@ -146,31 +136,3 @@ async def delete(store: SubscriptionStore, client: str, sid: str) -> None:
     """Cancel a subscription: no further deliveries. NotFound for an unknown id."""
     if not await store.cancel(sid, client):
         raise NotFound(f"no subscription {sid}")
-
-
-async def _redeliver_quietly(store: SubscriptionStore, client: str, sid: str) -> bool:
-    try:
-        await redeliver(store, client, sid)
-    except (NotFound, Conflict):  # moved on since it was listed: nothing to do
-        return False
-    return True
-
-
-async def redeliver_exhausted(store: SubscriptionStore, client: str) -> BulkOutcome:
-    """Give up to ``BULK_MAX`` exhausted subscriptions a fresh series, ``BULK_BATCH`` at a time."""
-    done = 0
-    cursor: str | None = None
-    exhausted = Filters(state=SubState.EXHAUSTED)
-    for _ in range(BULK_MAX // BULK_BATCH):
-        batch = await _page(store, client, exhausted, BULK_BATCH, cursor)
-        if not batch:
-            break
-        results = await asyncio.gather(
-            *(_redeliver_quietly(store, client, s.doc.id) for s in batch)
-        )
-        done += sum(results)
-        cursor = _cursor_of(batch[-1])
-        if len(batch) < BULK_BATCH:
-            break
-    counts = await store.count_states(client)
-    return BulkOutcome(redelivered=done, remaining=counts[SubState.EXHAUSTED.value])

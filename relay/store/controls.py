@@ -79,6 +79,10 @@ class ControlStore:
         """Mark an incident open; True only for the call that opened it."""
         return bool(await r(self.redis.set(keys.incident(name), "1", nx=True, ex=ttl_s)))
 
+    async def incident_open(self, name: str) -> bool:
+        """Whether the incident is open now."""
+        return bool(await r(self.redis.exists(keys.incident(name))))
+
     async def close_incident(self, name: str) -> None:
         """The incident is over (the next one opens anew)."""
         await r(self.redis.delete(keys.incident(name)))

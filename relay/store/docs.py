@@ -36,8 +36,11 @@ _HEADERS: Final = msgspec.json.Decoder(dict[str, str])
 
 def registration_fingerprint(metadata: bytes, header_names: list[str]) -> str:
     """What must match for a repeated registration to be the same one: the metadata (keys in
-    any order) and the header names (not their values)."""
+    any order) and the header names (not their values). '' for the default registration ({}
+    and no headers), which stores no fingerprint (a field less on most subscriptions)."""
     canonical = msgspec.json.encode(msgspec.json.decode(metadata), order="sorted")
+    if canonical == b"{}" and not header_names:
+        return ""
     raw = canonical + b"\x00" + "\x00".join(header_names).encode()
     return hashlib.sha256(raw).hexdigest()[:16]
 

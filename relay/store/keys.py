@@ -10,6 +10,7 @@ I/O or know about scheduling.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from enum import StrEnum
 from typing import Final
@@ -65,7 +66,8 @@ class WatchField(StrEnum):
     PUSH_POLLED = "pt"  # when the last push-triggered poll was claimed (Redis ms)
     DEADLINE = "dl"  # the watch's own deadline (Redis ms), instead of RELAY_WATCH_TIMEOUT
     PENDING = "pd"
-    SEQUENCE = "sq"
+    SEQUENCE = "sq"  # the last subscriber's sequence number; absent while only FIRST_SUB is
+    FIRST_SUB = "s1"  # the run's first subscriber (sequence 1): not in the subscribers zset
     OWNER = "own"  # the client the run belongs to (RELAY_RUN_SHARING=owner)
 
 
@@ -102,7 +104,7 @@ class SubField(StrEnum):
     EVENT_TYPE = "et"
     OCCURRED = "ta"
     NEXT_ATTEMPT = "na"
-    IDEM = "ik"
+    IDEM = "ik"  # fingerprint; only on a client's later subscriptions on the same run id
     HEADERS = "hd"  # the client's extra headers, JSON (never logged)
     FINGERPRINT = "fp"  # metadata + header names: a changed re-registration is a 409
 
@@ -130,9 +132,11 @@ class SecretField(StrEnum):
 
 
 def run_digest(run_key: str) -> str:
-    """A short fixed-size name for a run key (16 hex digits of its SHA-1; the Lua computes the
-    same from a subscription's run key with ``redis.sha1hex``)."""
-    return hashlib.sha1(run_key.encode(), usedforsecurity=False).hexdigest()[:16]
+    """A short fixed-size name for a run key: the first 64 bits of its SHA-1 in unpadded
+    URL-safe base64 (11 characters, 16 bytes shorter a watch key than 16 hex digits); the Lua
+    computes the same from a subscription's run key with ``redis.sha1hex``."""
+    digest = hashlib.sha1(run_key.encode(), usedforsecurity=False).digest()[:8]
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
 
 def watch(rd: str) -> str:
@@ -142,7 +146,9 @@ def watch(rd: str) -> str:
 
 
 def subscribers(rd: str) -> str:
-    """zset: the run's subscription ids by registration order (the fan-out cursor's order)."""
+    """zset: the run's subscription ids after the first by registration order (the fan-out
+    cursor's order); the first (sequence 1) is the watch's ``FIRST_SUB`` field, so a run with
+    one subscriber has no such key."""
     return f"r:{{w:{rd}}}:s"
 
 
@@ -156,13 +162,14 @@ def attempts(sid: str) -> str:
     return f"r:{{s:{sid}}}:a"
 
 
-def client_all(client: str) -> str:
-    """zset: the client's subscription ids by creation (ms)."""
+def client_prefix(client: str) -> str:
+    """What every key of one client starts with (its hash tag)."""
     return f"r:{{c:{client}}}"
 
 
 def client_state(client: str, state: SubState) -> str:
-    """zset: the client's subscription ids in one state, by creation."""
+    """zset: the client's subscription ids in one state, by creation (ms). Every subscription
+    is in exactly one; the list of all of them is their merge (no index of its own)."""
     return f"r:{{c:{client}}}:st:{state.value}"
 
 
@@ -182,8 +189,16 @@ def run_id_digest(run_id: str) -> str:
     return run_digest("\x00" + quote(run_id, safe=""))
 
 
+def client_runs(client: str) -> str:
+    """hash: run id digest (``run_id_digest``) -> the client's first subscription on that run
+    id; later ones on the same run id are in ``client_run`` (most runs have one, so one hash
+    per client instead of a key per client and run)."""
+    return f"r:{{c:{client}}}:runs"
+
+
 def client_run(client: str, crd: str) -> str:
-    """hash: the client's subscriptions on one run id (``run_id_digest``): fingerprint -> id."""
+    """hash: the client's other subscriptions on one run id (``run_id_digest``): fingerprint
+    -> id (the first is in ``client_runs``)."""
     return f"r:{{c:{client}}}:run:{crd}"
 
 
@@ -228,8 +243,8 @@ _TEMPLATES: Final = {
     "K_SUBS": subscribers("%s"),
     "K_SUB": sub("%s"),
     "K_ATTEMPTS": attempts("%s"),
-    "K_CLIENT": client_all("%s"),
     "K_CLIENT_RUN": "r:{c:%s}:run:%s",
+    "K_CLIENT_RUNS": client_runs("%s"),
     "K_STATE": "r:{c:%s}:st:%s",
     "K_IDEM": client_idem("%s"),
     "K_SECRETS": secrets("%s"),

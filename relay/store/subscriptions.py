@@ -33,7 +33,7 @@ from relay.store.docs import (
 )
 from relay.store.keys import ResultField, SubField, WatchField
 from relay.store.scripts import Script, decode_map, r, text
-from relay.store.types import EventSource, Outcome, Page, Registration
+from relay.store.types import EventSource, ListedId, Outcome, Page, Registration
 
 
 class SubscriptionStore:
@@ -47,6 +47,7 @@ class SubscriptionStore:
         self._register = Script(redis, "register")
         self._cancel = Script(redis, "cancel")
         self._redeliver = Script(redis, "redeliver")
+        self._list_page = Script(redis, "list_page")
 
     async def register(
         self,
@@ -66,7 +67,7 @@ class SubscriptionStore:
         idem = idempotency_field(doc.project_name, doc.run_id, doc.callback_url)
         key_list = [
             keys.sub(doc.id),
-            keys.client_all(client),
+            keys.client_runs(client),
             keys.client_run(client, keys.run_id_digest(doc.run_id)),
             keys.watch(rd),
             keys.subscribers(rd),
@@ -138,43 +139,42 @@ class SubscriptionStore:
         after = decode_cursor(cursor) if cursor else None
         if run_id is not None:
             return await self._list_run(client, run_id, state, limit, after)
-        key = keys.client_all(client) if state is None else keys.client_state(client, state)
+        # Every subscription is in exactly one state index: all of them is their merge.
+        index = keys.client_states(client) if state is None else [keys.client_state(client, state)]
         items: list[Subscription] = []
-        start = await self._start_rank(key, after)
         batch = max(limit, 50)
         while len(items) < limit:
-            rows = await r(self.redis.zrevrange(key, start, start + batch - 1))
+            rows = [
+                decode_map(row, ListedId)
+                for row in await self._list_page(index, [batch, *(after if after else ("", ""))])
+            ]
             if not rows:
                 break
-            sids = [m.decode() for m in rows]
-            subs = await self._read(sids)
-            stale = [sid for sid, sub in zip(sids, subs, strict=True) if sub is None]
+            subs = await self._read([row.id for row in rows])
+            stale = [row.id for row, sub in zip(rows, subs, strict=True) if sub is None]
             for sub in subs:
                 if sub is not None and (state is None or sub.state == state):
                     items.append(sub)
                     if len(items) == limit:
                         break
-            if stale:  # expired but not pruned yet: drop from the index
-                await r(self.redis.zrem(key, *stale))
-            start += len(rows) - len(stale)
+            if stale:  # expired but not pruned yet: drop from the indexes
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for key in index:
+                        pipe.zrem(key, *stale)
+                    await pipe.execute()
+            after = (rows[-1].ca, rows[-1].id)
             if len(rows) < batch:
                 break
         return _page(items, limit)
 
-    async def _start_rank(self, key: str, after: tuple[int, str] | None) -> int:
-        """The rank (newest first) just past the cursor's item."""
-        if after is None:
-            return 0
-        rank = await r(self.redis.zrevrank(key, after[1]))
-        if rank is not None:
-            return int(rank) + 1
-        # The cursor's item is gone: everything not older than its creation time was shown.
-        return int(await r(self.redis.zcount(key, f"{after[0]}", "+inf")))
-
     async def _on_run(self, client: str, run_id: str) -> list[Subscription]:
         """The client's subscriptions on one run id (bounded by the per-run quota)."""
-        index = keys.client_run(client, keys.run_id_digest(run_id))
-        sids = [v.decode() for v in await r(self.redis.hvals(index))]
+        crd = keys.run_id_digest(run_id)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hget(keys.client_runs(client), crd)
+            pipe.hvals(keys.client_run(client, crd))
+            first, others = await pipe.execute()
+        sids = list(dict.fromkeys(v.decode() for v in ([first] if first else []) + others))
         return [s for s in await self._read(sids) if s is not None and s.doc.run_id == run_id]
 
     async def _list_run(

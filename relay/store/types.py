@@ -159,6 +159,13 @@ class Page(msgspec.Struct, frozen=True):
     next_cursor: str | None
 
 
+class ListedId(msgspec.Struct, frozen=True):
+    """One entry of a list page (list_page.lua): a subscription id and its creation (ms)."""
+
+    id: str
+    ca: int
+
+
 class Outcome(msgspec.Struct, frozen=True):
     """A cancel's or redeliver's answer; ``state`` is set with ``conflict``."""
 

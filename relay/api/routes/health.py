@@ -19,7 +19,8 @@ from redis.exceptions import RedisError
 
 from relay.api.schemas import ReadyOut
 from relay.errors import unavailable
-from relay.readiness import Readiness, inspect_redis
+from relay.readiness import KeyState, Readiness, current_intuned_key, inspect_redis
+from relay.store import Stores
 
 log = structlog.get_logger("relay.api")
 PING_TIMEOUT_S = 1.0
@@ -31,22 +32,25 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-async def _refresh(redis: Redis, readiness: Readiness) -> None:
-    """Read Redis's settings again (they may be fixed while the relay runs)."""
+async def _refresh(redis: Redis, store: Stores, readiness: Readiness) -> KeyState:
+    """Read Redis's settings again (they may be fixed while the relay runs) and the key's
+    verdict (the probe's, unless the workers' polls see the key refused now)."""
     try:
         async with asyncio.timeout(PING_TIMEOUT_S):
             readiness.redis = await inspect_redis(redis)
+            return await current_intuned_key(readiness, store.controls)
     except (RedisError, TimeoutError) as exc:  # keep the last finding; readiness is the PING's
         log.info("redis_settings_unread", error=type(exc).__name__)
+        return readiness.intuned_key
 
 
-def _out(readiness: Readiness, detail: str | None = None) -> ReadyOut:
+def _out(readiness: Readiness, detail: str | None = None, key: KeyState | None = None) -> ReadyOut:
     redis = readiness.redis
     return ReadyOut(
         status="ok" if detail is None else "unavailable",
         redis_persistence=redis.persistence if redis else "unknown",
         redis_eviction_policy=redis.eviction_policy if redis else "unknown",
-        intuned_key=readiness.intuned_key,
+        intuned_key=key or readiness.intuned_key,
         detail=detail,
     )
 
@@ -75,5 +79,5 @@ async def readyz(state: State) -> Response[ReadyOut]:
             _out(readiness, f"redis: {cause}"),
             status_code=HTTP_503_SERVICE_UNAVAILABLE,
         )
-    await _refresh(state.redis, readiness)
-    return Response(_out(readiness), status_code=HTTP_200_OK)
+    key = await _refresh(state.redis, state.store, readiness)
+    return Response(_out(readiness, key=key), status_code=HTTP_200_OK)

@@ -21,10 +21,22 @@ end
 
 -- The digests naming a run's keys and a client's per-run index (keys.run_digest and
 -- keys.run_id_digest compute the same), from the run key a subscription stores.
-local function run_digest(rk) return string.sub(redis.sha1hex(rk), 1, 16) end
-local function run_id_digest(rk)
-  return string.sub(redis.sha1hex('\0' .. string.match(rk, '([^/]*)$')), 1, 16)
+-- (The first 64 bits of the SHA-1 in unpadded URL-safe base64: 3 hex digits make 2
+-- characters, the 16th digit the last one, as Python's base64 encodes the same 8 bytes.)
+local B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'
+local function digest(text)
+  local hex, out = redis.sha1hex(text), {}
+  for i = 1, 13, 3 do
+    local v = tonumber(string.sub(hex, i, i + 2), 16)
+    local hi, lo = math.floor(v / 64), v % 64
+    table.insert(out, string.sub(B64, hi + 1, hi + 1) .. string.sub(B64, lo + 1, lo + 1))
+  end
+  local last = tonumber(string.sub(hex, 16, 16), 16) * 4
+  table.insert(out, string.sub(B64, last + 1, last + 1))
+  return table.concat(out)
 end
+local function run_digest(rk) return digest(rk) end
+local function run_id_digest(rk) return digest('\0' .. string.match(rk, '([^/]*)$')) end
 
 -- Move a subscription to new_state, keeping its client's per-state index in step.
 local function set_state(sid, k, new_state)

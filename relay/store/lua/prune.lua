@@ -1,4 +1,4 @@
--- Drop the index entries (client lists, state lists, run index, run subscribers) of up to
+-- Drop the index entries (client state lists, run indexes, run subscribers) of up to
 -- ARGV[1] subscriptions whose keys have expired.
 -- KEYS: 1 expiring. ARGV: 1 limit. Returns a map: pruned, seen
 local limit = tonumber(ARGV[1])
@@ -14,13 +14,18 @@ for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0,
     redis.call('ZREM', KEYS[1], m)
   else
     if sid then
-      redis.call('ZREM', fmt(K_CLIENT, cl), sid)
       for _, st in ipairs(ALL_STATES) do redis.call('ZREM', fmt(K_STATE, cl, st), sid) end
-      local run_index = fmt(K_CLIENT_RUN, cl, crd)
+      local runs, run_index = fmt(K_CLIENT_RUNS, cl), fmt(K_CLIENT_RUN, cl, crd)
+      if redis.call('HGET', runs, crd) == sid then redis.call('HDEL', runs, crd) end
       if ik ~= '' and redis.call('HGET', run_index, ik) == sid then
         redis.call('HDEL', run_index, ik)
       end
       redis.call('ZREM', fmt(K_SUBS, rd), sid)
+      local wk = fmt(K_WATCH, rd)
+      if redis.call('HGET', wk, W.FIRST_SUB) == sid then  -- later ones keep their sequence
+        redis.call('HDEL', wk, W.FIRST_SUB)
+        redis.call('HSETNX', wk, W.SEQUENCE, 1)
+      end
     end
     redis.call('ZREM', KEYS[1], m)
     pruned = pruned + 1

@@ -24,7 +24,8 @@ if kind == PK.RESULT then
   end
   -- A push that arrived while this poll was in flight is answered by the next poll, now.
   if redis.call('HEXISTS', wk, W.PUSH_NEWS) == 1 then delay = 0 end
-  redis.call('HSET', wk, W.INTERVAL, iv, W.ERRORS, 0)
+  redis.call('HSET', wk, W.INTERVAL, iv)
+  redis.call('HDEL', wk, W.ERRORS)  -- absent: 0
   redis.call('ZADD', KEYS[2], now + delay, rd)
   return {'outcome', PR.SCHEDULED, 'now', now}
 elseif kind == PK.ERROR then

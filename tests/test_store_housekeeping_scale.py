@@ -1,0 +1,134 @@
+"""Sweep and prune over a Redis full of keys that are not the relay's: every slice walks only the
+relay's own indexes, so the slices (what each one sees, restores and prunes) are the same with
+0, 50,000 or (slow set) 1,000,000 unrelated keys, and Redis's SLOWLOG shows no script over
+20 ms. Slice durations are printed for bench/NOTES.md, never asserted."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+
+import msgspec
+import pytest
+import redis
+from redis.asyncio import Redis
+
+from relay.model import SubscriptionDoc, new_subscription_id, run_key
+from relay.store import Stores, keys
+from tests.support.store_helpers import finish_run, open_stores
+
+SLOW_US = int(os.environ.get("HK_SLOW_US", "20000"))
+WATCHING = 1_200  # runs watched, their poll due entries lost
+DELIVERING = 700  # subscriptions delivering, their due entries lost
+EXPIRED = 1_500  # canceled subscriptions whose keys expired: index entries to prune
+WS = "ws-hk"
+
+
+def doc(run_id: str) -> SubscriptionDoc:
+    return SubscriptionDoc(
+        id=new_subscription_id(),
+        client="alpha",
+        workspace_id=WS,
+        project_name="p",
+        run_id=run_id,
+        callback_url="http://127.0.0.1:9/ok",
+        events=("completed", "failed", "canceled"),
+        metadata=msgspec.Raw(b"{}"),
+        created_at=1_000,
+    )
+
+
+async def register(store: Stores, docs: list[SubscriptionDoc]) -> None:
+    for lo in range(0, len(docs), 200):
+        await asyncio.gather(
+            *(
+                store.subscriptions.register(d, run_key(WS, "p", d.run_id), "whsec_dGVzdA==")
+                for d in docs[lo : lo + 200]
+            )
+        )
+
+
+def add_unrelated(r: redis.Redis, n: int) -> None:
+    """``n`` small string keys that are not the relay's (MSET in pipelined chunks)."""
+    step = 10_000
+    with r.pipeline(transaction=False) as pipe:
+        for lo in range(0, n, step):
+            pipe.mset({f"other:{i}": "x" for i in range(lo, min(n, lo + step))})
+            if len(pipe) >= 10:
+                pipe.execute()
+        pipe.execute()
+
+
+async def relay_state(store: Stores, redis_client: Redis) -> None:
+    """Watching runs, delivering subscriptions and expired ones, with every due entry lost."""
+    watching = [doc(f"w{i}") for i in range(WATCHING)]
+    delivering = [doc(f"d{i}") for i in range(DELIVERING)]
+    gone = [doc(f"x{i}") for i in range(EXPIRED)]
+    await register(store, watching + delivering + gone)
+    for lo in range(0, DELIVERING, 100):
+        await asyncio.gather(
+            *(
+                finish_run(store, run_key(WS, "p", d.run_id), "completed", b"{}")
+                for d in delivering[lo : lo + 100]
+            )
+        )
+    for lo in range(0, EXPIRED, 200):
+        await asyncio.gather(
+            *(store.subscriptions.cancel(d.id, "alpha") for d in gone[lo : lo + 200])
+        )
+    await redis_client.delete(keys.DUE_POLL, keys.DUE_DELIVERY)
+
+
+@pytest.mark.parametrize("unrelated", [0, 50_000, pytest.param(1_000_000, marks=pytest.mark.slow)])
+async def test_sweep_and_prune_slices_do_not_depend_on_unrelated_keys(
+    unrelated: int, redis_client: Redis, redis_sync: redis.Redis
+) -> None:
+    store = open_stores(redis_client, result_ttl=1.0)  # canceled ones expire after 1 s
+    t0 = time.perf_counter()
+    add_unrelated(redis_sync, unrelated)
+    loaded = time.perf_counter() - t0
+    await relay_state(store, redis_client)
+    await asyncio.sleep(1.2)  # the canceled subscriptions' keys expire
+    hk = store.housekeeping
+    old = redis_sync.config_get("slowlog-log-slower-than")["slowlog-log-slower-than"]
+    redis_sync.config_set("slowlog-log-slower-than", SLOW_US)
+    redis_sync.slowlog_reset()
+    sweeps, prunes, durations = [], [], []
+    try:
+        watching_done = delivering_done = False
+        while not (watching_done and delivering_done):  # each walk through once
+            t = time.perf_counter()
+            sweeps.append(s := await hk.sweep_slice())
+            durations.append(time.perf_counter() - t)
+            watching_done = watching_done or s.watching_done
+            delivering_done = delivering_done or s.delivering_done
+        while not prunes or prunes[-1].seen:
+            t = time.perf_counter()
+            prunes.append(await hk.prune_slice())
+            durations.append(time.perf_counter() - t)
+        entries = redis_sync.slowlog_get(1024)
+    finally:
+        redis_sync.config_set("slowlog-log-slower-than", old)
+    # The same slices whatever else Redis holds: 250 watching + 250 delivering a sweep slice,
+    # 500 expiry entries a prune slice.
+    assert [(s.seen, s.polls, s.deliveries) for s in sweeps] == [
+        (500, 250, 250),
+        (500, 250, 250),
+        (450, 250, 200),  # the delivering walk ends here and starts over in the next slice
+        (500, 250, 0),
+        (450, 200, 0),
+    ]
+    assert [(p.seen, p.pruned) for p in prunes] == [(500, 500)] * 3 + [(0, 0)]
+    assert await redis_client.zcard(keys.DUE_POLL) == WATCHING
+    assert await redis_client.zcard(keys.DUE_DELIVERY) == DELIVERING
+    assert await redis_client.dbsize() >= unrelated
+    line = SLOW_US if os.getloadavg()[0] <= (os.cpu_count() or 1) else 5 * SLOW_US
+    slow = [(e["duration"], e["command"][:40]) for e in entries if e["duration"] > line]
+    print(
+        f"\n{unrelated:,} unrelated keys (loaded in {loaded:.1f} s): {len(sweeps)} sweep + "
+        f"{len(prunes)} prune slices, longest {max(durations) * 1000:.1f} ms, total "
+        f"{sum(durations) * 1000:.0f} ms; slowlog {len(entries)} over 20 ms, longest "
+        f"{max([e['duration'] for e in entries], default=0)} us"
+    )
+    assert slow == [], slow[:5]

@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 
 from bench.load import summary
 from bench.procs import CLIENT, SECRET, WORKSPACE, Fleet
-from relay.model import SubscriptionDoc, new_subscription_id, now_ms, run_key
+from relay.model import EVENT_STATUSES, SubscriptionDoc, new_subscription_id, now_ms, run_key
 from relay.settings import Settings
 from relay.store import Stores
 
@@ -194,7 +194,7 @@ class Bench:
             project_name="bench-project",
             run_id=run_id,
             callback_url=callback,
-            events=("completed", "failed", "canceled"),
+            events=EVENT_STATUSES,
             metadata=msgspec.Raw(b"{}"),
             created_at=now_ms(),
         )

@@ -21,6 +21,7 @@ import aiohttp
 import httpx
 import httpx_aiohttp
 
+from relay.model import DeliveryOutcome
 from relay.webhooks.allowlist import CallbackPolicy
 from relay.webhooks.sender import WebhookSender
 from relay.webhooks.signing import new_secret, webhook_headers
@@ -61,7 +62,7 @@ async def probe(url: str, requests: int, concurrency: int, rounds: int) -> dict[
 
         async def via_sender() -> None:
             result = await sender.send(url, BODY, HEADERS)
-            assert result.outcome == "delivered", result
+            assert result.outcome is DeliveryOutcome.DELIVERED, result
 
         async def via_raw() -> None:
             async with raw.post(url, data=BODY, headers=HEADERS, allow_redirects=False) as r:

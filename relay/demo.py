@@ -31,12 +31,12 @@ from relay.demo_receiver import Delivery, DemoReceiver, VerificationError, verif
 from relay.embedded_redis import EmbeddedRedis, free_port
 from relay.fake_intuned import CreateRun, FakeIntuned, FakeIntunedHandle, RunScript, start_in_thread
 from relay.fake_intuned.control_client import FakeControl
+from relay.model import FINAL_STATES, TERMINAL_STATUSES, EventType, SubState
 from relay.supervisor import Supervisor, forwarded_signals, http_ok, local_url
 
 DEMO_WORKSPACE = "123e4567-e89b-12d3-a456-426614174000"
 DEADLINE_SECONDS = 45.0
 INTERRUPTED = 130
-TERMINAL_STATES = frozenset({"delivered", "exhausted", "gone", "canceled", "skipped"})
 _ENV_PREFIXES = ("RELAY_", "INTUNED_", "REDIS_URL")
 
 Echo = Callable[[str], None]
@@ -102,7 +102,7 @@ class Tracked:
     scenario: Scenario
     run_id: str
     subscription_id: str = ""
-    state: str = "watching"
+    state: str = SubState.WATCHING
     attempts: list[Any] = field(default_factory=list)
 
 
@@ -304,7 +304,7 @@ class Demo:
             seen = self.polls_seen.get(run_id, 0)
             for record in stats.log[seen:]:
                 status = record.status or f"HTTP {record.http_status}"
-                final = status in ("completed", "failed", "canceled")
+                final = status in TERMINAL_STATUSES
                 mark = "  (terminal)" if final else ""
                 self.say(f"poll     {stats.project_name:<15} Intuned says {status}{mark}")
             self.polls_seen[run_id] = len(stats.log)
@@ -330,25 +330,25 @@ class Demo:
             f"webhook  {project:<15} {event.get('type')} -> {d.path}  "
             f"signature VERIFIED  webhook-id {d.headers.get('webhook-id')}{note}"
         )
-        if not self.shown_body and event.get("type") == "run.completed" and d.answered < 300:
+        if not self.shown_body and event.get("type") == EventType.COMPLETED and d.answered < 300:
             self.shown_body = True
             pretty = json.dumps(event, indent=2, ensure_ascii=False)
             self.echo("         the body it received:\n" + _indent(pretty, 9))
 
     def _all_settled(self, api: httpx.Client) -> bool:
         for t in self.tracked:
-            if t.state in TERMINAL_STATES:
+            if t.state in FINAL_STATES:
                 continue
             view = api.get(f"/v1/subscriptions/{t.subscription_id}").raise_for_status().json()
             t.state, t.attempts = view["state"], view["attempts"]
-        return all(t.state in TERMINAL_STATES for t in self.tracked)
+        return all(t.state in FINAL_STATES for t in self.tracked)
 
     def _summary(self) -> int:
         self.echo("summary:")
         for t in self.tracked:
             codes = ", ".join(str(a.get("statusCode") or a.get("error")) for a in t.attempts)
             self.echo(f"  {t.scenario.project:<15} run {t.run_id}  {t.state:<10} attempts: {codes}")
-        bad = [t for t in self.tracked if t.state != "delivered"]
+        bad = [t for t in self.tracked if t.state != SubState.DELIVERED]
         if bad or self.failures:
             self.failures += [f"{t.subscription_id} ended {t.state}" for t in bad]
             return 1

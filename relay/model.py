@@ -33,7 +33,20 @@ FINAL_STATES: Final = frozenset(
 REDELIVERABLE_STATES: Final = frozenset(
     {SubState.DELIVERED, SubState.EXHAUSTED, SubState.GONE, SubState.DELIVERING}
 )
-EVENT_STATUSES: Final = ("completed", "failed", "canceled")
+
+
+class RunStatus(StrEnum):
+    """Intuned's ``status`` of a run that the relay acts on (Intuned may add others)."""
+
+    PENDING = "pending"
+    STARTED = "started"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+
+TERMINAL_STATUSES: Final = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELED})
+EVENT_STATUSES: Final = (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELED)
 
 
 class WatchState(StrEnum):
@@ -61,6 +74,21 @@ class EventType(StrEnum):
     FAILED = "run.failed"
     CANCELED = "run.canceled"
     WATCH_FAILED = "run.watch_failed"
+
+
+EVENT_FOR_STATUS: Final = {
+    RunStatus.COMPLETED: EventType.COMPLETED,
+    RunStatus.FAILED: EventType.FAILED,
+    RunStatus.CANCELED: EventType.CANCELED,
+}
+
+
+class ChangeOutcome(StrEnum):
+    """What a cancel or a redeliver came to."""
+
+    OK = "ok"
+    NOT_FOUND = "not_found"  # no such subscription for this client
+    CONFLICT = "conflict"  # the subscription's state does not allow it (the state is returned)
 
 
 class PollKind(StrEnum):

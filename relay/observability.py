@@ -111,7 +111,8 @@ def configure_logging(fmt: str, level: int = logging.INFO) -> None:
     """Route structlog and stdlib logging (arq, granian) to stderr as JSON or console lines.
 
     The relay's own lines go straight to stderr as bytes (msgspec-encoded JSON), bypassing
-    the stdlib logging machinery: that path cost ~150 us a line, ~15 % of a delivery's CPU.
+    the stdlib logging machinery, which cost a noticeable share of a delivery's CPU
+    (figures in ``bench/NOTES.md``).
     Foreign libraries' records go through the stdlib handler and the same processors.
     """
     processors: list[Any] = [

@@ -14,25 +14,17 @@ from typing import Literal
 
 import msgspec
 
+from relay.config_values import parse_api_keys as parse_api_keys
+from relay.config_values import parse_bool as parse_bool
+from relay.config_values import parse_duration as parse_duration
+from relay.config_values import parse_schedule as parse_schedule
+from relay.config_values import parse_size as parse_size
 from relay.errors import ConfigError
 from relay.webhooks.allowlist import CallbackPolicy, build_policy, parse_allowlist
 
 DEFAULT_INTUNED_BASE = "https://app.intuned.io/api/v1/workspace"
 DEFAULT_RETRY_SCHEDULE = "5s,5m,30m,2h,5h,10h,10h"
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_SIZE = re.compile(r"^\s*(\d+)\s*(B|KB|KiB|MB|MiB|GB|GiB)?\s*$", re.IGNORECASE)
-_UNIT_BYTES = {
-    "b": 1,
-    "kb": 1000,
-    "kib": 1024,
-    "mb": 1000**2,
-    "mib": 1024**2,
-    "gb": 1000**3,
-    "gib": 1024**3,
-}
-_CLIENT_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _UUIDISH = re.compile(r"^[A-Za-z0-9-]{1,64}$")
 _PUBLIC_URL = re.compile(r"^https?://[^/?#\s]+(/[^?#\s]*)?$")
 
@@ -47,72 +39,6 @@ def usable_cpus() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - not Linux
         return max(1, os.cpu_count() or 1)
-
-
-def parse_duration(text: str, *, name: str) -> float:
-    """Parse ``5s``, ``250ms``, ``30m``, ``2h`` or ``7d`` into seconds; raise naming ``name``."""
-    match = _DURATION.match(text)
-    if match is None:
-        raise ConfigError(
-            name, f"{text!r} is not a duration; use a number and a unit: ms, s, m, h or d (e.g. 5s)"
-        )
-    seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-    if seconds <= 0:
-        raise ConfigError(name, f"{text!r} must be greater than zero")
-    return seconds
-
-
-def parse_size(text: str, *, name: str) -> int:
-    """Parse ``16MiB``, ``500KB``, ``1048576`` (bytes) into bytes; raise naming ``name``."""
-    match = _SIZE.match(text)
-    if match is None:
-        raise ConfigError(
-            name, f"{text!r} is not a size; use a number and a unit: B, KB, KiB, MB, MiB, GB, GiB"
-        )
-    size = int(match.group(1)) * _UNIT_BYTES[(match.group(2) or "b").lower()]
-    if size <= 0:
-        raise ConfigError(name, f"{text!r} must be greater than zero")
-    return size
-
-
-def parse_schedule(text: str, *, name: str) -> tuple[float, ...]:
-    """Parse a comma-separated list of durations (the retry schedule)."""
-    parts = [p for p in text.split(",") if p.strip()]
-    if not parts:
-        raise ConfigError(name, "must list at least one delay, e.g. 5s,5m,30m")
-    return tuple(parse_duration(p, name=name) for p in parts)
-
-
-def parse_api_keys(text: str, *, name: str) -> dict[str, str]:
-    """Parse ``client:key,client2:key2`` into ``{key: client}``."""
-    keys: dict[str, str] = {}
-    for pair in (p.strip() for p in text.split(",")):
-        if not pair:
-            continue
-        client, sep, key = pair.partition(":")
-        client, key = client.strip(), key.strip()
-        if not sep or not client or not key:
-            raise ConfigError(name, "each entry must be client:key (comma-separated)")
-        if not _CLIENT_NAME.match(client):
-            raise ConfigError(name, f"client name {client!r} may use only A-Z a-z 0-9 _ . -")
-        if len(key) < 16:
-            raise ConfigError(name, f"the key of client {client!r} is shorter than 16 characters")
-        if key in keys:
-            raise ConfigError(name, "two clients share one key")
-        keys[key] = client
-    if not keys:
-        raise ConfigError(name, "must name at least one client:key pair")
-    return keys
-
-
-def parse_bool(text: str, *, name: str) -> bool:
-    """Parse true/false (also 1/0, yes/no, on/off)."""
-    value = text.strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off", ""):
-        return False
-    raise ConfigError(name, f"{text!r} is not true or false")
 
 
 def parse_run_sharing(text: str) -> RunSharing:
@@ -134,6 +60,100 @@ def metrics_token(text: str | None) -> str:
             "RELAY_METRICS_TOKEN", "must be 16 or more visible characters without spaces"
         )
     return text
+
+
+class _Env:
+    """Read variables from one environment mapping; blank counts as unset."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        """The stripped value of ``name``, or ``default`` when unset or blank."""
+        value = self._environ.get(name)
+        if value is None or value.strip() == "":
+            return default
+        return value.strip()
+
+    def required(self, name: str, hint: str) -> str:
+        """The value of ``name``; raise ConfigError with ``hint`` when unset."""
+        value = self.get(name)
+        if value is None:
+            raise ConfigError(name, f"is required: {hint}")
+        return value
+
+    def duration(self, name: str, default: str) -> float:
+        """A duration variable in seconds (see ``parse_duration``)."""
+        return parse_duration(self.get(name, default) or default, name=name)
+
+    def integer(self, name: str, default: int, low: int, high: int) -> int:
+        """A whole-number variable within ``low..high``."""
+        text = self.get(name, str(default)) or str(default)
+        try:
+            value = int(text)
+        except ValueError:
+            raise ConfigError(name, f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise ConfigError(name, f"must be between {low} and {high}")
+        return value
+
+
+def _redis_url(env: _Env, *, require_redis: bool) -> str | None:
+    """REDIS_URL: required unless the caller starts an embedded Redis."""
+    redis_url = env.get("REDIS_URL")
+    if redis_url is None and require_redis:
+        raise ConfigError("REDIS_URL", "is required, e.g. redis://127.0.0.1:6379/0")
+    if redis_url is not None and not redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError("REDIS_URL", "must start with redis://, rediss:// or unix://")
+    return redis_url
+
+
+def _intuned_base(env: _Env) -> str:
+    """INTUNED_API_BASE_URL: an http(s) URL, Intuned's own by default."""
+    base = env.get("INTUNED_API_BASE_URL", DEFAULT_INTUNED_BASE) or DEFAULT_INTUNED_BASE
+    if not base.startswith(("http://", "https://")):
+        raise ConfigError("INTUNED_API_BASE_URL", "must be an http(s) URL")
+    return base
+
+
+def _workspace(env: _Env) -> str:
+    """INTUNED_WORKSPACE_ID: a uuid-like id, not the example manifests' all-zero placeholder."""
+    workspace = env.required("INTUNED_WORKSPACE_ID", "the uuid of the Intuned workspace to watch")
+    if not _UUIDISH.match(workspace):
+        raise ConfigError("INTUNED_WORKSPACE_ID", "must be a workspace id (a uuid)")
+    if not workspace.replace("-", "").strip("0"):
+        raise ConfigError(
+            "INTUNED_WORKSPACE_ID",
+            "is the all-zero placeholder of the example manifests: set your workspace's id",
+        )
+    return workspace
+
+
+def _not_below(value: float, floor: float, name: str, floor_name: str) -> float:
+    """``value`` (a maximum interval) unless it is below ``floor``: then ConfigError on ``name``."""
+    if value < floor:
+        raise ConfigError(name, f"must not be below {floor_name}")
+    return value
+
+
+def _public_url(env: _Env) -> str | None:
+    """RELAY_PUBLIC_URL: unset, or the relay's http(s) base URL as Intuned reaches it."""
+    public_url = env.get("RELAY_PUBLIC_URL")
+    if public_url is not None and not _PUBLIC_URL.match(public_url):
+        raise ConfigError(
+            "RELAY_PUBLIC_URL",
+            "must be the relay's http(s) base URL as Intuned reaches it, without query or "
+            "fragment, e.g. https://relay.example.com",
+        )
+    return public_url
+
+
+def _log_format(env: _Env) -> LogFormat:
+    """RELAY_LOG_FORMAT: json or console."""
+    log_format = (env.get("RELAY_LOG_FORMAT", "json") or "json").lower()
+    if log_format not in ("json", "console"):
+        raise ConfigError("RELAY_LOG_FORMAT", "must be json or console")
+    return "json" if log_format == "json" else "console"
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -226,74 +246,34 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     def from_env(cls, environ: Mapping[str, str], *, require_redis: bool = True) -> Settings:
         """Build settings from an environment mapping; raise ConfigError naming the variable."""
 
-        def get(name: str, default: str | None = None) -> str | None:
-            value = environ.get(name)
-            if value is None or value.strip() == "":
-                return default
-            return value.strip()
-
-        def required(name: str, hint: str) -> str:
-            value = get(name)
-            if value is None:
-                raise ConfigError(name, f"is required: {hint}")
-            return value
-
-        redis_url = get("REDIS_URL")
-        if redis_url is None and require_redis:
-            raise ConfigError("REDIS_URL", "is required, e.g. redis://127.0.0.1:6379/0")
-        if redis_url is not None and not redis_url.startswith(("redis://", "rediss://", "unix://")):
-            raise ConfigError("REDIS_URL", "must start with redis://, rediss:// or unix://")
-
-        base = get("INTUNED_API_BASE_URL", DEFAULT_INTUNED_BASE) or DEFAULT_INTUNED_BASE
-        if not base.startswith(("http://", "https://")):
-            raise ConfigError("INTUNED_API_BASE_URL", "must be an http(s) URL")
-        workspace = required("INTUNED_WORKSPACE_ID", "the uuid of the Intuned workspace to watch")
-        if not _UUIDISH.match(workspace):
-            raise ConfigError("INTUNED_WORKSPACE_ID", "must be a workspace id (a uuid)")
-        if not workspace.replace("-", "").strip("0"):
-            raise ConfigError(
-                "INTUNED_WORKSPACE_ID",
-                "is the all-zero placeholder of the example manifests: set your workspace's id",
-            )
-        api_key = required("INTUNED_API_KEY", "the Intuned API key, sent as x-api-key")
+        env = _Env(environ)
+        get, duration, integer = env.get, env.duration, env.integer
+        redis_url = _redis_url(env, require_redis=require_redis)
+        base = _intuned_base(env)
+        workspace = _workspace(env)
+        api_key = env.required("INTUNED_API_KEY", "the Intuned API key, sent as x-api-key")
         keys = parse_api_keys(
-            required("RELAY_API_KEYS", "comma-separated client:key pairs, e.g. billing:s3cr3t..."),
+            env.required(
+                "RELAY_API_KEYS", "comma-separated client:key pairs, e.g. billing:s3cr3t..."
+            ),
             name="RELAY_API_KEYS",
         )
-
-        def duration(name: str, default: str) -> float:
-            return parse_duration(get(name, default) or default, name=name)
-
-        def integer(name: str, default: int, low: int, high: int) -> int:
-            text = get(name, str(default)) or str(default)
-            try:
-                value = int(text)
-            except ValueError:
-                raise ConfigError(name, f"{text!r} is not a whole number") from None
-            if not low <= value <= high:
-                raise ConfigError(name, f"must be between {low} and {high}")
-            return value
-
         poll_interval = duration("RELAY_POLL_INTERVAL", "3s")
-        poll_max = duration("RELAY_POLL_MAX_INTERVAL", "30s")
-        if poll_max < poll_interval:
-            raise ConfigError("RELAY_POLL_MAX_INTERVAL", "must not be below RELAY_POLL_INTERVAL")
-        public_url = get("RELAY_PUBLIC_URL")
-        if public_url is not None and not _PUBLIC_URL.match(public_url):
-            raise ConfigError(
-                "RELAY_PUBLIC_URL",
-                "must be the relay's http(s) base URL as Intuned reaches it, without query or "
-                "fragment, e.g. https://relay.example.com",
-            )
+        poll_max = _not_below(
+            duration("RELAY_POLL_MAX_INTERVAL", "30s"),
+            poll_interval,
+            "RELAY_POLL_MAX_INTERVAL",
+            "RELAY_POLL_INTERVAL",
+        )
+        public_url = _public_url(env)
         push_fallback = duration("RELAY_PUSH_FALLBACK_INTERVAL", "60s")
-        push_fallback_max = duration("RELAY_PUSH_FALLBACK_MAX_INTERVAL", "5m")
-        if push_fallback_max < push_fallback:
-            raise ConfigError(
-                "RELAY_PUSH_FALLBACK_MAX_INTERVAL", "must not be below RELAY_PUSH_FALLBACK_INTERVAL"
-            )
-        log_format = (get("RELAY_LOG_FORMAT", "json") or "json").lower()
-        if log_format not in ("json", "console"):
-            raise ConfigError("RELAY_LOG_FORMAT", "must be json or console")
+        push_fallback_max = _not_below(
+            duration("RELAY_PUSH_FALLBACK_MAX_INTERVAL", "5m"),
+            push_fallback,
+            "RELAY_PUSH_FALLBACK_MAX_INTERVAL",
+            "RELAY_PUSH_FALLBACK_INTERVAL",
+        )
+        log_format = _log_format(env)
 
         return cls(
             redis_url=redis_url,
@@ -317,7 +297,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             result_ttl=duration("RELAY_RESULT_TTL", "7d"),
             host=get("RELAY_HOST", "0.0.0.0") or "0.0.0.0",
             port=integer("RELAY_PORT", 8080, 1, 65535),
-            log_format="json" if log_format == "json" else "console",
+            log_format=log_format,
             worker_concurrency=integer("RELAY_WORKER_CONCURRENCY", 64, 1, 4096),
             worker_metrics_port=integer("RELAY_WORKER_METRICS_PORT", 9090, 0, 65535),
             shutdown_grace=duration("RELAY_SHUTDOWN_GRACE", "20s"),

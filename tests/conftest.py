@@ -5,5 +5,6 @@ pytest_plugins = [
     "tests.support.intuned_fixtures",
     "tests.support.receiver_fixtures",
     "tests.support.relay_fixtures",
+    "tests.support.api_module_fixtures",
     "tests.support.reliability",
 ]

@@ -4,37 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
 import pytest
-import pytest_asyncio
 import redis
-import redis.asyncio as aioredis
 from litestar.testing import AsyncTestClient
 
 from relay.model import now_ms, run_key
 from relay.store import Stores, run_digest
-from tests.support.api_helpers import WORKSPACE, api_client, api_env, body, make_doc
+from tests.support.api_helpers import WORKSPACE, body, make_doc
 from tests.support.relay_fixtures import AUTH_ALPHA
-from tests.support.store_helpers import finish_run, open_stores
+from tests.support.store_helpers import finish_run
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 SUBS = "/v1/subscriptions"
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def shared_api(redis_url: str) -> AsyncIterator[AsyncTestClient[Any]]:
-    async with api_client(api_env(redis_url)) as client:
-        yield client
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def store(redis_url: str) -> AsyncIterator[Stores]:
-    client = aioredis.Redis.from_url(redis_url)
-    yield open_stores(client)
-    await client.aclose()
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ as a worker would.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,31 +14,17 @@ import msgspec
 import pytest
 import pytest_asyncio
 import redis
-import redis.asyncio as aioredis
 from litestar.testing import AsyncTestClient
 
 from relay.model import Attempt, DeliveryOutcome, now_ms, run_key
 from relay.store import Stores, run_digest
-from tests.support.api_helpers import WORKSPACE, api_client, api_env, body, everything
+from tests.support.api_helpers import WORKSPACE, body, everything
 from tests.support.relay_fixtures import AUTH_ALPHA, AUTH_BETA
-from tests.support.store_helpers import finish_run, open_stores
+from tests.support.store_helpers import finish_run
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 SUBS = "/v1/subscriptions"
 PROJECT = "alpha-project"
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def shared_api(redis_url: str) -> AsyncIterator[AsyncTestClient[Any]]:
-    async with api_client(api_env(redis_url)) as client:
-        yield client
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def store(redis_url: str) -> AsyncIterator[Stores]:
-    client = aioredis.Redis.from_url(redis_url)
-    yield open_stores(client)
-    await client.aclose()
 
 
 @pytest.fixture

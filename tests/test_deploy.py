@@ -11,7 +11,6 @@ import inspect
 import re
 import shutil
 import subprocess
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+import relay.settings
 from relay.cli import main
 from relay.errors import ConfigError
 from relay.settings import Settings, parse_duration
@@ -44,14 +44,16 @@ FILLED_IN = {
 
 
 def settings_env_names() -> set[str]:
-    """Every variable ``Settings.from_env`` reads (first argument of its reader helpers)."""
-    tree = ast.parse(textwrap.dedent(inspect.getsource(Settings.from_env)))
+    """Every variable ``Settings.from_env`` reads: the first argument of its reader helpers
+    (``get``, ``env.required``, ...) anywhere in ``relay/settings.py``."""
+    tree = ast.parse(inspect.getsource(relay.settings))
     names = set()
     for node in ast.walk(tree):
+        func = node.func if isinstance(node, ast.Call) else None
+        reader = func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)
         if (
             isinstance(node, ast.Call)
-            and isinstance(node.func, ast.Name)
-            and node.func.id in _READERS
+            and reader in _READERS
             and node.args
             and isinstance(node.args[0], ast.Constant)
             and isinstance(node.args[0].value, str)

@@ -23,6 +23,7 @@ import msgspec
 import pytest
 from litestar.testing import AsyncTestClient
 
+import relay.settings
 from relay.api.app import create_app
 from relay.settings import Settings
 from tests.test_deploy import FILLED_IN, env_example
@@ -69,17 +70,28 @@ async def test_the_schema_pages_the_docs_point_at_are_served(
         assert response.status_code == 200, page
 
 
-def _readers_in(node: ast.AST) -> set[str]:
-    return {
-        call.args[0].value
-        for call in ast.walk(node)
-        if isinstance(call, ast.Call)
-        and isinstance(call.func, ast.Name)
-        and call.func.id in _READERS
-        and call.args
-        and isinstance(call.args[0], ast.Constant)
-        and isinstance(call.args[0].value, str)
-    }
+_SETTINGS_FUNCTIONS = {
+    node.name: node
+    for node in ast.parse(inspect.getsource(relay.settings)).body
+    if isinstance(node, ast.FunctionDef)
+}
+
+
+def _readers_in(node: ast.AST, seen: frozenset[str] = frozenset()) -> set[str]:
+    """Variables read in ``node``: by a reader (``get``, ``env.required``...) or in a helper of
+    ``relay/settings.py`` that ``node`` calls."""
+    names: set[str] = set()
+    for call in ast.walk(node):
+        if not isinstance(call, ast.Call):
+            continue
+        func = call.func
+        reader = func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)
+        first = call.args[0] if call.args else None
+        if reader in _READERS and isinstance(first, ast.Constant) and isinstance(first.value, str):
+            names.add(first.value)
+        elif isinstance(func, ast.Name) and func.id in _SETTINGS_FUNCTIONS and func.id not in seen:
+            names |= _readers_in(_SETTINGS_FUNCTIONS[func.id], seen | {func.id})
+    return names
 
 
 def settings_fields_to_env() -> dict[str, set[str]]:
@@ -89,8 +101,9 @@ def settings_fields_to_env() -> dict[str, set[str]]:
     for node in ast.walk(tree):
         if isinstance(node, ast.Assign):
             for target in node.targets:
-                if isinstance(target, ast.Name):
-                    assigned.setdefault(target.id, set()).update(_readers_in(node.value))
+                for name in ast.walk(target):  # a name, or the names of a tuple
+                    if isinstance(name, ast.Name):
+                        assigned.setdefault(name.id, set()).update(_readers_in(node.value))
     [build] = [
         node
         for node in ast.walk(tree)

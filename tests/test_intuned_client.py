@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
+import aiohttp
 import httpx
 import msgspec
 import pytest
 
 from relay.fake_intuned import FakeIntunedHandle, Fault, RateLimitConfig, RunScript
-from relay.intuned.client import IntunedClient, parse_retry_after
+from relay.intuned.client import IntunedClient, disable_silent_retry, parse_retry_after
 from relay.intuned.models import (
     Fetched,
     NotFoundOutcome,
@@ -28,7 +28,9 @@ from tests.support.intuned_fixtures import (
     OTHER_API_KEY,
     OTHER_WORKSPACE_ID,
     MakeFake,
+    unreachable_intuned,
 )
+from tests.support.listener import scripted_http_listener
 
 PROJECT = "demo-project"
 
@@ -299,11 +301,7 @@ async def test_connection_reset_and_refused(
     assert outcome.kind == "connection"
     assert fake_intuned.state.poll_count(run_id) == 1  # no hidden re-send by aiohttp
     assert fetched(await intuned_client.get_result(PROJECT, run_id)).result.status == "completed"
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        free_port = sock.getsockname()[1]
-    base = f"http://127.0.0.1:{free_port}/api/v1/workspace"
-    async with IntunedClient(base, FAKE_WORKSPACE_ID, FAKE_API_KEY, timeout=1) as closed:
+    async with unreachable_intuned() as closed:
         refused = await closed.get_result(PROJECT, run_id)
     assert isinstance(refused, Transient)
     assert refused.kind == "connection"
@@ -362,12 +360,31 @@ async def test_api_key_never_in_repr_or_logs(
 
 async def test_undecodable_content_encoding_is_a_bad_body() -> None:
     # The one edge the fake cannot produce through aiohttp: a body that fails to decompress.
-    def handler(request: httpx.Request) -> httpx.Response:
-        assert request.headers["x-api-key"] == FAKE_API_KEY
-        return httpx.Response(200, headers={"content-encoding": "gzip"}, content=b"not gzip")
-
-    transport = httpx.MockTransport(handler)
-    async with IntunedClient("http://intuned.test", "ws", FAKE_API_KEY, transport=transport) as c:
+    answer = b"HTTP/1.1 200 OK\r\ncontent-encoding: gzip\r\ncontent-length: 8\r\n\r\nnot gzip"
+    path = "/api/v1/workspace/ws/projects/demo-project/run/r/result"
+    async with (
+        scripted_http_listener({path: answer}) as (port, requested),
+        IntunedClient(f"http://127.0.0.1:{port}/api/v1/workspace", "ws", FAKE_API_KEY) as c,
+    ):
         outcome = await c.get_result(PROJECT, "r")
     assert isinstance(outcome, Transient)
     assert outcome.kind == "bad_body"
+    assert requested == [path]
+
+
+async def test_a_dropped_keep_alive_request_is_not_sent_again() -> None:
+    # aiohttp re-sends an idempotent request once when a reused connection drops; the client
+    # turns that off (disable_silent_retry). A plain session shows the retry the test guards.
+    ok = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+    async with scripted_http_listener({"/ok": ok}) as (port, requested):
+        for session, sends in (
+            (aiohttp.ClientSession(), 2),
+            (disable_silent_retry(aiohttp.ClientSession()), 1),
+        ):
+            requested.clear()
+            async with session:
+                async with session.get(f"http://127.0.0.1:{port}/ok") as resp:
+                    assert await resp.read() == b"ok"
+                with pytest.raises(aiohttp.ServerDisconnectedError):
+                    await session.get(f"http://127.0.0.1:{port}/drop")
+            assert requested == ["/ok"] + ["/drop"] * sends

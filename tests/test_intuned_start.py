@@ -6,15 +6,13 @@ created and ``Unknown`` really means one may exist.
 
 from __future__ import annotations
 
-import socket
-
 import msgspec
 import pytest
 
 from relay.fake_intuned import FakeIntunedHandle, Fault
 from relay.intuned.client import IntunedClient
 from relay.intuned.start import Refused, Started, Unavailable, Unknown, classify_start_answer
-from tests.support.intuned_fixtures import FAKE_API_KEY, FAKE_WORKSPACE_ID
+from tests.support.intuned_fixtures import FAKE_API_KEY, FAKE_WORKSPACE_ID, unreachable_intuned
 
 PROJECT = "demo-project"
 BODY = {
@@ -82,11 +80,7 @@ async def test_5xx_is_unavailable(
 
 
 async def test_connection_refused_is_unavailable() -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    base = f"http://127.0.0.1:{port}/api/v1/workspace"
-    async with IntunedClient(base, FAKE_WORKSPACE_ID, FAKE_API_KEY, timeout=1) as client:
+    async with unreachable_intuned() as client:
         outcome = await client.start(PROJECT, BODY)
     assert isinstance(outcome, Unavailable), outcome
     assert outcome.status_code is None

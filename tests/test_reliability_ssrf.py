@@ -23,6 +23,7 @@ from relay.fake_intuned import FakeIntunedHandle, RunScript
 from relay.model import ATTEMPT_DECODER
 from relay.settings import Settings
 from relay.store import keys
+from tests.support.listener import serving
 from tests.support.relay_fixtures import AUTH_ALPHA, StartWorker, wait_until
 from tests.support.reliability import register_many, state_counts
 
@@ -43,13 +44,9 @@ class Listener:
 async def listener() -> AsyncIterator[Listener]:
     """The loopback listener every forbidden callback points at."""
     it = Listener()
-    server = await asyncio.start_server(it._on_connect, "127.0.0.1", 0)
-    it.port = server.sockets[0].getsockname()[1]
-    try:
+    async with serving(it._on_connect, "127.0.0.1") as port:
+        it.port = port
         yield it
-    finally:
-        server.close()
-        await server.wait_closed()
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import pytest
 from redis.asyncio import Redis
 
 from relay.model import (
+    EVENT_STATUSES,
     Attempt,
     DeliveryOutcome,
     FailureCode,
@@ -22,6 +23,7 @@ from relay.model import (
 from relay.store import Stores, decode_cursor, encode_cursor, keys, run_digest
 from relay.store.deliveries import DeliveryStore
 from relay.store.watches import WatchStore
+from tests.support.api_helpers import make_doc as support_doc
 from tests.support.store_helpers import open_stores
 
 WS = "ws-1"
@@ -32,19 +34,19 @@ def make_doc(
     client: str = "alpha",
     run_id: str = "run1",
     url: str = "http://127.0.0.1:9/ok",
-    events: tuple[str, ...] = ("completed", "failed", "canceled"),
+    events: tuple[str, ...] = EVENT_STATUSES,
     created_at: int = 1_000,
 ) -> SubscriptionDoc:
-    return SubscriptionDoc(
-        id=new_subscription_id(),
-        client=client,
-        workspace_id=WS,
-        project_name="proj one",
-        run_id=run_id,
+    """A document of workspace WS, project "proj one", with metadata {"k":1}."""
+    return support_doc(
+        client,
+        "proj one",
+        run_id,
+        created_at,
+        workspace=WS,
         callback_url=url,
         events=events,
-        metadata=msgspec.Raw(b'{"k":1}'),
-        created_at=created_at,
+        metadata=b'{"k":1}',
     )
 
 

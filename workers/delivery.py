@@ -56,7 +56,7 @@ async def _send(deps: WorkerDeps, claim: ClaimedDelivery, now: int) -> AttemptRe
             client=claim.doc.client,
             detail="the client has no signing secret (created by the API only); not sent",
         )
-        return AttemptResult(outcome="retry", error=NO_SECRET, duration_ms=0.0)
+        return AttemptResult(outcome=DeliveryOutcome.RETRY, error=NO_SECRET, duration_ms=0.0)
     body = await event_body(deps, claim)
     msg_id = webhook_id(claim.subscription_id, claim.event_type)
     # The client's own headers (validated at registration) first: none can shadow ours.

@@ -1,7 +1,7 @@
 """A pump drains one due set: it claims due entries in batches and runs them concurrently.
 
 Polls and delivery retries are entries in Redis due sets (``relay.store``), not one arq job
-each: arq manages ~550-740 jobs/s per process here, which would cap the relay. Each worker
+each: arq's per-job overhead would cap the relay (figures in ``bench/NOTES.md``). Each worker
 process runs one pump per due set; any number of processes can pump the same set because a
 claim is an atomic lease (``relay/store/lua``). A pump never dies of an error: Redis outages and
 handler bugs are logged and retried after a short pause.

@@ -29,7 +29,7 @@ import msgspec
 from bench.common import Bench, Row, ratio_row
 from bench.load import run_lanes, session
 from bench.procs import SECRET, CpuMeter
-from relay.model import SubscriptionDoc, run_key
+from relay.model import EventType, RunStatus, SubscriptionDoc, run_key
 from relay.settings import Settings
 from relay.store import keys, run_digest
 from relay.webhooks.payload import build_event_body
@@ -51,7 +51,9 @@ async def make_due(b: Bench, docs: list[SubscriptionDoc]) -> None:
 
     async def finish(d: SubscriptionDoc) -> None:
         rd = run_digest(run_key(d.workspace_id, d.project_name, d.run_id))
-        await b.store.watches.record_result(rd, "completed", result_envelope(d.run_id), 0, 0.0)
+        await b.store.watches.record_result(
+            rd, RunStatus.COMPLETED, result_envelope(d.run_id), 0, 0.0
+        )
         await b.store.watches.fan_out_all(rd)
 
     for lo in range(0, len(docs), 256):
@@ -86,7 +88,7 @@ async def relay_rep(
     docs = await b.register_many(run_ids, callback)
     await b.redis.delete(keys.DUE_POLL)  # no worker runs yet; nobody must poll these runs
     await make_due(b, docs)
-    ids = [webhook_id(d.id, "run.completed") for d in docs]
+    ids = [webhook_id(d.id, EventType.COMPLETED) for d in docs]
     # Every worker process must be up before the first delivery is due: park the due entries
     # a day ahead while they start, then make them all due at once and wake the pumps.
     due = await b.redis.zrange(keys.DUE_DELIVERY, 0, -1)
@@ -110,7 +112,7 @@ async def baseline_rep(b: Bench, n: int, tag: str, callback: str) -> tuple[float
     """One baseline repetition: raw aiohttp, same body, same receiver, same concurrency."""
     await b.receiver_reset()
     body = build_event_body(
-        event_type="run.completed",
+        event_type=EventType.COMPLETED,
         occurred_at=datetime.now(UTC),
         subscription_id="sub_baseline",
         workspace_id="ws",

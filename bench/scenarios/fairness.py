@@ -25,7 +25,7 @@ from collections import Counter
 from bench.common import Bench, Row
 from bench.scenarios.delivery import make_due, rate_from, wait_receipts
 from relay.embedded_redis import free_port
-from relay.model import SubscriptionDoc
+from relay.model import EventType, SubscriptionDoc, SubState
 from relay.store import keys
 from relay.webhooks.signing import webhook_id
 
@@ -71,7 +71,7 @@ async def hole_outcome(b: Bench, docs: list[SubscriptionDoc], timeout: float) ->
                 pipe.llen(keys.attempts(d.id))
             values = await pipe.execute()
         states = Counter(v.decode() if v else None for v in values[0::2])
-        if states.get("delivering", 0) == 0 or time.monotonic() > deadline:
+        if states.get(SubState.DELIVERING, 0) == 0 or time.monotonic() > deadline:
             attempts = Counter(int(n) for n in values[1::2])
             return f"black hole: states {dict(states)}, attempts per subscription {dict(attempts)}"
         await asyncio.sleep(0.5)
@@ -99,7 +99,7 @@ async def rep(
     hole_docs = await b.register_many([f"hole-{tag}-{i}" for i in range(n)], hole) if hole else []
     await b.redis.delete(keys.DUE_POLL)  # no worker runs yet; nobody must poll these runs
     await make_due(b, [*docs, *hole_docs])
-    ids = [webhook_id(d.id, "run.completed") for d in docs]
+    ids = [webhook_id(d.id, EventType.COMPLETED) for d in docs]
     port = free_port()
     worker = b.fleet.worker(**WORKER_ENV, RELAY_WORKER_METRICS_PORT=str(port))
     note = ""

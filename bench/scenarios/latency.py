@@ -21,6 +21,7 @@ import aiohttp
 from bench.common import Bench, Row
 from bench.load import percentile, session
 from bench.procs import SECRET
+from relay.model import EventType
 from relay.webhooks.signing import webhook_headers, webhook_id
 
 
@@ -32,7 +33,7 @@ async def relay_rep(b: Bench, rep: int, runs: int) -> list[float]:
         script = {"pendingSeconds": 0.3 + 0.15 * i, "outcome": "completed", "result": {"n": i}}
         await b.fake_runs(run_id, 1, script)  # run id = prefix + "0"
     docs = await b.register_many([r + "0" for r in ids], b.fleet.receiver_root + "/hook")
-    msg = {webhook_id(d.id, "run.completed"): d.run_id for d in docs}
+    msg = {webhook_id(d.id, EventType.COMPLETED): d.run_id for d in docs}
     deadline = time.monotonic() + 10 + 0.15 * runs
     got: dict[str, float] = {}
     while len(got) < runs and time.monotonic() < deadline:

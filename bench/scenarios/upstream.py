@@ -30,6 +30,7 @@ from intuned_client import AsyncIntunedClient
 from bench.common import Bench, Row
 from bench.procs import INTUNED_KEY, PROJECT, WORKSPACE
 from bench.scenarios.upstream_push import run_push
+from relay.model import TERMINAL_STATUSES
 from relay.policy import next_poll_interval
 from relay.settings import Settings
 from workers.polling import poll_after
@@ -67,7 +68,7 @@ async def naive_sdk(sdk: AsyncIntunedClient, run_id: str, interval: float) -> No
     start, tick = loop.time(), 0
     while True:
         res = await sdk.projects.runs.result(project_name=PROJECT, run_id=run_id)
-        if res.status in ("completed", "failed", "canceled"):
+        if res.status in TERMINAL_STATUSES:
             return
         tick += 1
         await asyncio.sleep(max(0.0, start + tick * interval - loop.time()))

@@ -182,7 +182,7 @@ class ConsolePages(Controller):
         count = await redeliver_matching(stores.controls, client, query_for(SubState.EXHAUSTED))
         left = (await stores.subscriptions.count_states(client))[SubState.EXHAUSTED.value]
         return _see(
-            "/console/subscriptions", state="exhausted", done="bulk", count=count, left=left
+            "/console/subscriptions", state=SubState.EXHAUSTED, done="bulk", count=count, left=left
         )
 
     @get("/signing", name="console:signing")

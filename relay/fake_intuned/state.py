@@ -38,7 +38,7 @@ from relay.fake_intuned.models import (
     new_run_id,
 )
 from relay.fake_intuned.run import FakeRun
-from relay.intuned.models import TERMINAL_STATUSES
+from relay.model import TERMINAL_STATUSES
 
 Clock = Callable[[], float]
 

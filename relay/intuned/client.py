@@ -23,7 +23,6 @@ explicit values, never from the environment, and must never log, repr or return 
 
 from __future__ import annotations
 
-import asyncio
 import email.utils
 import logging
 import math
@@ -31,11 +30,10 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import UTC
 from types import TracebackType
-from typing import Any, Final, Protocol
+from typing import Any, Final
 from urllib.parse import quote
 
 import aiohttp
-import httpx
 import msgspec
 from aiohttp.http_exceptions import ContentEncodingError
 
@@ -85,21 +83,8 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     return max(when.timestamp() - current, 0.0)
 
 
-class Reply(Protocol):
-    """What the classifiers read from an answer: ``httpx.Response`` and ``_AiohttpReply`` fit."""
-
-    @property
-    def status_code(self) -> int: ...
-
-    @property
-    def headers(self) -> Mapping[str, str]: ...
-
-    @property
-    def content(self) -> bytes: ...
-
-
-class _AiohttpReply:
-    """An answer read on the direct aiohttp path, shaped like the parts of httpx's we read."""
+class Reply:
+    """An answer with its body read: what the classifiers look at."""
 
     __slots__ = ("content", "headers", "status_code")
 
@@ -124,14 +109,8 @@ def _detail(response: Reply) -> str:
 
 
 def _transport_kind(exc: BaseException) -> str:
-    """``timeout`` or ``connection`` for a transport failure.
-
-    httpx-aiohttp maps every aiohttp connection error (resets included) to ``ConnectTimeout``,
-    so the original aiohttp error, when there is one, decides: only a real timeout is a timeout.
-    """
-    if isinstance(exc, httpx.HTTPError) and exc.__cause__ is not None:
-        exc = exc.__cause__
-    return "timeout" if isinstance(exc, httpx.TimeoutException | TimeoutError) else "connection"
+    """``timeout`` or ``connection`` for a transport failure."""
+    return "timeout" if isinstance(exc, TimeoutError) else "connection"
 
 
 def _classify_common(
@@ -166,28 +145,39 @@ def classify_result(response: Reply) -> PollOutcome:
     return Transient(kind="http_status", status_code=response.status_code, detail=_detail(response))
 
 
+def disable_silent_retry(session: aiohttp.ClientSession) -> aiohttp.ClientSession:
+    """Stop aiohttp from silently re-sending an idempotent request once when a connection drops.
+
+    Every request Intuned sees must be one the caller asked for (rate limits and poll counts stay
+    honest), and a reset must surface as ``Transient("connection")``. aiohttp has no public switch
+    for this retry (aio-libs/aiohttp#10790); its private ``_retry_connection`` attribute (added by
+    aio-libs/aiohttp#9396 for aiohttp's own tests) is the only way. This is the one place the
+    relay touches it; if an upgrade renames it, this raises instead of silently re-sending.
+    """
+    if not hasattr(session, "_retry_connection"):
+        raise RuntimeError(
+            "aiohttp.ClientSession has no _retry_connection any more: "
+            "find the new way to disable the silent retry (aio-libs/aiohttp#10790)"
+        )
+    session._retry_connection = False
+    return session
+
+
 def _session_factory(
     max_connections: int, timeout: float, *, force_close: bool = False
 ) -> Callable[[], aiohttp.ClientSession]:
-    """Build the aiohttp session lazily, inside the loop that first uses the client.
-
-    aiohttp silently re-sends an idempotent request once when the connection drops; we turn
-    that off so that every request Intuned sees is one the caller asked for (rate limits and
-    poll counts stay honest) and a reset surfaces as ``Transient("connection")``.
-    """
+    """Build the aiohttp session lazily, inside the loop that first uses the client."""
 
     def make() -> aiohttp.ClientSession:
         if force_close:  # a fresh connection each time: a drop then surely came after sending
             connector = aiohttp.TCPConnector(limit=max_connections, force_close=True)
         else:
             connector = aiohttp.TCPConnector(limit=max_connections, keepalive_timeout=_KEEPALIVE)
-        # aiohttp's own total timeout (connect, send, read the body): cheaper per request than
-        # wrapping each one in asyncio.timeout, which the httpx test path still does.
+        # aiohttp's own total timeout covers connect, send and reading the body.
         session = aiohttp.ClientSession(
             connector=connector, timeout=aiohttp.ClientTimeout(total=timeout)
         )
-        session._retry_connection = False
-        return session
+        return disable_silent_retry(session)
 
     return make
 
@@ -203,7 +193,6 @@ class IntunedClient:
         *,
         timeout: float = 10.0,
         max_connections: int = 100,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         if timeout <= 0:
             raise ValueError("timeout must be positive")
@@ -211,18 +200,9 @@ class IntunedClient:
         self.workspace_id = workspace_id
         self.timeout = timeout
         headers = {"x-api-key": api_key, "accept": "application/json", "user-agent": USER_AGENT}
-        # Production path: aiohttp directly. httpx over httpx-aiohttp costs about as much CPU
-        # again per request as aiohttp itself (bench/RESULTS.md, polling profile); an httpx
-        # transport is still accepted so tests can hand in a MockTransport.
-        self._http: httpx.AsyncClient | None = None
-        if transport is not None:
-            self._http = httpx.AsyncClient(
-                transport=transport,
-                timeout=httpx.Timeout(timeout),
-                headers=headers,
-                follow_redirects=False,
-                trust_env=False,
-            )
+        # aiohttp directly: httpx over httpx-aiohttp costs about as much CPU again per request
+        # as aiohttp itself (bench/RESULTS.md, polling profile). Tests use the same path, against
+        # the fake Intuned over sockets.
         self._headers = headers
         self._make_session = _session_factory(max_connections, timeout)
         self._make_start_session = _session_factory(8, timeout, force_close=True)
@@ -244,18 +224,18 @@ class IntunedClient:
         ``fresh``: on a connection of its own, never a pooled one (the start path).
         """
         headers = {"content-type": "application/json"} if body is not None else None
-        if self._http is not None:
-            async with asyncio.timeout(self.timeout):
-                return await self._http.request(method, url, content=body, headers=headers)
-        return await self._aiohttp_request(method, url, body, headers, fresh=fresh)
+        session = self._aiohttp_session(fresh)
+        merged = self._headers if headers is None else {**self._headers, **headers}
+        async with session.request(
+            method, url, data=body, headers=merged, allow_redirects=False
+        ) as resp:
+            return Reply(resp.status, resp.headers, await resp.read())
 
     async def _send(self, method: str, url: str, body: bytes | None) -> Reply | Transient:
         """Send one request and read its body; transport failures typed as ``Transient``."""
         started = time.perf_counter()
         try:
             response = await self._request(method, url, body, fresh=False)
-        except httpx.DecodingError as exc:  # a Content-Encoding that does not decode
-            return Transient(kind="bad_body", detail=f"undecodable body: {exc}"[:_DETAIL_CHARS])
         except aiohttp.ClientPayloadError as exc:
             if isinstance(exc.__cause__, ContentEncodingError) or "content-encoding" in str(exc):
                 detail = f"undecodable body: {exc}"[:_DETAIL_CHARS]
@@ -263,7 +243,7 @@ class IntunedClient:
             return Transient(
                 kind="connection", detail=f"{type(exc).__name__}: {exc}"[:_DETAIL_CHARS]
             )
-        except (httpx.RequestError, aiohttp.ClientError, OSError) as exc:  # OSError: TimeoutError
+        except (aiohttp.ClientError, OSError) as exc:  # OSError: TimeoutError
             kind = _transport_kind(exc)
             log.debug("intuned %s %s failed: %s (%s)", method, url, kind, type(exc).__name__)
             return Transient(kind=kind, detail=f"{type(exc).__name__}: {exc}"[:_DETAIL_CHARS])
@@ -281,23 +261,6 @@ class IntunedClient:
             self._session = self._make_session()
         return self._session
 
-    async def _aiohttp_request(
-        self,
-        method: str,
-        url: str,
-        body: bytes | None,
-        headers: dict[str, str] | None,
-        *,
-        fresh: bool,
-    ) -> _AiohttpReply:
-        session = self._aiohttp_session(fresh)
-        merged = self._headers if headers is None else {**self._headers, **headers}
-        async with session.request(
-            method, url, data=body, headers=merged, allow_redirects=False
-        ) as resp:
-            content = await resp.read()
-            return _AiohttpReply(resp.status, resp.headers, content)
-
     async def get_result(self, project_name: str, run_id: str) -> PollOutcome:
         """Fetch a run's result envelope (``GET …/run/{runId}/result``) and classify it."""
         url = self._url(project_name, f"run/{quote(run_id, safe='')}/result")
@@ -314,15 +277,13 @@ class IntunedClient:
         url = self._url(project_name, "run/start")
         try:
             reply = await self._request("POST", url, raw, fresh=True)
-        except (httpx.HTTPError, aiohttp.ClientError, OSError) as exc:  # OSError: TimeoutError
+        except (aiohttp.ClientError, OSError) as exc:  # OSError: TimeoutError
             log.debug("intuned start %s failed: %s", url, type(exc).__name__)
             return classify_start_failure(exc)
         return classify_start_answer(reply.status_code, reply.content)
 
     async def aclose(self) -> None:
         """Close the connection pool."""
-        if self._http is not None:
-            await self._http.aclose()
         for session in (self._session, self._start_session):
             if session is not None:
                 await session.close()

@@ -12,8 +12,9 @@ from typing import Any, Final
 
 import msgspec
 
-TERMINAL_STATUSES: Final = frozenset({"completed", "failed", "canceled"})
-KNOWN_STATUSES: Final = frozenset({"pending", "started", *TERMINAL_STATUSES})
+from relay.model import TERMINAL_STATUSES, RunStatus
+
+KNOWN_STATUSES: Final = frozenset(RunStatus)
 
 # Intuned's top-level fields, each value kept as the exact bytes Intuned sent.
 RawFields = dict[str, msgspec.Raw]

@@ -20,7 +20,6 @@ from __future__ import annotations
 from typing import Final
 
 import aiohttp
-import httpx
 import msgspec
 
 from relay.intuned.models import START_DECODER
@@ -79,11 +78,7 @@ def classify_start_answer(status: int, body: bytes) -> StartOutcome:
 
 def not_sent(exc: BaseException) -> bool:
     """True when a transport error proves the request never left (no connection was made)."""
-    if isinstance(exc, httpx.HTTPError) and isinstance(exc.__cause__, aiohttp.ClientError):
-        exc = exc.__cause__
-    if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError):
-        return True
-    return isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
+    return isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError)
 
 
 def classify_start_failure(exc: BaseException) -> Unavailable | Unknown:

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import msgspec
 
 from relay.errors import Conflict, InvalidInput, NotFound
-from relay.model import Subscription, SubState, run_key
+from relay.model import ChangeOutcome, Subscription, SubState, run_key
 from relay.services.events import event_body
 from relay.store import SubscriptionStore, encode_cursor
 
@@ -124,9 +124,9 @@ async def subscription_detail(store: SubscriptionStore, client: str, sid: str) -
 async def redeliver(store: SubscriptionStore, client: str, sid: str) -> None:
     """Start a fresh attempt series (same webhook-id); NotFound, or Conflict naming the state."""
     res = await store.redeliver(sid, client)
-    if res.outcome == "not_found":
+    if res.outcome is ChangeOutcome.NOT_FOUND:
         raise NotFound(f"no subscription {sid}")
-    if res.outcome == "conflict":
+    if res.outcome is ChangeOutcome.CONFLICT:
         raise Conflict(
             f"subscription is {res.state}: only a terminal run's event can be redelivered"
         )

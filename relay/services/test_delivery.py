@@ -21,6 +21,7 @@ import msgspec
 import structlog
 
 from relay.errors import QuotaExceeded
+from relay.model import DeliveryOutcome
 from relay.settings import Settings
 from relay.store import ControlStore, SecretStore
 from relay.webhooks.callbacks import Lookup, check_callback
@@ -57,7 +58,7 @@ def ping_body(client: str, now: datetime) -> bytes:
 
 def result_of(attempt: AttemptResult) -> TestResult:
     """Classify one attempt for the client: delivered, failed, or refused (nothing sent)."""
-    outcome: TestOutcome = "delivered" if attempt.outcome == "delivered" else "failed"
+    outcome: TestOutcome = "delivered" if attempt.outcome == DeliveryOutcome.DELIVERED else "failed"
     if attempt.error in _REFUSED:
         outcome = "refused"
     return TestResult(

@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 
 from relay.model import (
     CachedResult,
+    ChangeOutcome,
     FailureCode,
     Subscription,
     SubscriptionDoc,
@@ -220,7 +221,7 @@ class SubscriptionStore:
             ],
             [sid, client, self.ttl_ms],
         )
-        return decode_map(res, Outcome).outcome == "ok"
+        return decode_map(res, Outcome).outcome is ChangeOutcome.OK
 
     async def redeliver(self, sid: str, client: str) -> Outcome:
         """Start a fresh attempt series: outcome ok, not_found or conflict (with the state)."""

@@ -10,9 +10,11 @@ from urllib.parse import unquote
 import msgspec
 
 from relay.model import (
+    ChangeOutcome,
     RegisterAction,
     Subscription,
     SubscriptionDoc,
+    SubState,
     WatchFailure,
 )
 
@@ -165,10 +167,10 @@ class ListedId(msgspec.Struct, frozen=True):
 
 
 class Outcome(msgspec.Struct, frozen=True):
-    """A cancel's or redeliver's answer: ``ok``, ``not_found`` or ``conflict`` (with state)."""
+    """A cancel's or redeliver's answer; ``state`` is set with ``conflict``."""
 
-    outcome: str
-    state: str | None = None
+    outcome: ChangeOutcome
+    state: SubState | None = None
 
 
 class SweepSlice(msgspec.Struct, frozen=True):

@@ -13,7 +13,7 @@ from typing import Any, Final
 
 from redis.asyncio import Redis
 
-from relay.model import FailureCode, PollKind, WatchFailure
+from relay.model import FailureCode, PollKind, WatchFailure, WatchState
 from relay.store import keys
 from relay.store.keys import WatchField
 from relay.store.scripts import Batcher, Script, decode_map, r, text
@@ -117,7 +117,7 @@ class WatchStore:
         fc = f.get(WatchField.FAIL_CODE)
         np = (
             await r(self.redis.zscore(keys.DUE_POLL, rd))
-            if f[WatchField.STATE] == "watching"
+            if f[WatchField.STATE] == WatchState.WATCHING
             else None
         )
         return RunWatch(

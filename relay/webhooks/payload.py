@@ -18,17 +18,12 @@ from typing import Final
 
 import msgspec
 
-from relay.model import EventType, FailureCode
+from relay.model import EVENT_FOR_STATUS, EventType, FailureCode, RunStatus
 
 EVENT_TYPES: Final = frozenset(e.value for e in EventType)
 FAILURE_CODES: Final = frozenset(c.value for c in FailureCode)
 WATCH_FAILED: Final = EventType.WATCH_FAILED.value
 
-_STATUS_EVENTS: Final = {
-    "completed": "run.completed",
-    "failed": "run.failed",
-    "canceled": "run.canceled",
-}
 # Keys of ``data`` that the relay owns: an Intuned field of the same name never overrides them.
 _OWN_KEYS: Final = frozenset({"subscriptionId", "workspaceId", "projectName", "metadata"})
 _EMPTY_OBJECT: Final = msgspec.Raw(b"{}")
@@ -38,8 +33,8 @@ _ENCODER: Final = msgspec.json.Encoder()
 def event_type_for_status(status: str) -> str:
     """``run.completed`` / ``run.failed`` / ``run.canceled`` for a terminal Intuned status."""
     try:
-        return _STATUS_EVENTS[status]
-    except KeyError:
+        return EVENT_FOR_STATUS[RunStatus(status)]
+    except (KeyError, ValueError):
         raise ValueError(f"{status!r} is not a terminal run status") from None
 
 

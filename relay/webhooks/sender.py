@@ -12,12 +12,10 @@ aiohttp only the addresses it checked. Cookies are never stored (``DummyCookieJa
 must not influence another subscription's requests) and proxy settings from the environment are
 ignored.
 
-Why aiohttp directly rather than httpx over ``httpx_aiohttp.AiohttpTransport``: measured on this
-machine (2 cores, 64 concurrent POSTs of a small body to the loopback receiver in another process,
-4,000 requests per run, three runs): raw aiohttp 3,341 / 3,729 / 5,137 per second, httpx with the
-aiohttp transport 775 / 1,023 / 1,227 per second (a plain shared httpx client: ~139/s). With
-aiohttp directly, the URL parsed and checked is also the one the connection uses (yarl), and the
-error classes come without a translation layer in between. ``bench/sender_probe.py`` re-measures.
+Why aiohttp directly rather than httpx over ``httpx_aiohttp.AiohttpTransport``: it was several
+times faster in ``bench/sender_probe.py`` (figures in ``bench/NOTES.md``), the URL parsed and
+checked is also the one the connection uses (yarl), and the error classes come without a
+translation layer in between.
 
 This module must never touch Redis, sign, or decide retry schedules: it reports one attempt.
 """
@@ -32,12 +30,13 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from types import TracebackType
-from typing import Final, Literal, Self
+from typing import Final, Self
 
 import aiohttp
 import msgspec
 
 from relay.errors import CallbackRefused
+from relay.model import DeliveryOutcome
 from relay.webhooks.allowlist import CallbackPolicy
 from relay.webhooks.callbacks import (
     DEFAULT_LOOKUP_TIMEOUT,
@@ -48,7 +47,6 @@ from relay.webhooks.callbacks import (
     validate_callback_url,
 )
 
-Outcome = Literal["delivered", "retry", "gone"]
 EXCERPT_BYTES: Final = 1024
 _RESET_ERRNOS: Final = frozenset({errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED})
 
@@ -60,7 +58,7 @@ class AttemptResult(msgspec.Struct, frozen=True, kw_only=True):
     ``invalid_url``, ``protocol``, ``redirect`` (a 3xx), ``http_<code>`` (any other non-2xx).
     """
 
-    outcome: Outcome
+    outcome: DeliveryOutcome
     status_code: int | None = None
     error: str | None = None
     duration_ms: float
@@ -109,14 +107,14 @@ def classify_error(exc: BaseException) -> str:
     return "connect"
 
 
-def _outcome_for_status(status: int) -> tuple[Outcome, str | None]:
+def _outcome_for_status(status: int) -> tuple[DeliveryOutcome, str | None]:
     if 200 <= status < 300:
-        return "delivered", None
+        return DeliveryOutcome.DELIVERED, None
     if status == 410:
-        return "gone", "http_410"
+        return DeliveryOutcome.GONE, "http_410"
     if 300 <= status < 400:
-        return "retry", "redirect"
-    return "retry", f"http_{status}"
+        return DeliveryOutcome.RETRY, "redirect"
+    return DeliveryOutcome.RETRY, f"http_{status}"
 
 
 class WebhookSender:
@@ -191,7 +189,9 @@ class WebhookSender:
             started = time.perf_counter()
             refusal = self._refuse_literal(url)
             if refusal is not None:
-                return AttemptResult(outcome="retry", error=refusal, duration_ms=_ms(started))
+                return AttemptResult(
+                    outcome=DeliveryOutcome.RETRY, error=refusal, duration_ms=_ms(started)
+                )
             return await self._post(self._session, url, body, headers, started)
 
     def _refuse_literal(self, url: str) -> str | None:
@@ -230,7 +230,9 @@ class WebhookSender:
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             if status is None:  # no answer at all
                 return AttemptResult(
-                    outcome="retry", error=classify_error(exc), duration_ms=_ms(started)
+                    outcome=DeliveryOutcome.RETRY,
+                    error=classify_error(exc),
+                    duration_ms=_ms(started),
                 )
             # The status arrived in time; only reading the excerpt failed. The status decides.
         outcome, error = _outcome_for_status(status)

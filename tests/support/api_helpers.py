@@ -109,16 +109,26 @@ def everything(r: redis.Redis) -> dict[str, Any]:
     return snapshot(r, (k.decode() for k in r.scan_iter(match="r:*")))
 
 
-def make_doc(client: str, project: str, run: str, created_at: int) -> SubscriptionDoc:
+def make_doc(
+    client: str,
+    project: str,
+    run: str,
+    created_at: int,
+    *,
+    workspace: str = WORKSPACE,
+    callback_url: str = PUBLIC_URL,
+    events: tuple[str, ...] = EVENT_STATUSES,
+    metadata: bytes = b"{}",
+) -> SubscriptionDoc:
     """A subscription document as the API would build it, with a chosen creation time."""
     return SubscriptionDoc(
         id=new_subscription_id(),
         client=client,
-        workspace_id=WORKSPACE,
+        workspace_id=workspace,
         project_name=project,
         run_id=run,
-        callback_url=PUBLIC_URL,
-        events=EVENT_STATUSES,
-        metadata=msgspec.Raw(b"{}"),
+        callback_url=callback_url,
+        events=events,
+        metadata=msgspec.Raw(metadata),
         created_at=created_at,
     )

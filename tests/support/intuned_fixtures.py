@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from relay.embedded_redis import free_port
 from relay.fake_intuned import (
     FakeConfig,
     FakeIntuned,
@@ -29,6 +30,12 @@ OTHER_API_KEY = "test-intuned-key-other-workspace"
 CLIENT_TIMEOUT = 2.0
 
 MakeFake = Callable[..., FakeIntunedHandle]
+
+
+def unreachable_intuned(timeout: float = 1.0) -> IntunedClient:
+    """A client of the fake's workspace on a loopback port where nothing listens (refused)."""
+    base = f"http://127.0.0.1:{free_port()}/api/v1/workspace"
+    return IntunedClient(base, FAKE_WORKSPACE_ID, FAKE_API_KEY, timeout=timeout)
 
 
 class ManualClock:

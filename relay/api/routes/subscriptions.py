@@ -48,6 +48,7 @@ from relay.api.schemas import (
 )
 from relay.errors import Conflict, InvalidInput, NotFound
 from relay.model import (
+    ChangeOutcome,
     SubState,
     run_key,
 )
@@ -301,9 +302,9 @@ class SubscriptionController(Controller):
         if not is_subscription_id(subscription_id):
             raise not_found(subscription_id)
         res = await store.subscriptions.redeliver(subscription_id, client)
-        if res.outcome == "not_found":
+        if res.outcome is ChangeOutcome.NOT_FOUND:
             raise not_found(subscription_id)
-        if res.outcome == "conflict":
+        if res.outcome is ChangeOutcome.CONFLICT:
             raise Conflict(
                 f"subscription is {res.state}: only a terminal run's event can be redelivered"
             )

@@ -110,16 +110,16 @@ async def test_sweep_and_prune_slices_do_not_depend_on_unrelated_keys(
         entries = redis_sync.slowlog_get(1024)
     finally:
         redis_sync.config_set("slowlog-log-slower-than", old)
-    # The same slices whatever else Redis holds: 250 watching + 250 delivering a sweep slice,
-    # 500 expiry entries a prune slice.
-    assert [(s.seen, s.polls, s.deliveries) for s in sweeps] == [
-        (500, 250, 250),
-        (500, 250, 250),
-        (450, 250, 200),  # the delivering walk ends here and starts over in the next slice
-        (500, 250, 0),
-        (450, 200, 0),
+    # The same slices whatever else Redis holds: 125 watching + 125 delivering a sweep slice,
+    # 200 expiry entries a prune slice.
+    assert [(s.seen, s.polls, s.deliveries) for s in sweeps] == [(250, 125, 125)] * 5 + [
+        (200, 125, 75),  # the delivering walk ends here and starts over in the next slice
+        (250, 125, 0),
+        (250, 125, 0),
+        (250, 125, 0),
+        (200, 75, 0),
     ]
-    assert [(p.seen, p.pruned) for p in prunes] == [(500, 500)] * 3 + [(0, 0)]
+    assert [(p.seen, p.pruned) for p in prunes] == [(200, 200)] * 7 + [(100, 100), (0, 0)]
     assert await redis_client.zcard(keys.DUE_POLL) == WATCHING
     assert await redis_client.zcard(keys.DUE_DELIVERY) == DELIVERING
     assert await redis_client.dbsize() >= unrelated

@@ -17,12 +17,13 @@ from relay.store.scripts import Script, decode_map, r
 from relay.store.types import PruneSlice, SweepSlice
 from relay.store.watches import redis_now
 
-# Slices small enough to stay well under Redis's 20 ms slow line (about 5 ms each on an idle
-# box; see bench/NOTES.md), many per run: up to 25,000 subscriptions per walk and 50,000 pruned
-# per sweep job.
-SWEEP_WATCHING_PER_SLICE: Final = 250
-SWEEP_DELIVERING_PER_SLICE: Final = 250
-PRUNE_PER_SLICE: Final = 500
+# Slices small enough to stay well under Redis's 20 ms slow line on a slow or busy machine
+# (bench/NOTES.md has the measurements), many per job: up to 31,250 subscriptions per walk and
+# 50,000 index entries pruned per sweep job.
+SWEEP_WATCHING_PER_SLICE: Final = 125
+SWEEP_DELIVERING_PER_SLICE: Final = 125
+PRUNE_PER_SLICE: Final = 200
+SLICES_PER_JOB: Final = 250
 
 
 class Housekeeping:
@@ -50,7 +51,7 @@ class Housekeeping:
         """Drop the index entries of up to ``limit`` expired subscriptions."""
         return decode_map(await self._prune([keys.EXPIRING], [limit]), PruneSlice)
 
-    async def run(self, max_slices: int = 100) -> tuple[int, int, int]:
+    async def run(self, max_slices: int = SLICES_PER_JOB) -> tuple[int, int, int]:
         """Alternate sweep and prune slices until a full sweep pass and the due pruning are
         done, or ``max_slices`` each; returns (polls restored, deliveries restored, pruned)."""
         polls = deliveries = pruned = 0

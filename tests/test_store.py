@@ -56,11 +56,11 @@ def store(redis_client: Redis) -> Stores:
 
 
 def rd_of(doc: SubscriptionDoc) -> str:
-    return run_digest(run_key(doc.workspace_id, doc.project_name, doc.run_id))
+    return run_digest(run_key(doc.project_name, doc.run_id))
 
 
 async def register(store: Stores, doc: SubscriptionDoc) -> RegisterAction:
-    rk = run_key(doc.workspace_id, doc.project_name, doc.run_id)
+    rk = run_key(doc.project_name, doc.run_id)
     return (await store.subscriptions.register(doc, rk, SECRET)).action
 
 
@@ -89,7 +89,7 @@ async def test_first_registration_starts_polling_and_second_joins(redis_client: 
 
 async def test_same_registration_is_idempotent(store: Stores) -> None:
     doc = make_doc()
-    rk = run_key(WS, doc.project_name, doc.run_id)
+    rk = run_key(doc.project_name, doc.run_id)
     first = await store.subscriptions.register(doc, rk, SECRET)
     again = await store.subscriptions.register(
         msgspec.structs.replace(doc, id=new_subscription_id()), rk, SECRET
@@ -296,7 +296,7 @@ async def test_a_delivery_claim_carries_what_the_attempt_reads(store: Stores) ->
 
 async def test_a_delivery_claim_leaves_a_big_result_to_a_separate_read(redis_client: Redis) -> None:
     store = open_stores(redis_client)
-    deliveries = DeliveryStore(redis_client, ttl_ms=3_600_000)
+    deliveries = DeliveryStore(redis_client, ttl_ms=3_600_000, workspace_id=WS)
     doc = make_doc()
     await register(store, doc)
     big = b'{"runId":"run1","status":"completed","result":"' + b"x" * 70_000 + b'"}'

@@ -51,11 +51,11 @@ def doc(
 
 
 def rd_of(d: SubscriptionDoc) -> str:
-    return run_digest(run_key(d.workspace_id, d.project_name, d.run_id))
+    return run_digest(run_key(d.project_name, d.run_id))
 
 
 async def register(store: Stores, d: SubscriptionDoc) -> RegisterAction:
-    rk = run_key(d.workspace_id, d.project_name, d.run_id)
+    rk = run_key(d.project_name, d.run_id)
     return (await store.subscriptions.register(d, rk, SECRET)).action
 
 
@@ -297,7 +297,7 @@ async def test_the_first_subscription_per_run_lives_in_the_watch_and_client_hash
     for d in (b, other_project):
         assert await register(store, d) in (RegisterAction.JOIN, RegisterAction.POLL)
     for d, same in zip([doc(url=a.callback_url), doc(url=b.callback_url)], (a, b), strict=True):
-        reg = await store.subscriptions.register(d, run_key(WS, "proj", "run1"), SECRET)
+        reg = await store.subscriptions.register(d, run_key("proj", "run1"), SECRET)
         assert (reg.action, reg.id) == (RegisterAction.EXISTING, same.id)
     page = await store.subscriptions.list_subscriptions(
         "alpha", state=None, limit=10, cursor=None, run_id="run1"
@@ -331,7 +331,7 @@ async def test_the_lua_names_runs_as_python_does(redis_client: Redis) -> None:
     """keys.run_digest / run_id_digest (11 URL-safe base64 characters) and the prelude's."""
     source = script_source("cancel").split("local sid, cl, ttl")[0]  # constants + prelude
     lua = source + "return {run_digest(ARGV[1]), run_id_digest(ARGV[1])}"
-    for rk in ("ws/p/r", run_key(WS, "proj one", "run/ü?"), "", "a" * 300):
+    for rk in ("ws/p/r", run_key("proj one", "run/ü?"), "", "a" * 300):
         expected = [run_digest(rk), keys.run_id_digest(unquote(rk.rsplit("/", 1)[-1]))]
         assert [v.decode() for v in await redis_client.eval(lua, 0, rk)] == expected
         assert len(expected[0]) == 11

@@ -140,7 +140,7 @@ async def fan_out_story(
     run_id = fake_intuned.state.create_run(
         RunScript(pending_polls=2, outcome="completed", result=[1])
     )
-    rk = run_key(FAKE_WORKSPACE_ID, "demo-project", run_id)
+    rk = run_key("demo-project", run_id)
     with slowlog(redis_sync):
         for lo in range(0, n, 500):
             docs = [

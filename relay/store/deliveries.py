@@ -46,7 +46,7 @@ def secrets_in_force(row: ClaimRow) -> tuple[str, ...]:
     return tuple(out)
 
 
-def claimed(row: ClaimRow) -> ClaimedDelivery | None:
+def claimed(row: ClaimRow, workspace_id: str) -> ClaimedDelivery | None:
     """A ClaimedDelivery from a claim map (None when the hash lost its document)."""
     fields: dict[str, str | bytes | None] = {
         "cl": row.cl,
@@ -57,7 +57,7 @@ def claimed(row: ClaimRow) -> ClaimedDelivery | None:
         "md": row.md,
         "hd": row.hd,
     }
-    doc: SubscriptionDoc | None = doc_from(row.id, fields)
+    doc: SubscriptionDoc | None = doc_from(row.id, fields, workspace_id)
     if doc is None:
         return None
     return ClaimedDelivery(
@@ -79,9 +79,12 @@ def claimed(row: ClaimRow) -> ClaimedDelivery | None:
 class DeliveryStore:
     """What the delivery pump and the deliver-now job use."""
 
-    def __init__(self, redis: Redis, *, ttl_ms: int, lease_ms: int = 35_000) -> None:
+    def __init__(
+        self, redis: Redis, *, ttl_ms: int, workspace_id: str, lease_ms: int = 35_000
+    ) -> None:
         self.redis = redis
         self.ttl_ms = ttl_ms
+        self.workspace_id = workspace_id  # the documents' (not stored per subscription)
         self.lease_ms = lease_ms
         self._claim = Script(redis, "claim_deliveries")
         self._record = Script(redis, "record_attempt", Batcher(redis))
@@ -93,7 +96,8 @@ class DeliveryStore:
         if only is not None:
             args.append(only)
         rows = await self._claim([keys.DUE_DELIVERY], args)
-        out = [claimed(decode_map(row, ClaimRow, BINARY_RESULT)) for row in rows]
+        ws = self.workspace_id
+        out = [claimed(decode_map(row, ClaimRow, BINARY_RESULT), ws) for row in rows]
         return [c for c in out if c is not None]
 
     async def result(self, rd: str) -> CachedResult | None:

@@ -60,12 +60,12 @@ class ClaimedPoll(msgspec.Struct, frozen=True):
     @property
     def project(self) -> str:
         """The run's project name."""
-        return unquote(self.rk.split("/")[1]) if self.rk.count("/") == 2 else ""
+        return unquote(self.rk.split("/")[0]) if self.rk.count("/") == 1 else ""
 
     @property
     def run_id(self) -> str:
         """The run's id."""
-        return unquote(self.rk.split("/")[2]) if self.rk.count("/") == 2 else ""
+        return unquote(self.rk.split("/")[1]) if self.rk.count("/") == 1 else ""
 
     @property
     def first_seen(self) -> int:

@@ -128,7 +128,7 @@ async def test_a_restarted_watch_keeps_the_earlier_failure_on_its_subscriptions(
     early = doc(url="http://127.0.0.1:9/early")
     await register(store, early)
     failure = WatchFailure(FailureCode.RUN_NOT_FOUND, "Intuned answered 404")
-    await store.watches.record_watch_failure(rd_of(early), failure, polled=True)
+    await store.watches.record_watch_failure(rd_of(early), failure)
     await store.watches.fan_out_all(rd_of(early))
     # A new registration restarts the failed watch...
     assert await register(store, doc(url="http://127.0.0.1:9/late")) == RegisterAction.POLL
@@ -271,7 +271,7 @@ async def test_a_watch_restarted_mid_fan_out_counts_the_subscribers_not_yet_reac
     for d in docs:
         await register(store, d)
     failure = WatchFailure(FailureCode.WATCH_TIMEOUT, "run not terminal")
-    await store.watches.record_watch_failure(rd_of(docs[0]), failure, polled=False)
+    await store.watches.record_watch_failure(rd_of(docs[0]), failure)
     step = await store.watches.fan_out(rd_of(docs[0]), batch=2)  # a crash after one batch
     assert (step.delivering, step.done) == (2, False)
     new = doc(url="http://127.0.0.1:9/new", created_at=2_000)

@@ -49,7 +49,6 @@ class WatchField(StrEnum):
     STATE = "st"
     RUN_KEY = "rk"
     STATUS = "s"
-    POLLS = "pc"
     FIRST_SEEN = "fs"
     INTERVAL = "iv"
     ERRORS = "er"

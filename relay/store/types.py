@@ -144,7 +144,6 @@ class RunWatch(msgspec.Struct, frozen=True):
 
     state: str
     status: str | None
-    polls: int
     first_seen: int
     next_poll: int | None
     errors: int

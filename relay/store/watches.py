@@ -79,17 +79,9 @@ class WatchStore:
             rd, PollKind.ERROR, delay_ms=delay_ms, interval=interval, flag=not_found
         )
 
-    async def record_watch_failure(
-        self, rd: str, failure: WatchFailure, *, polled: bool
-    ) -> PollRecorded:
+    async def record_watch_failure(self, rd: str, failure: WatchFailure) -> PollRecorded:
         """End a watch without a terminal status (then call ``fan_out`` until done)."""
-        return await self._poll(
-            rd,
-            PollKind.FAIL,
-            code=failure.code.value,
-            message=failure.message,
-            flag=polled,
-        )
+        return await self._poll(rd, PollKind.FAIL, code=failure.code.value, message=failure.message)
 
     async def fan_out(self, rd: str, batch: int = FANOUT_BATCH) -> FanOutStep:
         """Move the next batch of an ended run's watching subscribers to delivery."""
@@ -123,7 +115,6 @@ class WatchStore:
         return RunWatch(
             state=f[WatchField.STATE],
             status=f.get(WatchField.STATUS),
-            polls=int(f.get(WatchField.POLLS, "0")),
             first_seen=int(f.get(WatchField.FIRST_SEEN, "0")),
             next_poll=int(np) if np else None,
             errors=int(f.get(WatchField.ERRORS, "0")),

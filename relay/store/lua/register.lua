@@ -98,7 +98,7 @@ if fo then
   if tonumber(fo) < 1 and redis.call('HEXISTS', wk, W.FIRST_SUB) == 1 then active = active + 1 end
 end
 redis.call('HDEL', wk, W.FAIL_CODE, W.FAIL_MESSAGE, W.ENDED_AT, W.NOT_FOUND_SINCE,
-           W.FANOUT_CURSOR, W.POLLS, W.ERRORS)  -- counters: absent is 0
+           W.FANOUT_CURSOR, W.ERRORS)  -- counters: absent is 0
 redis.call('HSET', wk, W.STATE, WS.WATCHING, W.RUN_KEY, rk, W.FIRST_SEEN, now, W.INTERVAL, 0,
            W.ACTIVE, active)
 settle_run(rd, ttl)

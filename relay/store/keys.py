@@ -50,7 +50,7 @@ class WatchField(StrEnum):
     RUN_KEY = "rk"
     STATUS = "s"
     FIRST_SEEN = "fs"
-    INTERVAL = "iv"
+    INTERVAL = "iv"  # the poll interval (s) in its shortest form; absent: 0 (not polled yet)
     ERRORS = "er"
     NOT_FOUND_SINCE = "nf"
     ACTIVE = "ac"

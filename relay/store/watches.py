@@ -53,7 +53,7 @@ class WatchStore:
             kw.get("status", ""),
             kw.get("body", b""),
             int(kw.get("delay_ms", 0)),
-            kw.get("interval", 0.0),
+            interval_field(kw.get("interval", 0.0)),
             kw.get("code", ""),
             kw.get("message", ""),
             "1" if kw.get("flag") else "0",
@@ -133,6 +133,12 @@ class WatchStore:
     async def next_due_in(self) -> int | None:
         """Milliseconds until the earliest poll is due (Redis's clock), None when none."""
         return await due_in(self.redis, keys.DUE_POLL)
+
+
+def interval_field(seconds: float) -> str:
+    """A poll interval as stored: to the ms, in its shortest form ("3", not "3.0": Redis keeps
+    an integer in one byte, and the watch hash is the biggest thing a run keeps)."""
+    return f"{round(seconds, 3):g}"
 
 
 async def redis_now(redis: Redis) -> int:

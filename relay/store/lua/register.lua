@@ -98,9 +98,8 @@ if fo then
   if tonumber(fo) < 1 and redis.call('HEXISTS', wk, W.FIRST_SUB) == 1 then active = active + 1 end
 end
 redis.call('HDEL', wk, W.FAIL_CODE, W.FAIL_MESSAGE, W.ENDED_AT, W.NOT_FOUND_SINCE,
-           W.FANOUT_CURSOR, W.ERRORS)  -- counters: absent is 0
-redis.call('HSET', wk, W.STATE, WS.WATCHING, W.RUN_KEY, rk, W.FIRST_SEEN, now, W.INTERVAL, 0,
-           W.ACTIVE, active)
+           W.FANOUT_CURSOR, W.ERRORS, W.INTERVAL)  -- absent: 0 errors, interval 0
+redis.call('HSET', wk, W.STATE, WS.WATCHING, W.RUN_KEY, rk, W.FIRST_SEEN, now, W.ACTIVE, active)
 settle_run(rd, ttl)
 redis.call('ZADD', KEYS[6], now, rd)
 redis.call('PUBLISH', WAKE_POLL, '1')

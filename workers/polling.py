@@ -167,6 +167,8 @@ async def _fetched(
         rec, first = await asyncio.gather(record, watches.fan_out(claim.rd))
     else:
         rec = await record
+    if rec.notices:
+        await fan_out_notices(deps, claim.rd)
     terminal = rec.outcome == PollRecord.TERMINAL
     deps.metrics.polls.labels("terminal" if outcome.result.is_terminal else "pending").inc()
     if terminal:
@@ -194,6 +196,16 @@ async def fan_out(deps: WorkerDeps, rd: str, first: FanOutStep | None = None) ->
         if step.done:
             return
         step = None
+
+
+async def fan_out_notices(deps: WorkerDeps, rd: str) -> None:
+    """Make a run's run.started events due, a bounded batch per call, to the end."""
+    while True:
+        step = await deps.store.watches.fan_out_notices(rd)
+        if step.due:
+            deps.wake("started")
+        if step.done:
+            return
 
 
 async def _fail(

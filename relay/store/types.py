@@ -11,6 +11,7 @@ import msgspec
 
 from relay.model import (
     ChangeOutcome,
+    Lane,
     RegisterAction,
     Subscription,
     SubscriptionDoc,
@@ -74,10 +75,19 @@ class ClaimedPoll(msgspec.Struct, frozen=True):
 
 
 class PollRecorded(msgspec.Struct, frozen=True):
-    """What recording a poll did; ``now`` is Redis's clock (ms)."""
+    """What recording a poll did; ``now`` is Redis's clock (ms); ``notices``: the run's
+    run.started fan-out is pending (call ``WatchStore.fan_out_notices`` until done)."""
 
     outcome: str
     now: int
+    notices: bool = False
+
+
+class NoticeStep(msgspec.Struct, frozen=True):
+    """One batch of a run's run.started fan-out."""
+
+    due: int
+    done: bool
 
 
 class FanOutStep(msgspec.Struct, frozen=True):
@@ -93,6 +103,7 @@ class ClaimRow(msgspec.Struct, frozen=True):
 
     id: str
     now: int
+    lane: Lane = Lane.TERMINAL
     rk: str = ""
     cl: str = ""
     cb: str = ""
@@ -130,6 +141,7 @@ class ClaimedDelivery(msgspec.Struct, frozen=True):
     result_known: bool = False
     secrets: tuple[str, ...] = ()
     failure: WatchFailure | None = None
+    lane: Lane = Lane.TERMINAL  # started: the opt-in run.started event (no result, no series)
 
 
 class AttemptRecorded(msgspec.Struct, frozen=True):

@@ -23,7 +23,8 @@ from relay.model import (
 from relay.store import Stores, keys, run_digest
 from relay.store.keys import SubField
 from tests.support.api_helpers import make_doc
-from tests.support.store_helpers import open_stores
+from tests.support.store_helpers import open_stores, store_settings
+from workers.polling import next_interval
 
 WS = "ws-started"
 SECRET = "whsec_dGVzdC1zZWNyZXQ="
@@ -221,3 +222,27 @@ def test_attempts_of_the_started_lane_say_so_in_the_log() -> None:
     )
     plain = msgspec.json.encode(attempt())
     assert b'"event_type":"run.started"' in logged and b"event_type" not in plain
+
+
+async def test_a_pushed_run_with_started_subscribers_is_polled_normally_until_seen_started(
+    store: Stores,
+) -> None:
+    """Intuned's push tells only the end: such a run is not left on the slow fallback curve
+    while a run.started subscriber waits."""
+    s = store_settings()
+    wants, plain = doc("r11"), doc("r12", EVENT_STATUSES)
+    for d in (wants, plain):
+        await store.starts.expect_push(
+            run_key(WS, "p", d.run_id), 3_600_000, "tok-" + d.run_id, "h"
+        )
+    await register(store, wants, plain)
+    claims = {c.rd: c for c in await store.watches.claim_polls(10)}
+    first, other = claims[rd_of(wants)], claims[rd_of(plain)]
+    assert first.px and first.sw and other.px and not other.sw
+    assert next_interval(first, s)[1] == s.poll_max_interval
+    assert next_interval(other, s)[1] == s.push_fallback_max_interval
+    await poll(store, wants, "started")
+    await store.watches.release_polls([rd_of(wants)])
+    [again] = await store.watches.claim_polls(10)
+    assert again.px and not again.sw
+    assert next_interval(again, s)[1] == s.push_fallback_max_interval

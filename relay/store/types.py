@@ -52,11 +52,13 @@ class ClaimedPoll(msgspec.Struct, frozen=True):
     fs: int = 0
     nf: int | None = None
     # Runs started through the relay: own deadline (Redis ms), a push expected (px), a push
-    # came (pg), a push this poll answers (pn).
+    # came (pg), a push this poll answers (pn), run.started subscribers wait for the run to
+    # be seen started (sw: polled on the normal curve until then, as the push only tells the end).
     dl: int | None = None
     px: bool = False
     pg: bool = False
     pn: bool = False
+    sw: bool = False
 
     @property
     def project(self) -> str:

@@ -248,8 +248,7 @@ def new_subscription_id() -> str:
 
 def run_key(project_name: str, run_id: str) -> str:
     """The identity of one watched run: project and run, each percent-encoded. The workspace
-    is the deployment's one ``INTUNED_WORKSPACE_ID``, not part of it (~37 B less per stored
-    copy of a run key)."""
+    is the deployment's one ``INTUNED_WORKSPACE_ID``, not part of it (nor stored per run)."""
     return "/".join(quote(part, safe="") for part in (project_name, run_id))
 
 

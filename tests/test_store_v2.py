@@ -23,7 +23,14 @@ from relay.model import (
 )
 from relay.store import ClaimedDelivery, Stores, keys, run_digest
 from relay.store.scripts import script_source
-from tests.support.api_helpers import PUBLIC_URL, api_client, api_env, body, stored_keys
+from tests.support.api_helpers import (
+    PUBLIC_URL,
+    WORKSPACE,
+    api_client,
+    api_env,
+    body,
+    stored_keys,
+)
 from tests.support.relay_fixtures import AUTH_ALPHA, AUTH_BETA
 from tests.support.store_helpers import open_stores
 from workers.delivery import body_for
@@ -335,3 +342,39 @@ async def test_the_lua_names_runs_as_python_does(redis_client: Redis) -> None:
         expected = [run_digest(rk), keys.run_id_digest(unquote(rk.rsplit("/", 1)[-1]))]
         assert [v.decode() for v in await redis_client.eval(lua, 0, rk)] == expected
         assert len(expected[0]) == 11
+
+
+async def test_runs_are_stored_without_the_workspace_and_read_back_with_it(
+    redis_client: Redis,
+) -> None:
+    store = open_stores(redis_client)
+    d = doc(run_id="run/ü")
+    await register(store, d)
+    sub_hash = await redis_client.hgetall(keys.sub(d.id))
+    watch = await redis_client.hgetall(keys.watch(rd_of(d)))
+    assert sub_hash[b"rk"] == watch[b"rk"] == b"proj/run%2F%C3%BC"
+    stored = [*sub_hash.values(), *watch.values()]
+    assert not [v for v in stored if WORKSPACE.encode() in v or WS.encode() in v]
+    read = await store.subscriptions.get_subscription(d.id, "alpha")
+    assert read is not None
+    assert (read.doc.workspace_id, read.doc.project_name, read.doc.run_id) == (
+        WORKSPACE,
+        "proj",
+        "run/ü",
+    )
+    [claim] = await store.watches.claim_polls(10)
+    assert (claim.project, claim.run_id, claim.iv) == ("proj", "run/ü", 0.0)
+
+
+async def test_the_poll_interval_is_stored_short_and_read_back_exact(redis_client: Redis) -> None:
+    store = open_stores(redis_client)
+    d = doc()
+    await register(store, d)
+    rd, iv = rd_of(d), keys.WatchField.INTERVAL.value
+    assert await redis_client.hget(keys.watch(rd), iv) is None  # not polled yet: 0
+    for interval, stored in ((3.0, b"3"), (10.125, b"10.125"), (15.1875, b"15.188")):
+        [claim] = await store.watches.claim_polls(10)
+        await store.watches.record_result(rd, "pending", b"{}", 0, interval)
+        assert await redis_client.hget(keys.watch(rd), iv) == stored
+    [claim] = await store.watches.claim_polls(10)
+    assert claim.iv == 15.188

@@ -142,8 +142,8 @@ class WatchStore:
 
 
 def interval_field(seconds: float) -> str:
-    """A poll interval as stored: to the ms, in its shortest form ("3", not "3.0": Redis keeps
-    an integer in one byte, and the watch hash is the biggest thing a run keeps)."""
+    """A poll interval as stored: to the ms, in its shortest form ("3", not "3.0", which Redis
+    keeps as an integer; every watched run stores one)."""
     return f"{round(seconds, 3):g}"
 
 

@@ -119,16 +119,18 @@ def make_doc(
     callback_url: str = PUBLIC_URL,
     events: tuple[str, ...] = EVENT_STATUSES,
     metadata: bytes = b"{}",
+    **more: Any,
 ) -> SubscriptionDoc:
-    """A subscription document as the API would build it, with a chosen creation time."""
+    """A subscription document as the API would build it, with a chosen creation time (and
+    ``id``, ``headers`` by keyword where a test needs them)."""
+    fields = {"id": new_subscription_id(), "metadata": msgspec.Raw(metadata), **more}
     return SubscriptionDoc(
-        id=new_subscription_id(),
         client=client,
         workspace_id=workspace,
         project_name=project,
         run_id=run,
         callback_url=callback_url,
         events=events,
-        metadata=msgspec.Raw(metadata),
         created_at=created_at,
+        **fields,
     )

@@ -77,9 +77,12 @@ _SETTINGS_FUNCTIONS = {
 }
 
 
-def _readers_in(node: ast.AST, seen: frozenset[str] = frozenset()) -> set[str]:
+def _readers_in(
+    node: ast.AST, seen: frozenset[str] = frozenset(), bound: dict[str, str] | None = None
+) -> set[str]:
     """Variables read in ``node``: by a reader (``get``, ``env.required``...) or in a helper of
-    ``relay/settings.py`` that ``node`` calls."""
+    ``relay/settings.py`` that ``node`` calls (``bound``: the helper's parameters that the call
+    gave a string, e.g. the name of the variable the helper reads)."""
     names: set[str] = set()
     for call in ast.walk(node):
         if not isinstance(call, ast.Call):
@@ -89,8 +92,16 @@ def _readers_in(node: ast.AST, seen: frozenset[str] = frozenset()) -> set[str]:
         first = call.args[0] if call.args else None
         if reader in _READERS and isinstance(first, ast.Constant) and isinstance(first.value, str):
             names.add(first.value)
+        elif reader in _READERS and isinstance(first, ast.Name) and first.id in (bound or {}):
+            names.add((bound or {})[first.id])
         elif isinstance(func, ast.Name) and func.id in _SETTINGS_FUNCTIONS and func.id not in seen:
-            names |= _readers_in(_SETTINGS_FUNCTIONS[func.id], seen | {func.id})
+            helper = _SETTINGS_FUNCTIONS[func.id]
+            given = {
+                param.arg: arg.value
+                for param, arg in zip(helper.args.args, call.args, strict=False)
+                if isinstance(arg, ast.Constant) and isinstance(arg.value, str)
+            }
+            names |= _readers_in(helper, seen | {func.id}, given)
     return names
 
 

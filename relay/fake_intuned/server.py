@@ -136,16 +136,6 @@ class FakeIntunedHandle:
         return f"FakeIntunedHandle(base_url={self.base_url!r}, workspace_id={self.workspace_id!r})"
 
     @property
-    def host(self) -> str:
-        """The address the fake listens on."""
-        return self.server.host
-
-    @property
-    def port(self) -> int:
-        """The bound port."""
-        return self.server.port
-
-    @property
     def base_url(self) -> str:
         """The Intuned base URL, e.g. ``http://127.0.0.1:PORT/api/v1/workspace``."""
         return self.server.base_url

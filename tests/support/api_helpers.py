@@ -114,6 +114,7 @@ def make_doc(
     project: str,
     run: str,
     created_at: int,
+    /,
     *,
     workspace: str = WORKSPACE,
     callback_url: str = PUBLIC_URL,
@@ -121,16 +122,17 @@ def make_doc(
     metadata: bytes = b"{}",
     **more: Any,
 ) -> SubscriptionDoc:
-    """A subscription document as the API would build it, with a chosen creation time (and
-    ``id``, ``headers`` by keyword where a test needs them)."""
-    fields = {"id": new_subscription_id(), "metadata": msgspec.Raw(metadata), **more}
-    return SubscriptionDoc(
-        client=client,
-        workspace_id=workspace,
-        project_name=project,
-        run_id=run,
-        callback_url=callback_url,
-        events=events,
-        created_at=created_at,
-        **fields,
-    )
+    """A subscription document as the API would build it, with a chosen creation time; any
+    other field (``id``, ``headers``, even ``created_at``) by keyword wins over these."""
+    fields: dict[str, Any] = {
+        "id": new_subscription_id(),
+        "client": client,
+        "workspace_id": workspace,
+        "project_name": project,
+        "run_id": run,
+        "callback_url": callback_url,
+        "events": events,
+        "metadata": msgspec.Raw(metadata),
+        "created_at": created_at,
+    }
+    return SubscriptionDoc(**(fields | more))

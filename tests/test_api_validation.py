@@ -158,7 +158,7 @@ BAD_BODIES: list[tuple[str, Any, str]] = [
             "string": "completed",
             "numbers": [1],
             "object": {"completed": True},
-            "too many": ["completed"] * 4,
+            "too many": ["completed"] * 5,
         },
     ),
     *bad("metadata", {"array": [1, 2], "string": "x", "number": 1}),

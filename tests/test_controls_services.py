@@ -54,7 +54,7 @@ def _sub(state: SubState, series: int = 1) -> Subscription:
         "p",
         "r1",
         1_700_000_000_000,
-        workspace="ws",
+        workspace_id="ws",
         callback_url="https://hooks.example/x",
         events=("completed",),
         metadata=b'{"k":1}',

@@ -35,7 +35,7 @@ SECRET = "whsec_dGVzdC1zZWNyZXQ="
 
 def doc(client: str, run_id: str, url: str, created_at: int) -> SubscriptionDoc:
     return make_doc(
-        client, "proj", run_id, created_at, workspace=WS, callback_url=url, events=("completed",)
+        client, "proj", run_id, created_at, workspace_id=WS, callback_url=url, events=("completed",)
     )
 
 

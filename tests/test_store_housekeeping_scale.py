@@ -26,7 +26,9 @@ WS = "ws-hk"
 
 
 def doc(run_id: str) -> SubscriptionDoc:
-    return make_doc("alpha", "p", run_id, 1_000, workspace=WS, callback_url="http://127.0.0.1:9/ok")
+    return make_doc(
+        "alpha", "p", run_id, 1_000, workspace_id=WS, callback_url="http://127.0.0.1:9/ok"
+    )
 
 
 async def register(store: Stores, docs: list[SubscriptionDoc]) -> None:

@@ -35,7 +35,14 @@ def doc(
 ) -> SubscriptionDoc:
     """A document of workspace WS, project "proj", created at 1000 (fields by keyword)."""
     return make_doc(
-        client, "proj", run_id, 1_000, workspace=WS, callback_url=url, metadata=b'{"m":1}', **more
+        client,
+        "proj",
+        run_id,
+        1_000,
+        workspace_id=WS,
+        callback_url=url,
+        metadata=b'{"m":1}',
+        **more,
     )
 
 

@@ -7,7 +7,6 @@ import asyncio
 from typing import Any
 from urllib.parse import unquote
 
-import msgspec
 import redis
 from redis.asyncio import Redis
 
@@ -18,7 +17,6 @@ from relay.model import (
     RegisterAction,
     SubscriptionDoc,
     WatchFailure,
-    new_subscription_id,
     run_key,
 )
 from relay.store import ClaimedDelivery, Stores, keys, run_digest
@@ -29,6 +27,7 @@ from tests.support.api_helpers import (
     api_client,
     api_env,
     body,
+    make_doc,
     stored_keys,
 )
 from tests.support.relay_fixtures import AUTH_ALPHA, AUTH_BETA
@@ -40,21 +39,19 @@ SECRET = "whsec_dGVzdC1zZWNyZXQ="
 
 
 def doc(
-    client: str = "alpha", run_id: str = "run1", url: str = "http://127.0.0.1:9/a", **kw: Any
+    client: str = "alpha", run_id: str = "run1", url: str = "http://127.0.0.1:9/a", **more: Any
 ) -> SubscriptionDoc:
-    fields: dict[str, Any] = {
-        "id": new_subscription_id(),
-        "client": client,
-        "workspace_id": WS,
-        "project_name": "proj",
-        "run_id": run_id,
-        "callback_url": url,
-        "events": ("completed", "failed", "canceled"),
-        "metadata": msgspec.Raw(b'{"m":1}'),
-        "created_at": 1_000,
-    }
-    fields.update(kw)
-    return SubscriptionDoc(**fields)
+    """A document of workspace WS, project "proj", created at 1000 (fields by keyword)."""
+    return make_doc(
+        client,
+        "proj",
+        run_id,
+        1_000,
+        workspace_id=WS,
+        callback_url=url,
+        metadata=b'{"m":1}',
+        **more,
+    )
 
 
 def rd_of(d: SubscriptionDoc) -> str:

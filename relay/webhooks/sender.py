@@ -29,12 +29,12 @@ import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from types import TracebackType
 from typing import Final, Self
 
 import aiohttp
 import msgspec
 
+from relay.closing import AsyncClosing
 from relay.errors import CallbackRefused
 from relay.model import DeliveryOutcome
 from relay.webhooks.allowlist import CallbackPolicy
@@ -117,7 +117,7 @@ def _outcome_for_status(status: int) -> tuple[DeliveryOutcome, str | None]:
     return DeliveryOutcome.RETRY, f"http_{status}"
 
 
-class WebhookSender:
+class WebhookSender(AsyncClosing):
     """The process's webhook HTTP client: ``async with WebhookSender(...) as s: await s.send()``."""
 
     def __init__(
@@ -172,14 +172,6 @@ class WebhookSender:
     async def __aenter__(self) -> Self:
         await self.start()
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def send(self, url: str, body: bytes, headers: Mapping[str, str]) -> AttemptResult:
         """POST ``body`` to ``url`` once and classify the answer; network trouble never raises."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Iterable
 from enum import StrEnum
 from typing import Final
 from urllib.parse import quote
@@ -47,6 +48,18 @@ class RunStatus(StrEnum):
 
 TERMINAL_STATUSES: Final = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELED})
 EVENT_STATUSES: Final = (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELED)
+# What a subscription's ``events`` may name: the terminal statuses (the default, all three) and
+# ``started`` (opt-in: one ``run.started`` event when the relay first sees the run started).
+SUBSCRIBABLE_STATUSES: Final = (*EVENT_STATUSES, RunStatus.STARTED)
+
+
+def wanted_events(events: Iterable[str] | None) -> tuple[RunStatus, ...]:
+    """A subscription's ``events`` in canonical order; None (not given) is the three terminal
+    statuses."""
+    if events is None:
+        return EVENT_STATUSES
+    chosen = set(events)
+    return tuple(e for e in SUBSCRIBABLE_STATUSES if e in chosen)
 
 
 class WatchState(StrEnum):
@@ -74,6 +87,7 @@ class EventType(StrEnum):
     FAILED = "run.failed"
     CANCELED = "run.canceled"
     WATCH_FAILED = "run.watch_failed"
+    STARTED = "run.started"  # opt-in, on its own delivery lane (never delays the terminal one)
 
 
 EVENT_FOR_STATUS: Final = {
@@ -131,6 +145,13 @@ class DeliveryOutcome(StrEnum):
     RETRY = "retry"
 
 
+class Lane(StrEnum):
+    """A subscription's delivery lanes: its terminal event, and the opt-in run.started."""
+
+    TERMINAL = "terminal"
+    STARTED = "started"
+
+
 class StartKeyState(StrEnum):
     """What an ``Idempotency-Key`` of ``POST /v1/runs`` holds (contract §7)."""
 
@@ -157,7 +178,7 @@ class SubscriptionDoc(msgspec.Struct, frozen=True, kw_only=True):
     headers: dict[str, str] = msgspec.field(default_factory=dict)
 
 
-class Attempt(msgspec.Struct, frozen=True, kw_only=True):
+class Attempt(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """One delivery attempt, as logged."""
 
     attempt: int
@@ -167,6 +188,7 @@ class Attempt(msgspec.Struct, frozen=True, kw_only=True):
     duration_ms: float
     response: str = ""
     series: int = 1
+    event_type: str | None = None  # set on the run.started lane's attempts only
 
 
 class Subscription(msgspec.Struct, frozen=True, kw_only=True):

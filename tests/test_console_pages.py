@@ -18,12 +18,12 @@ from litestar.testing import AsyncTestClient
 from relay.console.chart import delivery_chart
 from relay.console.views import RESULT_SHOWN, shortened_event
 from relay.fake_intuned import FakeIntunedHandle, RunScript
-from relay.model import SubState, run_key
+from relay.model import EVENT_STATUSES, Attempt, DeliveryOutcome, SubState, run_key
 from relay.services import subscriptions as subs_service
 from relay.services.overview import Minute
 from relay.services.subscriptions import SCAN_LIMIT, Filters
 from relay.settings import Settings
-from relay.store import Stores
+from relay.store import Stores, run_digest
 from tests.support.api_helpers import WORKSPACE, api_client, api_env, make_doc
 from tests.support.console import post_form, sign_in
 from tests.support.receiver import ReceiverHandle
@@ -260,3 +260,21 @@ async def test_send_test_refuses_a_bad_url_and_sends_nothing(
     assert resp.status_code == 400
     assert "Test delivery" not in resp.text
     assert receiver.requests == []
+
+
+async def test_the_attempt_table_says_which_event_each_attempt_carried(
+    console: AsyncTestClient[Any], store: Stores
+) -> None:
+    doc = make_doc("alpha", "demo-project", "r-started", 1_000, events=(*EVENT_STATUSES, "started"))
+    rk = run_key(WORKSPACE, doc.project_name, doc.run_id)
+    await store.subscriptions.register(doc, rk, "whsec_dGVzdA==")
+    await store.watches.record_result(run_digest(rk), "started", b'{"status":"started"}', 0, 1)
+    await store.watches.fan_out_notices(run_digest(rk))
+    [notice] = await store.deliveries.claim_notices(1)
+    logged = Attempt(
+        attempt=1, at=2_000, status_code=500, error=None, duration_ms=3.0, event_type="run.started"
+    )
+    await store.deliveries.record_attempt(notice, logged, DeliveryOutcome.RETRY, 1_000)
+    page = await console.get(f"/console/subscriptions/{doc.id}")
+    assert page.status_code == 200
+    assert '<th scope="col">Event</th>' in page.text and "<td>run.started</td>" in page.text

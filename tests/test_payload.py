@@ -126,7 +126,7 @@ def test_timestamp_is_utc_seconds_z_and_naive_is_refused() -> None:
 @pytest.mark.parametrize(
     ("overrides", "problem"),
     [
-        ({"event_type": "run.started"}, "event type"),
+        ({"event_type": "run.begun"}, "event type"),
         ({"failure": ("watch_timeout", "x")}, "failure"),
         ({"event_type": "run.watch_failed"}, "failure"),
         ({"event_type": "run.watch_failed", "failure": ("nope", "x")}, "failure code"),
@@ -169,3 +169,21 @@ def test_any_intuned_body_passes_through(fields: dict[str, object]) -> None:
         if key not in ("subscriptionId", "workspaceId", "projectName", "metadata"):
             assert bytes(raw) in body
             assert data[key] == json.loads(bytes(raw))
+
+
+def test_a_started_event_carries_the_run_and_metadata_without_intuned_fields() -> None:
+    body = build_event_body(
+        event_type="run.started",
+        occurred_at=datetime(2026, 11, 29, 10, 0, tzinfo=UTC),
+        subscription_id="sub_1",
+        workspace_id="ws",
+        project_name="p",
+        run_id="r1",
+        intuned_fields=None,
+        metadata=msgspec.Raw(b'{"k":1}'),
+    )
+    assert body == (
+        b'{"type":"run.started","timestamp":"2026-11-29T10:00:00Z","data":{"subscriptionId":'
+        b'"sub_1","workspaceId":"ws","projectName":"p","runId":"r1","status":"started",'
+        b'"metadata":{"k":1}}}'
+    )

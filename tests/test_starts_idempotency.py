@@ -188,7 +188,6 @@ async def test_a_timeout_after_sending_is_unknown_for_the_keys_lifetime(
         (key("k-sink"), start_body(sink={"type": "webhook", "url": "http://x"}), "sink"),
         (key("k-proj"), {**start_body(), "projectName": "a/b"}, "projectName"),
         (key("k-ev"), start_body(events=["finished"]), "events"),
-        (key("k-started"), start_body(events=["started"]), "events"),
         (key("k-cb"), start_body(callbackUrl="ftp://x"), "callbackUrl"),
         (key("k-meta"), start_body(metadata={"x": "y" * 5000}), "metadata"),
     ],

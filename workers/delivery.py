@@ -19,7 +19,7 @@ from typing import Final
 
 import structlog
 
-from relay.model import Attempt, DeliveryOutcome
+from relay.model import Attempt, DeliveryOutcome, Lane
 from relay.policy import retry_delay
 from relay.services import events
 from relay.store import ClaimedDelivery
@@ -108,7 +108,9 @@ async def _defer(
     """Put leased deliveries back into the due set for later; no attempt is counted."""
     # Due times are Redis's clock: count from the claim's (read by the claim script).
     until = max(c.now for c in claims) + int(seconds * 1000)
-    await deps.store.deliveries.defer_deliveries([c.subscription_id for c in claims], until)
+    for lane in {c.lane for c in claims}:
+        sids = [c.subscription_id for c in claims if c.lane is lane]
+        await deps.store.deliveries.defer_deliveries(sids, until, lane)
     deps.metrics.deferrals.labels(reason or "host_busy").inc(len(claims))
 
 
@@ -127,6 +129,7 @@ async def _attempt(deps: WorkerDeps, claim: ClaimedDelivery) -> AttemptResult:
             outcome = DeliveryOutcome.EXHAUSTED
         else:
             delay_ms = int(delay * 1000)
+    terminal_lane = claim.lane is Lane.TERMINAL
     attempt = Attempt(
         attempt=number,
         at=now,
@@ -135,15 +138,16 @@ async def _attempt(deps: WorkerDeps, claim: ClaimedDelivery) -> AttemptResult:
         duration_ms=round(result.duration_ms, 2),
         response=result.response_excerpt,
         series=claim.series,
+        event_type=None if terminal_lane else claim.event_type,
     )
-    if outcome in (DeliveryOutcome.EXHAUSTED, DeliveryOutcome.GONE):
+    if terminal_lane and outcome in (DeliveryOutcome.EXHAUSTED, DeliveryOutcome.GONE):
         await subscription_ending(deps, claim)  # before the record: alerted at least once
     rec = await deps.store.deliveries.record_attempt(claim, attempt, outcome, delay_ms)
     # A failed lookup is an attempt like any other, but labelled apart (the last one: exhausted).
     dns_retry = outcome is DeliveryOutcome.RETRY and result.error == "dns"
     deps.metrics.deliveries.labels("dns" if dns_retry else outcome.value).inc()
     deps.metrics.attempt_seconds.observe(result.duration_ms / 1000)
-    if outcome is DeliveryOutcome.DELIVERED and claim.series == 1:
+    if terminal_lane and outcome is DeliveryOutcome.DELIVERED and claim.series == 1:
         deps.metrics.lag_seconds.observe(max(0.0, (claim.now - claim.occurred_at) / 1000))
     log.info(
         "delivery_attempt",

@@ -13,7 +13,8 @@ The decision table (scheduling numbers come from ``relay.policy``):
     older than the timeout      run.watch_failed(watch_timeout), without calling Intuned
 
 A run started through the relay with a sink (a push expected) is polled on the slow safety-net
-curve (RELAY_PUSH_FALLBACK_INTERVAL up to RELAY_PUSH_FALLBACK_MAX_INTERVAL) until its push comes;
+curve (unless it has run.started subscribers and was not seen started yet: the push tells only
+the end) (RELAY_PUSH_FALLBACK_INTERVAL up to RELAY_PUSH_FALLBACK_MAX_INTERVAL) until its push comes;
 a push makes it due at once (``relay.store.starts``), and afterwards it is polled on the normal
 curve from its start (Intuned's result may lag its own push). Its watch ends at its own deadline
 (requestTimeout x maximumAttempts + margin) instead of RELAY_WATCH_TIMEOUT.
@@ -61,10 +62,12 @@ def poll_after(
 
 def next_interval(claim: ClaimedPoll, s: Settings) -> tuple[float, float]:
     """(the next poll interval, the maximum of its curve) for this claim."""
-    on_fallback = claim.px and not claim.pg
+    # Intuned's push tells the end only: a run.started subscriber needs the normal curve.
+    expects_push = claim.px and not claim.sw
+    on_fallback = expects_push and not claim.pg
     interval = watch_poll_interval(
         0.0 if claim.pn else claim.iv,  # a push found the run going: the curve starts over
-        expects_push=claim.px,
+        expects_push=expects_push,
         pushed=claim.pg,
         poll=(s.poll_interval, s.poll_max_interval),
         fallback=(s.push_fallback_interval, s.push_fallback_max_interval),
@@ -167,6 +170,8 @@ async def _fetched(
         rec, first = await asyncio.gather(record, watches.fan_out(claim.rd))
     else:
         rec = await record
+    if rec.notices:
+        await fan_out_notices(deps, claim.rd)
     terminal = rec.outcome == PollRecord.TERMINAL
     deps.metrics.polls.labels("terminal" if outcome.result.is_terminal else "pending").inc()
     if terminal:
@@ -194,6 +199,16 @@ async def fan_out(deps: WorkerDeps, rd: str, first: FanOutStep | None = None) ->
         if step.done:
             return
         step = None
+
+
+async def fan_out_notices(deps: WorkerDeps, rd: str) -> None:
+    """Make a run's run.started events due, a bounded batch per call, to the end."""
+    while True:
+        step = await deps.store.watches.fan_out_notices(rd)
+        if step.due:
+            deps.wake("started")
+        if step.done:
+            return
 
 
 async def _fail(

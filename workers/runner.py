@@ -23,7 +23,7 @@ from redis.asyncio import Redis
 
 from relay.intuned.client import IntunedClient
 from relay.metrics import WorkerMetrics, serve_metrics
-from relay.model import now_ms
+from relay.model import Lane, now_ms
 from relay.readiness import StartupChecks
 from relay.settings import Settings
 from relay.store import ClaimedDelivery, ClaimedPoll, Stores, keys
@@ -149,6 +149,9 @@ def build_pumps(deps: WorkerDeps) -> dict[str, Pump[Any]]:
     async def release_deliveries(items: Sequence[ClaimedDelivery]) -> None:
         await deliveries.release_deliveries([c.subscription_id for c in items])
 
+    async def release_notices(items: Sequence[ClaimedDelivery]) -> None:
+        await deliveries.release_deliveries([c.subscription_id for c in items], Lane.STARTED)
+
     async def handle_poll(claim: ClaimedPoll) -> None:
         await poll_claimed(deps, claim)
 
@@ -174,6 +177,17 @@ def build_pumps(deps: WorkerDeps) -> dict[str, Pump[Any]]:
             concurrency=conc,
             batch=CLAIM_BATCH,
         ),
+        # The opt-in run.started events: their own due set and a quarter of the slots, so a
+        # flood of them never holds up a terminal event.
+        "started": Pump(
+            "started",
+            claim=deliveries.claim_notices,
+            handle=handle_delivery,
+            next_due=deliveries.next_notice_due_in,
+            release=release_notices,
+            concurrency=max(1, conc // 4),
+            batch=CLAIM_BATCH,
+        ),
     }
 
 
@@ -192,9 +206,11 @@ async def _gauges(deps: WorkerDeps) -> None:
 
 async def _hand_back_parked(deps: WorkerDeps) -> None:
     """Release the deliveries the host gate still holds (due again at once for any worker)."""
-    parked = [c.subscription_id for c in deps.gate.drain()]
+    parked = deps.gate.drain()
     try:
-        await deps.store.deliveries.release_deliveries(parked)
+        for lane in Lane:
+            sids = [c.subscription_id for c in parked if c.lane is lane]
+            await deps.store.deliveries.release_deliveries(sids, lane)
     except Exception as exc:  # Redis gone: they come back when their lease runs out
         log.warning("parked_release_failed", count=len(parked), error=repr(exc))
 
@@ -245,7 +261,11 @@ async def _wake_on_publish(deps: WorkerDeps, redis: Redis) -> None:
     """Wake the pumps when a script publishes that work is due now (a registration starting a
     watch or delivering at once, a redelivery, a fan-out). Only an optimisation: the pumps
     look at the due sets every RELAY pump idle period anyway."""
-    channels = {keys.WAKE_POLL.encode(): "poll", keys.WAKE_DELIVERY.encode(): "delivery"}
+    channels = {
+        keys.WAKE_POLL.encode(): "poll",
+        keys.WAKE_DELIVERY.encode(): "delivery",
+        keys.WAKE_NOTICE.encode(): "started",
+    }
     while True:
         try:
             async with redis.pubsub(ignore_subscribe_messages=True) as ps:

@@ -110,8 +110,11 @@ class SubscriptionCreate(msgspec.Struct, rename="camel", forbid_unknown_fields=T
             list[EventName],
             msgspec.Meta(
                 min_length=1,
-                max_length=3,
-                description="Statuses to be told about; default all three",
+                max_length=4,
+                description=(
+                    "Statuses to be told about: completed, failed, canceled (default: all "
+                    "three) and, opt-in, started"
+                ),
             ),
         ]
         | None

@@ -22,7 +22,6 @@ import structlog
 
 from relay.errors import InvalidInput, NotFound, QuotaExceeded, SubscriptionExists
 from relay.model import (
-    EVENT_STATUSES,
     RegisterAction,
     Subscription,
     SubscriptionDoc,
@@ -30,6 +29,7 @@ from relay.model import (
     new_subscription_id,
     now_ms,
     run_key,
+    wanted_events,
 )
 from relay.settings import Settings
 from relay.store import Stores
@@ -97,7 +97,7 @@ async def register(
     NotFound or QuotaExceeded when refused."""
     metadata = _metadata(new)
     headers = validate_headers(new.headers)
-    events = tuple(e for e in EVENT_STATUSES if new.events is None or e in new.events)
+    events = wanted_events(new.events)
     await check_callback(new.callback_url, policy=settings.callback_policy, lookup=lookup)
     ws = settings.intuned_workspace_id
     doc = SubscriptionDoc(

@@ -31,7 +31,6 @@ from relay.errors import InvalidInput
 from relay.intuned.client import IntunedClient
 from relay.intuned.start import Refused, Started, Unavailable, Unknown
 from relay.model import (
-    EVENT_STATUSES,
     RegisterAction,
     StartKeyState,
     SubscriptionDoc,
@@ -40,6 +39,7 @@ from relay.model import (
     new_subscription_id,
     now_ms,
     run_key,
+    wanted_events,
 )
 from relay.policy import run_deadline_seconds
 from relay.services.views import SubscriptionOut, subscription_out
@@ -59,8 +59,7 @@ INGRESS_SECRET_HEADER: Final = "x-relay-ingress-secret"  # noqa: S105 (a header 
 INGRESS_PATH: Final = "/v1/ingress/intuned/"
 _KEY_MAX: Final = 255
 
-# "started" (contract §6) is not delivered yet: it is refused rather than accepted and dropped.
-StartEvent = Literal["completed", "failed", "canceled"]
+StartEvent = Literal["completed", "failed", "canceled", "started"]
 
 
 class StartFields(msgspec.Struct, rename="camel"):
@@ -68,7 +67,7 @@ class StartFields(msgspec.Struct, rename="camel"):
 
     project_name: ProjectName
     callback_url: CallbackUrl
-    events: Annotated[list[StartEvent], msgspec.Meta(min_length=1, max_length=3)] | None = None
+    events: Annotated[list[StartEvent], msgspec.Meta(min_length=1, max_length=4)] | None = None
     metadata: dict[str, Any] | None = None
     headers: dict[str, str] | None = None
 
@@ -310,7 +309,7 @@ async def _watch(
         project_name=mine.project_name,
         run_id=run_id,
         callback_url=mine.callback_url,
-        events=tuple(e for e in EVENT_STATUSES if e in (wanted or EVENT_STATUSES)),
+        events=wanted_events(wanted),
         metadata=msgspec.Raw(metadata),
         created_at=now_ms(),
         headers=headers,

@@ -15,7 +15,7 @@ import msgspec
 from relay.model import Attempt, Subscription, SubState
 from relay.webhooks.custom_headers import redacted
 
-EventName = Literal["completed", "failed", "canceled"]
+EventName = Literal["completed", "failed", "canceled", "started"]
 
 
 class AttemptOut(msgspec.Struct, rename="camel"):
@@ -28,6 +28,7 @@ class AttemptOut(msgspec.Struct, rename="camel"):
     duration_ms: float
     response: str
     series: int
+    event_type: str | None  # run.started for that lane's attempts, else the subscription's
 
 
 class SubscriptionItem(msgspec.Struct, rename="camel"):
@@ -62,7 +63,7 @@ def iso(ms: int) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
-def attempt_out(a: Attempt) -> AttemptOut:
+def attempt_out(a: Attempt, event_type: str | None = None) -> AttemptOut:
     """Shape one logged attempt for the API."""
     return AttemptOut(
         attempt=a.attempt,
@@ -72,6 +73,7 @@ def attempt_out(a: Attempt) -> AttemptOut:
         duration_ms=a.duration_ms,
         response=a.response,
         series=a.series,
+        event_type=a.event_type or event_type,
     )
 
 
@@ -106,5 +108,6 @@ def subscription_item(sub: Subscription, run_status: str | None) -> Subscription
 def subscription_out(sub: Subscription, run_status: str | None) -> SubscriptionOut:
     """Shape a stored subscription, with its attempt log, for the API."""
     return SubscriptionOut(
-        **_item_fields(sub, run_status), attempts=[attempt_out(a) for a in sub.attempts]
+        **_item_fields(sub, run_status),
+        attempts=[attempt_out(a, sub.event_type) for a in sub.attempts],
     )

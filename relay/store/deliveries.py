@@ -2,7 +2,9 @@
 
 A claim carries what the attempt reads (the run's one stored result, the secrets in force, the
 watch failure copied onto the subscription); the webhook body is built from it, so no body is
-stored per subscription. Leases and retry times are Redis's clock. Attempts are counted per
+stored per subscription. Leases and retry times are Redis's clock. The opt-in run.started
+event has a lane of its own (its due set, state and attempt count on the subscription), so it
+never holds up the terminal event. Attempts are counted per
 client and minute (``delivery_counters``). This module must never decide retry policy or make
 HTTP calls.
 """
@@ -20,6 +22,7 @@ from relay.model import (
     CachedResult,
     DeliveryOutcome,
     FailureCode,
+    Lane,
     SubscriptionDoc,
     WatchFailure,
 )
@@ -73,7 +76,13 @@ def claimed(row: ClaimRow) -> ClaimedDelivery | None:
         result_known=row.result_state != "big",
         secrets=secrets_in_force(row),
         failure=WatchFailure(FailureCode(row.fc), row.fm or "") if row.fc else None,
+        lane=row.lane,
     )
+
+
+def due_set(lane: Lane) -> str:
+    """The due set of a delivery lane."""
+    return keys.DUE_NOTICE if lane is Lane.STARTED else keys.DUE_DELIVERY
 
 
 class DeliveryStore:
@@ -84,6 +93,7 @@ class DeliveryStore:
         self.ttl_ms = ttl_ms
         self.lease_ms = lease_ms
         self._claim = Script(redis, "claim_deliveries")
+        self._claim_notices = Script(redis, "claim_notices")
         self._record = Script(redis, "record_attempt", Batcher(redis))
         self._defer = Script(redis, "defer")
 
@@ -94,6 +104,15 @@ class DeliveryStore:
             args.append(only)
         rows = await self._claim([keys.DUE_DELIVERY], args)
         out = [claimed(decode_map(row, ClaimRow, BINARY_RESULT)) for row in rows]
+        return [c for c in out if c is not None]
+
+    async def claim_notices(self, limit: int, only: str | None = None) -> list[ClaimedDelivery]:
+        """Lease up to ``limit`` due run.started attempts (or just ``only`` if it is due)."""
+        args: list[str | int] = [limit, self.lease_ms]
+        if only is not None:
+            args.append(only)
+        rows = await self._claim_notices([keys.DUE_NOTICE], args)
+        out = [claimed(decode_map(row, ClaimRow)) for row in rows]
         return [c for c in out if c is not None]
 
     async def result(self, rd: str) -> CachedResult | None:
@@ -107,7 +126,7 @@ class DeliveryStore:
         Redis's now); counts it in the client's per-minute counters."""
         sid = claim.subscription_id
         res = await self._record(
-            [keys.sub(sid), keys.attempts(sid), keys.DUE_DELIVERY],
+            [keys.sub(sid), keys.attempts(sid), due_set(claim.lane)],
             [
                 sid,
                 claim.series,
@@ -117,22 +136,25 @@ class DeliveryStore:
                 self.ttl_ms,
                 ATTEMPT_LOG_MAX,
                 COUNTER_TTL_MS,
+                claim.lane.value,
             ],
         )
         return decode_map(res, AttemptRecorded)
 
-    async def release_deliveries(self, sids: Sequence[str]) -> None:
+    async def release_deliveries(self, sids: Sequence[str], lane: Lane = Lane.TERMINAL) -> None:
         """Hand leased deliveries back (a stopping worker): due again now (Redis's clock)."""
         if sids:
             now = await redis_now(self.redis)
-            await r(self.redis.zadd(keys.DUE_DELIVERY, dict.fromkeys(sids, now), xx=True))
+            await r(self.redis.zadd(due_set(lane), dict.fromkeys(sids, now), xx=True))
 
-    async def defer_deliveries(self, sids: Sequence[str], until_ms: int) -> int:
+    async def defer_deliveries(
+        self, sids: Sequence[str], until_ms: int, lane: Lane = Lane.TERMINAL
+    ) -> int:
         """Push leased or due deliveries to ``until_ms`` without counting an attempt (a circuit
         breaker's pause); returns how many moved."""
         if not sids:
             return 0
-        res = await self._defer([keys.DUE_DELIVERY], [until_ms, *sids])
+        res = await self._defer([due_set(lane)], [until_ms, *sids])
         return int(dict(zip(res[::2], res[1::2], strict=True))[b"deferred"])
 
     async def delivery_counters(self, client: str, minutes: int = 60) -> list[tuple[int, int, int]]:
@@ -150,3 +172,7 @@ class DeliveryStore:
     async def next_due_in(self) -> int | None:
         """Milliseconds until the earliest delivery is due (Redis's clock), None when none."""
         return await due_in(self.redis, keys.DUE_DELIVERY)
+
+    async def next_notice_due_in(self) -> int | None:
+        """Milliseconds until the earliest run.started attempt is due, None when none."""
+        return await due_in(self.redis, keys.DUE_NOTICE)

@@ -22,9 +22,11 @@ from relay.model import (
     DeliveryOutcome,
     EventType,
     FailureCode,
+    Lane,
     PollKind,
     PollRecord,
     RegisterAction,
+    RunStatus,
     StartKeyState,
     SubState,
     WatchState,
@@ -33,6 +35,7 @@ from relay.model import (
 PREFIX: Final = "r:"
 DUE_POLL: Final = "r:due:poll"  # zset: run digest -> next poll (Redis ms); leased entries pushed
 DUE_DELIVERY: Final = "r:due:dlv"  # zset: subscription id -> next attempt (Redis ms)
+DUE_NOTICE: Final = "r:due:ntc"  # zset: subscription id -> next run.started attempt (Redis ms)
 EXPIRING: Final = "r:exp"  # zset: "sid\tclient\tidem\trun" -> expiry (ms): index entries to prune
 HOUSEKEEPING: Final = "r:hk"  # hash: the sweep's saved cursors
 CLIENTS: Final = "r:clients"  # zset (score 0, by name): clients that ever subscribed
@@ -42,6 +45,7 @@ CONSOLE_SIGN_INS: Final = "r:ui:signin"
 # Pub/sub channels (not keys): a script publishes when it made work due now; pumps wake up.
 WAKE_POLL: Final = "r:wake:poll"
 WAKE_DELIVERY: Final = "r:wake:dlv"
+WAKE_NOTICE: Final = "r:wake:ntc"
 
 
 class WatchField(StrEnum):
@@ -70,6 +74,8 @@ class WatchField(StrEnum):
     SEQUENCE = "sq"  # the last subscriber's sequence number; absent while only FIRST_SUB is
     FIRST_SUB = "s1"  # the run's first subscriber (sequence 1): not in the subscribers zset
     OWNER = "own"  # the client the run belongs to (RELAY_RUN_SHARING=owner)
+    STARTED_AT = "sa"  # when a poll first saw the run started (Redis ms): run.started's time
+    NOTICE_CURSOR = "no"  # run.started fan-out in progress: the last starter sequence reached
 
 
 class StartKeyField(StrEnum):
@@ -108,6 +114,10 @@ class SubField(StrEnum):
     IDEM = "ik"  # fingerprint; only on a client's later subscriptions on the same run id
     HEADERS = "hd"  # the client's extra headers, JSON (never logged)
     FINGERPRINT = "fp"  # metadata + header names: a changed re-registration is a 409
+    # The run.started lane (only on subscriptions whose events include "started"):
+    NOTICE_STATE = "ns"  # SubState: delivering, delivered, exhausted or gone
+    NOTICE_ATTEMPTS = "nn"
+    NOTICE_AT = "nt"  # the event's time: the watch's STARTED_AT
 
 
 class ResultField(StrEnum):
@@ -151,6 +161,12 @@ def subscribers(rd: str) -> str:
     cursor's order); the first (sequence 1) is the watch's ``FIRST_SUB`` field, so a run with
     one subscriber has no such key."""
     return f"r:{{w:{rd}}}:s"
+
+
+def starters(rd: str) -> str:
+    """zset: the run's subscription ids whose events include ``started``, by their sequence in
+    the run (the run.started fan-out's cursor order); absent when none asked."""
+    return f"r:{{w:{rd}}}:n"
 
 
 def sub(sid: str) -> str:
@@ -242,6 +258,7 @@ def counters(client: str, minute_ms: int) -> str:
 _TEMPLATES: Final = {
     "K_WATCH": watch("%s"),
     "K_SUBS": subscribers("%s"),
+    "K_STARTERS": starters("%s"),
     "K_SUB": sub("%s"),
     "K_ATTEMPTS": attempts("%s"),
     "K_CLIENT_RUN": "r:{c:%s}:run:%s",
@@ -267,6 +284,8 @@ _LUA_ENUMS: Final[dict[str, type[StrEnum]]] = {
     "ST": SubState,
     "WS": WatchState,
     "EV": EventType,
+    "RS": RunStatus,
+    "LANE": Lane,
     "FC": FailureCode,
     "PK": PollKind,
     "PR": PollRecord,
@@ -291,6 +310,7 @@ def lua_constants() -> str:
     out = "".join(f"local {k} = {_lua_str(v)}\n" for k, v in _TEMPLATES.items())
     out += f"local K_DUE_POLL, K_DUE_DLV = {_lua_str(DUE_POLL)}, {_lua_str(DUE_DELIVERY)}\n"
     out += f"local K_EXPIRING = {_lua_str(EXPIRING)}\n"
+    out += f"local K_DUE_NTC, WAKE_NTC = {_lua_str(DUE_NOTICE)}, {_lua_str(WAKE_NOTICE)}\n"
     out += f"local WAKE_POLL, WAKE_DLV = {_lua_str(WAKE_POLL)}, {_lua_str(WAKE_DELIVERY)}\n"
     terminal = ", ".join(f"{s}=true" for s in EVENT_STATUSES)
     out += f"local TERMINAL = {{{terminal}}}\n"

@@ -75,6 +75,7 @@ class SubscriptionStore:
             keys.DUE_DELIVERY,
             keys.secrets(client),
             keys.CLIENTS,
+            keys.starters(rd),
             *keys.client_states(client),
         ]
         args = [

@@ -11,6 +11,7 @@ import msgspec
 
 from relay.model import (
     ChangeOutcome,
+    Lane,
     RegisterAction,
     Subscription,
     SubscriptionDoc,
@@ -51,11 +52,13 @@ class ClaimedPoll(msgspec.Struct, frozen=True):
     fs: int = 0
     nf: int | None = None
     # Runs started through the relay: own deadline (Redis ms), a push expected (px), a push
-    # came (pg), a push this poll answers (pn).
+    # came (pg), a push this poll answers (pn), run.started subscribers wait for the run to
+    # be seen started (sw: polled on the normal curve until then, as the push only tells the end).
     dl: int | None = None
     px: bool = False
     pg: bool = False
     pn: bool = False
+    sw: bool = False
 
     @property
     def project(self) -> str:
@@ -74,10 +77,19 @@ class ClaimedPoll(msgspec.Struct, frozen=True):
 
 
 class PollRecorded(msgspec.Struct, frozen=True):
-    """What recording a poll did; ``now`` is Redis's clock (ms)."""
+    """What recording a poll did; ``now`` is Redis's clock (ms); ``notices``: the run's
+    run.started fan-out is pending (call ``WatchStore.fan_out_notices`` until done)."""
 
     outcome: str
     now: int
+    notices: bool = False
+
+
+class NoticeStep(msgspec.Struct, frozen=True):
+    """One batch of a run's run.started fan-out."""
+
+    due: int
+    done: bool
 
 
 class FanOutStep(msgspec.Struct, frozen=True):
@@ -93,6 +105,7 @@ class ClaimRow(msgspec.Struct, frozen=True):
 
     id: str
     now: int
+    lane: Lane = Lane.TERMINAL
     rk: str = ""
     cl: str = ""
     cb: str = ""
@@ -130,6 +143,7 @@ class ClaimedDelivery(msgspec.Struct, frozen=True):
     result_known: bool = False
     secrets: tuple[str, ...] = ()
     failure: WatchFailure | None = None
+    lane: Lane = Lane.TERMINAL  # started: the opt-in run.started event (no result, no series)
 
 
 class AttemptRecorded(msgspec.Struct, frozen=True):

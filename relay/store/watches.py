@@ -17,7 +17,7 @@ from relay.model import FailureCode, PollKind, WatchFailure, WatchState
 from relay.store import keys
 from relay.store.keys import WatchField
 from relay.store.scripts import Batcher, Script, decode_map, r, text
-from relay.store.types import ClaimedPoll, FanOutStep, PollRecorded, RunWatch
+from relay.store.types import ClaimedPoll, FanOutStep, NoticeStep, PollRecorded, RunWatch
 
 FANOUT_BATCH: Final = 250  # subscribers per script call (<= 1,000; ~10 commands each)
 
@@ -35,6 +35,7 @@ class WatchStore:
         # Batched with the records: a terminal poll's record and its first fan-out step ride
         # one pipelined round trip, in that order (``workers.polling``).
         self._fan_out = Script(redis, "fan_out", batcher)
+        self._fan_out_notices = Script(redis, "fan_out_notices")
 
     async def claim_polls(self, limit: int) -> list[ClaimedPoll]:
         """Lease up to ``limit`` due polls or fan-outs."""
@@ -59,7 +60,7 @@ class WatchStore:
             "1" if kw.get("flag") else "0",
             self.lease_ms,
         ]
-        res = await self._record([keys.watch(rd), keys.DUE_POLL], args)
+        res = await self._record([keys.watch(rd), keys.DUE_POLL, keys.starters(rd)], args)
         return decode_map(res, PollRecorded)
 
     async def record_result(
@@ -97,6 +98,11 @@ class WatchStore:
             [keys.watch(rd), keys.subscribers(rd), keys.DUE_POLL], [rd, self.ttl_ms, batch]
         )
         return decode_map(res, FanOutStep)
+
+    async def fan_out_notices(self, rd: str, batch: int = FANOUT_BATCH) -> NoticeStep:
+        """Make the next batch of a run's run.started subscribers due (see ``PollRecorded``)."""
+        res = await self._fan_out_notices([keys.watch(rd), keys.starters(rd)], [batch])
+        return decode_map(res, NoticeStep)
 
     async def fan_out_all(self, rd: str) -> int:
         """Run ``fan_out`` to the end; returns how many subscriptions started delivering."""

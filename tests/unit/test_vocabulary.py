@@ -12,6 +12,7 @@ from relay.model import (
     EVENT_FOR_STATUS,
     EVENT_STATUSES,
     FINAL_STATES,
+    SUBSCRIBABLE_STATUSES,
     TERMINAL_STATUSES,
     EventType,
     RunStatus,
@@ -22,13 +23,17 @@ from relay.webhooks.payload import event_type_for_status
 
 
 def test_the_api_accepts_exactly_the_event_statuses() -> None:
-    assert set(get_args(EventName)) == set(EVENT_STATUSES) == TERMINAL_STATUSES
-    assert set(get_args(StartEvent)) == set(EVENT_STATUSES)
+    assert set(EVENT_STATUSES) == TERMINAL_STATUSES
+    assert set(get_args(EventName)) == set(SUBSCRIBABLE_STATUSES) == {*TERMINAL_STATUSES, "started"}
+    assert set(get_args(StartEvent)) == set(SUBSCRIBABLE_STATUSES)
 
 
 def test_every_terminal_status_has_its_event_type() -> None:
     assert set(EVENT_FOR_STATUS) == TERMINAL_STATUSES
-    assert set(EVENT_FOR_STATUS.values()) == set(EventType) - {EventType.WATCH_FAILED}
+    assert set(EVENT_FOR_STATUS.values()) == set(EventType) - {
+        EventType.WATCH_FAILED,
+        EventType.STARTED,
+    }
     for status, event in EVENT_FOR_STATUS.items():
         assert event_type_for_status(status) == event == f"run.{status}"
 

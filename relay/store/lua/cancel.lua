@@ -20,6 +20,8 @@ elseif s[2] == ST.DELIVERING then
   redis.call('HINCRBY', wk, W.PENDING, -1)
 end
 redis.call('ZREM', KEYS[3], sid)
+redis.call('ZREM', K_DUE_NTC, sid)  -- its run.started, if any (the claim drops it too)
+redis.call('ZREM', fmt(K_STARTERS, rd), sid)
 redis.call('HDEL', k, F.NEXT_ATTEMPT)
 redis.call('HSET', k, F.UPDATED, now)
 set_state(sid, k, ST.CANCELED)

@@ -5,19 +5,20 @@
 local limit, lease, result_max = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local now = redis_now()
 local due = due_entries(KEYS[1], now, limit, ARGV[4])
-local fields = {F.STATE, F.ATTEMPTS, F.SERIES, F.EVENT_TYPE, F.OCCURRED, F.RUN_KEY, F.CLIENT,
-                F.CALLBACK, F.METADATA, F.EVENTS, F.CREATED, W.FAIL_CODE, W.FAIL_MESSAGE,
-                F.HEADERS}
+local own = {F.STATE, F.ATTEMPTS, F.SERIES, F.EVENT_TYPE, F.OCCURRED, W.FAIL_CODE,
+             W.FAIL_MESSAGE}
+local from = #own + 1
 local out = {}
 for _, sid in ipairs(due) do
-  local s = redis.call('HMGET', fmt(K_SUB, sid), unpack(fields))
+  local s = redis.call('HMGET', fmt(K_SUB, sid), F.STATE, F.ATTEMPTS, F.SERIES, F.EVENT_TYPE,
+                       F.OCCURRED, W.FAIL_CODE, W.FAIL_MESSAGE, unpack(DOC_FIELDS))
   if s[1] == ST.DELIVERING then
     redis.call('ZADD', KEYS[1], now + lease, sid)
     local m = {'id', sid, 'now', now}
-    for j = 2, #fields do
-      if s[j] then table.insert(m, fields[j]); table.insert(m, s[j]) end
+    for j = 2, #own do
+      if s[j] then table.insert(m, own[j]); table.insert(m, s[j]) end
     end
-    local rk = fmt(K_WATCH, run_digest(s[6] or ''))
+    local rk = fmt(K_WATCH, run_digest(s[from] or ''))
     local size = redis.call('HSTRLEN', rk, RF.BODY)
     if redis.call('HEXISTS', rk, RF.BODY) == 0 then
       table.insert(m, 'result_state'); table.insert(m, 'none')
@@ -27,11 +28,7 @@ for _, sid in ipairs(due) do
       table.insert(m, 'result_state'); table.insert(m, 'result')
       table.insert(m, 'result'); table.insert(m, redis.call('HGET', rk, RF.BODY))
     end
-    local sec = redis.call('HMGET', fmt(K_SECRETS, s[7] or ''), SF.CURRENT, SF.PREVIOUS,
-                           SF.ROTATED)
-    if sec[1] then table.insert(m, 'cur'); table.insert(m, sec[1]) end
-    if sec[2] then table.insert(m, 'prev'); table.insert(m, sec[2]) end
-    if sec[3] then table.insert(m, 'rot'); table.insert(m, sec[3]) end
+    claim_doc(m, s, from)
     table.insert(out, m)
   else
     redis.call('ZREM', KEYS[1], sid)

@@ -2,7 +2,7 @@
 -- KEYS: 1 due poll. ARGV: 1 limit, 2 lease ms, 3 run digest (optional: only that run)
 -- Returns a list of maps: kind ('poll' | 'fanout'), rd, rk, iv, fs, nf, now, and for runs
 -- started through the relay dl, px, pg, pn (a push this poll answers: taken, its claim time
--- noted)
+-- noted) and sw (1: it has run.started subscribers and was not seen started yet)
 local limit, lease = tonumber(ARGV[1]), tonumber(ARGV[2])
 local now = redis_now()
 local due = due_entries(KEYS[1], now, limit, ARGV[3])
@@ -20,6 +20,10 @@ for _, rd in ipairs(due) do
       for _, kv in ipairs({{'dl', w[7]}, {'px', w[8] or 0}, {'pg', w[9] or 0},
                            {'pn', w[10] or 0}}) do
         table.insert(m, kv[1]); table.insert(m, kv[2])
+      end
+      if redis.call('EXISTS', fmt(K_STARTERS, rd)) == 1
+         and redis.call('HEXISTS', fmt(K_WATCH, rd), W.STARTED_AT) == 0 then
+        table.insert(m, 'sw'); table.insert(m, 1)
       end
       if w[10] then
         redis.call('HDEL', fmt(K_WATCH, rd), W.PUSH_NEWS)

@@ -73,7 +73,7 @@ end
 local function settle_run(rd, ttl)
   local wk = fmt(K_WATCH, rd)
   local w = redis.call('HMGET', wk, W.STATE, W.FANOUT_CURSOR, W.PENDING)
-  local keys = {wk, fmt(K_SUBS, rd)}
+  local keys = {wk, fmt(K_SUBS, rd), fmt(K_STARTERS, rd)}
   local busy = w[1] == WS.WATCHING or w[2] or tonumber(w[3] or '0') > 0
   for _, key in ipairs(keys) do
     if busy then redis.call('PERSIST', key) else redis.call('PEXPIRE', key, ttl) end
@@ -98,6 +98,34 @@ local function start_delivery(sid, status, event_type, ended_at, now, ttl, fc, f
   if fc then redis.call('HSET', k, W.FAIL_CODE, fc, W.FAIL_MESSAGE, fm or '') end
   redis.call('ZADD', K_DUE_DLV, now, sid)
   return true
+end
+
+-- Make a watching subscription's run.started event due (its own lane, due set K_DUE_NTC),
+-- once: a subscription that has a run.started state already keeps it. True: made due.
+local function start_notice(sid, started_at, now)
+  local k = fmt(K_SUB, sid)
+  local s = redis.call('HMGET', k, F.STATE, F.NOTICE_STATE)
+  if s[1] ~= ST.WATCHING or s[2] then return false end
+  redis.call('HSET', k, F.NOTICE_STATE, ST.DELIVERING, F.NOTICE_AT, started_at)
+  redis.call('ZADD', K_DUE_NTC, now, sid)
+  return true
+end
+
+-- What a delivery claim (either lane) reads of the subscription's document, in this order.
+local DOC_FIELDS = {F.RUN_KEY, F.CLIENT, F.CALLBACK, F.METADATA, F.EVENTS, F.CREATED, F.HEADERS}
+
+-- Append to claim map m the document fields (s[from], s[from + 1], ... in DOC_FIELDS order)
+-- and the signing secrets of the subscription's client.
+local function claim_doc(m, s, from)
+  for j, name in ipairs(DOC_FIELDS) do
+    local v = s[from + j - 1]
+    if v then table.insert(m, name); table.insert(m, v) end
+  end
+  local sec = redis.call('HMGET', fmt(K_SECRETS, s[from + 1] or ''), SF.CURRENT, SF.PREVIOUS,
+                         SF.ROTATED)
+  if sec[1] then table.insert(m, 'cur'); table.insert(m, sec[1]) end
+  if sec[2] then table.insert(m, 'prev'); table.insert(m, sec[2]) end
+  if sec[3] then table.insert(m, 'rot'); table.insert(m, sec[3]) end
 end
 
 -- Start a fresh attempt series for a client's subscription whose run ended (redeliver.lua for

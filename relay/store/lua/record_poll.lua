@@ -1,9 +1,11 @@
 -- Record one poll's outcome; a terminal status or giving up marks the run ended in one step
 -- and leaves its fan-out (fan_out.lua) due now + lease_ms on the poll due set.
--- KEYS: 1 watch (holds the run's one stored result), 2 due poll
+-- A run seen `started` for the first time with run.started subscribers gets their fan-out
+-- (fan_out_notices.lua) pending: the answer says notices=1 while it is.
+-- KEYS: 1 watch (holds the run's one stored result), 2 due poll, 3 run starters
 -- ARGV: 1 rd, 2 kind (PK), 3 status, 4 body, 5 delay ms, 6 iv, 7 fail code, 8 fail message,
 --       9 flag ('1': not found (error) / polled (fail)), 10 lease ms
--- Returns a map: outcome (PR), now
+-- Returns a map: outcome (PR), now, notices (0/1)
 local rd, kind, status, body = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local delay, iv, lease = tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[10])
 local wk = KEYS[1]
@@ -19,6 +21,7 @@ if kind == PK.RESULT then
   redis.call('HDEL', wk, W.NOT_FOUND_SINCE)
   if TERMINAL[status] then
     redis.call('HSET', wk, W.STATE, WS.TERMINAL, W.ENDED_AT, now, W.FANOUT_CURSOR, 0)
+    redis.call('HDEL', wk, W.NOTICE_CURSOR)  -- too late for run.started
     redis.call('ZADD', KEYS[2], now + lease, rd)
     return {'outcome', PR.TERMINAL, 'now', now}
   end
@@ -27,7 +30,12 @@ if kind == PK.RESULT then
   redis.call('HSET', wk, W.INTERVAL, iv)
   redis.call('HDEL', wk, W.ERRORS)  -- absent: 0
   redis.call('ZADD', KEYS[2], now + delay, rd)
-  return {'outcome', PR.SCHEDULED, 'now', now}
+  -- Only runs with run.started subscribers keep when they were first seen started.
+  if status == RS.STARTED and redis.call('EXISTS', KEYS[3]) == 1
+     and redis.call('HSETNX', wk, W.STARTED_AT, now) == 1 then
+    redis.call('HSET', wk, W.NOTICE_CURSOR, 0)
+  end
+  return {'outcome', PR.SCHEDULED, 'now', now, 'notices', redis.call('HEXISTS', wk, W.NOTICE_CURSOR)}
 elseif kind == PK.ERROR then
   redis.call('HINCRBY', wk, W.POLLS, 1)
   redis.call('HINCRBY', wk, W.ERRORS, 1)

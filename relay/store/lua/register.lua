@@ -2,8 +2,8 @@
 -- KEYS: 1 sub, 2 client runs (run id digest -> the client's first subscription on it),
 --       3 client run index (the client's later subscriptions on the run id), 4 watch (with the
 --       run's result and its first subscriber), 5 run subscribers after the first, 6 due poll,
---       7 due dlv, 8 secrets, 9 clients, 10.. client state zsets in SubState order (watching
---       first, delivering second)
+--       7 due dlv, 8 secrets, 9 clients, 10 run starters (run.started subscribers),
+--       11.. client state zsets in SubState order (watching first, delivering second)
 -- ARGV: 1 sid, 2 client, 3 run key, 4 run digest, 5 idem, 6 events '|a|b|' ('' = all),
 --       7 ttl ms, 8 max active per client, 9 max per run, 10 fresh secret, 11 created ms,
 --       12 fingerprint (metadata + header names; '' for the default: {} and no headers),
@@ -35,7 +35,7 @@ if other then
   local e = redis.call('HMGET', fmt(K_SUB, other), F.STATE, F.FINGERPRINT)
   if e[1] and e[1] ~= ST.CANCELED then return found(other, e[2]) end
 end
-if redis.call('ZCARD', KEYS[10]) + redis.call('ZCARD', KEYS[11]) >= max_client then
+if redis.call('ZCARD', KEYS[11]) + redis.call('ZCARD', KEYS[12]) >= max_client then
   return {'action', RA.QUOTA_CLIENT, 'id', sid}
 end
 local wk = KEYS[4]
@@ -69,9 +69,13 @@ else
 end
 redis.call('HSETNX', KEYS[8], SF.CURRENT, fresh)
 redis.call('ZADD', KEYS[9], 0, cl)
-local w = redis.call('HMGET', wk, W.STATE, W.ENDED_AT, W.STATUS)
+local w = redis.call('HMGET', wk, W.STATE, W.ENDED_AT, W.STATUS, W.STARTED_AT)
 local cached = w[3]  -- the status of the run's stored result
 set_state(sid, k, ST.WATCHING)
+-- run.started subscribers are indexed by sequence; one joining a run already seen started
+-- gets its event now (the run's fan-out, if still going, passes it over: it has one).
+local starter = ev ~= '' and string.find(ev, '|' .. RS.STARTED .. '|', 1, true)
+if starter then redis.call('ZADD', KEYS[10], seq, sid) end
 if w[1] == WS.TERMINAL and cached then
   local delivering = start_delivery(sid, cached, 'run.' .. cached, w[2] or now, now, ttl)
   if delivering then redis.call('HINCRBY', wk, W.PENDING, 1) end
@@ -84,6 +88,9 @@ if w[1] == WS.TERMINAL and cached then
 end
 if w[1] == WS.WATCHING then
   redis.call('HINCRBY', wk, W.ACTIVE, 1)
+  if starter and cached == RS.STARTED and start_notice(sid, w[4] or now, now) then
+    redis.call('PUBLISH', WAKE_NTC, '1')
+  end
   if w[3] then return {'action', RA.JOIN, 'id', sid, 'status', w[3]} end
   return {'action', RA.JOIN, 'id', sid}
 end
@@ -98,7 +105,8 @@ if fo then
   if tonumber(fo) < 1 and redis.call('HEXISTS', wk, W.FIRST_SUB) == 1 then active = active + 1 end
 end
 redis.call('HDEL', wk, W.FAIL_CODE, W.FAIL_MESSAGE, W.ENDED_AT, W.NOT_FOUND_SINCE,
-           W.FANOUT_CURSOR, W.POLLS, W.ERRORS)  -- counters: absent is 0
+           W.FANOUT_CURSOR, W.POLLS, W.ERRORS,  -- counters: absent is 0
+           W.STARTED_AT, W.NOTICE_CURSOR)  -- run.started goes to whom it has not reached
 redis.call('HSET', wk, W.STATE, WS.WATCHING, W.RUN_KEY, rk, W.FIRST_SEEN, now, W.INTERVAL, 0,
            W.ACTIVE, active)
 settle_run(rd, ttl)

@@ -129,11 +129,15 @@ def _workspace(env: _Env) -> str:
     return workspace
 
 
-def _not_below(value: float, floor: float, name: str, floor_name: str) -> float:
-    """``value`` (a maximum interval) unless it is below ``floor``: then ConfigError on ``name``."""
-    if value < floor:
-        raise ConfigError(name, f"must not be below {floor_name}")
-    return value
+def _intervals(
+    env: _Env, name: str, default: str, max_name: str, max_default: str
+) -> tuple[float, float]:
+    """An interval and the most it may grow to (``name``, ``max_name``); ConfigError on
+    ``max_name`` when that maximum is below the interval."""
+    interval, maximum = env.duration(name, default), env.duration(max_name, max_default)
+    if maximum < interval:
+        raise ConfigError(max_name, f"must not be below {name}")
+    return interval, maximum
 
 
 def _public_url(env: _Env) -> str | None:
@@ -258,20 +262,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             ),
             name="RELAY_API_KEYS",
         )
-        poll_interval = duration("RELAY_POLL_INTERVAL", "3s")
-        poll_max = _not_below(
-            duration("RELAY_POLL_MAX_INTERVAL", "30s"),
-            poll_interval,
-            "RELAY_POLL_MAX_INTERVAL",
-            "RELAY_POLL_INTERVAL",
+        poll_interval, poll_max = _intervals(
+            env, "RELAY_POLL_INTERVAL", "3s", "RELAY_POLL_MAX_INTERVAL", "30s"
         )
         public_url = _public_url(env)
-        push_fallback = duration("RELAY_PUSH_FALLBACK_INTERVAL", "60s")
-        push_fallback_max = _not_below(
-            duration("RELAY_PUSH_FALLBACK_MAX_INTERVAL", "5m"),
-            push_fallback,
-            "RELAY_PUSH_FALLBACK_MAX_INTERVAL",
-            "RELAY_PUSH_FALLBACK_INTERVAL",
+        push_fallback, push_fallback_max = _intervals(
+            env, "RELAY_PUSH_FALLBACK_INTERVAL", "60s", "RELAY_PUSH_FALLBACK_MAX_INTERVAL", "5m"
         )
         log_format = _log_format(env)
 

@@ -6,6 +6,7 @@ import asyncio
 import base64
 from typing import Any
 
+import httpx
 import msgspec
 import pytest
 import redis
@@ -14,7 +15,7 @@ from litestar.testing import AsyncTestClient
 from relay.model import now_ms, run_key
 from relay.store import Stores, run_digest
 from tests.support.api_helpers import WORKSPACE, body, make_doc
-from tests.support.relay_fixtures import AUTH_ALPHA
+from tests.support.relay_fixtures import AUTH_ALPHA, subscription_view
 from tests.support.store_helpers import finish_run
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -37,6 +38,14 @@ async def listing(api: AsyncTestClient[Any], query: str = "") -> dict[str, Any]:
     resp = await api.get(SUBS + query, headers=AUTH_ALPHA)
     assert resp.status_code == 200, resp.text
     return dict(resp.json())
+
+
+async def cancel(api: AsyncTestClient[Any], sid: str) -> httpx.Response:
+    return await api.delete(f"{SUBS}/{sid}", headers=AUTH_ALPHA)
+
+
+async def redeliver(api: AsyncTestClient[Any], sid: str) -> httpx.Response:
+    return await api.post(f"{SUBS}/{sid}/redeliver", headers=AUTH_ALPHA)
 
 
 async def all_pages(api: AsyncTestClient[Any], limit: int, extra: str = "") -> list[list[str]]:
@@ -145,7 +154,7 @@ async def test_malformed_cursor_is_400(api: AsyncTestClient[Any], cursor: str) -
 
 async def test_state_filter(api: AsyncTestClient[Any]) -> None:
     a, b, c = [(await create(api, run=f"s{i}"))["id"] for i in range(3)]
-    assert (await api.delete(f"{SUBS}/{b}", headers=AUTH_ALPHA)).status_code == 204
+    assert (await cancel(api, b)).status_code == 204
     watching = await listing(api, "?state=watching")
     assert {i["id"] for i in watching["items"]} == {a, c}
     canceled = await listing(api, "?state=canceled")
@@ -177,21 +186,21 @@ async def test_delete_is_204_then_canceled_and_idempotent(
     api: AsyncTestClient[Any], store: Stores
 ) -> None:
     sid = (await create(api, run="to-cancel"))["id"]
-    first = await api.delete(f"{SUBS}/{sid}", headers=AUTH_ALPHA)
+    first = await cancel(api, sid)
     assert first.status_code == 204 and first.content == b""
-    got = (await api.get(f"{SUBS}/{sid}", headers=AUTH_ALPHA)).json()
+    got = await subscription_view(api, sid)
     assert got["state"] == "canceled" and got["nextAttemptAt"] is None
     # Deleting again is still 204 (idempotent), and changes nothing.
-    again = await api.delete(f"{SUBS}/{sid}", headers=AUTH_ALPHA)
+    again = await cancel(api, sid)
     assert again.status_code == 204
-    assert (await api.get(f"{SUBS}/{sid}", headers=AUTH_ALPHA)).json() == got
+    assert (await subscription_view(api, sid)) == got
     # The run's last subscription is gone: its polling stopped.
     watch = await store.watches.get_watch(
         run_digest(run_key(WORKSPACE, "demo-project", "to-cancel"))
     )
     assert watch is not None and watch.state == "idle"
     assert await store.housekeeping.watched_runs() == 0
-    missing = await api.delete(f"{SUBS}/sub_doesNotExist000000000", headers=AUTH_ALPHA)
+    missing = await cancel(api, "sub_doesNotExist000000000")
     assert missing.status_code == 404 and "no subscription" in missing.json()["detail"]
 
 
@@ -199,17 +208,17 @@ async def test_redeliver_is_409_until_the_run_is_terminal(
     api: AsyncTestClient[Any], store: Stores
 ) -> None:
     sid = (await create(api, run="pending-run"))["id"]
-    resp = await api.post(f"{SUBS}/{sid}/redeliver", headers=AUTH_ALPHA)
+    resp = await redeliver(api, sid)
     assert resp.status_code == 409, resp.text
     assert "watching" in resp.json()["detail"]
     result = msgspec.json.encode({"runId": "pending-run", "status": "failed", "error": "x"})
     rk = run_key(WORKSPACE, "demo-project", "pending-run")
     await finish_run(store, rk, "failed", result)
-    resp = await api.post(f"{SUBS}/{sid}/redeliver", headers=AUTH_ALPHA)
+    resp = await redeliver(api, sid)
     assert resp.status_code == 202, resp.text
     assert resp.json()["state"] == "delivering" and resp.json()["runStatus"] == "failed"
-    assert (await api.delete(f"{SUBS}/{sid}", headers=AUTH_ALPHA)).status_code == 204
-    resp = await api.post(f"{SUBS}/{sid}/redeliver", headers=AUTH_ALPHA)
+    assert (await cancel(api, sid)).status_code == 204
+    resp = await redeliver(api, sid)
     assert resp.status_code == 409 and "canceled" in resp.json()["detail"]
 
 
@@ -219,6 +228,6 @@ async def test_redeliver_of_a_skipped_subscription_is_409(
     sid = (await create(api, run="skipper", events=["failed"]))["id"]
     result = msgspec.json.encode({"runId": "skipper", "status": "completed"})
     await finish_run(store, run_key(WORKSPACE, "demo-project", "skipper"), "completed", result)
-    assert (await api.get(f"{SUBS}/{sid}", headers=AUTH_ALPHA)).json()["state"] == "skipped"
-    resp = await api.post(f"{SUBS}/{sid}/redeliver", headers=AUTH_ALPHA)
+    assert (await subscription_view(api, sid))["state"] == "skipped"
+    resp = await redeliver(api, sid)
     assert resp.status_code == 409 and "skipped" in resp.json()["detail"]

@@ -75,6 +75,12 @@ def without(field: str) -> dict[str, Any]:
     return valid
 
 
+def bad(field: str, values: dict[str, Any], word: str = "") -> list[tuple[str, Any, str]]:
+    """One case per value of ``field`` (its camelCase name) by label; the detail must contain
+    ``word`` (by default the field's name)."""
+    return [(f"{field} {label}", body() | {field: v}, word or field) for label, v in values.items()]
+
+
 BAD_BODIES: list[tuple[str, Any, str]] = [
     # (case id, body, a word the detail must contain)
     ("missing projectName", without("projectName"), "projectName"),
@@ -86,52 +92,76 @@ BAD_BODIES: list[tuple[str, Any, str]] = [
     ("body is a string", "hello", "object"),
     ("body is null", None, "object"),
     ("body is a number", 7, "object"),
-    ("projectName number", body(project=7), "projectName"),
-    ("projectName null", body(project=None), "projectName"),
-    ("projectName empty", body(project=""), "projectName"),
-    ("projectName slash", body(project="a/b"), "projectName"),
-    ("projectName backslash", body(project="a\\b"), "projectName"),
-    ("projectName NUL", body(project="a\x00b"), "projectName"),
-    ("projectName newline inside", body(project="a\nb"), "projectName"),
-    ("projectName trailing newline", body(project="demo\n"), "projectName"),
-    ("projectName DEL", body(project="a\x7fb"), "projectName"),
-    ("projectName C1 control", body(project="a\x85b"), "projectName"),
-    ("projectName dot", body(project="."), "projectName"),
-    ("projectName dot-dot", body(project=".."), "projectName"),
-    ("projectName 201 chars", body(project="p" * 201), "projectName"),
-    ("runId number", body(run=12), "runId"),
-    ("runId empty", body(run=""), "runId"),
-    ("runId space", body(run="a b"), "runId"),
-    ("runId slash", body(run="a/b"), "runId"),
-    ("runId dot", body(run="a.b"), "runId"),
-    ("runId percent", body(run="a%2Fb"), "runId"),
-    ("runId non-ascii", body(run="rün"), "runId"),
-    ("runId trailing newline", body(run="abc\n"), "runId"),
-    ("runId 129 chars", body(run="r" * 129), "runId"),
-    ("callbackUrl number", body(url=5), "callbackUrl"),
-    ("callbackUrl array", body(url=[PUBLIC_URL]), "callbackUrl"),
-    ("callbackUrl empty", body(url=""), "callbackUrl"),
-    ("callbackUrl ftp", body(url="ftp://hooks.example/x"), "http"),
-    ("callbackUrl javascript", body(url="javascript:alert(1)//"), "http"),
-    ("callbackUrl file", body(url="file:///etc/passwd"), "http"),
-    ("callbackUrl no scheme", body(url="hooks.example/hook"), "http"),
+    *bad(
+        "projectName",
+        {
+            "number": 7,
+            "null": None,
+            "empty": "",
+            "slash": "a/b",
+            "backslash": "a\\b",
+            "NUL": "a\x00b",
+            "newline inside": "a\nb",
+            "trailing newline": "demo\n",
+            "DEL": "a\x7fb",
+            "C1 control": "a\x85b",
+            "dot": ".",
+            "dot-dot": "..",
+            "201 chars": "p" * 201,
+        },
+    ),
+    *bad(
+        "runId",
+        {
+            "number": 12,
+            "empty": "",
+            "space": "a b",
+            "slash": "a/b",
+            "dot": "a.b",
+            "percent": "a%2Fb",
+            "non-ascii": "rün",
+            "trailing newline": "abc\n",
+            "129 chars": "r" * 129,
+        },
+    ),
+    *bad(
+        "callbackUrl",
+        {
+            "number": 5,
+            "array": [PUBLIC_URL],
+            "empty": "",
+            "longer than 2048": PUBLIC_URL + "?" + "a" * 2048,
+        },
+    ),
+    *bad(
+        "callbackUrl",
+        {
+            "ftp": "ftp://hooks.example/x",
+            "javascript": "javascript:alert(1)//",
+            "file": "file:///etc/passwd",
+            "no scheme": "hooks.example/hook",
+        },
+        "http",
+    ),
     ("callbackUrl no host", body(url="http:///hook"), "host"),
     ("callbackUrl userinfo", body(url="https://user:pw@hooks.example/"), "user"),
     ("callbackUrl empty userinfo", body(url="https://@hooks.example/"), "user"),
     ("callbackUrl port 0", body(url="https://hooks.example:0/"), "port"),
     ("callbackUrl port too big", body(url="https://hooks.example:70000/"), "port"),
     ("callbackUrl space", body(url="https://hooks.example/a b"), "whitespace"),
-    ("callbackUrl longer than 2048", body(url=PUBLIC_URL + "?" + "a" * 2048), "callbackUrl"),
     ("callbackUrl unresolvable", body(url="https://nowhere.invalid/hook"), "does not resolve"),
-    ("events empty", body(events=[]), "events"),
-    ("events unknown value", body(events=["completed", "done"]), "events"),
-    ("events string", body(events="completed"), "events"),
-    ("events numbers", body(events=[1]), "events"),
-    ("events object", body(events={"completed": True}), "events"),
-    ("events too many", body(events=["completed"] * 5), "events"),
-    ("metadata array", body(metadata=[1, 2]), "metadata"),
-    ("metadata string", body(metadata="x"), "metadata"),
-    ("metadata number", body(metadata=1), "metadata"),
+    *bad(
+        "events",
+        {
+            "empty": [],
+            "unknown value": ["completed", "done"],
+            "string": "completed",
+            "numbers": [1],
+            "object": {"completed": True},
+            "too many": ["completed"] * 5,
+        },
+    ),
+    *bad("metadata", {"array": [1, 2], "string": "x", "number": 1}),
     ("metadata over 4 KiB", body(metadata={"k": "x" * 4090}), "4096"),
 ]
 

@@ -27,7 +27,14 @@ from relay.store import Stores, run_digest
 from tests.support.api_helpers import WORKSPACE, api_client, api_env, make_doc
 from tests.support.console import post_form, sign_in
 from tests.support.receiver import ReceiverHandle
-from tests.support.relay_fixtures import ALPHA_KEY, AUTH_ALPHA, StartWorker, wait_until
+from tests.support.relay_fixtures import (
+    ALPHA_KEY,
+    AUTH_ALPHA,
+    StartWorker,
+    subscribe,
+    subscription_state,
+    wait_until,
+)
 from tests.support.store_helpers import finish_run, open_stores
 
 _ROW = re.compile(r'href="/console/subscriptions/(sub_[^"/]+)"')
@@ -123,8 +130,8 @@ async def test_overview_counts_watched_runs_and_the_oldest_pending_delivery(
     start_worker(RELAY_RETRY_SCHEDULE="1h")  # a failed first attempt waits an hour: pending
     done = fake_intuned.state.create_run(RunScript(outcome="completed", result={"n": 1}))
     later = fake_intuned.state.create_run(RunScript(pending_polls=10_000))
-    pending = await _subscribe(console, done, receiver.url("/status/503"))
-    await _subscribe(console, later, receiver.url("/ok"))
+    pending = (await subscribe(console, done, receiver.url("/status/503")))["id"]
+    await subscribe(console, later, receiver.url("/ok"))
 
     async def attempted() -> bool:
         resp = await console.get(f"/v1/subscriptions/{pending}", headers=AUTH_ALPHA)
@@ -140,13 +147,6 @@ async def test_overview_counts_watched_runs_and_the_oldest_pending_delivery(
     assert "Next attempt" in detail
 
 
-async def _subscribe(console: AsyncTestClient[Any], run_id: str, url: str) -> str:
-    body = {"projectName": "demo-project", "runId": run_id, "callbackUrl": url}
-    resp = await console.post("/v1/subscriptions", json=body, headers=AUTH_ALPHA)
-    assert resp.status_code == 201, resp.text
-    return str(resp.json()["id"])
-
-
 async def test_bulk_redeliver_gives_every_exhausted_subscription_a_fresh_series(
     console: AsyncTestClient[Any],
     fake_intuned: FakeIntunedHandle,
@@ -155,14 +155,10 @@ async def test_bulk_redeliver_gives_every_exhausted_subscription_a_fresh_series(
 ) -> None:
     start_worker()
     run_id = fake_intuned.state.create_run(RunScript(outcome="completed", result={"n": 1}))
-    sids = [await _subscribe(console, run_id, receiver.url(f"/flaky/4/{i}")) for i in range(3)]
+    subs = [await subscribe(console, run_id, receiver.url(f"/flaky/4/{i}")) for i in range(3)]
 
     async def states() -> set[str]:
-        got = set()
-        for sid in sids:
-            resp = await console.get(f"/v1/subscriptions/{sid}", headers=AUTH_ALPHA)
-            got.add(resp.json()["state"])
-        return got
+        return {await subscription_state(console, sub["id"], AUTH_ALPHA) for sub in subs}
 
     await wait_until(lambda: _equals(states(), {"exhausted"}), timeout=20)
     listing = await console.get("/console/subscriptions?state=exhausted")

@@ -13,31 +13,20 @@ import pytest
 import redis
 from litestar.testing import AsyncTestClient
 
-from relay.fake_intuned import FakeIntunedHandle, RunScript
 from relay.webhooks.callbacks import IPAddress
-from tests.support.api_helpers import api_env, body, everything, make_app
+from tests.support.api_helpers import api_env, everything, make_app
+from tests.support.e2e import E2E
 from tests.support.receiver import ReceiverHandle, verify
 from tests.support.relay_fixtures import (
     AUTH_ALPHA,
     AUTH_BETA,
-    StartWorker,
-    reach_state,
     signing_secret_of,
-    subscription_state,
     wait_until,
 )
 
 SUBS = "/v1/subscriptions"
 TESTS = "/v1/test-deliveries"
 OPS = "/v1/operational-webhook"
-
-
-async def subscribe(
-    api: AsyncTestClient[Any], run_id: str, url: str, auth: dict[str, str] = AUTH_ALPHA
-) -> str:
-    resp = await api.post(SUBS, json=body(run=run_id, url=url), headers=auth)
-    assert resp.status_code == 201, resp.text
-    return str(resp.json()["id"])
 
 
 # ---- POST /v1/test-deliveries ----------------------------------------------------------------
@@ -132,53 +121,48 @@ async def test_test_deliveries_are_limited_per_client_then_429(
 # ---- POST /v1/subscriptions/redeliver --------------------------------------------------------
 
 
-async def test_bulk_redeliver_restarts_the_matching_exhausted_series_only(
-    api: AsyncTestClient[Any],
-    fake_intuned: FakeIntunedHandle,
-    receiver: ReceiverHandle,
-    start_worker: StartWorker,
-) -> None:
-    start_worker()
-    secret = await signing_secret_of(api)
-    run_a = fake_intuned.state.create_run(RunScript(outcome="completed", result=1))
-    run_b = fake_intuned.state.create_run(RunScript(outcome="completed", result=2))
-    on_a = [await subscribe(api, run_a, receiver.url(f"/flaky/4/a{i}")) for i in range(3)]
-    on_b = await subscribe(api, run_b, receiver.url("/flaky/4/b"))
-    beta = await subscribe(api, run_a, receiver.url("/flaky/4/beta"), AUTH_BETA)
-    ok = await subscribe(api, run_b, receiver.url("/ok/fine"))
+async def test_bulk_redeliver_restarts_the_matching_exhausted_series_only(e2e: E2E) -> None:
+    e2e.start_worker()
+    secret = await e2e.secret()
+    run_a = e2e.run(outcome="completed", result=1)
+    run_b = e2e.run(outcome="completed", result=2)
+    on_a = [await e2e.subscribe(run_a, f"/flaky/4/a{i}") for i in range(3)]
+    on_b = await e2e.subscribe(run_b, "/flaky/4/b")
+    beta = await e2e.subscribe(run_a, "/flaky/4/beta", AUTH_BETA)
+    ok = await e2e.subscribe(run_b, "/ok/fine")
     for sid in [*on_a, on_b]:
-        await reach_state(api, sid, "exhausted")
-    await reach_state(api, beta, "exhausted", AUTH_BETA)
-    await reach_state(api, ok, "delivered")
+        await e2e.reach(sid, "exhausted")
+    await e2e.reach(beta, "exhausted", AUTH_BETA)
+    await e2e.reach(ok, "delivered")
 
-    none = await api.post(
+    none = await e2e.api.post(
         f"{SUBS}/redeliver",
         json={"state": "exhausted", "since": "2999-01-01T00:00:00Z"},
         headers=AUTH_ALPHA,
     )
     assert none.status_code == 202 and none.json() == {"count": 0}
-    resp = await api.post(
+    resp = await e2e.api.post(
         f"{SUBS}/redeliver", json={"state": "exhausted", "runId": run_a}, headers=AUTH_ALPHA
     )
     assert resp.status_code == 202 and resp.json() == {"count": 3}
     for sid in on_a:
-        await reach_state(api, sid, "delivered")
-        view = (await api.get(f"{SUBS}/{sid}", headers=AUTH_ALPHA)).json()
+        await e2e.reach(sid, "delivered")
+        view = (await e2e.api.get(f"{SUBS}/{sid}", headers=AUTH_ALPHA)).json()
         assert [a["series"] for a in view["attempts"]] == [1, 1, 1, 1, 2]
-    assert await subscription_state(api, on_b, AUTH_ALPHA) == "exhausted"
-    assert await subscription_state(api, beta, AUTH_BETA) == "exhausted"
-    fifth = [r for r in receiver.requests if r.path == "/flaky/4/a0"]
+    assert await e2e.state(on_b, AUTH_ALPHA) == "exhausted"
+    assert await e2e.state(beta, AUTH_BETA) == "exhausted"
+    fifth = [r for r in e2e.receiver.requests if r.path == "/flaky/4/a0"]
     assert len(fifth) == 5 and len({r.webhook_id for r in fifth}) == 1
     assert verify(fifth[-1], secret)["data"]["subscriptionId"] == on_a[0]
 
-    by_host = await api.post(
+    by_host = await e2e.api.post(
         f"{SUBS}/redeliver",
         json={"state": "exhausted", "callbackHost": "127.0.0.1", "until": "2999-01-01T00:00:00Z"},
         headers=AUTH_ALPHA,
     )
     assert by_host.json() == {"count": 1}
-    await reach_state(api, on_b, "delivered")
-    delivered = await api.post(
+    await e2e.reach(on_b, "delivered")
+    delivered = await e2e.api.post(
         f"{SUBS}/redeliver",
         json={"state": "delivered", "callbackHost": "nowhere.example"},
         headers=AUTH_ALPHA,
@@ -247,26 +231,21 @@ async def test_bad_operational_webhooks_are_a_400(
     assert everything(redis_sync) == before
 
 
-async def test_exhausted_and_gone_subscriptions_are_reported_signed_with_retries(
-    api: AsyncTestClient[Any],
-    fake_intuned: FakeIntunedHandle,
-    receiver: ReceiverHandle,
-    start_worker: StartWorker,
-) -> None:
-    start_worker()
-    secret = await signing_secret_of(api)
-    hook = {"url": receiver.url("/flaky/1/ops"), "headers": {"Authorization": "ops-tok"}}
-    assert (await api.put(OPS, json=hook, headers=AUTH_ALPHA)).status_code == 200
-    run_id = fake_intuned.state.create_run(RunScript(outcome="completed", result=1))
-    gone = await subscribe(api, run_id, receiver.url("/gone"))
-    failing = await subscribe(api, run_id, receiver.url("/status/500"))
-    quiet = await subscribe(api, run_id, receiver.url("/gone/beta"), AUTH_BETA)
-    await reach_state(api, gone, "gone")
-    await reach_state(api, failing, "exhausted")
-    await reach_state(api, quiet, "gone", AUTH_BETA)
+async def test_exhausted_and_gone_subscriptions_are_reported_signed_with_retries(e2e: E2E) -> None:
+    e2e.start_worker()
+    secret = await e2e.secret()
+    hook = {"url": e2e.receiver.url("/flaky/1/ops"), "headers": {"Authorization": "ops-tok"}}
+    assert (await e2e.api.put(OPS, json=hook, headers=AUTH_ALPHA)).status_code == 200
+    run_id = e2e.run(outcome="completed", result=1)
+    gone = await e2e.subscribe(run_id, "/gone")
+    failing = await e2e.subscribe(run_id, "/status/500")
+    quiet = await e2e.subscribe(run_id, "/gone/beta", AUTH_BETA)
+    await e2e.reach(gone, "gone")
+    await e2e.reach(failing, "exhausted")
+    await e2e.reach(quiet, "gone", AUTH_BETA)
 
     def ops() -> list[Any]:
-        return [r for r in receiver.requests if r.path == "/flaky/1/ops"]
+        return [r for r in e2e.receiver.requests if r.path == "/flaky/1/ops"]
 
     # Each event fails once (flaky/1 per webhook-id), then arrives: 2 events x 2 attempts.
     await wait_until(lambda: len(ops()) == 4, timeout=20)
@@ -278,33 +257,30 @@ async def test_exhausted_and_gone_subscriptions_are_reported_signed_with_retries
     for reqs in by_type.values():
         assert len({r.webhook_id for r in reqs}) == 1
     gone_data = json.loads(by_type["subscription.gone"][0].body)["data"]
-    view = (await api.get(f"{SUBS}/{gone}", headers=AUTH_ALPHA)).json()
+    view = (await e2e.api.get(f"{SUBS}/{gone}", headers=AUTH_ALPHA)).json()
     assert gone_data == view
     exhausted_data = json.loads(by_type["subscription.exhausted"][0].body)["data"]
     assert exhausted_data["id"] == failing and exhausted_data["state"] == "exhausted"
 
 
-async def test_a_refused_intuned_key_is_reported_once_per_incident(
-    api: AsyncTestClient[Any],
-    fake_intuned: FakeIntunedHandle,
-    receiver: ReceiverHandle,
-    start_worker: StartWorker,
-) -> None:
-    secrets = [await signing_secret_of(api), await signing_secret_of(api, AUTH_BETA)]
+async def test_a_refused_intuned_key_is_reported_once_per_incident(e2e: E2E) -> None:
+    secrets = [await e2e.secret(), await e2e.secret(AUTH_BETA)]
     for auth, path in ((AUTH_ALPHA, "/ok/ops-alpha"), (AUTH_BETA, "/ok/ops-beta")):
-        assert (await api.put(OPS, json={"url": receiver.url(path)}, headers=auth)).status_code
-    start_worker(INTUNED_API_KEY="a-wrong-key-0123456789")
-    sids = [await subscribe(api, f"run-{i}", receiver.url(f"/ok/{i}")) for i in range(3)]
+        assert (
+            await e2e.api.put(OPS, json={"url": e2e.receiver.url(path)}, headers=auth)
+        ).status_code
+    e2e.start_worker(INTUNED_API_KEY="a-wrong-key-0123456789")
+    sids = [await e2e.subscribe(f"run-{i}", f"/ok/{i}") for i in range(3)]
     for sid in sids:
-        await reach_state(api, sid, "delivered")
+        await e2e.reach(sid, "delivered")
     await wait_until(
-        lambda: {r.path for r in receiver.requests} >= {"/ok/ops-alpha", "/ok/ops-beta"}
+        lambda: {r.path for r in e2e.receiver.requests} >= {"/ok/ops-alpha", "/ok/ops-beta"}
     )
-    ops = [r for r in receiver.requests if r.path.startswith("/ok/ops")]
+    ops = [r for r in e2e.receiver.requests if r.path.startswith("/ok/ops")]
     assert len(ops) == 2
     for req in ops:
         payload = verify(req, secrets)
         assert payload["type"] == "intuned.unauthorized"
         assert payload["data"]["statusCode"] == 401
-    hooks = [json.loads(r.body) for r in receiver.requests if r.path.startswith("/ok/")]
+    hooks = [json.loads(r.body) for r in e2e.receiver.requests if r.path.startswith("/ok/")]
     assert sum(h["type"] == "run.watch_failed" for h in hooks) == 3

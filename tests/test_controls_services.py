@@ -5,16 +5,16 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-import msgspec
 import pytest
 
 from relay.errors import ConfigError
-from relay.model import Attempt, Subscription, SubscriptionDoc, SubState
+from relay.model import Attempt, Subscription, SubState
 from relay.services.operational import intuned_unauthorized_event, subscription_event
 from relay.services.test_delivery import ping_body, result_of
 from relay.settings import Settings
 from relay.webhooks.payload import build_control_body
 from relay.webhooks.sender import AttemptResult
+from tests.support.api_helpers import make_doc
 from tests.support.relay_fixtures import base_env
 
 
@@ -49,16 +49,16 @@ def test_unknown_control_events_are_refused() -> None:
 
 
 def _sub(state: SubState, series: int = 1) -> Subscription:
-    doc = SubscriptionDoc(
-        id="sub_abc",
-        client="alpha",
+    doc = make_doc(
+        "alpha",
+        "p",
+        "r1",
+        1_700_000_000_000,
         workspace_id="ws",
-        project_name="p",
-        run_id="r1",
         callback_url="https://hooks.example/x",
         events=("completed",),
-        metadata=msgspec.Raw(b'{"k":1}'),
-        created_at=1_700_000_000_000,
+        metadata=b'{"k":1}',
+        id="sub_abc",
         headers={"Authorization": "Bearer secret-value"},
     )
     attempt = Attempt(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgspec
 import pytest
 from arq.constants import job_key_prefix
 from arq.worker import Retry
@@ -18,13 +17,13 @@ from relay.model import (
     RegisterAction,
     SubscriptionDoc,
     SubState,
-    new_subscription_id,
     run_key,
 )
 from relay.services.redelivery import query_for, redeliver_matching
 from relay.settings import Settings
 from relay.store import OperationalHook, RedeliverQuery, Stores, keys
 from relay.store.keys import SubField
+from tests.support.api_helpers import make_doc
 from tests.support.relay_fixtures import base_env
 from tests.support.store_helpers import finish_run, open_stores
 from workers.operational import confirm_operational, subscription_ending
@@ -35,16 +34,8 @@ SECRET = "whsec_dGVzdC1zZWNyZXQ="
 
 
 def doc(client: str, run_id: str, url: str, created_at: int) -> SubscriptionDoc:
-    return SubscriptionDoc(
-        id=new_subscription_id(),
-        client=client,
-        workspace_id=WS,
-        project_name="proj",
-        run_id=run_id,
-        callback_url=url,
-        events=("completed",),
-        metadata=msgspec.Raw(b"{}"),
-        created_at=created_at,
+    return make_doc(
+        client, "proj", run_id, created_at, workspace_id=WS, callback_url=url, events=("completed",)
     )
 
 

@@ -6,8 +6,6 @@ adding a setting without documenting and deploying it fails here.
 
 from __future__ import annotations
 
-import ast
-import inspect
 import re
 import shutil
 import subprocess
@@ -20,16 +18,15 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-import relay.settings
 from relay.cli import main
 from relay.errors import ConfigError
 from relay.settings import Settings, parse_duration
+from tests.support.settings_reads import settings_env_names
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "k8s"
 REQUIRED = {"REDIS_URL", "INTUNED_WORKSPACE_ID", "INTUNED_API_KEY", "RELAY_API_KEYS"}
-_READERS = {"get", "required", "duration", "integer"}
 _ASSIGNMENT = re.compile(r"^#?([A-Z][A-Z0-9_]*)=(.*)$")
 # RELAY_SHUTDOWN_GRACE's default: every stop timeout in the examples must exceed it.
 DEFAULT_GRACE = next(
@@ -41,25 +38,6 @@ FILLED_IN = {
     "INTUNED_API_KEY": "an-intuned-key",
     "RELAY_API_KEYS": "svc:0123456789abcdef",
 }
-
-
-def settings_env_names() -> set[str]:
-    """Every variable ``Settings.from_env`` reads: the first argument of its reader helpers
-    (``get``, ``env.required``, ...) anywhere in ``relay/settings.py``."""
-    tree = ast.parse(inspect.getsource(relay.settings))
-    names = set()
-    for node in ast.walk(tree):
-        func = node.func if isinstance(node, ast.Call) else None
-        reader = func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)
-        if (
-            isinstance(node, ast.Call)
-            and reader in _READERS
-            and node.args
-            and isinstance(node.args[0], ast.Constant)
-            and isinstance(node.args[0].value, str)
-        ):
-            names.add(node.args[0].value)
-    return names
 
 
 def env_example() -> dict[str, tuple[str, bool]]:

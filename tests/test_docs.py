@@ -23,14 +23,13 @@ import msgspec
 import pytest
 from litestar.testing import AsyncTestClient
 
-import relay.settings
 from relay.api.app import create_app
 from relay.settings import Settings
+from tests.support.settings_reads import readers_in
 from tests.test_deploy import FILLED_IN, env_example
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
-_READERS = {"get", "required", "duration", "integer"}
 _LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 # Where the README may link outside the repository: public standards and libraries.
 PUBLIC_HOSTS = {
@@ -70,30 +69,6 @@ async def test_the_schema_pages_the_docs_point_at_are_served(
         assert response.status_code == 200, page
 
 
-_SETTINGS_FUNCTIONS = {
-    node.name: node
-    for node in ast.parse(inspect.getsource(relay.settings)).body
-    if isinstance(node, ast.FunctionDef)
-}
-
-
-def _readers_in(node: ast.AST, seen: frozenset[str] = frozenset()) -> set[str]:
-    """Variables read in ``node``: by a reader (``get``, ``env.required``...) or in a helper of
-    ``relay/settings.py`` that ``node`` calls."""
-    names: set[str] = set()
-    for call in ast.walk(node):
-        if not isinstance(call, ast.Call):
-            continue
-        func = call.func
-        reader = func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)
-        first = call.args[0] if call.args else None
-        if reader in _READERS and isinstance(first, ast.Constant) and isinstance(first.value, str):
-            names.add(first.value)
-        elif isinstance(func, ast.Name) and func.id in _SETTINGS_FUNCTIONS and func.id not in seen:
-            names |= _readers_in(_SETTINGS_FUNCTIONS[func.id], seen | {func.id})
-    return names
-
-
 def settings_fields_to_env() -> dict[str, set[str]]:
     """Each ``Settings`` field -> the environment variables ``from_env`` reads for it."""
     tree = ast.parse(textwrap.dedent(inspect.getsource(Settings.from_env)))
@@ -103,7 +78,7 @@ def settings_fields_to_env() -> dict[str, set[str]]:
             for target in node.targets:
                 for name in ast.walk(target):  # a name, or the names of a tuple
                     if isinstance(name, ast.Name):
-                        assigned.setdefault(name.id, set()).update(_readers_in(node.value))
+                        assigned.setdefault(name.id, set()).update(readers_in(node.value))
     [build] = [
         node
         for node in ast.walk(tree)
@@ -112,7 +87,7 @@ def settings_fields_to_env() -> dict[str, set[str]]:
     fields: dict[str, set[str]] = {}
     for keyword in build.keywords:
         assert keyword.arg is not None
-        names = _readers_in(keyword.value)
+        names = readers_in(keyword.value)
         for ref in ast.walk(keyword.value):
             if isinstance(ref, ast.Name):
                 names |= assigned.get(ref.id, set())

@@ -76,6 +76,14 @@ class Story:
         )
         assert {a.status_code for a in answers} == {202}
 
+    async def push_changes_nothing(self, run_id: str, n: int) -> None:
+        """``n`` pushes after the run's end: no Intuned call, no second webhook."""
+        calls = self.calls(run_id)
+        await self.push(run_id, n)
+        await asyncio.sleep(1.0)
+        assert self.calls(run_id) == calls
+        assert len(self.receiver.requests) == 1
+
 
 @pytest.fixture
 def clock() -> ManualClock:
@@ -137,12 +145,7 @@ async def test_a_run_started_through_the_relay_is_delivered_by_push_for_few_call
     [push] = story.fake.state.pushes(run_id)
     assert push.status_code == 202
     assert story.calls(run_id) <= 3
-    # A late duplicate push changes nothing: no poll, no second webhook.
-    calls = story.calls(run_id)
-    await story.push(run_id, 1)
-    await asyncio.sleep(1.0)
-    assert story.calls(run_id) == calls
-    assert len(story.receiver.requests) == 1
+    await story.push_changes_nothing(run_id, 1)  # a late duplicate
 
 
 async def test_a_lost_push_is_caught_by_the_fallback_poll(story: Story) -> None:
@@ -167,12 +170,7 @@ async def test_a_flood_of_pushes_costs_one_intuned_call_per_burst(story: Story) 
     assert story.calls(run_id) == before + 1
     story.clock.advance(20)  # the real push arrives; the webhook follows
     await story.receiver.wait_for_async(1, timeout=30)
-    after_end = story.calls(run_id)
-    # Once the run is terminal, a flood costs nothing at all.
-    await story.push(run_id, 50)
-    await asyncio.sleep(1.0)
-    assert story.calls(run_id) == after_end
-    assert len(story.receiver.requests) == 1
+    await story.push_changes_nothing(run_id, 50)  # once the run is terminal, a flood costs nothing
 
 
 async def test_duplicated_and_early_pushes_deliver_once(story: Story) -> None:

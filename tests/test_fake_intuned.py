@@ -38,13 +38,29 @@ NANOID = re.compile(r"^[A-Za-z0-9_-]{21}$")
 ERROR_KEYS = {"code", "category", "message", "retirable", "correlationId"}
 
 
+def client_of(fake: FakeIntunedHandle) -> httpx.Client:
+    """A plain HTTP client on ``fake``, with the right api key."""
+    return httpx.Client(
+        base_url=fake.base_url, headers={"x-api-key": FAKE_API_KEY}, trust_env=False
+    )
+
+
 @pytest.fixture
 def raw(fake_intuned: FakeIntunedHandle) -> Iterator[httpx.Client]:
     """A plain HTTP client on the fake, with the right api key."""
-    with httpx.Client(
-        base_url=fake_intuned.base_url, headers={"x-api-key": FAKE_API_KEY}, trust_env=False
-    ) as client:
+    with client_of(fake_intuned) as client:
         yield client
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def clocked(make_fake_intuned: MakeFake, clock: ManualClock) -> FakeIntunedHandle:
+    """A fake on the manual ``clock`` (rate limiting off, as ``fake_intuned``)."""
+    return make_fake_intuned(clock=clock)
 
 
 def result_path(run_id: str, project: str = PROJECT, ws: str = FAKE_WORKSPACE_ID) -> str:
@@ -170,13 +186,11 @@ def test_scripted_error_and_reason_pass_through(
     assert poll(raw, canceled).json() == {"runId": canceled, "status": "canceled", "reason": reason}
 
 
-def test_lifecycle_by_injected_clock(make_fake_intuned: MakeFake) -> None:
-    clock = ManualClock()
-    fake = make_fake_intuned(clock=clock)
-    run_id = fake.state.create_run(
+def test_lifecycle_by_injected_clock(clocked: FakeIntunedHandle, clock: ManualClock) -> None:
+    run_id = clocked.state.create_run(
         RunScript(pending_seconds=10, started_seconds=5, outcome="failed")
     )
-    with httpx.Client(base_url=fake.base_url, headers={"x-api-key": FAKE_API_KEY}) as client:
+    with client_of(clocked) as client:
         assert statuses(client, run_id, 3) == ["pending"] * 3
         clock.advance(9.9)
         assert statuses(client, run_id, 1) == ["pending"]
@@ -186,18 +200,16 @@ def test_lifecycle_by_injected_clock(make_fake_intuned: MakeFake) -> None:
         assert statuses(client, run_id, 1) == ["started"]
         clock.advance(0.1)
         assert statuses(client, run_id, 2) == ["failed"] * 2
-    stats = fake.state.run_stats(run_id)
+    stats = clocked.state.run_stats(run_id)
     assert stats.first_terminal_at == pytest.approx(1015.0)
     assert stats.terminal_status == "failed"
 
 
-def test_polls_and_time_both_hold_a_phase(make_fake_intuned: MakeFake) -> None:
-    clock = ManualClock()
-    fake = make_fake_intuned(clock=clock)
-    run_id = fake.state.create_run(
+def test_polls_and_time_both_hold_a_phase(clocked: FakeIntunedHandle, clock: ManualClock) -> None:
+    run_id = clocked.state.create_run(
         RunScript(pending_polls=2, pending_seconds=1, outcome="canceled")
     )
-    with httpx.Client(base_url=fake.base_url, headers={"x-api-key": FAKE_API_KEY}) as client:
+    with client_of(clocked) as client:
         clock.advance(5)  # time is spent, but two pending answers are still owed
         assert statuses(client, run_id, 3) == ["pending", "pending", "canceled"]
 
@@ -362,11 +374,12 @@ def test_reserved_and_unknown_routes(fake_intuned: FakeIntunedHandle, raw: httpx
 # ---- rate limit --------------------------------------------------------------------------------
 
 
-def test_rate_limit_20_per_minute_per_concrete_path(make_fake_intuned: MakeFake) -> None:
-    clock = ManualClock()
+def test_rate_limit_20_per_minute_per_concrete_path(
+    make_fake_intuned: MakeFake, clock: ManualClock
+) -> None:
     fake = make_fake_intuned(clock=clock, config=FakeConfig())  # the documented default
     first, second = fake.state.create_run(), fake.state.create_run()
-    with httpx.Client(base_url=fake.base_url, headers={"x-api-key": FAKE_API_KEY}) as client:
+    with client_of(fake) as client:
         assert [client.get(result_path(first)).status_code for _ in range(20)] == [200] * 20
         limited = client.get(result_path(first))
         assert limited.status_code == 429
@@ -383,10 +396,10 @@ def test_rate_limit_20_per_minute_per_concrete_path(make_fake_intuned: MakeFake)
     assert [r.note for r in stats.log if r.http_status == 429] == ["rate-limited"] * 2
 
 
-def test_rate_limit_retry_after_template_scope_and_custom_body(make_fake_intuned: MakeFake) -> None:
-    clock = ManualClock()
-    fake = make_fake_intuned(clock=clock)
-    fake.state.set_rate_limit(
+def test_rate_limit_retry_after_template_scope_and_custom_body(
+    clocked: FakeIntunedHandle, clock: ManualClock
+) -> None:
+    clocked.state.set_rate_limit(
         RateLimitConfig(
             limit=3,
             window_seconds=10,
@@ -396,8 +409,8 @@ def test_rate_limit_retry_after_template_scope_and_custom_body(make_fake_intuned
             content_type="text/plain",
         )
     )
-    runs = [fake.state.create_run() for _ in range(4)]
-    with httpx.Client(base_url=fake.base_url, headers={"x-api-key": FAKE_API_KEY}) as client:
+    runs = [clocked.state.create_run() for _ in range(4)]
+    with client_of(clocked) as client:
         assert [client.get(result_path(r)).status_code for r in runs[:3]] == [200] * 3
         clock.advance(2.5)
         limited = client.get(result_path(runs[3]))
@@ -407,7 +420,7 @@ def test_rate_limit_retry_after_template_scope_and_custom_body(make_fake_intuned
         assert limited.text == "slow down"
         start = client.post(f"/{FAKE_WORKSPACE_ID}/projects/p/run/start", json={"api": "a"})
         assert start.status_code == 400  # another template, its own budget
-        fake.state.set_rate_limit(RateLimitConfig(enabled=False))
+        clocked.state.set_rate_limit(RateLimitConfig(enabled=False))
         assert all(client.get(result_path(runs[3])).status_code == 200 for _ in range(30))
 
 
@@ -538,19 +551,17 @@ def test_fault_scopes_times_and_clearing(
 # ---- retention, counters -----------------------------------------------------------------------
 
 
-def test_retention_ttl(make_fake_intuned: MakeFake) -> None:
-    clock = ManualClock()
-    fake = make_fake_intuned(clock=clock)
-    fake.state.configure(retention_seconds=60)
-    run_id = fake.state.create_run()
-    with httpx.Client(base_url=fake.base_url, headers={"x-api-key": FAKE_API_KEY}) as client:
+def test_retention_ttl(clocked: FakeIntunedHandle, clock: ManualClock) -> None:
+    clocked.state.configure(retention_seconds=60)
+    run_id = clocked.state.create_run()
+    with client_of(clocked) as client:
         clock.advance(60)
         assert client.get(result_path(run_id)).status_code == 200
         clock.advance(0.5)
         expired = client.get(result_path(run_id))
     assert expired.status_code == 404
     assert_error_body(expired, "not-found")
-    assert fake.state.run_stats(run_id).log[-1].note == "expired"
+    assert clocked.state.run_stats(run_id).log[-1].note == "expired"
 
 
 def test_poll_counters_and_log(fake_intuned: FakeIntunedHandle, raw: httpx.Client) -> None:
@@ -649,7 +660,7 @@ def test_custom_prefix_and_stop_is_idempotent(make_fake_intuned: MakeFake) -> No
     fake = make_fake_intuned(prefix="/intuned/")
     assert fake.base_url.endswith("/intuned")
     run_id = fake.state.create_run()
-    with httpx.Client(base_url=fake.base_url, headers={"x-api-key": FAKE_API_KEY}) as client:
+    with client_of(fake) as client:
         assert client.get(result_path(run_id)).status_code == 200
     fake.stop()
     fake.stop()

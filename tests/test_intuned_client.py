@@ -14,13 +14,7 @@ import pytest
 
 from relay.fake_intuned import FakeIntunedHandle, Fault, RateLimitConfig, RunScript
 from relay.intuned.client import IntunedClient, disable_silent_retry, parse_retry_after
-from relay.intuned.models import (
-    Fetched,
-    NotFoundOutcome,
-    RateLimited,
-    Transient,
-    Unauthorized,
-)
+from relay.intuned.models import Fetched, NotFoundOutcome, RateLimited, Transient, Unauthorized
 from relay.intuned.start import Refused, Started
 from tests.support.intuned_fixtures import (
     FAKE_API_KEY,

@@ -19,13 +19,7 @@ from intuned_client import AsyncIntunedClient, IntunedClient, exceptions, models
 
 from relay.fake_intuned import FakeIntunedHandle, Fault, RateLimitConfig, RunScript
 from relay.intuned.client import IntunedClient as RelayClient
-from relay.intuned.models import (
-    Fetched,
-    NotFoundOutcome,
-    RateLimited,
-    Transient,
-    Unauthorized,
-)
+from relay.intuned.models import Fetched, NotFoundOutcome, RateLimited, Transient, Unauthorized
 from tests.support.intuned_fixtures import (
     FAKE_API_KEY,
     FAKE_WORKSPACE_ID,

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
-from litestar.testing import AsyncTestClient
 
-from relay.fake_intuned import FakeIntunedHandle, RunScript
-from tests.support.receiver import ReceiverHandle
-from tests.support.relay_fixtures import StartWorker, wait_until
+from relay.fake_intuned import RunScript
+from tests.support.e2e import E2E
+from tests.support.relay_fixtures import wait_until
 from tests.support.reliability import (
     duplicates,
     error_lines,
@@ -36,15 +34,7 @@ from tests.support.reliability import (
     ],
 )
 async def test_sigkill_of_one_of_two_workers_loses_no_delivery(
-    api: AsyncTestClient[Any],
-    fake_intuned: FakeIntunedHandle,
-    receiver: ReceiverHandle,
-    start_worker: StartWorker,
-    redis_sync: redis.Redis,
-    tmp_path: Path,
-    n: int,
-    slow_ms: int,
-    timeout_s: int,
+    e2e: E2E, redis_sync: redis.Redis, tmp_path: Path, n: int, slow_ms: int, timeout_s: int
 ) -> None:
     env = {
         "RELAY_WORKER_CONCURRENCY": str(n // 2),
@@ -54,29 +44,29 @@ async def test_sigkill_of_one_of_two_workers_loses_no_delivery(
         "RELAY_DELIVERY_TIMEOUT": f"{timeout_s}s",
         "RELAY_NOT_FOUND_GRACE": "60s",
     }
-    victim, other = start_worker(wait=False, **env), start_worker(wait=False, **env)
+    victim, other = e2e.start_worker(wait=False, **env), e2e.start_worker(wait=False, **env)
     victim.wait_started()
     other.wait_started()
     # Everyone joins the watch of a run Intuned does not know yet (404 within the grace); when
     # it appears, completed, one poll fans out N deliveries to both workers' pumps at once.
     run_id = "crash-run"
     sids = await register_many(
-        api, [(run_id, receiver.url(f"/slow/{slow_ms}/{i}")) for i in range(n)]
+        e2e.api, [(run_id, e2e.receiver.url(f"/slow/{slow_ms}/{i}")) for i in range(n)]
     )
-    fake_intuned.state.create_run(RunScript(outcome="completed", result=1), run_id=run_id)
+    e2e.intuned.state.create_run(RunScript(outcome="completed", result=1), run_id=run_id)
     # All N requests arrived: each worker holds at most N/2, so both are mid-delivery.
-    await receiver.wait_for_async(n, timeout=30)
+    await e2e.receiver.wait_for_async(n, timeout=30)
     victim.kill()
-    start_worker(**env)
+    e2e.start_worker(**env)
 
     def all_delivered() -> bool:
         return state_counts(redis_sync, sids) == {"delivered": n}
 
     lease_s = timeout_s * 2 + 5
     await wait_until(all_delivered, timeout=lease_s + 30, interval=0.25)
-    counts = webhook_counts(receiver.requests)
-    seen = {json.loads(r.body)["data"]["subscriptionId"] for r in receiver.requests}
-    dups = duplicates(receiver.requests)
+    counts = webhook_counts(e2e.receiver.requests)
+    seen = {json.loads(r.body)["data"]["subscriptionId"] for r in e2e.receiver.requests}
+    dups = duplicates(e2e.receiver.requests)
     print(f"\nworker crash: n={n} delivered={n} lost=0 duplicates={dups}")
     assert seen == set(sids)
     assert len(counts) == n and min(counts.values()) >= 1

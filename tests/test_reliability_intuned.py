@@ -16,12 +16,11 @@ from typing import Any
 
 import msgspec
 import redis
-from litestar.testing import AsyncTestClient
 
-from relay.fake_intuned import FakeIntunedHandle, Fault, PollRecord, RateLimitConfig, RunScript
+from relay.fake_intuned import Fault, PollRecord, RateLimitConfig, RunScript
 from relay.policy import POLL_JITTER, next_poll_interval
-from tests.support.receiver import ReceiverHandle
-from tests.support.relay_fixtures import StartWorker, wait_until
+from tests.support.e2e import E2E
+from tests.support.relay_fixtures import wait_until
 from tests.support.reliability import error_lines, register_many, state_counts, webhook_counts
 
 BASE, MAXIMUM = 0.1, 0.3  # RELAY_POLL_INTERVAL / RELAY_POLL_MAX_INTERVAL of base_env
@@ -94,34 +93,25 @@ def poll_outcomes(worker_log: Path, run_id: str) -> list[str]:
 
 
 async def _deliver_all(
-    api: AsyncTestClient[Any],
-    receiver: ReceiverHandle,
-    redis_sync: redis.Redis,
-    runs: dict[str, str],
-    timeout: float = 30,
+    e2e: E2E, redis_sync: redis.Redis, runs: dict[str, str], timeout: float = 30
 ) -> dict[str, dict[str, Any]]:
     """Subscribe once per run, wait until all are delivered; the received event per run name."""
     names = list(runs)
-    sids = await register_many(api, [(runs[n], receiver.url(f"/ok/{n}")) for n in names])
+    sids = await register_many(e2e.api, [(runs[n], e2e.receiver.url(f"/ok/{n}")) for n in names])
     await wait_until(
         lambda: state_counts(redis_sync, sids) == {"delivered": len(sids)},
         timeout=timeout,
         interval=0.1,
     )
-    by_path = {r.path: r for r in receiver.requests}
+    by_path = {r.path: r for r in e2e.receiver.requests}
     return {n: json.loads(by_path[f"/ok/{n}"].body) for n in names}
 
 
 async def test_fault_matrix_right_events_and_the_worker_lives(
-    api: AsyncTestClient[Any],
-    fake_intuned: FakeIntunedHandle,
-    receiver: ReceiverHandle,
-    start_worker: StartWorker,
-    redis_sync: redis.Redis,
-    tmp_path: Path,
+    e2e: E2E, redis_sync: redis.Redis, tmp_path: Path
 ) -> None:
-    worker = start_worker()
-    fake = fake_intuned
+    worker = e2e.start_worker()
+    fake = e2e.intuned
     done = RunScript(pending_polls=1, outcome="completed", result={"ok": True})
     runs: dict[str, str] = {}
     faults: dict[str, list[Fault]] = {
@@ -161,7 +151,7 @@ async def test_fault_matrix_right_events_and_the_worker_lives(
         RunScript(pending_polls=1, outcome="completed", result=1, flip_back_after_terminal=True)
     )
 
-    events = await _deliver_all(api, receiver, redis_sync, runs, timeout=40)
+    events = await _deliver_all(e2e, redis_sync, runs, timeout=40)
 
     for name in (*faults, "big", "flip"):
         assert events[name]["type"] == "run.completed", name
@@ -197,14 +187,14 @@ async def test_fault_matrix_right_events_and_the_worker_lives(
     assert events["unknown_reason"]["type"] == "run.canceled"
     assert events["unknown_reason"]["data"]["reason"]["type"] == "x-fake-unknown-reason"
     # The 2 MB result arrives byte for byte.
-    [big] = [r for r in receiver.requests if r.path == "/ok/big"]
+    [big] = [r for r in e2e.receiver.requests if r.path == "/ok/big"]
     sent = msgspec.json.encode({"blob": "x" * (2_000_000 - 12)})
     got = msgspec.json.decode(big.body, type=_RawEvent).data.result
     assert hashlib.sha256(bytes(got)).hexdigest() == hashlib.sha256(sent).hexdigest()
     # The run that flips back from terminal: polling stopped at its first terminal answer.
     flip = fake.state.run_stats(runs["flip"])
     assert flip.log[-1].status == "completed" and flip.polls == 2
-    assert webhook_counts(receiver.requests).most_common(1)[0][1] == 1  # nobody got two
+    assert webhook_counts(e2e.receiver.requests).most_common(1)[0][1] == 1  # nobody got two
 
     assert worker.proc.poll() is None
     assert error_lines(tmp_path.glob("worker-*.log")) == []
@@ -215,14 +205,10 @@ async def test_fault_matrix_right_events_and_the_worker_lives(
 
 
 async def test_429_storms_polls_stay_within_backoff_and_retry_after(
-    api: AsyncTestClient[Any],
-    fake_intuned: FakeIntunedHandle,
-    receiver: ReceiverHandle,
-    start_worker: StartWorker,
-    redis_sync: redis.Redis,
+    e2e: E2E, redis_sync: redis.Redis
 ) -> None:
-    start_worker()
-    fake = fake_intuned
+    e2e.start_worker()
+    fake = e2e.intuned
     done = RunScript(outcome="completed", result=1)
     runs = {
         "no_retry_after": fake.state.create_run(done),
@@ -232,7 +218,7 @@ async def test_429_storms_polls_stay_within_backoff_and_retry_after(
     fake.state.add_fault(
         Fault(kind="rate_limited", times=3, retry_after="1", run_id=runs["retry_after_1"])
     )
-    await _deliver_all(api, receiver, redis_sync, runs)
+    await _deliver_all(e2e, redis_sync, runs)
     report = {}
     log = fake.state.run_stats(runs["no_retry_after"]).log
     assert sum(p.http_status == 429 for p in log) == 12
@@ -249,7 +235,7 @@ async def test_429_storms_polls_stay_within_backoff_and_retry_after(
             RateLimitConfig(limit=2, window_seconds=1.5, retry_after=with_header)
         )
         storm = {f"storm{i}_{with_header}": fake.state.create_run(slow) for i in range(5)}
-        await _deliver_all(api, receiver, redis_sync, storm)
+        await _deliver_all(e2e, redis_sync, storm)
         for name, run_id in storm.items():
             log = fake.state.run_stats(run_id).log
             assert any(p.http_status == 429 for p in log), name

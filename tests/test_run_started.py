@@ -42,7 +42,7 @@ def doc(run_id: str, events: tuple[str, ...] = STARTED_TOO, n: int = 0) -> Subsc
         "p",
         run_id,
         1_000 + n,
-        workspace=WS,
+        workspace_id=WS,
         callback_url=f"http://127.0.0.1:9/ok/{n}",
         events=events,
     )

@@ -43,7 +43,7 @@ def make_doc(
         "proj one",
         run_id,
         created_at,
-        workspace=WS,
+        workspace_id=WS,
         callback_url=url,
         events=events,
         metadata=b'{"k":1}',

@@ -9,13 +9,13 @@ import asyncio
 import os
 import time
 
-import msgspec
 import pytest
 import redis
 from redis.asyncio import Redis
 
-from relay.model import SubscriptionDoc, new_subscription_id, run_key
+from relay.model import SubscriptionDoc, run_key
 from relay.store import Stores, keys
+from tests.support.api_helpers import make_doc
 from tests.support.store_helpers import finish_run, open_stores
 
 SLOW_US = int(os.environ.get("HK_SLOW_US", "20000"))
@@ -26,16 +26,8 @@ WS = "ws-hk"
 
 
 def doc(run_id: str) -> SubscriptionDoc:
-    return SubscriptionDoc(
-        id=new_subscription_id(),
-        client="alpha",
-        workspace_id=WS,
-        project_name="p",
-        run_id=run_id,
-        callback_url="http://127.0.0.1:9/ok",
-        events=("completed", "failed", "canceled"),
-        metadata=msgspec.Raw(b"{}"),
-        created_at=1_000,
+    return make_doc(
+        "alpha", "p", run_id, 1_000, workspace_id=WS, callback_url="http://127.0.0.1:9/ok"
     )
 
 

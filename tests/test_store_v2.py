@@ -7,7 +7,6 @@ import asyncio
 from typing import Any
 from urllib.parse import unquote
 
-import msgspec
 import redis
 from redis.asyncio import Redis
 
@@ -18,12 +17,11 @@ from relay.model import (
     RegisterAction,
     SubscriptionDoc,
     WatchFailure,
-    new_subscription_id,
     run_key,
 )
 from relay.store import ClaimedDelivery, Stores, keys, run_digest
 from relay.store.scripts import script_source
-from tests.support.api_helpers import PUBLIC_URL, api_client, api_env, body, stored_keys
+from tests.support.api_helpers import PUBLIC_URL, api_client, api_env, body, make_doc, stored_keys
 from tests.support.relay_fixtures import AUTH_ALPHA, AUTH_BETA
 from tests.support.store_helpers import open_stores
 from workers.delivery import body_for
@@ -33,21 +31,19 @@ SECRET = "whsec_dGVzdC1zZWNyZXQ="
 
 
 def doc(
-    client: str = "alpha", run_id: str = "run1", url: str = "http://127.0.0.1:9/a", **kw: Any
+    client: str = "alpha", run_id: str = "run1", url: str = "http://127.0.0.1:9/a", **more: Any
 ) -> SubscriptionDoc:
-    fields: dict[str, Any] = {
-        "id": new_subscription_id(),
-        "client": client,
-        "workspace_id": WS,
-        "project_name": "proj",
-        "run_id": run_id,
-        "callback_url": url,
-        "events": ("completed", "failed", "canceled"),
-        "metadata": msgspec.Raw(b'{"m":1}'),
-        "created_at": 1_000,
-    }
-    fields.update(kw)
-    return SubscriptionDoc(**fields)
+    """A document of workspace WS, project "proj", created at 1000 (fields by keyword)."""
+    return make_doc(
+        client,
+        "proj",
+        run_id,
+        1_000,
+        workspace_id=WS,
+        callback_url=url,
+        metadata=b'{"m":1}',
+        **more,
+    )
 
 
 def rd_of(d: SubscriptionDoc) -> str:

@@ -11,17 +11,16 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-import msgspec
 import pytest
 import redis
 from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
 
 from relay.fake_intuned import FakeIntunedHandle, RunScript
-from relay.model import SubscriptionDoc, new_subscription_id, now_ms, run_key
+from relay.model import now_ms, run_key
 from relay.settings import Settings
 from relay.store import keys
-from tests.support.api_helpers import api_client
+from tests.support.api_helpers import api_client, make_doc
 from tests.support.intuned_fixtures import FAKE_WORKSPACE_ID
 from tests.support.receiver import ReceiverHandle, verify
 from tests.support.relay_fixtures import AUTH_ALPHA, StartWorker, wait_until
@@ -126,7 +125,10 @@ def slowlog(r: redis.Redis) -> Iterator[None]:
         r.config_set("slowlog-log-slower-than", old)
 
 
-async def fan_out_story(
+@pytest.mark.parametrize(
+    "n", [10_000, pytest.param(100_000, marks=[pytest.mark.slow, pytest.mark.timeout(1800)])]
+)
+async def test_many_subscribers_fan_out_in_bounded_steps(
     n: int,
     redis_url: str,
     relay_env: dict[str, str],
@@ -144,16 +146,8 @@ async def fan_out_story(
     with slowlog(redis_sync):
         for lo in range(0, n, 500):
             docs = [
-                SubscriptionDoc(
-                    id=new_subscription_id(),
-                    client="alpha",
-                    workspace_id=FAKE_WORKSPACE_ID,
-                    project_name="demo-project",
-                    run_id=run_id,
-                    callback_url=receiver.url(f"/ok/{i}"),
-                    events=("completed", "failed", "canceled"),
-                    metadata=msgspec.Raw(b"{}"),
-                    created_at=now_ms(),
+                make_doc(
+                    "alpha", "demo-project", run_id, now_ms(), callback_url=receiver.url(f"/ok/{i}")
                 )
                 for i in range(lo, min(n, lo + 500))
             ]
@@ -177,18 +171,3 @@ async def fan_out_story(
     longest = max([e["duration"] for e in entries], default=0)
     print(f"\nslowlog: {len(entries)} entries over 20 ms, longest {longest} us, line {line} us")
     assert slow == [], slow[:5]
-
-
-@pytest.mark.parametrize(
-    "n", [10_000, pytest.param(100_000, marks=[pytest.mark.slow, pytest.mark.timeout(1800)])]
-)
-async def test_many_subscribers_fan_out_in_bounded_steps(
-    n: int,
-    redis_url: str,
-    relay_env: dict[str, str],
-    start_worker: StartWorker,
-    fake_intuned: FakeIntunedHandle,
-    receiver: ReceiverHandle,
-    redis_sync: redis.Redis,
-) -> None:
-    await fan_out_story(n, redis_url, relay_env, start_worker, fake_intuned, receiver, redis_sync)

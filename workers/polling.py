@@ -121,27 +121,29 @@ async def poll_claimed(deps: WorkerDeps, claim: ClaimedPoll) -> None:
         )
         return
     if isinstance(outcome, RateLimited):
-        deps.metrics.polls.labels("rate_limited").inc()
-        await watches.record_poll_error(rd, delay(outcome.retry_after), interval, not_found=False)
-        log.info(
-            "poll",
-            run=rd,
-            run_id=claim.run_id,
-            outcome="rate_limited",
-            retry_after=outcome.retry_after,
-        )
+        await _poll_again(deps, claim, delay(outcome.retry_after), interval, outcome)
         return
     assert isinstance(outcome, Transient)
-    deps.metrics.polls.labels("transient").inc()
-    await watches.record_poll_error(rd, delay(), interval, not_found=False)
-    log.info(
-        "poll",
-        run=rd,
-        run_id=claim.run_id,
-        outcome="transient",
-        kind=outcome.kind,
-        status_code=outcome.status_code,
-    )
+    await _poll_again(deps, claim, delay(), interval, outcome)
+
+
+async def _poll_again(
+    deps: WorkerDeps,
+    claim: ClaimedPoll,
+    delay_ms: int,
+    interval: float,
+    outcome: RateLimited | Transient,
+) -> None:
+    """A poll to try again (rate limited, or a transient failure): count it, make the run's
+    next poll due in ``delay_ms`` and log what went wrong."""
+    fields: dict[str, object]
+    if isinstance(outcome, RateLimited):
+        name, fields = "rate_limited", {"retry_after": outcome.retry_after}
+    else:
+        name, fields = "transient", {"kind": outcome.kind, "status_code": outcome.status_code}
+    deps.metrics.polls.labels(name).inc()
+    await deps.store.watches.record_poll_error(claim.rd, delay_ms, interval, not_found=False)
+    log.info("poll", run=claim.rd, run_id=claim.run_id, outcome=name, **fields)
 
 
 async def _fetched(

@@ -139,18 +139,12 @@ async def open_deps(
 
 
 def build_pumps(deps: WorkerDeps) -> dict[str, Pump[Any]]:
-    """The poll and delivery pumps of this process."""
+    """The poll pump and one delivery pump per lane of this process."""
     watches, deliveries = deps.store.watches, deps.store.deliveries
     conc = deps.settings.worker_concurrency
 
     async def release_polls(items: Sequence[ClaimedPoll]) -> None:
         await watches.release_polls([c.rd for c in items])
-
-    async def release_deliveries(items: Sequence[ClaimedDelivery]) -> None:
-        await deliveries.release_deliveries([c.subscription_id for c in items])
-
-    async def release_notices(items: Sequence[ClaimedDelivery]) -> None:
-        await deliveries.release_deliveries([c.subscription_id for c in items], Lane.STARTED)
 
     async def handle_poll(claim: ClaimedPoll) -> None:
         await poll_claimed(deps, claim)
@@ -158,7 +152,25 @@ def build_pumps(deps: WorkerDeps) -> dict[str, Pump[Any]]:
     async def handle_delivery(claim: ClaimedDelivery) -> None:
         await deliver_claimed(deps, claim)
 
-    return {
+    def delivery_pump(lane: Lane) -> Pump[ClaimedDelivery]:
+        started = lane is Lane.STARTED
+
+        async def release(items: Sequence[ClaimedDelivery]) -> None:
+            await deliveries.release_deliveries([c.subscription_id for c in items], lane)
+
+        return Pump(
+            "started" if started else "delivery",
+            claim=deliveries.claim_notices if started else deliveries.claim_deliveries,
+            handle=handle_delivery,
+            next_due=deliveries.next_notice_due_in if started else deliveries.next_due_in,
+            release=release,
+            # The opt-in run.started events get a quarter of the slots: a flood of them never
+            # holds up a terminal event, which has its own due set and pump.
+            concurrency=max(1, conc // 4) if started else conc,
+            batch=CLAIM_BATCH,
+        )
+
+    pumps: dict[str, Pump[Any]] = {
         "poll": Pump(
             "poll",
             claim=watches.claim_polls,
@@ -167,28 +179,12 @@ def build_pumps(deps: WorkerDeps) -> dict[str, Pump[Any]]:
             release=release_polls,
             concurrency=conc,
             batch=CLAIM_BATCH,
-        ),
-        "delivery": Pump(
-            "delivery",
-            claim=deliveries.claim_deliveries,
-            handle=handle_delivery,
-            next_due=deliveries.next_due_in,
-            release=release_deliveries,
-            concurrency=conc,
-            batch=CLAIM_BATCH,
-        ),
-        # The opt-in run.started events: their own due set and a quarter of the slots, so a
-        # flood of them never holds up a terminal event.
-        "started": Pump(
-            "started",
-            claim=deliveries.claim_notices,
-            handle=handle_delivery,
-            next_due=deliveries.next_notice_due_in,
-            release=release_notices,
-            concurrency=max(1, conc // 4),
-            batch=CLAIM_BATCH,
-        ),
+        )
     }
+    for lane in Lane:
+        pump = delivery_pump(lane)
+        pumps[pump.name] = pump
+    return pumps
 
 
 async def _gauges(deps: WorkerDeps) -> None:

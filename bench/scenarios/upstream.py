@@ -28,16 +28,14 @@ import time
 from intuned_client import AsyncIntunedClient
 
 from bench.common import Bench, Row
-from bench.procs import INTUNED_KEY, PROJECT, WORKSPACE
-from bench.scenarios.upstream_push import run_push
-from relay.model import TERMINAL_STATUSES
+from bench.procs import INTUNED_KEY, WORKSPACE
+from bench.scenarios.upstream_push import NAIVE_INTERVAL, naive_sdk, run_push
 from relay.policy import next_poll_interval
 from relay.settings import Settings
 from workers.polling import poll_after
 
 DEFAULTS = Settings(redis_url=None, intuned_workspace_id="w", api_keys={})
 DURATIONS = {"30 s": 30.0, "10 min": 600.0, "2 h": 7200.0}
-NAIVE_INTERVAL = 3.0
 # Clock divisors per run length: each run lasts 10-60 real seconds, so the few real
 # milliseconds between creating a run and its first poll stay small once multiplied by K.
 FULL_SCALE = {"30 s": 3.0, "10 min": 20.0, "2 h": 120.0}
@@ -60,18 +58,6 @@ def naive_cost(duration: float) -> tuple[int, float]:
     """(calls, notice delay s) of polling every 3 s from registration on."""
     polls_after_start = math.ceil(duration / NAIVE_INTERVAL)
     return polls_after_start + 1, polls_after_start * NAIVE_INTERVAL - duration
-
-
-async def naive_sdk(sdk: AsyncIntunedClient, run_id: str, interval: float) -> None:
-    """Poll with the SDK on a fixed tick of ``interval`` until the run is terminal."""
-    loop = asyncio.get_running_loop()
-    start, tick = loop.time(), 0
-    while True:
-        res = await sdk.projects.runs.result(project_name=PROJECT, run_id=run_id)
-        if res.status in TERMINAL_STATUSES:
-            return
-        tick += 1
-        await asyncio.sleep(max(0.0, start + tick * interval - loop.time()))
 
 
 async def live(b: Bench, label: str, d: float, k: float, per: int) -> dict[str, dict]:

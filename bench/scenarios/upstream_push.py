@@ -28,22 +28,23 @@ from bench.common import Bench, Row
 from bench.load import percentile
 from bench.procs import CLIENT_KEY, INTUNED_KEY, PROJECT, WORKSPACE, wait_http
 from relay.embedded_redis import free_port
+from relay.model import TERMINAL_STATUSES
 from relay.webhooks.signing import webhook_id
 
 NAIVE_INTERVAL = 3.0
 STAGGER = 0.4
-TERMINAL = ("completed", "failed", "canceled")
 
 
-async def _naive(sdk: AsyncIntunedClient, run_id: str) -> None:
+async def naive_sdk(sdk: AsyncIntunedClient, run_id: str, interval: float = NAIVE_INTERVAL) -> None:
+    """Poll with the SDK on a fixed tick of ``interval`` until the run is terminal."""
     loop = asyncio.get_running_loop()
     start, tick = loop.time(), 0
     while True:
         res = await sdk.projects.runs.result(project_name=PROJECT, run_id=run_id)
-        if res.status in TERMINAL:
+        if res.status in TERMINAL_STATUSES:
             return
         tick += 1
-        await asyncio.sleep(max(0.0, start + tick * NAIVE_INTERVAL - loop.time()))
+        await asyncio.sleep(max(0.0, start + tick * interval - loop.time()))
 
 
 async def _start_pushed(b: Bench, api: str, i: int) -> tuple[str, str]:
@@ -77,7 +78,7 @@ async def _sides(b: Bench, api: str, d: float, n: int) -> dict[str, dict[str, st
             sides["poll"][doc.run_id] = webhook_id(doc.id, "run.completed")
             await b.fake_runs(f"up-naive-{i}-", 1, script)
             sides["naive"][f"up-naive-{i}-0"] = ""
-            tasks.append(asyncio.create_task(_naive(sdk, f"up-naive-{i}-0")))
+            tasks.append(asyncio.create_task(naive_sdk(sdk, f"up-naive-{i}-0")))
             await asyncio.sleep(STAGGER)
         await asyncio.wait_for(asyncio.gather(*tasks), timeout=d + 60)
     return sides

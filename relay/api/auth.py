@@ -10,7 +10,7 @@ from __future__ import annotations
 import hmac
 from typing import Any
 
-from litestar import Request
+from litestar import Controller, Request
 from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException
 from litestar.handlers import BaseRouteHandler
@@ -59,3 +59,11 @@ async def provide_client(request: Request[Any, Any, Any]) -> str:
     """Litestar dependency: the authenticated client name."""
     settings: Settings = request.app.state.settings
     return client_for(request.headers.get("authorization"), settings)
+
+
+class ClientController(Controller):
+    """Base of the ``/v1`` controllers: every handler needs a client's key (``require_client``),
+    documented as bearer authentication."""
+
+    guards = [require_client]
+    security = [{"bearer": []}]

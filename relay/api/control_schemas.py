@@ -9,7 +9,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from relay.api.schemas import CallbackUrl, Headers, RunId
+from relay.api.schemas import Headers
+from relay.fields import CallbackUrl, RunId
 from relay.services.test_delivery import TestOutcome
 
 RedeliverableState = Literal["exhausted", "gone", "delivered"]

@@ -87,15 +87,28 @@ def error_response(
     return Response(body, status_code=status, media_type=MediaType.JSON, headers=headers)
 
 
-def relay_error(request: Request[Any, Any, Any], exc: RelayError) -> Response[dict[str, object]]:
-    """Render a relay error by its class; one that is not an HTTP answer is a logged 500."""
+def answer_of(
+    exc: RelayError, path: str, logger: Any = log
+) -> tuple[int, dict[str, str] | None] | None:
+    """A relay error's HTTP status and headers (``Retry-After`` when it says when), a storage
+    outage logged on ``logger``; None when it is not an answer but a bug (a 500). The API and
+    the console render the answer each in their own body."""
     status = status_of(exc)
     if status is None:
-        return unexpected_error(request, exc)
+        return None
     if isinstance(exc, Unavailable):
-        log.warning("storage_unavailable", cause=exc.cause, path=request.url.path)
+        logger.warning("storage_unavailable", cause=exc.cause, path=path)
     retry = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
-    return error_response(status, str(exc), extra=exc.extra, headers=retry)
+    return status, retry
+
+
+def relay_error(request: Request[Any, Any, Any], exc: RelayError) -> Response[dict[str, object]]:
+    """Render a relay error by its class; one that is not an HTTP answer is a logged 500."""
+    answer = answer_of(exc, request.url.path)
+    if answer is None:
+        return unexpected_error(request, exc)
+    status, headers = answer
+    return error_response(status, str(exc), extra=exc.extra, headers=headers)
 
 
 def redis_error(request: Request[Any, Any, Any], exc: RedisError) -> Response[dict[str, object]]:

@@ -20,9 +20,9 @@ from litestar.status_codes import (
 from litestar.types import ExceptionHandlersMap
 from redis.exceptions import RedisError
 
-from relay.api.responses import status_of
+from relay.api.responses import answer_of
 from relay.console.auth import signed_in_client
-from relay.errors import RelayError, Unavailable, unavailable
+from relay.errors import RelayError, unavailable
 
 log = structlog.get_logger("relay.console")
 
@@ -66,13 +66,11 @@ def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response
 
 
 def _relay_error(request: Request[Any, Any, Any], exc: RelayError) -> Response[Any]:
-    status = status_of(exc)
-    if status is None:
+    answer = answer_of(exc, request.url.path, log)
+    if answer is None:
         return _unexpected(request, exc)
-    if isinstance(exc, Unavailable):
-        log.warning("storage_unavailable", cause=exc.cause, path=request.url.path)
-    retry = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
-    return error_page(status, str(exc), retry, signed_in_client(request))
+    status, headers = answer
+    return error_page(status, str(exc), headers, signed_in_client(request))
 
 
 def _redis_error(request: Request[Any, Any, Any], exc: RedisError) -> Response[Any]:

@@ -23,12 +23,12 @@ import contextlib
 import signal
 import threading
 from collections.abc import Callable
-from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import msgspec
 from aiohttp import web
 
+from relay.closing import AsyncClosing
 from relay.fake_intuned.control import add_control_routes
 from relay.fake_intuned.models import DEFAULT_PREFIX, FakeConfig, RateLimitConfig, RunScript
 from relay.fake_intuned.routes import add_intuned_routes
@@ -61,7 +61,7 @@ class FakeIntuned(FakeState):
         return app
 
 
-class FakeIntunedServer:
+class FakeIntunedServer(AsyncClosing):
     """``async with FakeIntunedServer(...) as srv`` serves a FakeIntuned in the running loop."""
 
     def __init__(
@@ -103,23 +103,15 @@ class FakeIntunedServer:
         self._runner = runner
         self.port = int(runner.addresses[0][1])
 
-    async def stop(self) -> None:
+    async def aclose(self) -> None:
         """Stop serving; in-flight requests get ``shutdown_timeout`` seconds to finish."""
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.cleanup()
 
-    async def __aenter__(self) -> FakeIntunedServer:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
 
 class FakeIntunedHandle:
@@ -142,16 +134,6 @@ class FakeIntunedHandle:
 
     def __repr__(self) -> str:
         return f"FakeIntunedHandle(base_url={self.base_url!r}, workspace_id={self.workspace_id!r})"
-
-    @property
-    def host(self) -> str:
-        """The address the fake listens on."""
-        return self.server.host
-
-    @property
-    def port(self) -> int:
-        """The bound port."""
-        return self.server.port
 
     @property
     def base_url(self) -> str:

@@ -29,7 +29,6 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC
-from types import TracebackType
 from typing import Any, Final
 from urllib.parse import quote
 
@@ -37,6 +36,7 @@ import aiohttp
 import msgspec
 from aiohttp.http_exceptions import ContentEncodingError
 
+from relay.closing import AsyncClosing
 from relay.intuned.models import (
     RAW_FIELDS_DECODER,
     RESULT_DECODER,
@@ -182,7 +182,7 @@ def _session_factory(
     return make
 
 
-class IntunedClient:
+class IntunedClient(AsyncClosing):
     """One workspace's Run API client; one per process, closed by its owner (``aclose``)."""
 
     def __init__(
@@ -288,14 +288,3 @@ class IntunedClient:
             if session is not None:
                 await session.close()
         self._session = self._start_session = None
-
-    async def __aenter__(self) -> IntunedClient:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()

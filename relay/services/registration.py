@@ -15,12 +15,13 @@ This module must never know HTTP request objects, or log header values or metada
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any
 
 import msgspec
 import structlog
 
 from relay.errors import InvalidInput, NotFound, QuotaExceeded, SubscriptionExists
+from relay.fields import METADATA_MAX_BYTES
 from relay.model import (
     RegisterAction,
     Subscription,
@@ -39,8 +40,6 @@ from relay.webhooks.custom_headers import header_names, validate_headers
 from relay.webhooks.signing import new_secret
 
 log = structlog.get_logger("relay.registration")
-
-METADATA_MAX_BYTES: Final = 4096
 
 
 class NewSubscription(msgspec.Struct, frozen=True, kw_only=True):

@@ -26,8 +26,8 @@ from typing import Annotated, Any, Final, Literal
 import msgspec
 import structlog
 
-from relay.api.schemas import METADATA_MAX_BYTES, CallbackUrl, ProjectName
 from relay.errors import InvalidInput
+from relay.fields import METADATA_MAX_BYTES, CallbackUrl, ProjectName
 from relay.intuned.client import IntunedClient
 from relay.intuned.start import Refused, Started, Unavailable, Unknown
 from relay.model import (

@@ -30,12 +30,12 @@ import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from types import TracebackType
 from typing import Final, Self
 
 import aiohttp
 import msgspec
 
+from relay.closing import AsyncClosing
 from relay.errors import CallbackRefused
 from relay.model import DeliveryOutcome
 from relay.webhooks.allowlist import CallbackPolicy
@@ -131,7 +131,7 @@ def url_refusal(url: str, policy: CallbackPolicy) -> str | None:
     return None
 
 
-class WebhookSender:
+class WebhookSender(AsyncClosing):
     """The process's webhook HTTP client: ``async with WebhookSender(...) as s: await s.send()``."""
 
     def __init__(
@@ -186,14 +186,6 @@ class WebhookSender:
     async def __aenter__(self) -> Self:
         await self.start()
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def send(self, url: str, body: bytes, headers: Mapping[str, str]) -> AttemptResult:
         """POST ``body`` to ``url`` once and classify the answer; network trouble never raises."""

@@ -110,25 +110,20 @@ def everything(r: redis.Redis) -> dict[str, Any]:
 
 
 def make_doc(
-    client: str,
-    project: str,
-    run: str,
-    created_at: int,
-    *,
-    workspace: str = WORKSPACE,
-    callback_url: str = PUBLIC_URL,
-    events: tuple[str, ...] = EVENT_STATUSES,
-    metadata: bytes = b"{}",
+    client: str, project: str, run: str, created_at: int, /, *, metadata: bytes = b"{}", **more: Any
 ) -> SubscriptionDoc:
-    """A subscription document as the API would build it, with a chosen creation time."""
-    return SubscriptionDoc(
-        id=new_subscription_id(),
-        client=client,
-        workspace_id=workspace,
-        project_name=project,
-        run_id=run,
-        callback_url=callback_url,
-        events=events,
-        metadata=msgspec.Raw(metadata),
-        created_at=created_at,
-    )
+    """A subscription document as the API would build it, with a chosen creation time: on
+    WORKSPACE, to PUBLIC_URL, for every event; any field by keyword (``id``, ``workspace_id``,
+    ``callback_url``, ``events``, ``headers``...) wins over these."""
+    fields: dict[str, Any] = {
+        "id": new_subscription_id(),
+        "client": client,
+        "workspace_id": WORKSPACE,
+        "project_name": project,
+        "run_id": run,
+        "callback_url": PUBLIC_URL,
+        "events": EVENT_STATUSES,
+        "metadata": msgspec.Raw(metadata),
+        "created_at": created_at,
+    }
+    return SubscriptionDoc(**(fields | more))

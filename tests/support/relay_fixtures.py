@@ -117,11 +117,32 @@ async def wait_until(
         await asyncio.sleep(interval)
 
 
-async def subscription_state(api: AsyncTestClient[Any], sid: str, auth: dict[str, str]) -> str:
-    """The current state of a subscription via the API."""
+async def subscribe(
+    api: AsyncTestClient[Any],
+    run_id: str,
+    url: str,
+    auth: dict[str, str] = AUTH_ALPHA,
+    **extra: Any,
+) -> dict[str, Any]:
+    """POST /v1/subscriptions for a ``demo-project`` run (more fields by keyword): 201, its view."""
+    body = {"projectName": "demo-project", "runId": run_id, "callbackUrl": url, **extra}
+    resp = await api.post("/v1/subscriptions", json=body, headers=auth)
+    assert resp.status_code == 201, resp.text
+    return dict(resp.json())
+
+
+async def subscription_view(
+    api: AsyncTestClient[Any], sid: str, auth: dict[str, str] = AUTH_ALPHA
+) -> dict[str, Any]:
+    """A subscription as GET /v1/subscriptions/{id} shows it (200)."""
     resp = await api.get(f"/v1/subscriptions/{sid}", headers=auth)
     assert resp.status_code == 200, resp.text
-    return str(resp.json()["state"])
+    return dict(resp.json())
+
+
+async def subscription_state(api: AsyncTestClient[Any], sid: str, auth: dict[str, str]) -> str:
+    """The current state of a subscription via the API."""
+    return str((await subscription_view(api, sid, auth))["state"])
 
 
 async def reach_state(

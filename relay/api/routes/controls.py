@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from litestar import Controller, delete, get, post, put
+from litestar import delete, get, post, put
 from litestar.datastructures import State
 from litestar.exceptions import ClientException, NotFoundException, ValidationException
 from litestar.status_codes import HTTP_200_OK
@@ -21,7 +21,7 @@ from relay.api.control_schemas import (
 )
 from relay.api.deps import ClientName, StoreDep, callback_lookup
 from relay.api.responses import body_error_handler, errors, validation_handler
-from relay.api.routes.subscriptions import STRICT_JSON_BODY, require_client_and_body
+from relay.api.routes.subscriptions import STRICT_JSON_BODY, ClientBodyController
 from relay.api.schemas import CALLBACK_URL_RULE
 from relay.services import operational
 from relay.services.test_delivery import send_test
@@ -30,13 +30,11 @@ from relay.store import OperationalHook
 from relay.webhooks.custom_headers import redacted
 
 
-class TestDeliveryController(Controller):
+class TestDeliveryController(ClientBodyController):
     """Send one signed ``relay.ping`` to a URL now."""
 
     path = "/v1/test-deliveries"
     tags = ["controls"]
-    guards = [require_client_and_body]
-    security = [{"bearer": []}]
     exception_handlers = {
         ValidationException: validation_handler(rules={"callbackUrl": CALLBACK_URL_RULE})
     }
@@ -84,14 +82,12 @@ def _out(hook: OperationalHook) -> OperationalWebhookOut:
     return OperationalWebhookOut(url=hook.url, headers=redacted(hook.headers))
 
 
-class OperationalWebhookController(Controller):
+class OperationalWebhookController(ClientBodyController):
     """The client's operational webhook: where exhausted/gone subscriptions and a refused
     Intuned key are reported."""
 
     path = "/v1/operational-webhook"
     tags = ["controls"]
-    guards = [require_client_and_body]
-    security = [{"bearer": []}]
     exception_handlers = {ValidationException: validation_handler(rules={"url": CALLBACK_URL_RULE})}
 
     @put(

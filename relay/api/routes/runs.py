@@ -9,13 +9,13 @@ from __future__ import annotations
 from typing import Annotated
 
 import msgspec
-from litestar import Controller, Response, get
+from litestar import Response, get
 from litestar.exceptions import ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Example
 from litestar.params import PathParameter
 
-from relay.api.auth import require_client
+from relay.api.auth import ClientController
 from relay.api.deps import ClientName, SettingsDep, StoreDep
 from relay.api.responses import errors, validation_handler
 from relay.api.schemas import RunView, iso
@@ -27,13 +27,11 @@ from relay.services.registration import may_read_run
 PASSED_THROUGH = ("runId", "status", "result", "error", "reason", "message", "extendedPayloads")
 
 
-class RunController(Controller):
+class RunController(ClientController):
     """Runs the client subscribed to."""
 
     path = "/v1/runs"
     tags = ["runs"]
-    guards = [require_client]
-    security = [{"bearer": []}]
     exception_handlers = {
         ValidationException: validation_handler(
             aliases={"project_name": "projectName", "run_id": "runId"}

@@ -5,23 +5,21 @@ A client only ever sees its own secret; it is never logged.
 
 from __future__ import annotations
 
-from litestar import Controller, get, post
+from litestar import get, post
 from litestar.status_codes import HTTP_200_OK
 
-from relay.api.auth import require_client
+from relay.api.auth import ClientController
 from relay.api.deps import ClientName, StoreDep
 from relay.api.responses import errors
 from relay.api.schemas import SecretOut
 from relay.webhooks.signing import new_secret
 
 
-class SecretController(Controller):
+class SecretController(ClientController):
     """The authenticated client's signing secret."""
 
     path = "/v1/signing-secret"
     tags = ["signing"]
-    guards = [require_client]
-    security = [{"bearer": []}]
 
     @get(
         "/",

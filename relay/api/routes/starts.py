@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from litestar import Controller, MediaType, Request, Response, post
+from litestar import MediaType, Request, Response, post
 from litestar.datastructures import State
 from litestar.exceptions import ClientException, NotAuthorizedException, NotFoundException
 from litestar.params import FromPath
@@ -18,7 +18,7 @@ from litestar.status_codes import HTTP_201_CREATED, HTTP_202_ACCEPTED
 from relay.api.auth import client_for
 from relay.api.deps import callback_lookup
 from relay.api.responses import body_error_handler, errors
-from relay.api.routes.subscriptions import require_client_and_body
+from relay.api.routes.subscriptions import ClientBodyController
 from relay.services.ingress import PushResult, authenticate, trigger_poll
 from relay.services.starts import INGRESS_SECRET_HEADER, StartDeps, start_and_watch
 
@@ -27,13 +27,11 @@ START_MAX_BYTES: Final = 1024 * 1024
 INGRESS_MAX_BYTES: Final = 4 * 1024 * 1024
 
 
-class StartController(Controller):
+class StartController(ClientBodyController):
     """Start a run with Intuned and watch it."""
 
     path = "/v1/runs"
     tags = ["runs"]
-    guards = [require_client_and_body]
-    security = [{"bearer": []}]
 
     @post(
         "/",

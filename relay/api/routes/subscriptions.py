@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import structlog
-from litestar import Controller, Request, Response, delete, get, post
+from litestar import Request, Response, delete, get, post
 from litestar.connection import ASGIConnection
 from litestar.datastructures import State
 from litestar.enums import RequestEncodingType
@@ -26,7 +26,7 @@ from litestar.status_codes import (
     HTTP_202_ACCEPTED,
 )
 
-from relay.api.auth import client_for, require_client
+from relay.api.auth import ClientController, client_for, require_client
 from relay.api.control_schemas import BulkRedeliverIn, BulkRedeliverOut
 from relay.api.deps import ClientName, StoreDep, callback_lookup
 from relay.api.responses import (
@@ -91,6 +91,12 @@ async def require_client_and_body(
         await require_json_body(connection, handler)
 
 
+class ClientBodyController(ClientController):
+    """Base of the ``/v1`` controllers with JSON bodies: ``require_client_and_body`` guards."""
+
+    guards = [require_client_and_body]
+
+
 def not_found(sid: str) -> NotFound:
     """404 for a subscription id (echoed only when it has the shape of one)."""
     return NotFound(
@@ -109,13 +115,11 @@ async def load_out(store: SubscriptionStore, sid: str, client: str) -> Subscript
     return subscription_out(sub, status)
 
 
-class SubscriptionController(Controller):
+class SubscriptionController(ClientBodyController):
     """Subscriptions of the authenticated client."""
 
     path = "/v1/subscriptions"
     tags = ["subscriptions"]
-    guards = [require_client_and_body]
-    security = [{"bearer": []}]
     exception_handlers = {
         ValidationException: validation_handler(
             aliases={"state_": "state", "run_id": "runId"},

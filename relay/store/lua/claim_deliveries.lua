@@ -4,34 +4,23 @@
 -- Returns a list of maps (see deliveries.ClaimRow).
 local limit, lease, result_max = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local now = redis_now()
-local due = due_entries(KEYS[1], now, limit, ARGV[4])
 local own = {F.STATE, F.ATTEMPTS, F.SERIES, F.EVENT_TYPE, F.OCCURRED, W.FAIL_CODE,
              W.FAIL_MESSAGE}
-local from = #own + 1
-local out = {}
-for _, sid in ipairs(due) do
-  local s = redis.call('HMGET', fmt(K_SUB, sid), F.STATE, F.ATTEMPTS, F.SERIES, F.EVENT_TYPE,
-                       F.OCCURRED, W.FAIL_CODE, W.FAIL_MESSAGE, unpack(DOC_FIELDS))
-  if s[1] == ST.DELIVERING then
-    redis.call('ZADD', KEYS[1], now + lease, sid)
-    local m = {'id', sid, 'now', now}
-    for j = 2, #own do
-      if s[j] then table.insert(m, own[j]); table.insert(m, s[j]) end
-    end
-    local rk = fmt(K_WATCH, run_digest(s[from] or ''))
-    local size = redis.call('HSTRLEN', rk, RF.BODY)
-    if redis.call('HEXISTS', rk, RF.BODY) == 0 then
-      table.insert(m, 'result_state'); table.insert(m, 'none')
-    elseif size > result_max then
-      table.insert(m, 'result_state'); table.insert(m, 'big')
-    else
-      table.insert(m, 'result_state'); table.insert(m, 'result')
-      table.insert(m, 'result'); table.insert(m, redis.call('HGET', rk, RF.BODY))
-    end
-    claim_doc(m, s, from)
-    table.insert(out, m)
-  else
-    redis.call('ZREM', KEYS[1], sid)
+return claim_due(KEYS[1], now, limit, ARGV[4], lease, own, function(sid, s)
+  if s[1] ~= ST.DELIVERING then return nil end
+  local m = {'id', sid, 'now', now}
+  for j = 2, #own do
+    if s[j] then table.insert(m, own[j]); table.insert(m, s[j]) end
   end
-end
-return out
+  local rk = fmt(K_WATCH, run_digest(s[#own + 1] or ''))
+  local size = redis.call('HSTRLEN', rk, RF.BODY)
+  if redis.call('HEXISTS', rk, RF.BODY) == 0 then
+    table.insert(m, 'result_state'); table.insert(m, 'none')
+  elseif size > result_max then
+    table.insert(m, 'result_state'); table.insert(m, 'big')
+  else
+    table.insert(m, 'result_state'); table.insert(m, 'result')
+    table.insert(m, 'result'); table.insert(m, redis.call('HGET', rk, RF.BODY))
+  end
+  return m
+end)

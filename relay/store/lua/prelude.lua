@@ -128,6 +128,27 @@ local function claim_doc(m, s, from)
   if sec[3] then table.insert(m, 'rot'); table.insert(m, sec[3]) end
 end
 
+-- Lease the due entries of a delivery lane: for each, read the subscription's `own` fields
+-- then DOC_FIELDS (one HMGET); build(sid, s) answers the claim map's own part, or nil when
+-- the entry is no longer due work (dropped from the set). Returns the list of claim maps.
+local function claim_due(due_set, now, limit, only, lease, own, build)
+  local names = {unpack(own)}
+  for _, name in ipairs(DOC_FIELDS) do table.insert(names, name) end
+  local out = {}
+  for _, sid in ipairs(due_entries(due_set, now, limit, only)) do
+    local s = redis.call('HMGET', fmt(K_SUB, sid), unpack(names))
+    local m = build(sid, s)
+    if m then
+      redis.call('ZADD', due_set, now + lease, sid)
+      claim_doc(m, s, #own + 1)
+      table.insert(out, m)
+    else
+      redis.call('ZREM', due_set, sid)
+    end
+  end
+  return out
+end
+
 -- Start a fresh attempt series for a client's subscription whose run ended (redeliver.lua for
 -- one, redeliver_batch.lua for each match). Returns the outcome ('ok', 'not_found' or
 -- 'conflict') and the subscription's state.

@@ -48,7 +48,7 @@ def body_for(claim: ClaimedDelivery, raw: bytes | None) -> bytes:
     return events.event_body(claim.doc, claim.event_type, claim.occurred_at, claim.failure, raw)
 
 
-async def _send(deps: WorkerDeps, claim: ClaimedDelivery, now: int) -> AttemptResult:
+async def _send(deps: WorkerDeps, claim: ClaimedDelivery, now: int, msg_id: str) -> AttemptResult:
     if not claim.secrets:
         log.error(
             "delivery_without_secret",
@@ -58,7 +58,6 @@ async def _send(deps: WorkerDeps, claim: ClaimedDelivery, now: int) -> AttemptRe
         )
         return AttemptResult(outcome=DeliveryOutcome.RETRY, error=NO_SECRET, duration_ms=0.0)
     body = await event_body(deps, claim)
-    msg_id = webhook_id(claim.subscription_id, claim.event_type)
     # The client's own headers (validated at registration) first: none can shadow ours.
     headers = {
         **claim.doc.headers,
@@ -119,7 +118,8 @@ async def _attempt(deps: WorkerDeps, claim: ClaimedDelivery) -> AttemptResult:
     """Make one delivery attempt for a leased subscription and record it."""
     s = deps.settings
     now = deps.clock()
-    result = await _send(deps, claim, now)
+    msg_id = webhook_id(claim.subscription_id, claim.event_type)
+    result = await _send(deps, claim, now, msg_id)
     number = claim.attempts_in_series + 1
     outcome = DeliveryOutcome(result.outcome)
     delay_ms = 0
@@ -152,7 +152,7 @@ async def _attempt(deps: WorkerDeps, claim: ClaimedDelivery) -> AttemptResult:
     log.info(
         "delivery_attempt",
         subscription_id=claim.subscription_id,
-        webhook_id=webhook_id(claim.subscription_id, claim.event_type),
+        webhook_id=msg_id,
         run_id=claim.doc.run_id,
         attempt=number,
         outcome=outcome.value,

@@ -1,10 +1,11 @@
 """Loading the Lua scripts (package resources) and calling them: maps in, Structs out.
 
 Each script is the generated constants of ``keys.lua_constants()``, the shared ``prelude.lua``
-and its own file. A script answers a flat key/value array (or a list of them); ``decode_map``
-turns one into a Struct with msgspec, so no caller reads a value by its position. Calls made
-in the same event-loop pass share one pipelined round trip (``Batcher``). This module must
-never name a key or decide scheduling.
+and its own file, its enum names (``ST.WATCHING``) written as literals (``keys.lua_inline``).
+A script answers a flat key/value array (or a list of them); ``decode_map`` turns one into a
+Struct with msgspec, so no caller reads a value by its position. Calls made in the same
+event-loop pass share one pipelined round trip (``Batcher``). This module must never name a
+key or decide scheduling.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
-from relay.store.keys import lua_constants
+from relay.store.keys import lua_constants, lua_inline
 
 T = TypeVar("T")
 S = TypeVar("S", bound=msgspec.Struct)
@@ -30,10 +31,11 @@ Arg = str | int | float | bytes
 
 @cache
 def script_source(name: str) -> str:
-    """The full Lua of ``lua/<name>.lua``: constants, prelude, then the script."""
+    """The full Lua of ``lua/<name>.lua``: constants, prelude, then the script, with the enums
+    written as literals."""
     folder = resources.files("relay.store") / "lua"
     prelude = (folder / "prelude.lua").read_text()
-    return lua_constants() + prelude + (folder / f"{name}.lua").read_text()
+    return lua_constants() + lua_inline(prelude + (folder / f"{name}.lua").read_text())
 
 
 async def r(value: Awaitable[T] | T) -> T:

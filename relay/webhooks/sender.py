@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import ssl
 import time
 from collections.abc import Mapping
@@ -117,6 +118,19 @@ def _outcome_for_status(status: int) -> tuple[DeliveryOutcome, str | None]:
     return DeliveryOutcome.RETRY, f"http_{status}"
 
 
+@functools.lru_cache(maxsize=1024)
+def url_refusal(url: str, policy: CallbackPolicy) -> str | None:
+    """``invalid_url``, ``ssrf_refused`` (a forbidden IP literal) or None: a pure function of
+    the URL and the policy, kept for the last 1,024 URLs (most deliveries share a few)."""
+    try:
+        parsed = validate_callback_url(url)
+    except CallbackRefused:
+        return "invalid_url"
+    if literal_refusal(parsed.host, policy) is not None:
+        return "ssrf_refused"
+    return None
+
+
 class WebhookSender(AsyncClosing):
     """The process's webhook HTTP client: ``async with WebhookSender(...) as s: await s.send()``."""
 
@@ -188,13 +202,7 @@ class WebhookSender(AsyncClosing):
 
     def _refuse_literal(self, url: str) -> str | None:
         """An error class if the URL is malformed or its host is a forbidden IP literal."""
-        try:
-            parsed = validate_callback_url(url)
-        except CallbackRefused:
-            return "invalid_url"
-        if literal_refusal(parsed.host, self._policy) is not None:
-            return "ssrf_refused"
-        return None
+        return url_refusal(url, self._policy)
 
     async def _post(
         self,

@@ -49,3 +49,15 @@ def test_known_statuses_and_final_states() -> None:
     assert SubState.WATCHING not in FINAL_STATES
     assert SubState.DELIVERING not in FINAL_STATES
     assert len(FINAL_STATES) == len(SubState) - 2
+
+
+def test_the_lua_names_fields_and_states_by_their_python_values() -> None:
+    """Scripts are loaded with ``F.STATE``-style names written as the enums' literals; a name
+    that is no member fails at load time, not as a nil inside Redis."""
+    from relay.store.keys import lua_inline
+
+    lua = "redis.call('HGET', k, F.STATE) == ST.DELIVERING and RF.BODY -- SF.CURRENT"
+    assert lua_inline(lua) == "redis.call('HGET', k, 'st') == 'delivering' and 'b' -- 'cur'"
+    assert lua_inline("string.sub(x, 1) .. KEYS[1]") == "string.sub(x, 1) .. KEYS[1]"
+    with pytest.raises(KeyError):
+        lua_inline("F.NO_SUCH_FIELD")

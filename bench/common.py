@@ -198,7 +198,7 @@ class Bench:
             metadata=msgspec.Raw(b"{}"),
             created_at=now_ms(),
         )
-        return doc, run_key(WORKSPACE, "bench-project", run_id)
+        return doc, run_key("bench-project", run_id)
 
     async def register_many(
         self, run_ids: Sequence[str], callback: str, batch: int = 256

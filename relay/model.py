@@ -246,9 +246,10 @@ def new_subscription_id() -> str:
     return "sub_" + secrets.token_urlsafe(16)
 
 
-def run_key(workspace_id: str, project_name: str, run_id: str) -> str:
-    """The identity of one watched run: workspace, project and run, each percent-encoded."""
-    return "/".join(quote(part, safe="") for part in (workspace_id, project_name, run_id))
+def run_key(project_name: str, run_id: str) -> str:
+    """The identity of one watched run: project and run, each percent-encoded. The workspace
+    is the deployment's one ``INTUNED_WORKSPACE_ID``, not part of it (nor stored per run)."""
+    return "/".join(quote(part, safe="") for part in (project_name, run_id))
 
 
 def event_type_for(status: str | None, failed: bool) -> str:

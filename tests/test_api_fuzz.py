@@ -36,7 +36,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from relay.model import run_key
 from relay.store import keys as store_keys
 from relay.store import run_digest
-from tests.support.api_helpers import WORKSPACE, api_env, make_app, public_dns, snapshot
+from tests.support.api_helpers import api_env, make_app, public_dns, snapshot
 from tests.support.relay_fixtures import ALPHA_KEY, AUTH_ALPHA, AUTH_BETA
 from tests.support.store_helpers import finish_run, open_stores
 
@@ -92,7 +92,7 @@ async def _finish_run(redis_url: str, project: str, run: str, result: bytes) -> 
     """Record a terminal Intuned result for a watched run, as a worker's poll would."""
     client = aioredis.Redis.from_url(redis_url)
     try:
-        await finish_run(open_stores(client), run_key(WORKSPACE, project, run), "completed", result)
+        await finish_run(open_stores(client), run_key(project, run), "completed", result)
     finally:
         await client.aclose()
 
@@ -127,7 +127,7 @@ def alpha_state(r: redis.Redis, alpha: Alpha) -> dict[str, Any]:
     """Everything stored about alpha (without TTLs), to compare before and after."""
     keys = [k.decode() for k in r.scan_iter(match=store_keys.client_prefix("alpha") + "*")]
     for project, run in alpha.runs:
-        rd = run_digest(run_key(WORKSPACE, project, run))
+        rd = run_digest(run_key(project, run))
         keys += [store_keys.watch(rd), store_keys.subscribers(rd)]
     for sid in alpha.subscription_ids:
         keys += [store_keys.sub(sid), store_keys.attempts(sid)]

@@ -14,7 +14,7 @@ from litestar.testing import AsyncTestClient
 
 from relay.model import now_ms, run_key
 from relay.store import Stores, run_digest
-from tests.support.api_helpers import WORKSPACE, body, make_doc
+from tests.support.api_helpers import body, make_doc
 from tests.support.relay_fixtures import AUTH_ALPHA, subscription_view
 from tests.support.store_helpers import finish_run
 
@@ -67,7 +67,7 @@ async def same_millisecond(store: Stores, n: int, at: int, run: str = "r") -> li
     for i in range(n):
         doc = make_doc("alpha", "demo-project", f"{run}{i}", at)
         await store.subscriptions.register(
-            doc, run_key(WORKSPACE, doc.project_name, doc.run_id), "whsec_dGVzdA=="
+            doc, run_key(doc.project_name, doc.run_id), "whsec_dGVzdA=="
         )
         ids.append(doc.id)
     return ids
@@ -195,9 +195,7 @@ async def test_delete_is_204_then_canceled_and_idempotent(
     assert again.status_code == 204
     assert (await subscription_view(api, sid)) == got
     # The run's last subscription is gone: its polling stopped.
-    watch = await store.watches.get_watch(
-        run_digest(run_key(WORKSPACE, "demo-project", "to-cancel"))
-    )
+    watch = await store.watches.get_watch(run_digest(run_key("demo-project", "to-cancel")))
     assert watch is not None and watch.state == "idle"
     assert await store.housekeeping.watched_runs() == 0
     missing = await cancel(api, "sub_doesNotExist000000000")
@@ -212,7 +210,7 @@ async def test_redeliver_is_409_until_the_run_is_terminal(
     assert resp.status_code == 409, resp.text
     assert "watching" in resp.json()["detail"]
     result = msgspec.json.encode({"runId": "pending-run", "status": "failed", "error": "x"})
-    rk = run_key(WORKSPACE, "demo-project", "pending-run")
+    rk = run_key("demo-project", "pending-run")
     await finish_run(store, rk, "failed", result)
     resp = await redeliver(api, sid)
     assert resp.status_code == 202, resp.text
@@ -227,7 +225,7 @@ async def test_redeliver_of_a_skipped_subscription_is_409(
 ) -> None:
     sid = (await create(api, run="skipper", events=["failed"]))["id"]
     result = msgspec.json.encode({"runId": "skipper", "status": "completed"})
-    await finish_run(store, run_key(WORKSPACE, "demo-project", "skipper"), "completed", result)
+    await finish_run(store, run_key("demo-project", "skipper"), "completed", result)
     assert (await subscription_view(api, sid))["state"] == "skipped"
     resp = await redeliver(api, sid)
     assert resp.status_code == 409 and "skipped" in resp.json()["detail"]

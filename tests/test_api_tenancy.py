@@ -18,7 +18,7 @@ from litestar.testing import AsyncTestClient
 
 from relay.model import Attempt, DeliveryOutcome, now_ms, run_key
 from relay.store import Stores, run_digest
-from tests.support.api_helpers import WORKSPACE, body, everything
+from tests.support.api_helpers import body, everything
 from tests.support.relay_fixtures import AUTH_ALPHA, AUTH_BETA
 from tests.support.store_helpers import finish_run
 
@@ -53,7 +53,7 @@ async def alpha(api: AsyncTestClient[Any], store: Stores) -> AlphaWorld:
     delivered = await create(api, AUTH_ALPHA, project=PROJECT, run="done", metadata={"a": 1})
     now = now_ms()
     result = msgspec.json.encode({"runId": "done", "status": "completed", "result": {"n": 42}})
-    await finish_run(store, run_key(WORKSPACE, PROJECT, "done"), "completed", result)
+    await finish_run(store, run_key(PROJECT, "done"), "completed", result)
     [claim] = await store.deliveries.claim_deliveries(10, only=delivered)
     attempt = Attempt(attempt=1, at=now, status_code=200, error=None, duration_ms=3.0)
     rec = await store.deliveries.record_attempt(claim, attempt, DeliveryOutcome.DELIVERED, 0)
@@ -91,9 +91,7 @@ async def test_beta_deleting_alphas_subscription_does_not_stop_its_polling(
 ) -> None:
     resp = await api.delete(f"{SUBS}/{alpha.watching}", headers=AUTH_BETA)
     assert resp.status_code == 404
-    watch = await store.watches.get_watch(
-        run_digest(run_key(WORKSPACE, PROJECT, alpha.watched_run))
-    )
+    watch = await store.watches.get_watch(run_digest(run_key(PROJECT, alpha.watched_run)))
     assert watch is not None and watch.state == "watching"
     assert await store.housekeeping.watched_runs() == 1
     got = await api.get(f"{SUBS}/{alpha.watching}", headers=AUTH_ALPHA)
@@ -154,7 +152,7 @@ async def test_shared_run_alpha_canceling_leaves_betas_watch_running(
     a = await create(api, AUTH_ALPHA, project=PROJECT, run="shared")
     b = await create(api, AUTH_BETA, project=PROJECT, run="shared")
     assert (await api.delete(f"{SUBS}/{a}", headers=AUTH_ALPHA)).status_code == 204
-    watch = await store.watches.get_watch(run_digest(run_key(WORKSPACE, PROJECT, "shared")))
+    watch = await store.watches.get_watch(run_digest(run_key(PROJECT, "shared")))
     assert watch is not None and watch.state == "watching"
     theirs = (await api.get(f"{SUBS}/{b}", headers=AUTH_BETA)).json()
     assert theirs["state"] == "watching"

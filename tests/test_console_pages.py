@@ -24,7 +24,7 @@ from relay.services.overview import Minute
 from relay.services.subscriptions import SCAN_LIMIT, Filters
 from relay.settings import Settings
 from relay.store import Stores, run_digest
-from tests.support.api_helpers import WORKSPACE, api_client, api_env, make_doc
+from tests.support.api_helpers import api_client, api_env, make_doc
 from tests.support.console import post_form, sign_in
 from tests.support.receiver import ReceiverHandle
 from tests.support.relay_fixtures import (
@@ -61,7 +61,7 @@ async def _seed(store: Stores, n: int, *, start: int = 1_000_000) -> list[str]:
     for i in range(n):
         doc = make_doc("alpha", "demo-project", f"r{i % 3}", start + i)
         doc = msgspec.structs.replace(doc, callback_url=f"https://{'ab'[i % 2]}.example/h/{i}")
-        rk = run_key(WORKSPACE, doc.project_name, doc.run_id)
+        rk = run_key(doc.project_name, doc.run_id)
         await store.subscriptions.register(doc, rk, "whsec_dGVzdA==")
         ids.append(doc.id)
     return ids
@@ -216,7 +216,7 @@ async def test_the_event_source_and_oldest_pending_are_read_for_their_client_onl
     older = make_doc("beta", "demo-project", "run-e", 1_000)
     newer = make_doc("beta", "demo-project", "run-e", 2_000)
     newer = msgspec.structs.replace(newer, callback_url="https://b.example/h")
-    rk = run_key(WORKSPACE, "demo-project", "run-e")
+    rk = run_key("demo-project", "run-e")
     for doc in (newer, older):
         await store.subscriptions.register(doc, rk, "whsec_dGVzdA==")
     subs = store.subscriptions
@@ -262,7 +262,7 @@ async def test_the_attempt_table_says_which_event_each_attempt_carried(
     console: AsyncTestClient[Any], store: Stores
 ) -> None:
     doc = make_doc("alpha", "demo-project", "r-started", 1_000, events=(*EVENT_STATUSES, "started"))
-    rk = run_key(WORKSPACE, doc.project_name, doc.run_id)
+    rk = run_key(doc.project_name, doc.run_id)
     await store.subscriptions.register(doc, rk, "whsec_dGVzdA==")
     await store.watches.record_result(run_digest(rk), "started", b'{"status":"started"}', 0, 1)
     await store.watches.fan_out_notices(run_digest(rk))

@@ -47,9 +47,9 @@ async def gone(stores: Stores, docs: list[SubscriptionDoc]) -> None:
 async def gone_or_delivered(stores: Stores, docs: list[SubscriptionDoc], *, record: bool) -> None:
     """Register each and end their runs; with ``record``, every first attempt answers 410."""
     for d in docs:
-        rk = run_key(WS, d.project_name, d.run_id)
+        rk = run_key(d.project_name, d.run_id)
         await stores.subscriptions.register(d, rk, SECRET)
-    for rk in {run_key(WS, d.project_name, d.run_id) for d in docs}:
+    for rk in {run_key(d.project_name, d.run_id) for d in docs}:
         await finish_run(stores, rk, "completed", b'{"status":"completed"}')
     if not record:
         return
@@ -132,7 +132,7 @@ async def test_operational_webhook_round_trip_per_client(redis_client: Redis) ->
 
 async def test_owner_and_fingerprint_are_checked_atomically(redis_client: Redis) -> None:
     subs = open_stores(redis_client).subscriptions
-    rk = run_key(WS, "proj", "run-x")
+    rk = run_key("proj", "run-x")
     first = doc("alpha", "run-x", "http://a.example/", 1)
     reg = await subs.register(first, rk, SECRET, fingerprint="f1", owner_only=True)
     assert reg.action is RegisterAction.POLL
@@ -190,7 +190,7 @@ async def test_the_default_fingerprint_is_not_stored_and_still_compared(
     """'' is the default registration ({} metadata, no headers): stored as no field at all, and
     a repeat with other metadata or header names is still a conflict."""
     subs = open_stores(redis_client).subscriptions
-    rk = run_key(WS, "proj", "run-s")
+    rk = run_key("proj", "run-s")
     plain = doc("alpha", "run-s", "http://a.example/", 1)
     assert (await subs.register(plain, rk, SECRET)).action is RegisterAction.POLL
     assert not await redis_client.hexists(keys.sub(plain.id), SubField.FINGERPRINT.value)

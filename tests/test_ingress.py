@@ -19,7 +19,6 @@ from relay.model import run_key
 from relay.store import keys
 from relay.store.keys import WatchField
 from tests.support.api_helpers import api_client, everything
-from tests.support.intuned_fixtures import FAKE_WORKSPACE_ID
 from tests.support.relay_fixtures import AUTH_ALPHA, base_env
 
 PUBLIC = "https://relay.example.test"
@@ -51,7 +50,7 @@ async def start(api: AsyncTestClient[Any], fake: FakeIntunedHandle, key: str) ->
 
 
 def watch_fields(r: redis.Redis, run_id: str) -> dict[bytes, bytes]:
-    rd = keys.run_digest(run_key(FAKE_WORKSPACE_ID, "demo-project", run_id))
+    rd = keys.run_digest(run_key("demo-project", run_id))
     return dict(r.hgetall(keys.watch(rd)))
 
 

@@ -49,12 +49,12 @@ def doc(run_id: str, events: tuple[str, ...] = STARTED_TOO, n: int = 0) -> Subsc
 
 
 def rd_of(d: SubscriptionDoc) -> str:
-    return run_digest(run_key(WS, "p", d.run_id))
+    return run_digest(run_key("p", d.run_id))
 
 
 async def register(store: Stores, *docs: SubscriptionDoc) -> None:
     for d in docs:
-        await store.subscriptions.register(d, run_key(WS, "p", d.run_id), SECRET)
+        await store.subscriptions.register(d, run_key("p", d.run_id), SECRET)
 
 
 async def poll(store: Stores, d: SubscriptionDoc, status: str) -> bool:
@@ -232,9 +232,7 @@ async def test_a_pushed_run_with_started_subscribers_is_polled_normally_until_se
     s = store_settings()
     wants, plain = doc("r11"), doc("r12", EVENT_STATUSES)
     for d in (wants, plain):
-        await store.starts.expect_push(
-            run_key(WS, "p", d.run_id), 3_600_000, "tok-" + d.run_id, "h"
-        )
+        await store.starts.expect_push(run_key("p", d.run_id), 3_600_000, "tok-" + d.run_id, "h")
     await register(store, wants, plain)
     claims = {c.rd: c for c in await store.watches.claim_polls(10)}
     first, other = claims[rd_of(wants)], claims[rd_of(plain)]

@@ -56,11 +56,11 @@ def store(redis_client: Redis) -> Stores:
 
 
 def rd_of(doc: SubscriptionDoc) -> str:
-    return run_digest(run_key(doc.workspace_id, doc.project_name, doc.run_id))
+    return run_digest(run_key(doc.project_name, doc.run_id))
 
 
 async def register(store: Stores, doc: SubscriptionDoc) -> RegisterAction:
-    rk = run_key(doc.workspace_id, doc.project_name, doc.run_id)
+    rk = run_key(doc.project_name, doc.run_id)
     return (await store.subscriptions.register(doc, rk, SECRET)).action
 
 
@@ -89,7 +89,7 @@ async def test_first_registration_starts_polling_and_second_joins(redis_client: 
 
 async def test_same_registration_is_idempotent(store: Stores) -> None:
     doc = make_doc()
-    rk = run_key(WS, doc.project_name, doc.run_id)
+    rk = run_key(doc.project_name, doc.run_id)
     first = await store.subscriptions.register(doc, rk, SECRET)
     again = await store.subscriptions.register(
         msgspec.structs.replace(doc, id=new_subscription_id()), rk, SECRET
@@ -107,7 +107,7 @@ async def test_terminal_result_fans_out_and_skips_unwanted_events(store: Stores)
     sub = await store.subscriptions.get_subscription(skips.id, "alpha")
     assert sub is not None and sub.state is SubState.SKIPPED
     watch = await store.watches.get_watch(rd_of(wants))
-    assert watch is not None and watch.state == "terminal" and watch.polls == 1
+    assert watch is not None and watch.state == "terminal" and watch.status == "completed"
     assert watch.pending == 1
     # A terminal run is never polled again, whatever a late poll answer says.
     assert await store.watches.claim_polls(10) == []
@@ -193,7 +193,7 @@ async def test_watch_failure_moves_subscriptions_to_watch_failed(store: Stores) 
     doc = make_doc()
     await register(store, doc)
     failure = WatchFailure(FailureCode.RUN_NOT_FOUND, "404")
-    rec = await store.watches.record_watch_failure(rd_of(doc), failure, polled=True)
+    rec = await store.watches.record_watch_failure(rd_of(doc), failure)
     assert rec.outcome == "failed"
     assert await store.watches.fan_out_all(rd_of(doc)) == 1
     [claim] = await store.deliveries.claim_deliveries(10)
@@ -296,7 +296,7 @@ async def test_a_delivery_claim_carries_what_the_attempt_reads(store: Stores) ->
 
 async def test_a_delivery_claim_leaves_a_big_result_to_a_separate_read(redis_client: Redis) -> None:
     store = open_stores(redis_client)
-    deliveries = DeliveryStore(redis_client, ttl_ms=3_600_000)
+    deliveries = DeliveryStore(redis_client, ttl_ms=3_600_000, workspace_id=WS)
     doc = make_doc()
     await register(store, doc)
     big = b'{"runId":"run1","status":"completed","result":"' + b"x" * 70_000 + b'"}'
@@ -311,7 +311,7 @@ async def test_a_watch_failed_claim_carries_the_failure(store: Stores) -> None:
     doc = make_doc()
     await register(store, doc)
     failure = WatchFailure(FailureCode.WATCH_TIMEOUT, "run not terminal")
-    await store.watches.record_watch_failure(rd_of(doc), failure, polled=False)
+    await store.watches.record_watch_failure(rd_of(doc), failure)
     await store.watches.fan_out_all(rd_of(doc))
     [claim] = await store.deliveries.claim_deliveries(10)
     assert (claim.event_type, claim.failure, claim.result_known) == (

@@ -35,7 +35,7 @@ async def register(store: Stores, docs: list[SubscriptionDoc]) -> None:
     for lo in range(0, len(docs), 200):
         await asyncio.gather(
             *(
-                store.subscriptions.register(d, run_key(WS, "p", d.run_id), "whsec_dGVzdA==")
+                store.subscriptions.register(d, run_key("p", d.run_id), "whsec_dGVzdA==")
                 for d in docs[lo : lo + 200]
             )
         )
@@ -61,7 +61,7 @@ async def relay_state(store: Stores, redis_client: Redis) -> None:
     for lo in range(0, DELIVERING, 100):
         await asyncio.gather(
             *(
-                finish_run(store, run_key(WS, "p", d.run_id), "completed", b"{}")
+                finish_run(store, run_key("p", d.run_id), "completed", b"{}")
                 for d in delivering[lo : lo + 100]
             )
         )

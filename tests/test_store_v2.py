@@ -21,7 +21,15 @@ from relay.model import (
 )
 from relay.store import ClaimedDelivery, Stores, keys, run_digest
 from relay.store.scripts import script_source
-from tests.support.api_helpers import PUBLIC_URL, api_client, api_env, body, make_doc, stored_keys
+from tests.support.api_helpers import (
+    PUBLIC_URL,
+    WORKSPACE,
+    api_client,
+    api_env,
+    body,
+    make_doc,
+    stored_keys,
+)
 from tests.support.relay_fixtures import AUTH_ALPHA, AUTH_BETA
 from tests.support.store_helpers import open_stores
 from workers.delivery import body_for
@@ -47,11 +55,11 @@ def doc(
 
 
 def rd_of(d: SubscriptionDoc) -> str:
-    return run_digest(run_key(d.workspace_id, d.project_name, d.run_id))
+    return run_digest(run_key(d.project_name, d.run_id))
 
 
 async def register(store: Stores, d: SubscriptionDoc) -> RegisterAction:
-    rk = run_key(d.workspace_id, d.project_name, d.run_id)
+    rk = run_key(d.project_name, d.run_id)
     return (await store.subscriptions.register(d, rk, SECRET)).action
 
 
@@ -124,7 +132,7 @@ async def test_a_restarted_watch_keeps_the_earlier_failure_on_its_subscriptions(
     early = doc(url="http://127.0.0.1:9/early")
     await register(store, early)
     failure = WatchFailure(FailureCode.RUN_NOT_FOUND, "Intuned answered 404")
-    await store.watches.record_watch_failure(rd_of(early), failure, polled=True)
+    await store.watches.record_watch_failure(rd_of(early), failure)
     await store.watches.fan_out_all(rd_of(early))
     # A new registration restarts the failed watch...
     assert await register(store, doc(url="http://127.0.0.1:9/late")) == RegisterAction.POLL
@@ -267,7 +275,7 @@ async def test_a_watch_restarted_mid_fan_out_counts_the_subscribers_not_yet_reac
     for d in docs:
         await register(store, d)
     failure = WatchFailure(FailureCode.WATCH_TIMEOUT, "run not terminal")
-    await store.watches.record_watch_failure(rd_of(docs[0]), failure, polled=False)
+    await store.watches.record_watch_failure(rd_of(docs[0]), failure)
     step = await store.watches.fan_out(rd_of(docs[0]), batch=2)  # a crash after one batch
     assert (step.delivering, step.done) == (2, False)
     new = doc(url="http://127.0.0.1:9/new", created_at=2_000)
@@ -293,7 +301,7 @@ async def test_the_first_subscription_per_run_lives_in_the_watch_and_client_hash
     for d in (b, other_project):
         assert await register(store, d) in (RegisterAction.JOIN, RegisterAction.POLL)
     for d, same in zip([doc(url=a.callback_url), doc(url=b.callback_url)], (a, b), strict=True):
-        reg = await store.subscriptions.register(d, run_key(WS, "proj", "run1"), SECRET)
+        reg = await store.subscriptions.register(d, run_key("proj", "run1"), SECRET)
         assert (reg.action, reg.id) == (RegisterAction.EXISTING, same.id)
     page = await store.subscriptions.list_subscriptions(
         "alpha", state=None, limit=10, cursor=None, run_id="run1"
@@ -327,7 +335,43 @@ async def test_the_lua_names_runs_as_python_does(redis_client: Redis) -> None:
     """keys.run_digest / run_id_digest (11 URL-safe base64 characters) and the prelude's."""
     source = script_source("cancel").split("local sid, cl, ttl")[0]  # constants + prelude
     lua = source + "return {run_digest(ARGV[1]), run_id_digest(ARGV[1])}"
-    for rk in ("ws/p/r", run_key(WS, "proj one", "run/ü?"), "", "a" * 300):
+    for rk in ("ws/p/r", run_key("proj one", "run/ü?"), "", "a" * 300):
         expected = [run_digest(rk), keys.run_id_digest(unquote(rk.rsplit("/", 1)[-1]))]
         assert [v.decode() for v in await redis_client.eval(lua, 0, rk)] == expected
         assert len(expected[0]) == 11
+
+
+async def test_runs_are_stored_without_the_workspace_and_read_back_with_it(
+    redis_client: Redis,
+) -> None:
+    store = open_stores(redis_client)
+    d = doc(run_id="run/ü")
+    await register(store, d)
+    sub_hash = await redis_client.hgetall(keys.sub(d.id))
+    watch = await redis_client.hgetall(keys.watch(rd_of(d)))
+    assert sub_hash[b"rk"] == watch[b"rk"] == b"proj/run%2F%C3%BC"
+    stored = [*sub_hash.values(), *watch.values()]
+    assert not [v for v in stored if WORKSPACE.encode() in v or WS.encode() in v]
+    read = await store.subscriptions.get_subscription(d.id, "alpha")
+    assert read is not None
+    assert (read.doc.workspace_id, read.doc.project_name, read.doc.run_id) == (
+        WORKSPACE,
+        "proj",
+        "run/ü",
+    )
+    [claim] = await store.watches.claim_polls(10)
+    assert (claim.project, claim.run_id, claim.iv) == ("proj", "run/ü", 0.0)
+
+
+async def test_the_poll_interval_is_stored_short_and_read_back_exact(redis_client: Redis) -> None:
+    store = open_stores(redis_client)
+    d = doc()
+    await register(store, d)
+    rd, iv = rd_of(d), keys.WatchField.INTERVAL.value
+    assert await redis_client.hget(keys.watch(rd), iv) is None  # not polled yet: 0
+    for interval, stored in ((3.0, b"3"), (10.125, b"10.125"), (15.1875, b"15.188")):
+        [claim] = await store.watches.claim_polls(10)
+        await store.watches.record_result(rd, "pending", b"{}", 0, interval)
+        assert await redis_client.hget(keys.watch(rd), iv) == stored
+    [claim] = await store.watches.claim_polls(10)
+    assert claim.iv == 15.188

@@ -21,7 +21,6 @@ from relay.model import now_ms, run_key
 from relay.settings import Settings
 from relay.store import keys
 from tests.support.api_helpers import api_client, make_doc
-from tests.support.intuned_fixtures import FAKE_WORKSPACE_ID
 from tests.support.receiver import ReceiverHandle, verify
 from tests.support.relay_fixtures import AUTH_ALPHA, StartWorker, wait_until
 from tests.support.reliability import register_many, state_counts, webhook_counts
@@ -142,7 +141,7 @@ async def test_many_subscribers_fan_out_in_bounded_steps(
     run_id = fake_intuned.state.create_run(
         RunScript(pending_polls=2, outcome="completed", result=[1])
     )
-    rk = run_key(FAKE_WORKSPACE_ID, "demo-project", run_id)
+    rk = run_key("demo-project", run_id)
     with slowlog(redis_sync):
         for lo in range(0, n, 500):
             docs = [

@@ -121,7 +121,7 @@ async def confirm_operational(ctx: dict[str, Any], subscription_id: str, series:
             return "gave_up"
         raise Retry(defer=deps.settings.delivery_timeout * 2 + 5)
     d = sub.doc
-    [status] = await subs.run_statuses([run_key(d.workspace_id, d.project_name, d.run_id)])
+    [status] = await subs.run_statuses([run_key(d.project_name, d.run_id)])
     event = subscription_event(sub, status)
     if event is None:  # delivered after all, or canceled
         return "not_ended"

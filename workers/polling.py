@@ -85,7 +85,7 @@ async def poll_claimed(deps: WorkerDeps, claim: ClaimedPoll) -> None:
     # Redis's clock, like claim.now; a run started through the relay has its own deadline.
     deadline = claim.dl or claim.first_seen + int(s.watch_timeout * 1000)
     if claim.now >= deadline:
-        await _fail(deps, claim, FailureCode.WATCH_TIMEOUT, "run not terminal", polled=False)
+        await _fail(deps, claim, FailureCode.WATCH_TIMEOUT, "run not terminal")
         return
     started = deps.clock()
     outcome = await deps.intuned.get_result(claim.project, claim.run_id)
@@ -104,7 +104,7 @@ async def poll_claimed(deps: WorkerDeps, claim: ClaimedPoll) -> None:
         since = claim.nf or now
         deps.metrics.polls.labels("not_found").inc()
         if now - since >= int(s.not_found_grace * 1000):
-            await _fail(deps, claim, FailureCode.RUN_NOT_FOUND, "Intuned answered 404", polled=True)
+            await _fail(deps, claim, FailureCode.RUN_NOT_FOUND, "Intuned answered 404")
             return
         await watches.record_poll_error(rd, delay(), interval, not_found=True)
         log.info("poll", run=rd, project=claim.project, run_id=claim.run_id, outcome="not_found")
@@ -117,7 +117,6 @@ async def poll_claimed(deps: WorkerDeps, claim: ClaimedPoll) -> None:
             claim,
             FailureCode.INTUNED_UNAUTHORIZED,
             f"Intuned answered {outcome.status_code}",
-            polled=True,
         )
         return
     if isinstance(outcome, RateLimited):
@@ -156,7 +155,7 @@ async def _fetched(
             f"the result is {len(outcome.raw)} bytes; RELAY_MAX_RESULT_BYTES is "
             f"{deps.settings.max_result_bytes}"
         )
-        await _fail(deps, claim, FailureCode.RESULT_TOO_LARGE, message, polled=True)
+        await _fail(deps, claim, FailureCode.RESULT_TOO_LARGE, message)
         return
     status = outcome.result.status
     watches = deps.store.watches
@@ -213,12 +212,8 @@ async def fan_out_notices(deps: WorkerDeps, rd: str) -> None:
             return
 
 
-async def _fail(
-    deps: WorkerDeps, claim: ClaimedPoll, code: FailureCode, message: str, *, polled: bool
-) -> None:
-    rec = await deps.store.watches.record_watch_failure(
-        claim.rd, WatchFailure(code, message), polled=polled
-    )
+async def _fail(deps: WorkerDeps, claim: ClaimedPoll, code: FailureCode, message: str) -> None:
+    rec = await deps.store.watches.record_watch_failure(claim.rd, WatchFailure(code, message))
     log.info(
         "watch_failed", run=claim.rd, project=claim.project, run_id=claim.run_id, code=code.value
     )

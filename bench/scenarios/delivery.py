@@ -50,7 +50,7 @@ async def make_due(b: Bench, docs: list[SubscriptionDoc]) -> None:
     """Record every run terminal (a 2 KB completed envelope) and fan it out, as a poll would."""
 
     async def finish(d: SubscriptionDoc) -> None:
-        rd = run_digest(run_key(d.workspace_id, d.project_name, d.run_id))
+        rd = run_digest(run_key(d.project_name, d.run_id))
         await b.store.watches.record_result(
             rd, RunStatus.COMPLETED, result_envelope(d.run_id), 0, 0.0
         )

@@ -58,7 +58,7 @@ async def _watched_runs(store: SubscriptionStore, client: str) -> list[WatchedRu
     )
     runs: dict[str, tuple[Subscription, int]] = {}
     for sub in page.items:
-        rk = run_key(sub.doc.workspace_id, sub.doc.project_name, sub.doc.run_id)
+        rk = run_key(sub.doc.project_name, sub.doc.run_id)
         first, n = runs.get(rk, (sub, 0))
         runs[rk] = (first, n + 1)
     shown = list(runs.items())[:WATCHED_SHOWN]

@@ -112,7 +112,7 @@ async def register(
         headers=headers,
     )
     subs = stores.subscriptions
-    rk = run_key(ws, new.project_name, new.run_id)
+    rk = run_key(new.project_name, new.run_id)
     reg = await subs.register(
         doc,
         rk,

@@ -298,7 +298,7 @@ async def _watch(
     s = deps.settings
     run_id = started.run_id
     ws = s.intuned_workspace_id
-    rk = run_key(ws, mine.project_name, run_id)
+    rk = run_key(mine.project_name, run_id)
     wanted: Sequence[str] | None = mine.events
     headers = validate_headers(mine.headers)
     metadata = msgspec.json.encode(mine.metadata or {})

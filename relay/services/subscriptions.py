@@ -110,7 +110,7 @@ async def subscription_detail(store: SubscriptionStore, client: str, sid: str) -
     sub = await store.get_subscription(sid, client)
     if sub is None:
         raise NotFound(f"no subscription {sid}")
-    rk = run_key(sub.doc.workspace_id, sub.doc.project_name, sub.doc.run_id)
+    rk = run_key(sub.doc.project_name, sub.doc.run_id)
     [status] = await store.run_statuses([rk])
     source = await store.event_source(sid, client)
     body = None

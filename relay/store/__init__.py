@@ -83,9 +83,7 @@ class PollSide(Protocol):
     async def record_poll_error(
         self, rd: str, delay_ms: int, interval: float, *, not_found: bool
     ) -> PollRecorded: ...
-    async def record_watch_failure(
-        self, rd: str, failure: WatchFailure, *, polled: bool
-    ) -> PollRecorded: ...
+    async def record_watch_failure(self, rd: str, failure: WatchFailure) -> PollRecorded: ...
     async def fan_out(self, rd: str, batch: int = ...) -> FanOutStep: ...
     async def fan_out_all(self, rd: str) -> int: ...
     async def next_due_in(self) -> int | None: ...
@@ -118,11 +116,12 @@ class Stores:
     @classmethod
     def open(cls, redis: Redis, settings: Settings) -> Stores:
         """The sides, configured from ``settings`` (no I/O)."""
-        ttl_ms = int(settings.result_ttl * 1000)
+        ttl_ms, ws = int(settings.result_ttl * 1000), settings.intuned_workspace_id
         return cls(
             subscriptions=SubscriptionStore(
                 redis,
                 ttl_ms=ttl_ms,
+                workspace_id=ws,
                 max_per_client=settings.max_subscriptions_per_client,
                 max_per_run=settings.max_subscriptions_per_run,
             ),
@@ -130,7 +129,10 @@ class Stores:
                 redis, ttl_ms=ttl_ms, lease_ms=int((settings.intuned_timeout * 2 + 5) * 1000)
             ),
             deliveries=DeliveryStore(
-                redis, ttl_ms=ttl_ms, lease_ms=int((settings.delivery_timeout * 2 + 5) * 1000)
+                redis,
+                ttl_ms=ttl_ms,
+                workspace_id=ws,
+                lease_ms=int((settings.delivery_timeout * 2 + 5) * 1000),
             ),
             secrets=SecretStore(redis),
             housekeeping=Housekeeping(redis),

@@ -49,7 +49,7 @@ def secrets_in_force(row: ClaimRow) -> tuple[str, ...]:
     return tuple(out)
 
 
-def claimed(row: ClaimRow) -> ClaimedDelivery | None:
+def claimed(row: ClaimRow, workspace_id: str) -> ClaimedDelivery | None:
     """A ClaimedDelivery from a claim map (None when the hash lost its document)."""
     fields: dict[str, str | bytes | None] = {
         "cl": row.cl,
@@ -60,7 +60,7 @@ def claimed(row: ClaimRow) -> ClaimedDelivery | None:
         "md": row.md,
         "hd": row.hd,
     }
-    doc: SubscriptionDoc | None = doc_from(row.id, fields)
+    doc: SubscriptionDoc | None = doc_from(row.id, fields, workspace_id)
     if doc is None:
         return None
     return ClaimedDelivery(
@@ -88,9 +88,12 @@ def due_set(lane: Lane) -> str:
 class DeliveryStore:
     """What the delivery pump and the deliver-now job use."""
 
-    def __init__(self, redis: Redis, *, ttl_ms: int, lease_ms: int = 35_000) -> None:
+    def __init__(
+        self, redis: Redis, *, ttl_ms: int, workspace_id: str, lease_ms: int = 35_000
+    ) -> None:
         self.redis = redis
         self.ttl_ms = ttl_ms
+        self.workspace_id = workspace_id  # the documents' (not stored per subscription)
         self.lease_ms = lease_ms
         self._claim = Script(redis, "claim_deliveries")
         self._claim_notices = Script(redis, "claim_notices")
@@ -103,7 +106,8 @@ class DeliveryStore:
         if only is not None:
             args.append(only)
         rows = await self._claim([keys.DUE_DELIVERY], args)
-        out = [claimed(decode_map(row, ClaimRow, BINARY_RESULT)) for row in rows]
+        ws = self.workspace_id
+        out = [claimed(decode_map(row, ClaimRow, BINARY_RESULT), ws) for row in rows]
         return [c for c in out if c is not None]
 
     async def claim_notices(self, limit: int, only: str | None = None) -> list[ClaimedDelivery]:
@@ -112,7 +116,7 @@ class DeliveryStore:
         if only is not None:
             args.append(only)
         rows = await self._claim_notices([keys.DUE_NOTICE], args)
-        out = [claimed(decode_map(row, ClaimRow)) for row in rows]
+        out = [claimed(decode_map(row, ClaimRow), self.workspace_id) for row in rows]
         return [c for c in out if c is not None]
 
     async def result(self, rd: str) -> CachedResult | None:

@@ -53,8 +53,11 @@ def events_field(events: tuple[str, ...]) -> str:
     return "|" + "|".join(events) + "|"
 
 
-def doc_from(sid: str, f: Mapping[str, str | bytes | None]) -> SubscriptionDoc | None:
-    """The document of a subscription hash (text keys); None when it has none."""
+def doc_from(
+    sid: str, f: Mapping[str, str | bytes | None], workspace_id: str
+) -> SubscriptionDoc | None:
+    """The document of a subscription hash (text keys); None when it has none. The run key
+    stored names no workspace: it is the deployment's ``workspace_id``."""
 
     def get(field: SubField) -> str | None:
         value = f.get(field.value)
@@ -68,7 +71,7 @@ def doc_from(sid: str, f: Mapping[str, str | bytes | None]) -> SubscriptionDoc |
     )
     if not callback or not rk or not client or not created:
         return None
-    workspace, project, run_id = (unquote(part) for part in rk.split("/"))
+    project, _, run_id = (unquote(part) for part in rk.partition("/"))
     events = get(SubField.EVENTS)
     metadata = f.get(SubField.METADATA.value)
     if isinstance(metadata, str):
@@ -77,7 +80,7 @@ def doc_from(sid: str, f: Mapping[str, str | bytes | None]) -> SubscriptionDoc |
     return SubscriptionDoc(
         id=sid,
         client=client,
-        workspace_id=workspace,
+        workspace_id=workspace_id,
         project_name=project,
         run_id=run_id,
         callback_url=callback,
@@ -89,11 +92,11 @@ def doc_from(sid: str, f: Mapping[str, str | bytes | None]) -> SubscriptionDoc |
 
 
 def subscription_from(
-    sid: str, raw: Mapping[bytes, bytes], attempts: tuple[bytes, ...] = ()
+    sid: str, raw: Mapping[bytes, bytes], workspace_id: str, attempts: tuple[bytes, ...] = ()
 ) -> Subscription | None:
     """A subscription read back from its hash (and attempt log)."""
     f = {k.decode(): v for k, v in raw.items()}
-    doc = doc_from(sid, f) if f.get(SubField.STATE.value) else None
+    doc = doc_from(sid, f, workspace_id) if f.get(SubField.STATE.value) else None
     if doc is None:
         return None
     na, et = f.get(SubField.NEXT_ATTEMPT.value), f.get(SubField.EVENT_TYPE.value)

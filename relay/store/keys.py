@@ -54,9 +54,8 @@ class WatchField(StrEnum):
     STATE = "st"
     RUN_KEY = "rk"
     STATUS = "s"
-    POLLS = "pc"
     FIRST_SEEN = "fs"
-    INTERVAL = "iv"
+    INTERVAL = "iv"  # the poll interval (s) in its shortest form; absent: 0 (not polled yet)
     ERRORS = "er"
     NOT_FOUND_SINCE = "nf"
     ACTIVE = "ac"

@@ -39,9 +39,18 @@ from relay.store.types import EventSource, ListedId, Outcome, Page, Registration
 class SubscriptionStore:
     """What ``/v1/subscriptions`` and ``/v1/runs`` read and write."""
 
-    def __init__(self, redis: Redis, *, ttl_ms: int, max_per_client: int, max_per_run: int) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        ttl_ms: int,
+        workspace_id: str,
+        max_per_client: int,
+        max_per_run: int,
+    ) -> None:
         self.redis = redis
         self.ttl_ms = ttl_ms
+        self.workspace_id = workspace_id  # the documents' (not stored per subscription)
         self.max_per_client = max_per_client
         self.max_per_run = max_per_run
         self._register = Script(redis, "register")
@@ -107,7 +116,7 @@ class SubscriptionStore:
             pipe.hgetall(keys.sub(sid))
             pipe.lrange(keys.attempts(sid), 0, -1)
             fields, attempts = await pipe.execute()
-        return subscription_from(sid, fields, tuple(attempts))
+        return subscription_from(sid, fields, self.workspace_id, tuple(attempts))
 
     async def run_statuses(self, run_keys: Sequence[str]) -> list[str | None]:
         """The last Intuned status seen for each run (None when never fetched)."""
@@ -124,7 +133,8 @@ class SubscriptionStore:
             for sid in sids:
                 pipe.hgetall(keys.sub(sid))
             found = await pipe.execute()
-        return [subscription_from(sid, f) for sid, f in zip(sids, found, strict=True)]
+        ws = self.workspace_id
+        return [subscription_from(sid, f, ws) for sid, f in zip(sids, found, strict=True)]
 
     async def list_subscriptions(
         self,
@@ -271,7 +281,7 @@ class SubscriptionStore:
 
 
 def _run_key_of(sub: Subscription) -> str:
-    return run_key(sub.doc.workspace_id, sub.doc.project_name, sub.doc.run_id)
+    return run_key(sub.doc.project_name, sub.doc.run_id)
 
 
 def _page(items: list[Subscription], limit: int) -> Page:

@@ -63,12 +63,12 @@ class ClaimedPoll(msgspec.Struct, frozen=True):
     @property
     def project(self) -> str:
         """The run's project name."""
-        return unquote(self.rk.split("/")[1]) if self.rk.count("/") == 2 else ""
+        return unquote(self.rk.split("/")[0]) if self.rk.count("/") == 1 else ""
 
     @property
     def run_id(self) -> str:
         """The run's id."""
-        return unquote(self.rk.split("/")[2]) if self.rk.count("/") == 2 else ""
+        return unquote(self.rk.split("/")[1]) if self.rk.count("/") == 1 else ""
 
     @property
     def first_seen(self) -> int:
@@ -158,7 +158,6 @@ class RunWatch(msgspec.Struct, frozen=True):
 
     state: str
     status: str | None
-    polls: int
     first_seen: int
     next_poll: int | None
     errors: int

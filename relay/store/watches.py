@@ -54,7 +54,7 @@ class WatchStore:
             kw.get("status", ""),
             kw.get("body", b""),
             int(kw.get("delay_ms", 0)),
-            kw.get("interval", 0.0),
+            interval_field(kw.get("interval", 0.0)),
             kw.get("code", ""),
             kw.get("message", ""),
             "1" if kw.get("flag") else "0",
@@ -80,17 +80,9 @@ class WatchStore:
             rd, PollKind.ERROR, delay_ms=delay_ms, interval=interval, flag=not_found
         )
 
-    async def record_watch_failure(
-        self, rd: str, failure: WatchFailure, *, polled: bool
-    ) -> PollRecorded:
+    async def record_watch_failure(self, rd: str, failure: WatchFailure) -> PollRecorded:
         """End a watch without a terminal status (then call ``fan_out`` until done)."""
-        return await self._poll(
-            rd,
-            PollKind.FAIL,
-            code=failure.code.value,
-            message=failure.message,
-            flag=polled,
-        )
+        return await self._poll(rd, PollKind.FAIL, code=failure.code.value, message=failure.message)
 
     async def fan_out(self, rd: str, batch: int = FANOUT_BATCH) -> FanOutStep:
         """Move the next batch of an ended run's watching subscribers to delivery."""
@@ -129,7 +121,6 @@ class WatchStore:
         return RunWatch(
             state=f[WatchField.STATE],
             status=f.get(WatchField.STATUS),
-            polls=int(f.get(WatchField.POLLS, "0")),
             first_seen=int(f.get(WatchField.FIRST_SEEN, "0")),
             next_poll=int(np) if np else None,
             errors=int(f.get(WatchField.ERRORS, "0")),
@@ -148,6 +139,12 @@ class WatchStore:
     async def next_due_in(self) -> int | None:
         """Milliseconds until the earliest poll is due (Redis's clock), None when none."""
         return await due_in(self.redis, keys.DUE_POLL)
+
+
+def interval_field(seconds: float) -> str:
+    """A poll interval as stored: to the ms, in its shortest form ("3", not "3.0", which Redis
+    keeps as an integer; every watched run stores one)."""
+    return f"{round(seconds, 3):g}"
 
 
 async def redis_now(redis: Redis) -> int:

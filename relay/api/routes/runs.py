@@ -70,7 +70,7 @@ class RunController(ClientController):
         store: StoreDep,
         settings: SettingsDep,
     ) -> Response[bytes]:
-        rk = run_key(settings.intuned_workspace_id, project_name, run_id)
+        rk = run_key(project_name, run_id)
         if not await may_read_run(store, settings, client, rk):
             raise NotFound(f"no run {project_name}/{run_id} among your subscriptions")
         cached = await store.subscriptions.cached_result(rk)

@@ -109,9 +109,7 @@ async def load_out(store: SubscriptionStore, sid: str, client: str) -> Subscript
     sub = await store.get_subscription(sid, client) if is_subscription_id(sid) else None
     if sub is None:
         raise not_found(sid)
-    [status] = await store.run_statuses(
-        [run_key(sub.doc.workspace_id, sub.doc.project_name, sub.doc.run_id)]
-    )
+    [status] = await store.run_statuses([run_key(sub.doc.project_name, sub.doc.run_id)])
     return subscription_out(sub, status)
 
 
@@ -236,7 +234,7 @@ class SubscriptionController(ClientBodyController):
         items = page.items[:limit]
         more = len(page.items) > limit
         statuses = await store.subscriptions.run_statuses(
-            [run_key(s.doc.workspace_id, s.doc.project_name, s.doc.run_id) for s in items]
+            [run_key(s.doc.project_name, s.doc.run_id) for s in items]
         )
         last = items[-1].doc if items else None
         return SubscriptionPage(

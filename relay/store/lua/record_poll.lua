@@ -4,7 +4,7 @@
 -- (fan_out_notices.lua) pending: the answer says notices=1 while it is.
 -- KEYS: 1 watch (holds the run's one stored result), 2 due poll, 3 run starters
 -- ARGV: 1 rd, 2 kind (PK), 3 status, 4 body, 5 delay ms, 6 iv, 7 fail code, 8 fail message,
---       9 flag ('1': not found (error) / polled (fail)), 10 lease ms
+--       9 flag ('1': not found (error)), 10 lease ms
 -- Returns a map: outcome (PR), now, notices (0/1)
 local rd, kind, status, body = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local delay, iv, lease = tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[10])
@@ -16,7 +16,6 @@ if w[1] ~= WS.WATCHING then
   return {'outcome', PR.STALE, 'now', now}
 end
 if kind == PK.RESULT then
-  redis.call('HINCRBY', wk, W.POLLS, 1)
   redis.call('HSET', wk, RF.BODY, body, RF.FETCHED, now, W.STATUS, status)
   redis.call('HDEL', wk, W.NOT_FOUND_SINCE)
   if TERMINAL[status] then
@@ -37,14 +36,12 @@ if kind == PK.RESULT then
   end
   return {'outcome', PR.SCHEDULED, 'now', now, 'notices', redis.call('HEXISTS', wk, W.NOTICE_CURSOR)}
 elseif kind == PK.ERROR then
-  redis.call('HINCRBY', wk, W.POLLS, 1)
   redis.call('HINCRBY', wk, W.ERRORS, 1)
   redis.call('HSET', wk, W.INTERVAL, iv)
   if ARGV[9] == '1' then redis.call('HSETNX', wk, W.NOT_FOUND_SINCE, now) end
   redis.call('ZADD', KEYS[2], now + delay, rd)
   return {'outcome', PR.SCHEDULED, 'now', now}
 end
-if ARGV[9] == '1' then redis.call('HINCRBY', wk, W.POLLS, 1) end
 redis.call('HSET', wk, W.STATE, WS.FAILED, W.FAIL_CODE, ARGV[7], W.FAIL_MESSAGE, ARGV[8],
            W.ENDED_AT, now, W.FANOUT_CURSOR, 0)
 redis.call('ZADD', KEYS[2], now + lease, rd)

@@ -105,10 +105,9 @@ if fo then
   if tonumber(fo) < 1 and redis.call('HEXISTS', wk, W.FIRST_SUB) == 1 then active = active + 1 end
 end
 redis.call('HDEL', wk, W.FAIL_CODE, W.FAIL_MESSAGE, W.ENDED_AT, W.NOT_FOUND_SINCE,
-           W.FANOUT_CURSOR, W.POLLS, W.ERRORS,  -- counters: absent is 0
+           W.FANOUT_CURSOR, W.ERRORS, W.INTERVAL,  -- absent: 0 errors, interval 0
            W.STARTED_AT, W.NOTICE_CURSOR)  -- run.started goes to whom it has not reached
-redis.call('HSET', wk, W.STATE, WS.WATCHING, W.RUN_KEY, rk, W.FIRST_SEEN, now, W.INTERVAL, 0,
-           W.ACTIVE, active)
+redis.call('HSET', wk, W.STATE, WS.WATCHING, W.RUN_KEY, rk, W.FIRST_SEEN, now, W.ACTIVE, active)
 settle_run(rd, ttl)
 redis.call('ZADD', KEYS[6], now, rd)
 redis.call('PUBLISH', WAKE_POLL, '1')

@@ -19,7 +19,7 @@ from relay.store.keys import WatchField
 from relay.store.scripts import Batcher, Script, decode_map, r, text
 from relay.store.types import ClaimedPoll, FanOutStep, NoticeStep, PollRecorded, RunWatch
 
-FANOUT_BATCH: Final = 250  # subscribers per script call (<= 1,000; ~10 commands each)
+FANOUT_BATCH: Final = 100  # subscribers per script call (~10 commands each; bench/NOTES.md)
 
 
 class WatchStore:

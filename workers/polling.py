@@ -23,6 +23,7 @@ curve from its start (Intuned's result may lag its own push). Its watch ends at 
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 
 import structlog
@@ -177,7 +178,10 @@ async def _fetched(
     deps.metrics.polls.labels("terminal" if outcome.result.is_terminal else "pending").inc()
     if terminal:
         await fan_out(deps, claim.rd, first)
-    # A pending answer is the common case (every run, every few seconds): debug only.
+    # A pending answer is the common case (every run, every few seconds): debug only, and not
+    # even built unless debug is on.
+    if not (terminal or log.is_enabled_for(logging.DEBUG)):
+        return
     (log.info if terminal else log.debug)(
         "poll",
         run=claim.rd,

@@ -103,20 +103,18 @@ class DeliveryStore:
     async def claim_deliveries(self, limit: int, only: str | None = None) -> list[ClaimedDelivery]:
         """Lease up to ``limit`` due delivery attempts (or just ``only`` if it is due)."""
         args: list[str | int] = [limit, self.lease_ms, CLAIM_RESULT_MAX]
-        if only is not None:
-            args.append(only)
-        rows = await self._claim([keys.DUE_DELIVERY], args)
-        ws = self.workspace_id
-        out = [claimed(decode_map(row, ClaimRow, BINARY_RESULT), ws) for row in rows]
-        return [c for c in out if c is not None]
+        return await self._lease(self._claim, Lane.TERMINAL, args, only)
 
     async def claim_notices(self, limit: int, only: str | None = None) -> list[ClaimedDelivery]:
         """Lease up to ``limit`` due run.started attempts (or just ``only`` if it is due)."""
-        args: list[str | int] = [limit, self.lease_ms]
-        if only is not None:
-            args.append(only)
-        rows = await self._claim_notices([keys.DUE_NOTICE], args)
-        out = [claimed(decode_map(row, ClaimRow), self.workspace_id) for row in rows]
+        return await self._lease(self._claim_notices, Lane.STARTED, [limit, self.lease_ms], only)
+
+    async def _lease(
+        self, script: Script, lane: Lane, args: list[str | int], only: str | None
+    ) -> list[ClaimedDelivery]:
+        """Run a lane's claim script (``only``: just that subscription, if due)."""
+        rows = await script([due_set(lane)], [*args, only] if only is not None else args)
+        out = [claimed(decode_map(row, ClaimRow, BINARY_RESULT), self.workspace_id) for row in rows]
         return [c for c in out if c is not None]
 
     async def result(self, rd: str) -> CachedResult | None:

@@ -10,7 +10,7 @@ local out = {}
 for _, rd in ipairs(due) do
   local w = redis.call('HMGET', fmt(K_WATCH, rd), W.STATE, W.RUN_KEY, W.INTERVAL,
                       W.FIRST_SEEN, W.NOT_FOUND_SINCE, W.FANOUT_CURSOR, W.DEADLINE,
-                      W.EXPECTS_PUSH, W.PUSHED, W.PUSH_NEWS)
+                      W.EXPECTS_PUSH, W.PUSHED, W.PUSH_NEWS, W.STARTED_AT)
   if w[1] == WS.WATCHING then
     redis.call('ZADD', KEYS[1], now + lease, rd)
     local m = {'kind', 'poll', 'rd', rd, 'rk', w[2] or '', 'iv', w[3] or '0', 'fs', w[4] or now,
@@ -21,8 +21,7 @@ for _, rd in ipairs(due) do
                            {'pn', w[10] or 0}}) do
         table.insert(m, kv[1]); table.insert(m, kv[2])
       end
-      if redis.call('EXISTS', fmt(K_STARTERS, rd)) == 1
-         and redis.call('HEXISTS', fmt(K_WATCH, rd), W.STARTED_AT) == 0 then
+      if not w[11] and redis.call('EXISTS', fmt(K_STARTERS, rd)) == 1 then
         table.insert(m, 'sw'); table.insert(m, 1)
       end
       if w[10] then

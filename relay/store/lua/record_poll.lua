@@ -10,7 +10,7 @@ local rd, kind, status, body = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local delay, iv, lease = tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[10])
 local wk = KEYS[1]
 local now = redis_now()
-local w = redis.call('HMGET', wk, W.STATE, W.FANOUT_CURSOR)
+local w = redis.call('HMGET', wk, W.STATE, W.FANOUT_CURSOR, W.PUSH_NEWS, W.NOTICE_CURSOR)
 if w[1] ~= WS.WATCHING then
   if not w[2] then redis.call('ZREM', KEYS[2], rd) end
   return {'outcome', PR.STALE, 'now', now}
@@ -20,21 +20,23 @@ if kind == PK.RESULT then
   redis.call('HDEL', wk, W.NOT_FOUND_SINCE)
   if TERMINAL[status] then
     redis.call('HSET', wk, W.STATE, WS.TERMINAL, W.ENDED_AT, now, W.FANOUT_CURSOR, 0)
-    redis.call('HDEL', wk, W.NOTICE_CURSOR)  -- too late for run.started
+    if w[4] then redis.call('HDEL', wk, W.NOTICE_CURSOR) end  -- too late for run.started
     redis.call('ZADD', KEYS[2], now + lease, rd)
     return {'outcome', PR.TERMINAL, 'now', now}
   end
   -- A push that arrived while this poll was in flight is answered by the next poll, now.
-  if redis.call('HEXISTS', wk, W.PUSH_NEWS) == 1 then delay = 0 end
+  if w[3] then delay = 0 end
   redis.call('HSET', wk, W.INTERVAL, iv)
   redis.call('HDEL', wk, W.ERRORS)  -- absent: 0
   redis.call('ZADD', KEYS[2], now + delay, rd)
   -- Only runs with run.started subscribers keep when they were first seen started.
+  local notices = w[4] and 1 or 0  -- a fan-out still pending (a worker died during it)
   if status == RS.STARTED and redis.call('EXISTS', KEYS[3]) == 1
      and redis.call('HSETNX', wk, W.STARTED_AT, now) == 1 then
     redis.call('HSET', wk, W.NOTICE_CURSOR, 0)
+    notices = 1
   end
-  return {'outcome', PR.SCHEDULED, 'now', now, 'notices', redis.call('HEXISTS', wk, W.NOTICE_CURSOR)}
+  return {'outcome', PR.SCHEDULED, 'now', now, 'notices', notices}
 elseif kind == PK.ERROR then
   redis.call('HINCRBY', wk, W.ERRORS, 1)
   redis.call('HSET', wk, W.INTERVAL, iv)

@@ -274,7 +274,7 @@ def _lua_str(value: str) -> str:
 
 
 # The enums Lua names as ``W.STATE``, ``ST.DELIVERING``, ...: written as their literals when a
-# script is loaded (``lua_inline``), so no call builds these tables (~5 us of every EVALSHA).
+# script is loaded (``lua_inline``), so no call builds these tables (bench/NOTES.md).
 _LUA_ENUMS: Final[dict[str, type[StrEnum]]] = {
     "W": WatchField,
     "F": SubField,

@@ -16,8 +16,8 @@ A run started through the relay with a sink (a push expected) is polled on the s
 curve (RELAY_PUSH_FALLBACK_INTERVAL up to RELAY_PUSH_FALLBACK_MAX_INTERVAL) until its push comes,
 except while it has run.started subscribers and was not seen started yet (the push tells only
 the end); a push makes it due at once (``relay.store.starts``), and afterwards it is polled on
-the normal curve from its start (Intuned's result may lag its own push). Its watch ends at its own deadline
-(requestTimeout x maximumAttempts + margin) instead of RELAY_WATCH_TIMEOUT.
+the normal curve from its start (Intuned's result may lag its own push). Its watch ends at its
+own deadline (requestTimeout x maximumAttempts + margin) instead of RELAY_WATCH_TIMEOUT.
 """
 
 from __future__ import annotations

@@ -28,10 +28,11 @@ def api(shared_api: AsyncTestClient[Any], redis_sync: redis.Redis) -> AsyncTestC
     return shared_api
 
 
-async def create(api: AsyncTestClient[Any], **fields: Any) -> dict[str, Any]:
+async def create(api: AsyncTestClient[Any], **fields: Any) -> str:
+    """Register a subscription of alpha; its id."""
     resp = await api.post(SUBS, json=body(**fields), headers=AUTH_ALPHA)
     assert resp.status_code == 201, resp.text
-    return dict(resp.json())
+    return str(resp.json()["id"])
 
 
 async def listing(api: AsyncTestClient[Any], query: str = "") -> dict[str, Any]:
@@ -76,7 +77,7 @@ async def same_millisecond(store: Stores, n: int, at: int, run: str = "r") -> li
 async def test_newest_first(api: AsyncTestClient[Any]) -> None:
     made = []
     for i in range(4):
-        made.append((await create(api, run=f"run-{i}"))["id"])
+        made.append(await create(api, run=f"run-{i}"))
         await asyncio.sleep(0.003)  # distinct creation milliseconds
     page = await listing(api)
     assert [item["id"] for item in page["items"]] == made[::-1]
@@ -153,7 +154,7 @@ async def test_malformed_cursor_is_400(api: AsyncTestClient[Any], cursor: str) -
 
 
 async def test_state_filter(api: AsyncTestClient[Any]) -> None:
-    a, b, c = [(await create(api, run=f"s{i}"))["id"] for i in range(3)]
+    a, b, c = [await create(api, run=f"s{i}") for i in range(3)]
     assert (await cancel(api, b)).status_code == 204
     watching = await listing(api, "?state=watching")
     assert {i["id"] for i in watching["items"]} == {a, c}
@@ -171,8 +172,8 @@ async def test_unknown_state_is_400(api: AsyncTestClient[Any], state: str) -> No
 
 
 async def test_run_id_filter(api: AsyncTestClient[Any]) -> None:
-    one = (await create(api, run="one"))["id"]
-    two = [(await create(api, run="two", url=f"https://hooks.example/{i}"))["id"] for i in range(3)]
+    one = await create(api, run="one")
+    two = [await create(api, run="two", url=f"https://hooks.example/{i}") for i in range(3)]
     assert [i["id"] for i in (await listing(api, "?runId=one"))["items"]] == [one]
     pages = await all_pages(api, limit=2, extra="&runId=two")
     assert sorted(sid for page in pages for sid in page) == sorted(two)
@@ -185,7 +186,7 @@ async def test_run_id_filter(api: AsyncTestClient[Any]) -> None:
 async def test_delete_is_204_then_canceled_and_idempotent(
     api: AsyncTestClient[Any], shared_store: Stores
 ) -> None:
-    sid = (await create(api, run="to-cancel"))["id"]
+    sid = await create(api, run="to-cancel")
     first = await cancel(api, sid)
     assert first.status_code == 204 and first.content == b""
     got = await subscription_view(api, sid)
@@ -205,7 +206,7 @@ async def test_delete_is_204_then_canceled_and_idempotent(
 async def test_redeliver_is_409_until_the_run_is_terminal(
     api: AsyncTestClient[Any], shared_store: Stores
 ) -> None:
-    sid = (await create(api, run="pending-run"))["id"]
+    sid = await create(api, run="pending-run")
     resp = await redeliver(api, sid)
     assert resp.status_code == 409, resp.text
     assert "watching" in resp.json()["detail"]
@@ -223,7 +224,7 @@ async def test_redeliver_is_409_until_the_run_is_terminal(
 async def test_redeliver_of_a_skipped_subscription_is_409(
     api: AsyncTestClient[Any], shared_store: Stores
 ) -> None:
-    sid = (await create(api, run="skipper", events=["failed"]))["id"]
+    sid = await create(api, run="skipper", events=["failed"])
     result = msgspec.json.encode({"runId": "skipper", "status": "completed"})
     await finish_run(shared_store, run_key("demo-project", "skipper"), "completed", result)
     assert (await subscription_view(api, sid))["state"] == "skipped"

@@ -28,10 +28,11 @@ def api(shared_api: AsyncTestClient[Any], redis_sync: redis.Redis) -> AsyncTestC
     return shared_api
 
 
-async def create(api: AsyncTestClient[Any], **fields: Any) -> dict[str, Any]:
+async def create(api: AsyncTestClient[Any], **fields: Any) -> str:
+    """Register a subscription of alpha; its id."""
     resp = await api.post(SUBS, json=body(**fields), headers=AUTH_ALPHA)
     assert resp.status_code == 201, resp.text
-    return dict(resp.json())
+    return str(resp.json()["id"])
 
 
 async def listing(api: AsyncTestClient[Any], query: str = "") -> dict[str, Any]:
@@ -76,7 +77,7 @@ async def same_millisecond(store: Stores, n: int, at: int, run: str = "r") -> li
 async def test_newest_first(api: AsyncTestClient[Any]) -> None:
     made = []
     for i in range(4):
-        made.append((await create(api, run=f"run-{i}"))["id"])
+        made.append(await create(api, run=f"run-{i}"))
         await asyncio.sleep(0.003)  # distinct creation milliseconds
     page = await listing(api)
     assert [item["id"] for item in page["items"]] == made[::-1]
@@ -97,11 +98,11 @@ async def test_limit_bounds_are_inclusive(api: AsyncTestClient[Any], limit: int)
 
 
 async def test_cursor_is_stable_across_items_of_one_millisecond(
-    api: AsyncTestClient[Any], store: Stores
+    api: AsyncTestClient[Any], shared_store: Stores
 ) -> None:
     at = now_ms()
-    older = await same_millisecond(store, 2, at - 1000, run="old")
-    tied = await same_millisecond(store, 8, at)
+    older = await same_millisecond(shared_store, 2, at - 1000, run="old")
+    tied = await same_millisecond(shared_store, 8, at)
     pages = await all_pages(api, limit=3)
     assert [len(p) for p in pages] == [3, 3, 3, 1]
     seen = [sid for page in pages for sid in page]
@@ -110,13 +111,13 @@ async def test_cursor_is_stable_across_items_of_one_millisecond(
 
 
 async def test_items_created_while_paging_neither_repeat_nor_hide_others(
-    api: AsyncTestClient[Any], store: Stores
+    api: AsyncTestClient[Any], shared_store: Stores
 ) -> None:
     at = now_ms() - 10_000
-    existing = await same_millisecond(store, 6, at)
+    existing = await same_millisecond(shared_store, 6, at)
     first = await listing(api, "?limit=2")
     await create(api, run="newcomer")  # newer than everything: belongs on page one
-    await same_millisecond(store, 2, at, run="late")  # same millisecond as the cursor
+    await same_millisecond(shared_store, 2, at, run="late")  # same millisecond as the cursor
     seen = [item["id"] for item in first["items"]]
     cursor = first["nextCursor"]
     while cursor:
@@ -128,11 +129,11 @@ async def test_items_created_while_paging_neither_repeat_nor_hide_others(
 
 
 async def test_last_page_has_no_cursor_even_when_it_is_full(
-    api: AsyncTestClient[Any], store: Stores
+    api: AsyncTestClient[Any], shared_store: Stores
 ) -> None:
     # Regression: a page of exactly `limit` items always came with a nextCursor, which led
     # to an empty page.
-    await same_millisecond(store, 6, now_ms())
+    await same_millisecond(shared_store, 6, now_ms())
     assert [len(p) for p in await all_pages(api, limit=3)] == [3, 3]
     assert [len(p) for p in await all_pages(api, limit=6)] == [6]
 
@@ -153,7 +154,7 @@ async def test_malformed_cursor_is_400(api: AsyncTestClient[Any], cursor: str) -
 
 
 async def test_state_filter(api: AsyncTestClient[Any]) -> None:
-    a, b, c = [(await create(api, run=f"s{i}"))["id"] for i in range(3)]
+    a, b, c = [await create(api, run=f"s{i}") for i in range(3)]
     assert (await cancel(api, b)).status_code == 204
     watching = await listing(api, "?state=watching")
     assert {i["id"] for i in watching["items"]} == {a, c}
@@ -171,8 +172,8 @@ async def test_unknown_state_is_400(api: AsyncTestClient[Any], state: str) -> No
 
 
 async def test_run_id_filter(api: AsyncTestClient[Any]) -> None:
-    one = (await create(api, run="one"))["id"]
-    two = [(await create(api, run="two", url=f"https://hooks.example/{i}"))["id"] for i in range(3)]
+    one = await create(api, run="one")
+    two = [await create(api, run="two", url=f"https://hooks.example/{i}") for i in range(3)]
     assert [i["id"] for i in (await listing(api, "?runId=one"))["items"]] == [one]
     pages = await all_pages(api, limit=2, extra="&runId=two")
     assert sorted(sid for page in pages for sid in page) == sorted(two)
@@ -183,9 +184,9 @@ async def test_run_id_filter(api: AsyncTestClient[Any]) -> None:
 
 
 async def test_delete_is_204_then_canceled_and_idempotent(
-    api: AsyncTestClient[Any], store: Stores
+    api: AsyncTestClient[Any], shared_store: Stores
 ) -> None:
-    sid = (await create(api, run="to-cancel"))["id"]
+    sid = await create(api, run="to-cancel")
     first = await cancel(api, sid)
     assert first.status_code == 204 and first.content == b""
     got = await subscription_view(api, sid)
@@ -195,23 +196,23 @@ async def test_delete_is_204_then_canceled_and_idempotent(
     assert again.status_code == 204
     assert (await subscription_view(api, sid)) == got
     # The run's last subscription is gone: its polling stopped.
-    watch = await store.watches.get_watch(run_digest(run_key("demo-project", "to-cancel")))
+    watch = await shared_store.watches.get_watch(run_digest(run_key("demo-project", "to-cancel")))
     assert watch is not None and watch.state == "idle"
-    assert await store.housekeeping.watched_runs() == 0
+    assert await shared_store.housekeeping.watched_runs() == 0
     missing = await cancel(api, "sub_doesNotExist000000000")
     assert missing.status_code == 404 and "no subscription" in missing.json()["detail"]
 
 
 async def test_redeliver_is_409_until_the_run_is_terminal(
-    api: AsyncTestClient[Any], store: Stores
+    api: AsyncTestClient[Any], shared_store: Stores
 ) -> None:
-    sid = (await create(api, run="pending-run"))["id"]
+    sid = await create(api, run="pending-run")
     resp = await redeliver(api, sid)
     assert resp.status_code == 409, resp.text
     assert "watching" in resp.json()["detail"]
     result = msgspec.json.encode({"runId": "pending-run", "status": "failed", "error": "x"})
     rk = run_key("demo-project", "pending-run")
-    await finish_run(store, rk, "failed", result)
+    await finish_run(shared_store, rk, "failed", result)
     resp = await redeliver(api, sid)
     assert resp.status_code == 202, resp.text
     assert resp.json()["state"] == "delivering" and resp.json()["runStatus"] == "failed"
@@ -221,11 +222,11 @@ async def test_redeliver_is_409_until_the_run_is_terminal(
 
 
 async def test_redeliver_of_a_skipped_subscription_is_409(
-    api: AsyncTestClient[Any], store: Stores
+    api: AsyncTestClient[Any], shared_store: Stores
 ) -> None:
-    sid = (await create(api, run="skipper", events=["failed"]))["id"]
+    sid = await create(api, run="skipper", events=["failed"])
     result = msgspec.json.encode({"runId": "skipper", "status": "completed"})
-    await finish_run(store, run_key("demo-project", "skipper"), "completed", result)
+    await finish_run(shared_store, run_key("demo-project", "skipper"), "completed", result)
     assert (await subscription_view(api, sid))["state"] == "skipped"
     resp = await redeliver(api, sid)
     assert resp.status_code == 409 and "skipped" in resp.json()["detail"]

@@ -48,15 +48,15 @@ async def create(api: AsyncTestClient[Any], auth: dict[str, str], **fields: Any)
 
 
 @pytest_asyncio.fixture(loop_scope="module")
-async def alpha(api: AsyncTestClient[Any], store: Stores) -> AlphaWorld:
+async def alpha(api: AsyncTestClient[Any], shared_store: Stores) -> AlphaWorld:
     watching = await create(api, AUTH_ALPHA, project=PROJECT, run="watched")
     delivered = await create(api, AUTH_ALPHA, project=PROJECT, run="done", metadata={"a": 1})
     now = now_ms()
     result = msgspec.json.encode({"runId": "done", "status": "completed", "result": {"n": 42}})
-    await finish_run(store, run_key(PROJECT, "done"), "completed", result)
-    [claim] = await store.deliveries.claim_deliveries(10, only=delivered)
+    await finish_run(shared_store, run_key(PROJECT, "done"), "completed", result)
+    [claim] = await shared_store.deliveries.claim_deliveries(10, only=delivered)
     attempt = Attempt(attempt=1, at=now, status_code=200, error=None, duration_ms=3.0)
-    rec = await store.deliveries.record_attempt(claim, attempt, DeliveryOutcome.DELIVERED, 0)
+    rec = await shared_store.deliveries.record_attempt(claim, attempt, DeliveryOutcome.DELIVERED, 0)
     assert rec.state == "delivered"
     return AlphaWorld(watching, delivered, "watched", "done")
 
@@ -87,28 +87,28 @@ async def test_alphas_subscriptions_do_not_exist_for_beta(
 
 
 async def test_beta_deleting_alphas_subscription_does_not_stop_its_polling(
-    api: AsyncTestClient[Any], store: Stores, alpha: AlphaWorld
+    api: AsyncTestClient[Any], shared_store: Stores, alpha: AlphaWorld
 ) -> None:
     resp = await api.delete(f"{SUBS}/{alpha.watching}", headers=AUTH_BETA)
     assert resp.status_code == 404
-    watch = await store.watches.get_watch(run_digest(run_key(PROJECT, alpha.watched_run)))
+    watch = await shared_store.watches.get_watch(run_digest(run_key(PROJECT, alpha.watched_run)))
     assert watch is not None and watch.state == "watching"
-    assert await store.housekeeping.watched_runs() == 1
+    assert await shared_store.housekeeping.watched_runs() == 1
     got = await api.get(f"{SUBS}/{alpha.watching}", headers=AUTH_ALPHA)
     assert got.json()["state"] == "watching"
 
 
 async def test_beta_cannot_redeliver_alphas_event(
-    api: AsyncTestClient[Any], store: Stores, alpha: AlphaWorld
+    api: AsyncTestClient[Any], shared_store: Stores, alpha: AlphaWorld
 ) -> None:
     resp = await api.post(f"{SUBS}/{alpha.delivered}/redeliver", headers=AUTH_BETA)
     assert resp.status_code == 404
-    sub = await store.subscriptions.get_subscription_any(alpha.delivered)
+    sub = await shared_store.subscriptions.get_subscription_any(alpha.delivered)
     assert sub is not None and sub.series == 1 and sub.state.value == "delivered"
     # alpha can, and starts a fresh attempt series
     mine = await api.post(f"{SUBS}/{alpha.delivered}/redeliver", headers=AUTH_ALPHA)
     assert mine.status_code == 202 and mine.json()["state"] == "delivering"
-    sub = await store.subscriptions.get_subscription_any(alpha.delivered)
+    sub = await shared_store.subscriptions.get_subscription_any(alpha.delivered)
     assert sub is not None and sub.series == 2
 
 
@@ -147,12 +147,12 @@ async def test_lists_never_show_another_clients_items(
 
 
 async def test_shared_run_alpha_canceling_leaves_betas_watch_running(
-    api: AsyncTestClient[Any], store: Stores
+    api: AsyncTestClient[Any], shared_store: Stores
 ) -> None:
     a = await create(api, AUTH_ALPHA, project=PROJECT, run="shared")
     b = await create(api, AUTH_BETA, project=PROJECT, run="shared")
     assert (await api.delete(f"{SUBS}/{a}", headers=AUTH_ALPHA)).status_code == 204
-    watch = await store.watches.get_watch(run_digest(run_key(PROJECT, "shared")))
+    watch = await shared_store.watches.get_watch(run_digest(run_key(PROJECT, "shared")))
     assert watch is not None and watch.state == "watching"
     theirs = (await api.get(f"{SUBS}/{b}", headers=AUTH_BETA)).json()
     assert theirs["state"] == "watching"

@@ -191,6 +191,35 @@ async def test_bad_bulk_redeliver_filters_are_a_400_and_change_nothing(
     assert everything(redis_sync) == before
 
 
+DEEP = b"[" * 3000 + b"]" * 3000
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "raw", "says"),
+    [
+        ("POST", TESTS, b'{"callbackUrl":"http://127.0.0.1/\xff"}', "not UTF-8"),
+        ("POST", f"{SUBS}/redeliver", b'{"state":"exhausted","runId":"\xff"}', "not UTF-8"),
+        ("PUT", OPS, b'{"url":"http://127.0.0.1/\xfe"}', "not UTF-8"),
+        ("POST", "/v1/runs", b'{"projectName":"\xff","callbackUrl":"http://x/"}', "not UTF-8"),
+        ("POST", "/v1/runs", b'{"projectName":"p","metadata":' + DEEP + b"}", "too deeply"),
+    ],
+)
+async def test_an_undecodable_body_is_a_400_on_every_json_route(
+    api: AsyncTestClient[Any],
+    redis_sync: redis.Redis,
+    method: str,
+    path: str,
+    raw: bytes,
+    says: str,
+) -> None:
+    before = everything(redis_sync)
+    headers = {**AUTH_ALPHA, "Idempotency-Key": "undecodable-1"}
+    resp = await api.request(method, path, content=raw, headers=headers)
+    assert resp.status_code == 400, resp.text
+    assert says in resp.json()["detail"]
+    assert everything(redis_sync) == before
+
+
 # ---- /v1/operational-webhook -------------------------------------------------------------------
 
 

@@ -25,12 +25,11 @@ from relay.store import OperationalHook, RedeliverQuery, Stores, keys
 from relay.store.keys import SubField
 from tests.support.api_helpers import make_doc
 from tests.support.relay_fixtures import base_env
-from tests.support.store_helpers import finish_run, open_stores
+from tests.support.store_helpers import SECRET, finish_run, open_stores
 from workers.operational import confirm_operational, subscription_ending
 from workers.runner import open_deps
 
 WS = "ws-1"
-SECRET = "whsec_dGVzdC1zZWNyZXQ="
 
 
 def doc(client: str, run_id: str, url: str, created_at: int) -> SubscriptionDoc:

@@ -6,7 +6,6 @@ event; canceled subscriptions drop it; the fan-out is bounded and resumes after 
 from __future__ import annotations
 
 import msgspec
-import pytest
 from redis.asyncio import Redis
 
 from relay.model import (
@@ -20,20 +19,22 @@ from relay.model import (
     SubState,
     run_key,
 )
-from relay.store import Stores, keys, run_digest
+from relay.store import Stores, keys
 from relay.store.keys import SubField
 from tests.support.api_helpers import make_doc
-from tests.support.store_helpers import open_stores, store_settings
+from tests.support.store_helpers import (
+    SECRET,
+    attempt,
+    open_stores,
+    rd_of,
+    register,
+    register_all,
+    store_settings,
+)
 from workers.polling import next_interval
 
 WS = "ws-started"
-SECRET = "whsec_dGVzdC1zZWNyZXQ="
 STARTED_TOO = (*EVENT_STATUSES, "started")
-
-
-@pytest.fixture
-def store(redis_client: Redis) -> Stores:
-    return open_stores(redis_client)
 
 
 def doc(run_id: str, events: tuple[str, ...] = STARTED_TOO, n: int = 0) -> SubscriptionDoc:
@@ -48,15 +49,6 @@ def doc(run_id: str, events: tuple[str, ...] = STARTED_TOO, n: int = 0) -> Subsc
     )
 
 
-def rd_of(d: SubscriptionDoc) -> str:
-    return run_digest(run_key("p", d.run_id))
-
-
-async def register(store: Stores, *docs: SubscriptionDoc) -> None:
-    for d in docs:
-        await store.subscriptions.register(d, run_key("p", d.run_id), SECRET)
-
-
 async def poll(store: Stores, d: SubscriptionDoc, status: str) -> bool:
     """Record a fetched status as the poll pump would; True when run.started fan-out is due
     (then run it to the end, as the worker does)."""
@@ -69,15 +61,11 @@ async def poll(store: Stores, d: SubscriptionDoc, status: str) -> bool:
     return rec.notices
 
 
-def attempt(n: int = 1) -> Attempt:
-    return Attempt(attempt=n, at=1, status_code=200, error=None, duration_ms=1.0)
-
-
 async def test_the_started_event_is_due_once_for_each_subscription_that_asked(
     store: Stores,
 ) -> None:
     wants, plain = doc("r1", n=1), doc("r1", EVENT_STATUSES, n=2)
-    await register(store, wants, plain)
+    await register_all(store, wants, plain)
     assert await poll(store, wants, "pending") is False
     assert await store.deliveries.claim_notices(10) == []
     assert await poll(store, wants, "started") is True
@@ -108,7 +96,7 @@ async def test_a_subscription_joining_a_run_seen_started_gets_its_event_at_once(
     first, late, plain = doc("r2", n=1), doc("r2", n=2), doc("r2", EVENT_STATUSES, n=3)
     await register(store, first)
     await poll(store, first, "started")
-    await register(store, late, plain)
+    await register_all(store, late, plain)
     claims = await store.deliveries.claim_notices(10)
     assert sorted(c.subscription_id for c in claims) == sorted([first.id, late.id])
     assert len({c.occurred_at for c in claims}) == 1  # the time the run was first seen started
@@ -150,7 +138,7 @@ async def test_a_retried_started_event_comes_back_on_its_own_due_set(
 
 async def test_a_canceled_subscription_drops_its_started_event(store: Stores) -> None:
     d = doc("r5")
-    await register(store, d, doc("r5", EVENT_STATUSES, n=9))  # the run stays watched
+    await register_all(store, d, doc("r5", EVENT_STATUSES, n=9))  # the run stays watched
     await poll(store, d, "started")
     await store.subscriptions.cancel(d.id, "alpha")
     assert await store.deliveries.claim_notices(10) == []
@@ -184,7 +172,7 @@ async def test_the_fan_out_is_bounded_and_resumes_after_a_crash(
     store: Stores, redis_client: Redis
 ) -> None:
     docs = [doc("r8", n=i) for i in range(5)]
-    await register(store, *docs)
+    await register_all(store, *docs)
     rd = rd_of(docs[0])
     rec = await store.watches.record_result(rd, "started", b'{"status":"started"}', 0, 1)
     assert rec.notices
@@ -233,7 +221,7 @@ async def test_a_pushed_run_with_started_subscribers_is_polled_normally_until_se
     wants, plain = doc("r11"), doc("r12", EVENT_STATUSES)
     for d in (wants, plain):
         await store.starts.expect_push(run_key("p", d.run_id), 3_600_000, "tok-" + d.run_id, "h")
-    await register(store, wants, plain)
+    await register_all(store, wants, plain)
     claims = {c.rd: c for c in await store.watches.claim_polls(10)}
     first, other = claims[rd_of(wants)], claims[rd_of(plain)]
     assert first.px and first.sw and other.px and not other.sw

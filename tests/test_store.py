@@ -10,7 +10,6 @@ from redis.asyncio import Redis
 
 from relay.model import (
     EVENT_STATUSES,
-    Attempt,
     DeliveryOutcome,
     FailureCode,
     RegisterAction,
@@ -20,14 +19,21 @@ from relay.model import (
     new_subscription_id,
     run_key,
 )
-from relay.store import Stores, decode_cursor, encode_cursor, keys, run_digest
+from relay.store import Stores, decode_cursor, encode_cursor, keys
 from relay.store.deliveries import DeliveryStore
 from relay.store.watches import WatchStore
 from tests.support.api_helpers import make_doc as support_doc
-from tests.support.store_helpers import open_stores
+from tests.support.store_helpers import (
+    SECRET,
+    attempt,
+    open_stores,
+    rd_of,
+    register,
+    register_all,
+    terminal,
+)
 
 WS = "ws-1"
-SECRET = "whsec_dGVzdC1zZWNyZXQ="
 
 
 def make_doc(
@@ -50,31 +56,9 @@ def make_doc(
     )
 
 
-@pytest.fixture
-def store(redis_client: Redis) -> Stores:
-    return open_stores(redis_client)
-
-
-def rd_of(doc: SubscriptionDoc) -> str:
-    return run_digest(run_key(doc.project_name, doc.run_id))
-
-
-async def register(store: Stores, doc: SubscriptionDoc) -> RegisterAction:
-    rk = run_key(doc.project_name, doc.run_id)
-    return (await store.subscriptions.register(doc, rk, SECRET)).action
-
-
-async def terminal(store: Stores, doc: SubscriptionDoc, status: str, body: bytes = b"{}") -> int:
-    await store.watches.record_result(rd_of(doc), status, body, 0, 0.0)
-    return await store.watches.fan_out_all(rd_of(doc))
-
-
-def attempt(n: int, code: int | None) -> Attempt:
-    return Attempt(attempt=n, at=1, status_code=code, error=None, duration_ms=1.0)
-
-
-async def test_first_registration_starts_polling_and_second_joins(redis_client: Redis) -> None:
-    store = open_stores(redis_client)
+async def test_first_registration_starts_polling_and_second_joins(
+    redis_client: Redis, store: Stores
+) -> None:
     watches = WatchStore(redis_client, ttl_ms=3_600_000, lease_ms=150)
     a, b = make_doc(url="http://a.example/x"), make_doc(url="http://b.example/x")
     assert await register(store, a) == RegisterAction.POLL
@@ -202,8 +186,7 @@ async def test_watch_failure_moves_subscriptions_to_watch_failed(store: Stores) 
 
 async def test_list_is_newest_first_with_stable_cursor_and_per_client(store: Stores) -> None:
     docs = [make_doc(run_id=f"r{i}", created_at=1_000 + i // 2) for i in range(7)]
-    for d in docs:
-        await register(store, d)
+    await register_all(store, *docs)
     await register(store, make_doc(client="beta"))
     seen: list[str] = []
     cursor = None
@@ -294,8 +277,9 @@ async def test_a_delivery_claim_carries_what_the_attempt_reads(store: Stores) ->
     assert claim.failure is None and claim.doc.metadata == msgspec.Raw(b'{"k":1}')
 
 
-async def test_a_delivery_claim_leaves_a_big_result_to_a_separate_read(redis_client: Redis) -> None:
-    store = open_stores(redis_client)
+async def test_a_delivery_claim_leaves_a_big_result_to_a_separate_read(
+    redis_client: Redis, store: Stores
+) -> None:
     deliveries = DeliveryStore(redis_client, ttl_ms=3_600_000, workspace_id=WS)
     doc = make_doc()
     await register(store, doc)
@@ -325,8 +309,7 @@ async def test_sweep_restores_delivering_entries_from_a_saved_cursor(
     store: Stores, redis_client: Redis
 ) -> None:
     docs = [make_doc(run_id=f"run{i}") for i in range(600)]
-    for doc in docs:
-        await register(store, doc)
+    await register_all(store, *docs)
     for doc in docs[:3]:
         await terminal(store, doc, "completed")
     await redis_client.delete(keys.DUE_POLL, keys.DUE_DELIVERY)

@@ -31,11 +31,18 @@ from tests.support.api_helpers import (
     stored_keys,
 )
 from tests.support.relay_fixtures import AUTH_ALPHA, AUTH_BETA
-from tests.support.store_helpers import open_stores
+from tests.support.store_helpers import (
+    SECRET,
+    attempt,
+    open_stores,
+    rd_of,
+    register,
+    register_all,
+    terminal,
+)
 from workers.delivery import body_for
 
 WS = "ws-v2"
-SECRET = "whsec_dGVzdC1zZWNyZXQ="
 
 
 def doc(
@@ -54,15 +61,6 @@ def doc(
     )
 
 
-def rd_of(d: SubscriptionDoc) -> str:
-    return run_digest(run_key(d.project_name, d.run_id))
-
-
-async def register(store: Stores, d: SubscriptionDoc) -> RegisterAction:
-    rk = run_key(d.project_name, d.run_id)
-    return (await store.subscriptions.register(d, rk, SECRET)).action
-
-
 async def used_memory(r: Redis) -> int:
     return int((await r.info("memory"))["used_memory"])
 
@@ -75,15 +73,14 @@ async def body_of(store: Stores, claim: ClaimedDelivery) -> bytes:
     return body_for(claim, raw)
 
 
-async def test_fifty_subscriptions_share_one_stored_megabyte_result(redis_client: Redis) -> None:
-    store = open_stores(redis_client)
+async def test_fifty_subscriptions_share_one_stored_megabyte_result(
+    redis_client: Redis, store: Stores
+) -> None:
     before = await used_memory(redis_client)
     docs = [doc(url=f"http://127.0.0.1:9/hook/{i}") for i in range(50)]
-    for d in docs:
-        await register(store, d)
+    await register_all(store, *docs)
     result = b'{"runId":"run1","status":"completed","result":"' + b"r" * 1_000_000 + b'"}'
-    await store.watches.record_result(rd_of(docs[0]), "completed", result, 0, 0.0)
-    assert await store.watches.fan_out_all(rd_of(docs[0])) == 50
+    assert await terminal(store, docs[0], "completed", result) == 50
     claims = await store.deliveries.claim_deliveries(50)
     bodies = [await body_of(store, c) for c in claims]
     assert len(claims) == 50 and all(b'"r' in b and len(b) > 1_000_000 for b in bodies)
@@ -92,14 +89,12 @@ async def test_fifty_subscriptions_share_one_stored_megabyte_result(redis_client
 
 
 async def test_the_body_is_the_same_bytes_on_retry_redelivery_and_restart(
-    redis_client: Redis, redis_url: str
+    redis_client: Redis, redis_url: str, store: Stores
 ) -> None:
-    store = open_stores(redis_client)
     d = doc()
     await register(store, d)
     envelope = b'{"runId":"run1","status":"completed","result":{"x":[1,2.50,"\\u00e9"]},"new":1}'
-    await store.watches.record_result(rd_of(d), "completed", envelope, 0, 0.0)
-    await store.watches.fan_out_all(rd_of(d))
+    await terminal(store, d, "completed", envelope)
     [first] = await store.deliveries.claim_deliveries(10)
     sent = [await body_of(store, first)]
     failed = Attempt(attempt=1, at=1, status_code=500, error="http_500", duration_ms=1.0)
@@ -126,9 +121,8 @@ async def test_the_body_is_the_same_bytes_on_retry_redelivery_and_restart(
 
 
 async def test_a_restarted_watch_keeps_the_earlier_failure_on_its_subscriptions(
-    redis_client: Redis,
+    store: Stores,
 ) -> None:
-    store = open_stores(redis_client)
     early = doc(url="http://127.0.0.1:9/early")
     await register(store, early)
     failure = WatchFailure(FailureCode.RUN_NOT_FOUND, "Intuned answered 404")
@@ -149,11 +143,10 @@ async def test_the_run_result_outlives_every_pending_delivery(redis_client: Redi
     a, b = doc(url="http://127.0.0.1:9/a"), doc(url="http://127.0.0.1:9/b")
     await register(store, a)
     await register(store, b)
-    await store.watches.record_result(rd_of(a), "completed", b'{"status":"completed"}', 0, 0.0)
-    await store.watches.fan_out_all(rd_of(a))
+    await terminal(store, a, "completed", b'{"status":"completed"}')
     assert await redis_client.pttl(keys.watch(rd_of(a))) == -1  # two deliveries pending
     claims = await store.deliveries.claim_deliveries(10)
-    ok = Attempt(attempt=1, at=1, status_code=200, error=None, duration_ms=1.0)
+    ok = attempt()
     await store.deliveries.record_attempt(claims[0], ok, DeliveryOutcome.DELIVERED, 0)
     assert await redis_client.pttl(keys.watch(rd_of(a))) == -1  # one still pending
     await store.deliveries.record_attempt(claims[1], ok, DeliveryOutcome.DELIVERED, 0)
@@ -167,12 +160,12 @@ async def test_the_run_result_outlives_every_pending_delivery(redis_client: Redi
     assert sub_ttl <= watch_ttl
 
 
-async def test_defer_moves_due_deliveries_without_counting_an_attempt(redis_client: Redis) -> None:
-    store = open_stores(redis_client)
+async def test_defer_moves_due_deliveries_without_counting_an_attempt(
+    redis_client: Redis, store: Stores
+) -> None:
     d = doc()
     await register(store, d)
-    await store.watches.record_result(rd_of(d), "failed", b'{"status":"failed"}', 0, 0.0)
-    await store.watches.fan_out_all(rd_of(d))
+    await terminal(store, d, "failed", b'{"status":"failed"}')
     [claim] = await store.deliveries.claim_deliveries(10)
     later = 10**13
     assert await store.deliveries.defer_deliveries([d.id, "sub_unknown"], later) == 1
@@ -182,17 +175,16 @@ async def test_defer_moves_due_deliveries_without_counting_an_attempt(redis_clie
     assert claim.attempts_in_series == 0
 
 
-async def test_attempts_are_counted_per_client_and_minute(redis_client: Redis) -> None:
-    store = open_stores(redis_client)
+async def test_attempts_are_counted_per_client_and_minute(
+    redis_client: Redis, store: Stores
+) -> None:
     docs = [doc(url=f"http://127.0.0.1:9/{i}") for i in range(3)]
-    for d in docs:
-        await register(store, d)
-    await store.watches.record_result(rd_of(docs[0]), "completed", b"{}", 0, 0.0)
-    await store.watches.fan_out_all(rd_of(docs[0]))
+    await register_all(store, *docs)
+    await terminal(store, docs[0], "completed")
     claims = await store.deliveries.claim_deliveries(10)
     outcomes = [DeliveryOutcome.DELIVERED, DeliveryOutcome.RETRY, DeliveryOutcome.GONE]
     for claim, outcome in zip(claims, outcomes, strict=True):
-        a = Attempt(attempt=1, at=1, status_code=200, error=None, duration_ms=1.0)
+        a = attempt()
         await store.deliveries.record_attempt(claim, a, outcome, 60_000)
     rows = await store.deliveries.delivery_counters("alpha", minutes=60)
     assert len(rows) == 60 and rows == sorted(rows)
@@ -247,8 +239,7 @@ async def test_quotas_answer_429_naming_the_limit_and_write_nothing(
         assert again.status_code == 201, again.text
 
 
-async def test_pagination_is_exact_with_250_ties(redis_url: str, redis_client: Redis) -> None:
-    store = open_stores(redis_client)
+async def test_pagination_is_exact_with_250_ties(redis_url: str, store: Stores) -> None:
     ids = set()
     for i in range(250):
         d = doc(run_id=f"tie-{i}", created_at=1_234)
@@ -268,12 +259,10 @@ async def test_pagination_is_exact_with_250_ties(redis_url: str, redis_client: R
 
 
 async def test_a_watch_restarted_mid_fan_out_counts_the_subscribers_not_yet_reached(
-    redis_client: Redis,
+    store: Stores,
 ) -> None:
-    store = open_stores(redis_client)
     docs = [doc(url=f"http://127.0.0.1:9/{i}") for i in range(5)]
-    for d in docs:
-        await register(store, d)
+    await register_all(store, *docs)
     failure = WatchFailure(FailureCode.WATCH_TIMEOUT, "run not terminal")
     await store.watches.record_watch_failure(rd_of(docs[0]), failure)
     step = await store.watches.fan_out(rd_of(docs[0]), batch=2)  # a crash after one batch
@@ -319,7 +308,7 @@ async def test_the_first_subscription_per_run_lives_in_the_watch_and_client_hash
     claims = await store.deliveries.claim_deliveries(10)
     assert {c.subscription_id for c in claims} == {b.id, a2.id}
     for c in claims:
-        ok = Attempt(attempt=1, at=1, status_code=200, error=None, duration_ms=1.0)
+        ok = attempt()
         await store.deliveries.record_attempt(c, ok, DeliveryOutcome.DELIVERED, 0)
     await asyncio.sleep(0.4)
     assert (await store.housekeeping.prune_slice()).pruned == 3  # a, b and a2 expired
@@ -342,9 +331,8 @@ async def test_the_lua_names_runs_as_python_does(redis_client: Redis) -> None:
 
 
 async def test_runs_are_stored_without_the_workspace_and_read_back_with_it(
-    redis_client: Redis,
+    redis_client: Redis, store: Stores
 ) -> None:
-    store = open_stores(redis_client)
     d = doc(run_id="run/ü")
     await register(store, d)
     sub_hash = await redis_client.hgetall(keys.sub(d.id))
@@ -363,8 +351,9 @@ async def test_runs_are_stored_without_the_workspace_and_read_back_with_it(
     assert (claim.project, claim.run_id, claim.iv) == ("proj", "run/ü", 0.0)
 
 
-async def test_the_poll_interval_is_stored_short_and_read_back_exact(redis_client: Redis) -> None:
-    store = open_stores(redis_client)
+async def test_the_poll_interval_is_stored_short_and_read_back_exact(
+    redis_client: Redis, store: Stores
+) -> None:
     d = doc()
     await register(store, d)
     rd, iv = rd_of(d), keys.WatchField.INTERVAL.value

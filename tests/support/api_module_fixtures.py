@@ -1,7 +1,7 @@
 """Module-scoped API fixtures for test modules that share one app and one Redis client.
 
 ``shared_api`` is an in-process API (Litestar's test client) built once per test module;
-``store`` is the store on the suite's Redis, for setting up states a worker would reach. A
+``shared_store`` is the store on the suite's Redis, for setting up states a worker would reach. A
 module using them marks itself ``pytest.mark.asyncio(loop_scope="module")`` and asks for
 ``redis_sync`` (which flushes Redis) where each test needs a clean start.
 """
@@ -28,7 +28,7 @@ async def shared_api(redis_url: str) -> AsyncIterator[AsyncTestClient[Any]]:
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def store(redis_url: str) -> AsyncIterator[Stores]:
+async def shared_store(redis_url: str) -> AsyncIterator[Stores]:
     """The stores on the suite's Redis, for the whole test module."""
     client = aioredis.Redis.from_url(redis_url)
     yield open_stores(client)

@@ -10,7 +10,7 @@ from typing import Annotated
 
 from litestar import delete, get, post, put
 from litestar.datastructures import State
-from litestar.exceptions import ClientException, NotFoundException, ValidationException
+from litestar.exceptions import NotFoundException, ValidationException
 from litestar.status_codes import HTTP_200_OK
 
 from relay.api.control_schemas import (
@@ -20,8 +20,12 @@ from relay.api.control_schemas import (
     TestDeliveryOut,
 )
 from relay.api.deps import ClientName, StoreDep, callback_lookup
-from relay.api.responses import body_error_handler, errors, validation_handler
-from relay.api.routes.subscriptions import STRICT_JSON_BODY, ClientBodyController
+from relay.api.responses import errors, validation_handler
+from relay.api.routes.subscriptions import (
+    JSON_BODY_ROUTE,
+    STRICT_JSON_BODY,
+    ClientBodyController,
+)
 from relay.api.schemas import CALLBACK_URL_RULE
 from relay.services import operational
 from relay.services.test_delivery import send_test
@@ -47,8 +51,7 @@ class TestDeliveryController(ClientBodyController):
         "outcome is delivered (a 2xx), failed (anything else: statusCode/error say what) or "
         "refused (the address was refused at connect time; nothing was sent). At most "
         "RELAY_TEST_DELIVERIES_PER_MINUTE (10) a minute per client, then 429.",
-        opt={"json_body": True},
-        exception_handlers={ClientException: body_error_handler},
+        **JSON_BODY_ROUTE,
         responses=errors(400, 401, 429, 503),
     )
     async def send(
@@ -97,8 +100,7 @@ class OperationalWebhookController(ClientBodyController):
         description="The relay POSTs signed subscription.exhausted, subscription.gone and "
         "intuned.unauthorized events here (same secret and retry schedule as run webhooks). "
         "The URL and headers are checked like a registration's.",
-        opt={"json_body": True},
-        exception_handlers={ClientException: body_error_handler},
+        **JSON_BODY_ROUTE,
         responses=errors(400, 401, 503),
     )
     async def set_hook(

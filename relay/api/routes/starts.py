@@ -11,14 +11,14 @@ from typing import Any, Final
 
 from litestar import MediaType, Request, Response, post
 from litestar.datastructures import State
-from litestar.exceptions import ClientException, NotAuthorizedException, NotFoundException
+from litestar.exceptions import NotAuthorizedException, NotFoundException
 from litestar.params import FromPath
 from litestar.status_codes import HTTP_201_CREATED, HTTP_202_ACCEPTED
 
 from relay.api.auth import client_for
 from relay.api.deps import callback_lookup
-from relay.api.responses import body_error_handler, errors
-from relay.api.routes.subscriptions import ClientBodyController
+from relay.api.responses import errors
+from relay.api.routes.subscriptions import JSON_BODY_ROUTE, ClientBodyController
 from relay.services.ingress import PushResult, authenticate, trigger_poll
 from relay.services.starts import INGRESS_SECRET_HEADER, StartDeps, start_and_watch
 
@@ -44,9 +44,8 @@ class StartController(ClientBodyController):
         "when Intuned is unavailable (`startOutcome`: `not_started`, or `unknown` after a "
         "timeout); 409 for a key used with another body, still in progress, or whose start "
         "outcome is unknown. The same key again answers the first answer again.",
-        opt={"json_body": True},
         request_max_body_size=START_MAX_BYTES,
-        exception_handlers={ClientException: body_error_handler},
+        **JSON_BODY_ROUTE,
         responses=errors(400, 401, 409, 503),
     )
     async def start(self, request: Request[Any, Any, Any], state: State) -> Response[bytes]:

@@ -1,18 +1,25 @@
 """SIGTERM during deliveries: the worker finishes what it holds within the grace and exits 0;
 another worker delivers the rest; nothing is lost and nothing is sent twice beyond the
-deliveries that were in flight at the signal."""
+deliveries that were in flight at the signal. arq's jobs stop the same way: those that finish
+within the grace are done, the rest go back to arq's queue, and no arq task outlives the stop."""
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import time
 from typing import Any
 
+from arq.connections import ArqRedis
+from arq.constants import in_progress_key_prefix
+from arq.worker import Worker, func
 from litestar.testing import AsyncTestClient
+from redis.asyncio import Redis
 
 from relay.fake_intuned import FakeIntunedHandle, RunScript
 from tests.support.receiver import ReceiverHandle
 from tests.support.relay_fixtures import AUTH_ALPHA, StartWorker, wait_until
+from workers.runner import stop_arq
 
 SUBSCRIPTIONS = 50
 SLOW_MS = 300
@@ -65,3 +72,38 @@ async def test_sigterm_mid_delivery_drains_and_another_worker_finishes(
 
 async def _all_delivered(api: AsyncTestClient[Any]) -> bool:
     return await delivered(api) == SUBSCRIPTIONS
+
+
+async def test_arq_jobs_finish_within_the_grace_or_go_back_to_the_queue(
+    redis_client: Redis,
+) -> None:
+    queue = "test:arq"
+    never = asyncio.Event()
+
+    async def quick(ctx: dict[str, Any]) -> None:
+        await asyncio.sleep(0.3)
+
+    async def stuck(ctx: dict[str, Any]) -> None:
+        await never.wait()
+
+    pool = ArqRedis(redis_client.connection_pool, default_queue_name=queue)
+    worker = Worker(
+        functions=[func(quick, name="quick"), func(stuck, name="stuck")],
+        redis_pool=pool,
+        queue_name=queue,
+        handle_signals=False,
+        keep_result=0,
+        poll_delay=0.05,
+    )
+    jobs = [await pool.enqueue_job(name) for name in ("quick", "stuck")]
+    quick_id, stuck_id = [job.job_id for job in jobs if job is not None]
+    worker.main_task = asyncio.ensure_future(worker.main())
+    await wait_until(lambda: len(worker.job_tasks) == 2, timeout=10, interval=0.02)
+
+    await stop_arq(worker, grace=2.0)
+
+    assert worker.main_task.done()
+    assert all(t.done() for t in worker.tasks.values()) and not worker.job_tasks
+    assert await redis_client.zscore(queue, quick_id) is None  # finished: off the queue
+    assert await redis_client.zscore(queue, stuck_id) is not None  # handed back
+    assert not await redis_client.exists(in_progress_key_prefix + stuck_id)  # at once

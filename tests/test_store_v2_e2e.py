@@ -27,9 +27,7 @@ from tests.support.store_helpers import open_stores
 from workers.runner import run_worker
 
 
-# Two workers run in this process so one can be given a skewed clock; arq's in-process Worker
-# leaves a pooled connection to be collected after the loop closes (a warning, not a failure).
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+# Two workers run in this process so one can be given a skewed clock.
 async def test_a_worker_with_a_skewed_clock_neither_steals_nor_starves(
     api: AsyncTestClient[Any],
     relay_env: dict[str, str],

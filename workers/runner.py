@@ -48,6 +48,8 @@ QUEUE_NAME = "relay:arq"
 # Entries leased per claim script call: small enough that one call stays well under Redis's
 # 20 ms slow-command line on a busy box (a delivery claim reads ~6 fields per entry).
 CLAIM_BATCH = 64
+# How long arq gets, once the jobs left after the shutdown grace are cancelled, to hand them back.
+ARQ_HAND_BACK_WAIT = 2.0
 
 
 def arq_redis_settings(settings: Settings) -> RedisSettings:
@@ -211,7 +213,8 @@ async def _hand_back_parked(deps: WorkerDeps) -> None:
 
 
 def build_worker(settings: Settings, deps: WorkerDeps) -> Worker:
-    """The arq Worker of this process (signals are handled by ``run_worker``)."""
+    """The arq Worker of this process (signals are handled by ``run_worker``). It uses the
+    worker's own Redis client (``deps.arq``), which ``run_worker`` closes last."""
     return Worker(
         functions=[
             func(poll_now, max_tries=3),
@@ -220,7 +223,7 @@ def build_worker(settings: Settings, deps: WorkerDeps) -> Worker:
             func(confirm_operational, max_tries=CONFIRM_TRIES),
         ],
         cron_jobs=[cron(sweep, minute=None, second=0, run_at_startup=True, unique=True)],
-        redis_settings=arq_redis_settings(settings),
+        redis_pool=deps.arq,
         queue_name=QUEUE_NAME,
         health_check_key=health_check_key(),
         health_check_interval=HEALTH_CHECK_INTERVAL,
@@ -250,6 +253,34 @@ async def _supervise_arq(worker: Worker, stop: asyncio.Event) -> None:
             await asyncio.sleep(1.0)
     finally:
         stopper.cancel()
+
+
+async def stop_arq(worker: Worker, grace: float) -> None:
+    """Stop arq's loop and wait out its jobs: those running get ``grace`` to finish, the rest are
+    cancelled, which makes arq hand them back to its queue. Every arq task is done on return, so
+    none of them uses the Redis client after ``run_worker`` closes it.
+
+    Not ``Worker.close()``: that cancels the running jobs at once (no grace) and closes its pool
+    with redis-py's deprecated ``close()``; the pool here is the worker's own client anyway."""
+    worker.allow_pick_jobs = False
+    if worker.main_task is not None:  # the poll loop: no job is started after this
+        worker.main_task.cancel()
+        await asyncio.gather(worker.main_task, return_exceptions=True)
+    running = set(worker.tasks.values())
+    if not running:
+        return
+    _, late = await asyncio.wait(running, timeout=grace)
+    if not late:
+        return
+    # Cancel the jobs, not arq's wrappers: a wrapper then records its job as not done (one
+    # MULTI/EXEC) and another worker picks it up.
+    log.info("arq_jobs_cancelled", count=len(late))
+    for job in list(worker.job_tasks.values()):
+        job.cancel()
+    _, late = await asyncio.wait(late, timeout=ARQ_HAND_BACK_WAIT)
+    for task in late:  # Redis unreachable: the job's in-progress key expires by itself
+        task.cancel()
+    await asyncio.gather(*late, return_exceptions=True)
 
 
 async def _wake_on_publish(deps: WorkerDeps, redis: Redis) -> None:
@@ -314,23 +345,18 @@ async def run_worker(
         await _supervise_arq(worker, stop)
     finally:
         log.info("worker_stopping", grace_s=settings.shutdown_grace)
-        worker.allow_pick_jobs = False
         gauges.cancel()
         waker.cancel()
-        await asyncio.gather(gauges, waker, return_exceptions=True)
         await asyncio.gather(
-            *(p.stop(settings.shutdown_grace) for p in pumps.values()), return_exceptions=True
+            gauges,
+            waker,
+            stop_arq(worker, settings.shutdown_grace),
+            *(p.stop(settings.shutdown_grace) for p in pumps.values()),
+            return_exceptions=True,
         )
         await _hand_back_parked(deps)
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(
-                asyncio.gather(*worker.tasks.values(), return_exceptions=True), timeout=1.0
-            )
-        with contextlib.suppress(Exception):
-            await worker.close()
-        if worker.main_task is not None:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await worker.main_task
+        with contextlib.suppress(Exception):  # it expires by itself when Redis is gone
+            await redis.delete(worker.health_check_key)
         await deps.sender.aclose()
         await deps.intuned.aclose()
         await checks.aclose()

@@ -86,7 +86,8 @@ class SubscriptionStore:
             keys.secrets(client),
             keys.CLIENTS,
             keys.starters(rd),
-            # Only the two state indexes the script reads (a key costs Redis a string each call).
+            # Only the two state indexes the script reads: the other five cost a key name each to
+            # build, send and load on every call.
             keys.client_state(client, SubState.WATCHING),
             keys.client_state(client, SubState.DELIVERING),
         ]

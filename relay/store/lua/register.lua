@@ -7,20 +7,15 @@
 -- ARGV: 1 sid, 2 client, 3 run key, 4 run digest, 5 idem, 6 events '|a|b|' ('' = all),
 --       7 ttl ms, 8 max active per client, 9 max per run, 10 fresh secret, 11 created ms,
 --       12 fingerprint (metadata + header names; '' for the default: {} and no headers),
---       13 'owner' when RELAY_RUN_SHARING=owner (else ''), 14 run id digest (keys.run_id_digest
---       of the run key's run id: the Lua does not hash it again), 15.. document field/value pairs
+--       13 'owner' when RELAY_RUN_SHARING=owner (else ''), 14 run id digest (keys.run_id_digest,
+--       which KEYS[3] is named by: passed, so no SHA-1 per call here), 15.. document field/value
+--       pairs
 -- Returns a map: action, id, status (the run's last seen status, when known)
--- Every watch field this script reads is read in one HMGET, up front (one call where there
--- were four; the writes in between touch none of them).
 local sid, cl, rk, rd, idem = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local ev, ttl = ARGV[6], tonumber(ARGV[7])
 local max_client, max_run, fresh, ca = tonumber(ARGV[8]), tonumber(ARGV[9]), ARGV[10], ARGV[11]
 local fp, owner_mode, crd = ARGV[12], ARGV[13] == 'owner', ARGV[14]
-local wk = KEYS[4]
-local w = redis.call('HMGET', wk, W.OWNER, W.FIRST_SUB, W.SEQUENCE, W.STATE, W.ENDED_AT,
-                     W.STATUS, W.STARTED_AT, W.FANOUT_CURSOR)
-local owner, s1, sq, wst = w[1], w[2], w[3], w[4]
-local cached = w[6]  -- the status of the run's stored result
+local owner = redis.call('HGET', KEYS[4], W.OWNER)
 if owner_mode and owner and owner ~= cl then return {'action', RA.NOT_OWNER, 'id', sid} end
 local cb = nil
 for i = 15, #ARGV, 2 do if ARGV[i] == F.CALLBACK then cb = ARGV[i + 1] end end
@@ -45,27 +40,23 @@ end
 if redis.call('ZCARD', KEYS[11]) + redis.call('ZCARD', KEYS[12]) >= max_client then
   return {'action', RA.QUOTA_CLIENT, 'id', sid}
 end
+local wk = KEYS[4]
+local s1, sq = unpack(redis.call('HMGET', wk, W.FIRST_SUB, W.SEQUENCE))
 if redis.call('ZCARD', KEYS[5]) + (s1 and 1 or 0) >= max_run then
   return {'action', RA.QUOTA_RUN, 'id', sid}
 end
 local now = redis_now()
 local k = KEYS[1]
--- The new hash in one HSET, state included (it has no state to leave: its id is new), and its
--- entry in the client's watching index: set_state's effect, in two calls where there were six.
 -- Only what differs from the defaults (updated = created, 0 attempts, series 1, all events).
-local h = {F.CLIENT, cl, F.RUN_KEY, rk, F.CREATED, ca, F.STATE, ST.WATCHING}
-if fp ~= '' then h[#h + 1] = F.FINGERPRINT; h[#h + 1] = fp end
-if ev ~= '' then h[#h + 1] = F.EVENTS; h[#h + 1] = ev end
-for i = 15, #ARGV do h[#h + 1] = ARGV[i] end
-local plain = not f[1] or same
--- only the others store their idempotency field (pruning finds their run index entry by it)
-if not plain then h[#h + 1] = F.IDEM; h[#h + 1] = idem end
-redis.call('HSET', k, unpack(h))
-redis.call('ZADD', KEYS[11], ca, sid)
-if plain then
+redis.call('HSET', k, F.CLIENT, cl, F.RUN_KEY, rk, F.CREATED, ca)
+if fp ~= '' then redis.call('HSET', k, F.FINGERPRINT, fp) end
+if ev ~= '' then redis.call('HSET', k, F.EVENTS, ev) end
+for i = 15, #ARGV, 2 do redis.call('HSET', k, ARGV[i], ARGV[i + 1]) end
+if not f[1] or same then
   redis.call('HSET', KEYS[2], crd, sid)
   if other then redis.call('HDEL', KEYS[3], idem) end
-else
+else  -- only these store their idempotency field (pruning finds their run index entry by it)
+  redis.call('HSET', k, F.IDEM, idem)
   redis.call('HSET', KEYS[3], idem, sid)
 end
 -- In owner mode the first registrant owns the run (not stored otherwise: ~16 B a run).
@@ -80,12 +71,15 @@ else
 end
 redis.call('HSETNX', KEYS[8], SF.CURRENT, fresh)
 redis.call('ZADD', KEYS[9], 0, cl)
+local w = redis.call('HMGET', wk, W.STATE, W.ENDED_AT, W.STATUS, W.STARTED_AT)
+local cached = w[3]  -- the status of the run's stored result
+set_state(sid, k, ST.WATCHING)
 -- run.started subscribers are indexed by sequence; one joining a run already seen started
 -- gets its event now (the run's fan-out, if still going, passes it over: it has one).
 local starter = ev ~= '' and string.find(ev, '|' .. RS.STARTED .. '|', 1, true)
 if starter then redis.call('ZADD', KEYS[10], seq, sid) end
-if wst == WS.TERMINAL and cached then
-  local delivering = start_delivery(sid, cached, 'run.' .. cached, w[5] or now, now, ttl)
+if w[1] == WS.TERMINAL and cached then
+  local delivering = start_delivery(sid, cached, 'run.' .. cached, w[2] or now, now, ttl)
   if delivering then redis.call('HINCRBY', wk, W.PENDING, 1) end
   settle_run(rd, ttl)
   if delivering then
@@ -94,34 +88,29 @@ if wst == WS.TERMINAL and cached then
   end
   return {'action', RA.SKIP, 'id', sid}
 end
-if wst == WS.WATCHING then
+if w[1] == WS.WATCHING then
   redis.call('HINCRBY', wk, W.ACTIVE, 1)
-  if starter and cached == RS.STARTED and start_notice(sid, w[7] or now, now) then
+  if starter and cached == RS.STARTED and start_notice(sid, w[4] or now, now) then
     redis.call('PUBLISH', WAKE_NTC, '1')
   end
-  if cached then return {'action', RA.JOIN, 'id', sid, 'status', cached} end
+  if w[3] then return {'action', RA.JOIN, 'id', sid, 'status', w[3]} end
   return {'action', RA.JOIN, 'id', sid}
 end
 -- A new run, or one whose watch stopped (idle, failed, expired): (re)start polling now. The
 -- failure of an earlier watch stays on the subscriptions it reached (copied there at fan-out);
 -- those its fan-out had not reached yet stay watching, on the restarted watch, and count.
 local active = 1
-local fo = w[8]
+local fo = redis.call('HGET', wk, W.FANOUT_CURSOR)
 -- (this subscription was added past the cursor too: it is among them)
 if fo then
   active = redis.call('ZCOUNT', KEYS[5], '(' .. fo, '+inf')
   if tonumber(fo) < 1 and redis.call('HEXISTS', wk, W.FIRST_SUB) == 1 then active = active + 1 end
 end
--- A watch without a state never had one (only the scripts that set it write these fields, and
--- nothing removes it but the whole key's expiry): a new run skips this call.
-if wst then
-  redis.call('HDEL', wk, W.FAIL_CODE, W.FAIL_MESSAGE, W.ENDED_AT, W.NOT_FOUND_SINCE,
-             W.FANOUT_CURSOR, W.ERRORS, W.INTERVAL,  -- absent: 0 errors, interval 0
-             W.STARTED_AT, W.NOTICE_CURSOR)  -- run.started goes to whom it has not reached
-end
+redis.call('HDEL', wk, W.FAIL_CODE, W.FAIL_MESSAGE, W.ENDED_AT, W.NOT_FOUND_SINCE,
+           W.FANOUT_CURSOR, W.ERRORS, W.INTERVAL,  -- absent: 0 errors, interval 0
+           W.STARTED_AT, W.NOTICE_CURSOR)  -- run.started goes to whom it has not reached
 redis.call('HSET', wk, W.STATE, WS.WATCHING, W.RUN_KEY, rk, W.FIRST_SEEN, now, W.ACTIVE, active)
--- Watched now: its keys live (settle_run's busy case, without its read of the watch).
-for _, key in ipairs({wk, KEYS[5], KEYS[10]}) do redis.call('PERSIST', key) end
+settle_run(rd, ttl)
 redis.call('ZADD', KEYS[6], now, rd)
 redis.call('PUBLISH', WAKE_POLL, '1')
 if cached then return {'action', RA.POLL, 'id', sid, 'status', cached} end

@@ -181,6 +181,16 @@ async def test_loopback_literals_are_refused_by_default_and_allowed_with_allow_p
     assert never_called.calls == []
 
 
+async def test_a_literal_allowed_once_is_still_judged_by_each_policy() -> None:
+    # check_callback keeps its verdict per URL: allowed under one policy is not allowed
+    # under another, in either order.
+    url = "http://127.0.0.1:9/kept"
+    for _ in range(2):
+        assert (await check_callback(url, policy=OPEN)).host == "127.0.0.1"
+        with pytest.raises(CallbackRefused, match="loopback"):
+            await check_callback(url, policy=STRICT)
+
+
 @pytest.mark.parametrize("url", SHORTHAND_URLS)
 async def test_shorthand_ipv4_literals_are_refused_whatever_the_policy(url: str) -> None:
     # aiohttp will not connect to these (invalid_url at delivery): registration says so first.

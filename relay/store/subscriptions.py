@@ -73,11 +73,12 @@ class SubscriptionStore:
         another ``fingerprint`` is action conflict; with ``owner_only``, a run first registered
         by another client is action not_owner (nothing written either way)."""
         rd, client = keys.run_digest(run_key), doc.client
+        crd = keys.run_id_digest(doc.run_id)
         idem = idempotency_field(doc.project_name, doc.run_id, doc.callback_url)
         key_list = [
             keys.sub(doc.id),
             keys.client_runs(client),
-            keys.client_run(client, keys.run_id_digest(doc.run_id)),
+            keys.client_run(client, crd),
             keys.watch(rd),
             keys.subscribers(rd),
             keys.DUE_POLL,
@@ -85,7 +86,10 @@ class SubscriptionStore:
             keys.secrets(client),
             keys.CLIENTS,
             keys.starters(rd),
-            *keys.client_states(client),
+            # Only the two state indexes the script reads: the other five cost a key name each to
+            # build, send and load on every call.
+            keys.client_state(client, SubState.WATCHING),
+            keys.client_state(client, SubState.DELIVERING),
         ]
         args = [
             doc.id,
@@ -101,6 +105,7 @@ class SubscriptionStore:
             doc.created_at,
             fingerprint,
             "owner" if owner_only else "",
+            crd,
             *doc_fields(doc),
         ]
         return decode_map(await self._register(key_list, args), Registration)

@@ -14,11 +14,9 @@ from typing import Annotated, Any, Final
 
 import structlog
 from litestar import Request, Response, delete, get, post
-from litestar.connection import ASGIConnection
 from litestar.datastructures import State
 from litestar.enums import RequestEncodingType
 from litestar.exceptions import ClientException, ValidationException
-from litestar.handlers import BaseRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import BodyKwarg, FromPath, QueryParameter
 from litestar.status_codes import (
@@ -80,35 +78,32 @@ JSON_BODY_ROUTE: Final[Mapping[str, Any]] = {
 }
 
 
-async def require_json_body(
-    connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
-) -> None:
-    """Guard: the body must be non-empty JSON (a missing Content-Type is read as JSON)."""
-    content_type = connection.headers.get("content-type", "")
+async def require_json_body(request: Request[Any, Any, Any]) -> None:
+    """The body must be non-empty JSON (a missing Content-Type is read as JSON)."""
+    content_type = request.headers.get("content-type", "")
     media_type = content_type.partition(";")[0].strip().lower()
     if media_type and media_type not in _JSON_TYPES and not media_type.endswith("+json"):
         raise InvalidInput(f"Content-Type must be application/json, not {media_type!r}")
-    if isinstance(connection, Request) and not (await connection.body()).strip():
+    if not (await request.body()).strip():
         raise InvalidInput(
             "the request body is empty: send a JSON object with projectName, runId, callbackUrl"
         )
 
 
-async def require_client_and_body(
-    connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
-) -> None:
-    """The controller's one guard: ``require_client``, then ``require_json_body`` for the
-    handlers that take a JSON body (``JSON_BODY_ROUTE``). One guard rather than two
-    because Litestar copies the route handler for every guard it calls."""
-    await require_client(connection, handler)
-    if handler.opt.get("json_body"):
-        await require_json_body(connection, handler)
+async def require_client_and_body(request: Request[Any, Any, Any]) -> None:
+    """The controller's ``before_request`` hook: ``require_client``, then ``require_json_body``
+    for the handlers that take a JSON body (``JSON_BODY_ROUTE``). Litestar uses one
+    hook per handler (the nearest layer's), so this one does both."""
+    await require_client(request)
+    if request.route_handler.opt.get("json_body"):
+        await require_json_body(request)
 
 
 class ClientBodyController(ClientController):
-    """Base of the ``/v1`` controllers with JSON bodies: ``require_client_and_body`` guards."""
+    """Base of the ``/v1`` controllers with JSON bodies: ``require_client_and_body`` runs
+    before their handlers."""
 
-    guards = [require_client_and_body]
+    before_request = staticmethod(require_client_and_body)
 
 
 def not_found(sid: str) -> NotFound:
@@ -174,7 +169,7 @@ class SubscriptionController(ClientBodyController):
         # Read from app state here rather than as injected dependencies: Litestar resolves
         # a batch of several dependencies in an anyio task group (a task each) per request.
         settings: Settings = state.settings
-        client = client_for(request.headers.get("authorization"), settings)  # the guard passed
+        client = client_for(request.headers.get("authorization"), settings)  # require_client passed
         new = NewSubscription(
             project_name=data.project_name,
             run_id=data.run_id,

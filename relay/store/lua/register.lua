@@ -3,20 +3,22 @@
 --       3 client run index (the client's later subscriptions on the run id), 4 watch (with the
 --       run's result and its first subscriber), 5 run subscribers after the first, 6 due poll,
 --       7 due dlv, 8 secrets, 9 clients, 10 run starters (run.started subscribers),
---       11.. client state zsets in SubState order (watching first, delivering second)
+--       11 the client's watching zset, 12 its delivering zset
 -- ARGV: 1 sid, 2 client, 3 run key, 4 run digest, 5 idem, 6 events '|a|b|' ('' = all),
 --       7 ttl ms, 8 max active per client, 9 max per run, 10 fresh secret, 11 created ms,
 --       12 fingerprint (metadata + header names; '' for the default: {} and no headers),
---       13 'owner' when RELAY_RUN_SHARING=owner (else ''), 14.. document field/value pairs
+--       13 'owner' when RELAY_RUN_SHARING=owner (else ''), 14 run id digest (keys.run_id_digest,
+--       which KEYS[3] is named by: passed, so no SHA-1 per call here), 15.. document field/value
+--       pairs
 -- Returns a map: action, id, status (the run's last seen status, when known)
 local sid, cl, rk, rd, idem = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local ev, ttl = ARGV[6], tonumber(ARGV[7])
 local max_client, max_run, fresh, ca = tonumber(ARGV[8]), tonumber(ARGV[9]), ARGV[10], ARGV[11]
-local fp, owner_mode = ARGV[12], ARGV[13] == 'owner'
+local fp, owner_mode, crd = ARGV[12], ARGV[13] == 'owner', ARGV[14]
 local owner = redis.call('HGET', KEYS[4], W.OWNER)
 if owner_mode and owner and owner ~= cl then return {'action', RA.NOT_OWNER, 'id', sid} end
-local crd, cb = run_id_digest(rk), nil
-for i = 14, #ARGV, 2 do if ARGV[i] == F.CALLBACK then cb = ARGV[i + 1] end end
+local cb = nil
+for i = 15, #ARGV, 2 do if ARGV[i] == F.CALLBACK then cb = ARGV[i + 1] end end
 -- The same registration again: the client's first subscription on the run id when it has the
 -- same run and callback (it stores no idempotency field), else the run index's entry (by
 -- idempotency field); a canceled (or expired) one is replaced. Found with another fingerprint
@@ -49,7 +51,7 @@ local k = KEYS[1]
 redis.call('HSET', k, F.CLIENT, cl, F.RUN_KEY, rk, F.CREATED, ca)
 if fp ~= '' then redis.call('HSET', k, F.FINGERPRINT, fp) end
 if ev ~= '' then redis.call('HSET', k, F.EVENTS, ev) end
-for i = 14, #ARGV, 2 do redis.call('HSET', k, ARGV[i], ARGV[i + 1]) end
+for i = 15, #ARGV, 2 do redis.call('HSET', k, ARGV[i], ARGV[i + 1]) end
 if not f[1] or same then
   redis.call('HSET', KEYS[2], crd, sid)
   if other then redis.call('HDEL', KEYS[3], idem) end

@@ -1,0 +1,160 @@
+"""Instructions per registration: ``relay api`` (as deployed) and its Redis under callgrind.
+
+    uv run python -m bench.instructions                    # this checkout
+    uv run python -m bench.instructions . ../v01           # this checkout, then another tree
+
+On this shared 2-core box the wall-clock rate and the CPU seconds per request of one 5 s window
+move by 20 % or more between windows, so they cannot tell apart changes of a few percent. An
+instruction count (callgrind's ``Ir``) does not depend on what else runs. For each tree the API
+is started twice under callgrind, each time given the same warm-up, then ``--small`` or
+``--large`` registrations (64 connections, a new run each, an IP-literal callback, as the bench's
+registration row); the difference of the two totals over the difference of the counts is the
+API's instructions per request, without its start-up. Redis runs under callgrind too, counted
+only while the measured registrations run. Instructions are not time (hashing in C retires more
+of them per nanosecond than the interpreter), so compare like with like. Needs ``valgrind`` and
+``callgrind_control`` on PATH; another tree runs with its own ``.venv`` when it has one. Every
+child is stopped by its process group at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import aiohttp
+import uvloop
+
+from bench.load import run_lanes, session
+from bench.procs import CLIENT, CLIENT_KEY, INTUNED_KEY, WORKSPACE, wait_http
+from relay.embedded_redis import EmbeddedRedis, find_server_binary, free_port
+
+WARM_UP = 320
+AUTH = {"Authorization": f"Bearer {CLIENT_KEY}", "content-type": "application/json"}
+_tags = itertools.count()
+
+
+async def registrations(url: str, count: int) -> None:
+    """``count`` registrations of new runs at 64 connections; every one must answer 201."""
+    tag = next(_tags)
+
+    async def one(http: aiohttp.ClientSession, i: int) -> int:
+        body = b'{"projectName":"bench-project","runId":"ir-%d-%d","callbackUrl":"%s"}' % (
+            tag,
+            i,
+            b"http://127.0.0.1:9/hook",
+        )
+        async with http.post(url, data=body, headers=AUTH) as resp:
+            await resp.read()
+            return resp.status
+
+    async with session(64) as http:
+        res = await run_lanes(http, 64, one, count=count)
+    if res.statuses.get(201) != count:
+        raise RuntimeError(f"registrations answered {dict(res.statuses)}")
+
+
+def total_ir(path: Path) -> int:
+    """The ``totals:`` line of a callgrind output file (0 when absent)."""
+    for line in path.read_text(errors="replace").splitlines():
+        if line.startswith("totals:"):
+            return int(line.split()[1])
+    return 0
+
+
+def _python(tree: Path) -> str:
+    own = tree / ".venv" / "bin" / "python"
+    return str(own) if own.exists() else sys.executable
+
+
+async def one_run(tree: Path, count: int, work: Path) -> tuple[int, int]:
+    """Total instructions of the API (start-up included) and of Redis (measured part only)."""
+    work.mkdir(parents=True)
+    wrapper = work / "redis.sh"
+    wrapper.write_text(
+        "#!/bin/sh\nexec valgrind --tool=callgrind --instr-atstart=no "
+        f'--callgrind-out-file={work}/redis.out {find_server_binary()} "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    redis = EmbeddedRedis(work / "redis", persistent=False, binary=str(wrapper))
+    redis.start(timeout=60)
+    port = free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("RELAY_", "INTUNED_"))},
+        "REDIS_URL": redis.url,
+        "INTUNED_API_BASE_URL": "http://127.0.0.1:9",
+        "INTUNED_WORKSPACE_ID": WORKSPACE,
+        "INTUNED_API_KEY": INTUNED_KEY,
+        "RELAY_API_KEYS": f"{CLIENT}:{CLIENT_KEY}",
+        "RELAY_ALLOW_PRIVATE_CALLBACKS": "true",
+        "RELAY_WORKER_METRICS_PORT": "0",
+        "RELAY_SHUTDOWN_GRACE": "5s",
+        "RELAY_LOG_FORMAT": "json",
+        "RELAY_HOST": "127.0.0.1",
+        "RELAY_PORT": str(port),
+        "PYTHONHASHSEED": "0",
+    }
+    cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={work}/api.%p.out"]
+    with (work / "api.log").open("wb") as log:
+        api = subprocess.Popen(
+            [*cmd, _python(tree), "-m", "relay", "api"],
+            cwd=tree,
+            env=env,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
+    try:
+        await asyncio.to_thread(wait_http, f"http://127.0.0.1:{port}/healthz", 600)
+        url = f"http://127.0.0.1:{port}/v1/subscriptions"
+        await registrations(url, WARM_UP)
+        assert redis.process is not None
+        control = ["callgrind_control", "-i"]
+        pid = str(redis.process.pid)
+        subprocess.run([*control, "on", pid], check=True, capture_output=True)
+        await registrations(url, count)
+        subprocess.run([*control, "off", pid], check=True, capture_output=True)
+    finally:
+        os.killpg(api.pid, signal.SIGTERM)
+        try:
+            await asyncio.to_thread(api.wait, 120)
+        except subprocess.TimeoutExpired:
+            os.killpg(api.pid, signal.SIGKILL)
+            await asyncio.to_thread(api.wait)
+        redis.stop(timeout=60)
+    return sum(total_ir(p) for p in work.glob("api.*.out")), total_ir(work / "redis.out")
+
+
+async def measure(tree: Path, small: int, large: int, work: Path) -> str:
+    """One tree's line: API and Redis instructions per registration."""
+    (api_s, _), (api_l, redis_l) = await asyncio.gather(
+        one_run(tree, small, work / "small"), one_run(tree, large, work / "large")
+    )
+    api, rds = (api_l - api_s) // (large - small), redis_l // large
+    return f"{tree}: API {api:,} Ir/registration, Redis {rds:,}, together {api + rds:,}"
+
+
+def main() -> None:
+    """Parse arguments, measure each tree in turn, print one line each."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("trees", nargs="*", default=["."], help="checkouts (default: this one)")
+    parser.add_argument("--small", type=int, default=200, help="registrations, first run")
+    parser.add_argument("--large", type=int, default=1200, help="registrations, second run")
+    args = parser.parse_args()
+    if not (shutil.which("valgrind") and shutil.which("callgrind_control")):
+        parser.error("needs valgrind and callgrind_control on PATH (apt-get install valgrind)")
+    work = Path(tempfile.mkdtemp(prefix="relay-instructions-"))
+    for i, tree in enumerate(args.trees):
+        line = uvloop.run(measure(Path(tree).resolve(), args.small, args.large, work / str(i)))
+        print(line, flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -33,11 +33,11 @@ import aiohttp
 import uvloop
 
 from bench.load import run_lanes, session
-from bench.procs import CLIENT, CLIENT_KEY, INTUNED_KEY, WORKSPACE, wait_http
+from bench.procs import relay_env, wait_http
+from bench.scenarios.registration import AUTH, body
 from relay.embedded_redis import EmbeddedRedis, find_server_binary, free_port
 
 WARM_UP = 320
-AUTH = {"Authorization": f"Bearer {CLIENT_KEY}", "content-type": "application/json"}
 _tags = itertools.count()
 
 
@@ -46,12 +46,7 @@ async def registrations(url: str, count: int) -> None:
     tag = next(_tags)
 
     async def one(http: aiohttp.ClientSession, i: int) -> int:
-        body = b'{"projectName":"bench-project","runId":"ir-%d-%d","callbackUrl":"%s"}' % (
-            tag,
-            i,
-            b"http://127.0.0.1:9/hook",
-        )
-        async with http.post(url, data=body, headers=AUTH) as resp:
+        async with http.post(url, data=body(f"ir-{tag}-{i}"), headers=AUTH) as resp:
             await resp.read()
             return resp.status
 
@@ -88,18 +83,13 @@ async def one_run(tree: Path, count: int, work: Path) -> tuple[int, int]:
     port = free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("RELAY_", "INTUNED_"))},
-        "REDIS_URL": redis.url,
-        "INTUNED_API_BASE_URL": "http://127.0.0.1:9",
-        "INTUNED_WORKSPACE_ID": WORKSPACE,
-        "INTUNED_API_KEY": INTUNED_KEY,
-        "RELAY_API_KEYS": f"{CLIENT}:{CLIENT_KEY}",
-        "RELAY_ALLOW_PRIVATE_CALLBACKS": "true",
-        "RELAY_WORKER_METRICS_PORT": "0",
-        "RELAY_SHUTDOWN_GRACE": "5s",
-        "RELAY_LOG_FORMAT": "json",
-        "RELAY_HOST": "127.0.0.1",
-        "RELAY_PORT": str(port),
-        "PYTHONHASHSEED": "0",
+        **relay_env(
+            redis.url,
+            "http://127.0.0.1:9",
+            RELAY_HOST="127.0.0.1",
+            RELAY_PORT=str(port),
+            PYTHONHASHSEED="0",
+        ),
     }
     cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={work}/api.%p.out"]
     with (work / "api.log").open("wb") as log:

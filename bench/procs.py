@@ -120,6 +120,22 @@ class Child:
         self._log.close()
 
 
+def relay_env(redis_url: str, intuned_base: str, **overrides: str) -> dict[str, str]:
+    """The relay's environment for a bench run; ``overrides`` use the variable names."""
+    return {
+        "REDIS_URL": redis_url,
+        "INTUNED_API_BASE_URL": intuned_base,
+        "INTUNED_WORKSPACE_ID": WORKSPACE,
+        "INTUNED_API_KEY": INTUNED_KEY,
+        "RELAY_API_KEYS": f"{CLIENT}:{CLIENT_KEY}",
+        "RELAY_ALLOW_PRIVATE_CALLBACKS": "true",
+        "RELAY_WORKER_METRICS_PORT": "0",
+        "RELAY_SHUTDOWN_GRACE": "5s",
+        "RELAY_LOG_FORMAT": "json",
+        **overrides,
+    }
+
+
 class Fleet:
     """The bench's children: one Redis, one fake, one receiver, relay processes on demand."""
 
@@ -168,18 +184,7 @@ class Fleet:
 
     def relay_env(self, **overrides: str) -> dict[str, str]:
         """The relay's environment for this fleet; ``overrides`` use the variable names."""
-        return {
-            "REDIS_URL": self.redis.url,
-            "INTUNED_API_BASE_URL": self.intuned_base,
-            "INTUNED_WORKSPACE_ID": WORKSPACE,
-            "INTUNED_API_KEY": INTUNED_KEY,
-            "RELAY_API_KEYS": f"{CLIENT}:{CLIENT_KEY}",
-            "RELAY_ALLOW_PRIVATE_CALLBACKS": "true",
-            "RELAY_WORKER_METRICS_PORT": "0",
-            "RELAY_SHUTDOWN_GRACE": "5s",
-            "RELAY_LOG_FORMAT": "json",
-            **overrides,
-        }
+        return relay_env(self.redis.url, self.intuned_base, **overrides)
 
     def worker(self, processes: int = 1, **overrides: str) -> Child:
         """Start ``relay worker`` (as deployed: ``python -m relay worker``) and wait for it.

@@ -25,17 +25,20 @@ AUTH = {"Authorization": f"Bearer {CLIENT_KEY}", "content-type": "application/js
 _ids = itertools.count()
 
 
+def body(run_id: str) -> bytes:
+    """A registration of ``run_id`` (new each time: every one starts a watch)."""
+    return b'{"projectName":"bench-project","runId":"%s","callbackUrl":"%s"}' % (
+        run_id.encode(),
+        CALLBACK.encode(),
+    )
+
+
 async def window(url: str, seconds: float) -> LoadResult:
     """``seconds`` of registrations against ``url`` at 64 connections."""
     tag = next(_ids)
 
     async def one(http: aiohttp.ClientSession, i: int) -> int:
-        body = b'{"projectName":"bench-project","runId":"reg-%d-%d","callbackUrl":"%s"}' % (
-            tag,
-            i,
-            CALLBACK.encode(),
-        )
-        async with http.post(url, data=body, headers=AUTH) as resp:
+        async with http.post(url, data=body(f"reg-{tag}-{i}"), headers=AUTH) as resp:
             await resp.read()
             return resp.status
 

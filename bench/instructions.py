@@ -34,7 +34,7 @@ import uvloop
 
 from bench.load import run_lanes, session
 from bench.procs import relay_env, wait_http
-from bench.scenarios.registration import AUTH, body
+from bench.scenarios.registration import register
 from relay.embedded_redis import EmbeddedRedis, find_server_binary, free_port
 
 WARM_UP = 320
@@ -46,9 +46,7 @@ async def registrations(url: str, count: int) -> None:
     tag = next(_tags)
 
     async def one(http: aiohttp.ClientSession, i: int) -> int:
-        async with http.post(url, data=body(f"ir-{tag}-{i}"), headers=AUTH) as resp:
-            await resp.read()
-            return resp.status
+        return await register(http, url, f"ir-{tag}-{i}")
 
     async with session(64) as http:
         res = await run_lanes(http, 64, one, count=count)

@@ -33,14 +33,19 @@ def body(run_id: str) -> bytes:
     )
 
 
+async def register(http: aiohttp.ClientSession, url: str, run_id: str) -> int:
+    """POST one registration; its status code."""
+    async with http.post(url, data=body(run_id), headers=AUTH) as resp:
+        await resp.read()
+        return resp.status
+
+
 async def window(url: str, seconds: float) -> LoadResult:
     """``seconds`` of registrations against ``url`` at 64 connections."""
     tag = next(_ids)
 
     async def one(http: aiohttp.ClientSession, i: int) -> int:
-        async with http.post(url, data=body(f"reg-{tag}-{i}"), headers=AUTH) as resp:
-            await resp.read()
-            return resp.status
+        return await register(http, url, f"reg-{tag}-{i}")
 
     async with session(CONNECTIONS) as http:
         return await run_lanes(http, CONNECTIONS, one, seconds=seconds)

@@ -91,6 +91,7 @@ def script_work(redis_url: str) -> Iterator[ScriptWork]:
     sock.sendall(b"MONITOR\r\n")
     if not sock.recv(5).startswith(b"+OK"):
         raise RuntimeError("Redis refused MONITOR")
+    sock.settimeout(None)  # a quiet spell is no error: the ECHO below ends the read
     work, token = ScriptWork(), secrets.token_hex(8).encode()
 
     def read() -> None:
@@ -106,8 +107,12 @@ def script_work(redis_url: str) -> Iterator[ScriptWork]:
     try:
         yield work
     finally:
-        with redis.Redis.from_url(redis_url) as client:
-            client.echo(token)
-        reader.join(timeout=60)
-        sock.close()
+        try:
+            with redis.Redis.from_url(redis_url) as client:
+                client.echo(token)
+            reader.join(timeout=60)
+        finally:
+            with contextlib.suppress(OSError):  # wakes a reader still waiting (Redis gone)
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
         work.feed(b"\r\n")

@@ -58,9 +58,10 @@ class ScriptWork:
     calls: int = 0
     most: int = 0
     heaviest: bytes = b""  # the head of the script call that ran ``most`` commands
-    _run: int = 0
-    _head: bytes = b""
-    _rest: bytes = field(default=b"", repr=False)
+    # The feed's reading state: commands in the current script call, its head, a partial line.
+    _run: int = field(default=0, init=False, repr=False)
+    _head: bytes = field(default=b"", init=False, repr=False)
+    _rest: bytes = field(default=b"", init=False, repr=False)
 
     def feed(self, chunk: bytes) -> None:
         lines = (self._rest + chunk).split(b"\r\n")

@@ -3,7 +3,7 @@
 With a valid key: no 5xx, and every response (status, content type, body, headers) is what the
 document says. With another client's key, a wrong key, or none: nothing of alpha's shows up, and
 alpha's data is unchanged. The default run is bounded (a few seconds, derandomized); the slow run
-(``uv run pytest -m slow tests/test_api_fuzz.py -s``) generates well over 1,000 cases.
+(``uv run pytest -m slow -n 0 tests/test_api_fuzz.py -s``) generates well over 1,000 cases.
 
 The app runs in-process through schemathesis's ASGI transport, which runs the app's lifespan
 (Redis and arq pools) in its own event loop thread; Redis is the suite's real one.

@@ -16,6 +16,7 @@ pytest_plugins = [
     "tests.support.intuned_fixtures",
     "tests.support.receiver_fixtures",
     "tests.support.relay_fixtures",
+    "tests.support.workers",
     "tests.support.store_helpers",
     "tests.support.e2e",
     "tests.support.api_module_fixtures",

@@ -13,7 +13,8 @@ from litestar.testing import AsyncTestClient
 from relay.fake_intuned import FakeIntunedHandle, RunScript
 from tests.support.api_helpers import api_client, api_env, body
 from tests.support.receiver import ReceiverHandle
-from tests.support.relay_fixtures import AUTH_ALPHA, StartWorker, subscription_state, wait_until
+from tests.support.relay_fixtures import AUTH_ALPHA, subscription_state, wait_until
+from tests.support.workers import StartWorker
 
 SUBS = "/v1/subscriptions"
 

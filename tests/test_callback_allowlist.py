@@ -27,8 +27,9 @@ from relay.webhooks.allowlist import build_policy, parse_allowlist
 from relay.webhooks.callbacks import is_forbidden
 from tests.support.listener import recording_listener
 from tests.support.receiver import ReceiverHandle
-from tests.support.relay_fixtures import AUTH_ALPHA, StartWorker, wait_until
+from tests.support.relay_fixtures import AUTH_ALPHA, wait_until
 from tests.support.reliability import register_many, state_counts
+from tests.support.workers import StartWorker
 
 ALLOWLISTED = {"RELAY_ALLOW_PRIVATE_CALLBACKS": "false", "RELAY_CALLBACK_ALLOWLIST": "127.0.0.1"}
 

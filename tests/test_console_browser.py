@@ -22,7 +22,8 @@ from relay.fake_intuned import FakeIntunedHandle, RunScript
 from tests.support.browser import ROOT, artifacts_dir, axe_violations, chromium, screenshot
 from tests.support.processes import RelayProcess
 from tests.support.receiver import ReceiverHandle
-from tests.support.relay_fixtures import ALPHA_KEY, AUTH_ALPHA, AUTH_BETA, StartWorker
+from tests.support.relay_fixtures import ALPHA_KEY, AUTH_ALPHA, AUTH_BETA
+from tests.support.workers import StartWorker
 
 __all__ = ["chromium"]  # the fixture, used by name
 

@@ -30,12 +30,12 @@ from tests.support.receiver import ReceiverHandle
 from tests.support.relay_fixtures import (
     ALPHA_KEY,
     AUTH_ALPHA,
-    StartWorker,
     subscribe,
     subscription_state,
     wait_until,
 )
 from tests.support.store_helpers import finish_run, open_stores
+from tests.support.workers import StartWorker
 
 _ROW = re.compile(r'href="/console/subscriptions/(sub_[^"/]+)"')
 

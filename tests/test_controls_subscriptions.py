@@ -17,11 +17,11 @@ from tests.support.receiver import ReceiverHandle, verify
 from tests.support.relay_fixtures import (
     AUTH_ALPHA,
     AUTH_BETA,
-    StartWorker,
     reach_state,
     signing_secret_of,
     wait_until,
 )
+from tests.support.workers import StartWorker
 
 SUBS = "/v1/subscriptions"
 SECRET_VALUE = "Bearer tok-7f3a9c-never-shown"

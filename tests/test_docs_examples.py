@@ -23,7 +23,8 @@ from litestar.testing import AsyncTestClient
 
 from relay.embedded_redis import free_port
 from relay.fake_intuned import FakeIntunedHandle
-from tests.support.relay_fixtures import AUTH_ALPHA, StartWorker, subscription_state, wait_until
+from tests.support.relay_fixtures import AUTH_ALPHA, subscription_state, wait_until
+from tests.support.workers import StartWorker
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "docs" / "examples"
 

@@ -23,7 +23,8 @@ from relay.fake_intuned import FakeIntunedHandle, PushFaults, RunScript
 from tests.support.intuned_fixtures import MakeFake, ManualClock
 from tests.support.processes import RelayProcess
 from tests.support.receiver import ReceiverHandle
-from tests.support.relay_fixtures import AUTH_ALPHA, StartWorker, wait_until
+from tests.support.relay_fixtures import AUTH_ALPHA, wait_until
+from tests.support.workers import StartWorker
 
 DEFAULT_POLLING = {
     "RELAY_POLL_INTERVAL": "3s",

@@ -27,8 +27,9 @@ from relay.webhooks.callbacks import IPAddress, dns_lookup
 from relay.webhooks.hostgate import HostGate, attempt_verdict, host_key
 from relay.webhooks.sender import WebhookSender
 from tests.support.receiver import ReceiverHandle
-from tests.support.relay_fixtures import StartWorker, wait_until
+from tests.support.relay_fixtures import wait_until
 from tests.support.reliability import register_many, state_counts
+from tests.support.workers import StartWorker
 
 
 class Clock:

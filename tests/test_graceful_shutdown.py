@@ -18,7 +18,8 @@ from redis.asyncio import Redis
 
 from relay.fake_intuned import FakeIntunedHandle, RunScript
 from tests.support.receiver import ReceiverHandle
-from tests.support.relay_fixtures import AUTH_ALPHA, StartWorker, wait_until
+from tests.support.relay_fixtures import AUTH_ALPHA, wait_until
+from tests.support.workers import StartWorker
 from workers.runner import stop_arq
 
 SUBSCRIPTIONS = 50

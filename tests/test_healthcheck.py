@@ -19,8 +19,9 @@ from relay.embedded_redis import free_port
 from relay.fake_intuned import FakeIntunedHandle
 from relay.healthcheck import children, is_wrapper, role_of
 from tests.support.processes import RelayProcess, clean_env
-from tests.support.relay_fixtures import StartWorker, base_env
+from tests.support.relay_fixtures import base_env
 from tests.support.reliability import StartApi
+from tests.support.workers import StartWorker
 
 ROOT = Path(__file__).resolve().parents[1]
 

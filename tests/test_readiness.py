@@ -24,8 +24,9 @@ from relay.services.operational import INCIDENT_INTUNED_KEY
 from relay.store import keys
 from tests.support.api_helpers import api_client, api_env
 from tests.support.intuned_fixtures import FAKE_API_KEY, FAKE_WORKSPACE_ID, MakeFake
-from tests.support.relay_fixtures import StartWorker, wait_until
+from tests.support.relay_fixtures import wait_until
 from tests.support.reliability import StartApi
+from tests.support.workers import StartWorker
 
 WRONG_KEY = "wrong-key-wrong-key"  # the suite's log audit makes sure it is never logged
 

@@ -22,8 +22,9 @@ from relay.fake_intuned import FakeIntunedHandle, RunScript
 from relay.model import ATTEMPT_DECODER, Attempt
 from relay.store import keys
 from tests.support.receiver import ReceiverHandle, start_receiver_in_thread
-from tests.support.relay_fixtures import AUTH_ALPHA, StartWorker, wait_until
+from tests.support.relay_fixtures import AUTH_ALPHA, wait_until
 from tests.support.reliability import register_many, state_counts, webhook_counts
+from tests.support.workers import StartWorker
 
 SCHEDULE = "200ms,400ms,800ms,1600ms,3200ms"
 ATTEMPTS = 6

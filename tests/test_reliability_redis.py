@@ -21,7 +21,7 @@ from relay.embedded_redis import EmbeddedRedis
 from relay.fake_intuned import FakeIntunedHandle, RunScript
 from tests.support.intuned_fixtures import MakeFake, ManualClock
 from tests.support.receiver import ReceiverHandle
-from tests.support.relay_fixtures import AUTH_ALPHA, StartWorker, wait_until
+from tests.support.relay_fixtures import AUTH_ALPHA, wait_until
 from tests.support.reliability import (
     StartApi,
     duplicates,
@@ -29,6 +29,7 @@ from tests.support.reliability import (
     state_counts,
     states,
 )
+from tests.support.workers import StartWorker
 
 OUTAGE_S = 3.0
 PENDING_S = 1000.0

@@ -29,7 +29,6 @@ from tests.support.relay_fixtures import (
     AUTH_ALPHA,
     AUTH_BETA,
     BETA_KEY,
-    StartWorker,
     wait_until,
 )
 from tests.support.reliability import (
@@ -38,6 +37,7 @@ from tests.support.reliability import (
     register_many,
     state_counts,
 )
+from tests.support.workers import StartWorker
 
 
 async def test_no_key_or_secret_in_any_log_and_no_cross_client_signature(

@@ -24,8 +24,9 @@ from relay.model import ATTEMPT_DECODER
 from relay.settings import Settings
 from relay.store import keys
 from tests.support.listener import serving
-from tests.support.relay_fixtures import AUTH_ALPHA, StartWorker, wait_until
+from tests.support.relay_fixtures import AUTH_ALPHA, wait_until
 from tests.support.reliability import register_many, state_counts
+from tests.support.workers import StartWorker
 
 
 class Listener:

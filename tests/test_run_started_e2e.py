@@ -14,10 +14,10 @@ from relay.fake_intuned import FakeIntunedHandle, RunScript
 from tests.support.receiver import ReceiverHandle, verify
 from tests.support.relay_fixtures import (
     AUTH_ALPHA,
-    StartWorker,
     reach_state,
     signing_secret_of,
 )
+from tests.support.workers import StartWorker
 
 
 async def subscribe(api: AsyncTestClient[Any], run_id: str, url: str, **extra: Any) -> str:

@@ -20,10 +20,11 @@ from relay.settings import Settings
 from relay.store import keys
 from tests.support.api_helpers import api_client, make_doc
 from tests.support.receiver import ReceiverHandle, verify
-from tests.support.relay_fixtures import AUTH_ALPHA, StartWorker, wait_until
+from tests.support.relay_fixtures import AUTH_ALPHA, wait_until
 from tests.support.reliability import register_many, state_counts, webhook_counts
 from tests.support.slowlog import WORK_BOUND, over_the_line, script_work, slowlog
 from tests.support.store_helpers import open_stores
+from tests.support.workers import StartWorker
 from workers.runner import run_worker
 
 

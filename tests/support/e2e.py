@@ -1,8 +1,9 @@
 """The end-to-end bundle (fixture ``e2e``): the API in-process, the fake Intuned, a loopback
-receiver and a starter of real worker processes, with the calls every story makes on them.
+receiver and the two worker starters (``tests.support.workers``), with the calls every story makes.
 
-A story asks for ``e2e`` instead of the four fixtures, starts the workers it needs
-(``e2e.start_worker(...)``), scripts runs, subscribes the receiver and waits for states.
+A story asks for ``e2e`` instead of the separate fixtures, starts the workers it needs (in its
+loop: ``await e2e.start_inproc_worker(...)``; a real process only when the process is under test:
+``e2e.start_worker(...)``), scripts runs, subscribes the receiver and waits for states.
 """
 
 from __future__ import annotations
@@ -17,13 +18,13 @@ from relay.fake_intuned import FakeIntunedHandle, RunScript
 from tests.support.receiver import ReceiverHandle
 from tests.support.relay_fixtures import (
     AUTH_ALPHA,
-    StartWorker,
     reach_state,
     signing_secret_of,
     subscribe,
     subscription_state,
     subscription_view,
 )
+from tests.support.workers import StartInprocWorker, StartWorker
 
 
 @dataclass
@@ -33,6 +34,7 @@ class E2E:
     api: AsyncTestClient[Any]
     intuned: FakeIntunedHandle
     receiver: ReceiverHandle
+    start_inproc_worker: StartInprocWorker
     start_worker: StartWorker
 
     def run(self, **script: Any) -> str:
@@ -75,7 +77,8 @@ def e2e(
     api: AsyncTestClient[Any],
     fake_intuned: FakeIntunedHandle,
     receiver: ReceiverHandle,
+    start_inproc_worker: StartInprocWorker,
     start_worker: StartWorker,
 ) -> E2E:
-    """The API, the fake Intuned, a receiver and the worker starter, bundled (no worker yet)."""
-    return E2E(api, fake_intuned, receiver, start_worker)
+    """The API, the fake Intuned, a receiver and the worker starters, bundled (no worker yet)."""
+    return E2E(api, fake_intuned, receiver, start_inproc_worker, start_worker)

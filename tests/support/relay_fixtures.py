@@ -1,11 +1,11 @@
-"""Fixtures that run the relay itself: settings for tests, worker processes, an API client."""
+"""Fixtures that run the relay itself: settings for tests, an API client, and the calls tests make
+on it (workers: ``tests.support.workers``)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -15,7 +15,6 @@ from relay.api.app import create_app
 from relay.fake_intuned import FakeIntunedHandle
 from relay.settings import Settings
 from tests.support.intuned_fixtures import FAKE_API_KEY, FAKE_WORKSPACE_ID
-from tests.support.processes import RelayProcess
 
 ALPHA_KEY = "alpha-key-0123456789abcdef"
 BETA_KEY = "beta-key-0123456789abcdef"
@@ -53,44 +52,6 @@ def base_env(redis_url: str, intuned_base: str) -> dict[str, str]:
 def relay_env(redis_sync: Any, redis_url: str, fake_intuned: FakeIntunedHandle) -> dict[str, str]:
     """Environment for a relay wired to the test Redis and fake Intuned (flushed Redis)."""
     return base_env(redis_url, fake_intuned.base_url)
-
-
-class WorkerProcess(RelayProcess):
-    """A real ``relay worker`` child process whose log goes to a file."""
-
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        super().__init__(["worker"], env, log_path)
-
-    def wait_started(self, timeout: float = 15.0) -> None:
-        """Block until the worker logged that it started."""
-        self.wait_for_log("worker_started", timeout)
-
-    def terminate(self, timeout: float = 20.0) -> int:
-        """SIGTERM and wait for a graceful exit; returns the exit code."""
-        return self.stop(timeout)
-
-
-StartWorker = Callable[..., WorkerProcess]
-
-
-@pytest.fixture
-def start_worker(relay_env: dict[str, str], tmp_path: Path) -> Iterator[StartWorker]:
-    """Start real worker processes (env overrides as keyword arguments); all stopped after."""
-    procs: list[WorkerProcess] = []
-
-    def start(wait: bool = True, **overrides: str) -> WorkerProcess:
-        env = {**relay_env, **overrides}
-        proc = WorkerProcess(env, tmp_path / f"worker-{len(procs)}.log")
-        procs.append(proc)
-        if wait:
-            proc.wait_started()
-        return proc
-
-    try:
-        yield start
-    finally:
-        for proc in procs:
-            proc.terminate()
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""End-to-end stories: API in-process, a real worker process, the fake Intuned and a receiver."""
+"""End-to-end stories: the API and a worker in-process, the fake Intuned and a receiver."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ async def test_completed_run_arrives_once_signed_with_intuned_fields_passed_thro
         result={"price": 12.50, "big": 12345678901234567890, "name": "café"},
     )
     secret = await e2e.secret()
-    e2e.start_worker()
+    await e2e.start_inproc_worker()
     sub = await e2e.register(run_id, "/ok/a", metadata={"order": 7})
     assert sub["state"] == "watching"
     [req] = await e2e.receiver.wait_for_async(1, timeout=15)
@@ -45,7 +45,7 @@ async def test_completed_run_arrives_once_signed_with_intuned_fields_passed_thro
 async def test_twenty_subscriptions_cost_the_same_polls_as_one(e2e: E2E) -> None:
     single = e2e.run(pending_polls=3, outcome="completed", result=1)
     shared = e2e.run(pending_polls=3, outcome="completed", result=2)
-    e2e.start_worker()
+    await e2e.start_inproc_worker()
     await e2e.subscribe(single, "/ok/single")
     for i in range(20):
         await e2e.subscribe(shared, f"/ok/shared-{i}")

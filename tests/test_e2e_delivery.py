@@ -1,7 +1,8 @@
 """Delivery stories (issue 4): signed POSTs verified by `standardwebhooks`, retries, 410,
 Retry-After, redirects, hangs, exhausted → redelivered, secret rotation, a SIGKILLed worker.
 
-The relay runs with RELAY_RETRY_SCHEDULE=50ms,100ms,150ms (4 attempts) and a 1 s timeout.
+The relay runs with RELAY_RETRY_SCHEDULE=50ms,100ms,150ms (4 attempts) and a 1 s timeout; its
+worker runs in the test's loop, except the SIGKILLed ones, which are processes.
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ DONE = {"outcome": "completed", "result": 1}
 
 
 @pytest.fixture
-def running(e2e: E2E) -> E2E:
-    """The bundle with one worker running on the suite's settings."""
-    e2e.start_worker()
+async def running(e2e: E2E) -> E2E:
+    """The bundle with one worker running on the suite's settings, in the test's loop."""
+    await e2e.start_inproc_worker()
     return e2e
 
 
@@ -96,7 +97,7 @@ async def test_410_stops_delivery(running: E2E) -> None:
 
 async def test_retry_after_is_honoured(e2e: E2E) -> None:
     # Retry-After 1 s is above the schedule's first delay (50 ms) and within its longest (2 s).
-    e2e.start_worker(RELAY_RETRY_SCHEDULE="50ms,2s")
+    await e2e.start_inproc_worker(RELAY_RETRY_SCHEDULE="50ms,2s")
     sid = await e2e.subscribe(e2e.run(**DONE), "/status/503?retry_after=1")
     await e2e.reach(sid, "exhausted", timeout=20)
     reqs = e2e.receiver.requests
@@ -112,7 +113,7 @@ async def test_redirect_is_a_failure_and_not_followed(running: E2E) -> None:
 
 
 async def test_hanging_receiver_is_cut_at_the_timeout_and_retried(e2e: E2E) -> None:
-    e2e.start_worker(RELAY_RETRY_SCHEDULE="50ms")
+    await e2e.start_inproc_worker(RELAY_RETRY_SCHEDULE="50ms")
     run_id = e2e.run(**DONE)
     hanging = await e2e.subscribe(run_id, "/slow/5000")
     fast = await e2e.subscribe(run_id, "/ok/fast")
@@ -156,7 +157,7 @@ async def test_rotation_signs_with_both_secrets(running: E2E) -> None:
 
 
 async def test_delete_during_retries_stops_them(e2e: E2E) -> None:
-    e2e.start_worker(RELAY_RETRY_SCHEDULE="300ms,300ms,300ms,300ms,300ms")
+    await e2e.start_inproc_worker(RELAY_RETRY_SCHEDULE="300ms,300ms,300ms,300ms,300ms")
     sid = await e2e.subscribe(e2e.run(**DONE), "/status/500")
     await wait_until(lambda: len(e2e.receiver.requests) >= 1, timeout=10)
     assert (await e2e.api.delete(f"/v1/subscriptions/{sid}", headers=AUTH_ALPHA)).status_code == 204

@@ -1,4 +1,5 @@
-"""Polling stories (issue 3): real worker processes, the fake Intuned over sockets, real Redis.
+"""Polling stories (issue 3): a worker in the test's loop (a real process where one is SIGKILLed),
+the fake Intuned over sockets, real Redis.
 
 The relay runs with a short clock here (poll interval 100 ms growing to 300 ms, 404 grace 500 ms)
 so each story takes seconds; the schedule logic is the same as with the defaults.
@@ -6,8 +7,8 @@ so each story takes seconds; the schedule logic is the same as with the defaults
 
 from __future__ import annotations
 
+import asyncio
 import json
-import time
 
 from relay.fake_intuned import Fault, RunScript
 from tests.support.e2e import E2E
@@ -18,7 +19,7 @@ DONE = {"outcome": "completed", "result": 1}
 
 
 async def test_time_based_run_is_seen_terminal_within_one_max_interval(e2e: E2E) -> None:
-    e2e.start_worker()
+    await e2e.start_inproc_worker()
     run_id = e2e.run(pending_seconds=0.6, started_seconds=0.6, outcome="completed", result="x")
     await e2e.subscribe(run_id, "/ok")
     await e2e.receiver.wait_for_async(1, timeout=10)
@@ -36,7 +37,7 @@ async def test_time_based_run_is_seen_terminal_within_one_max_interval(e2e: E2E)
 
 
 async def test_429_retry_after_delays_the_next_poll(e2e: E2E) -> None:
-    e2e.start_worker()
+    await e2e.start_inproc_worker()
     run_id = e2e.run(pending_polls=1, **DONE)
     e2e.intuned.state.add_fault(Fault(kind="rate_limited", run_id=run_id, times=1, retry_after="2"))
     await e2e.subscribe(run_id, "/ok")
@@ -47,7 +48,7 @@ async def test_429_retry_after_delays_the_next_poll(e2e: E2E) -> None:
 
 
 async def test_5xx_burst_garbage_and_resets_do_not_end_the_watch(e2e: E2E) -> None:
-    e2e.start_worker()
+    await e2e.start_inproc_worker()
     run_id = e2e.run(pending_polls=1, **DONE)
     for fault in (
         Fault(kind="error_500", run_id=run_id, times=2),
@@ -66,7 +67,7 @@ async def test_5xx_burst_garbage_and_resets_do_not_end_the_watch(e2e: E2E) -> No
 
 async def _watch_fails_with(e2e: E2E, code: str, run_id: str, **worker_env: str) -> None:
     """A worker (with ``worker_env``) ends the watch of ``run_id`` with ``run.watch_failed``."""
-    e2e.start_worker(**worker_env)
+    await e2e.start_inproc_worker(**worker_env)
     await e2e.subscribe(run_id, "/ok")
     [req] = await e2e.receiver.wait_for_async(1, timeout=15)
     body = json.loads(req.body)
@@ -79,9 +80,9 @@ async def test_404_beyond_the_grace_period_fails_with_run_not_found(e2e: E2E) ->
 
 
 async def test_unknown_run_that_appears_within_grace_is_followed(e2e: E2E) -> None:
-    e2e.start_worker(RELAY_NOT_FOUND_GRACE="5s")
+    await e2e.start_inproc_worker(RELAY_NOT_FOUND_GRACE="5s")
     await e2e.subscribe("late-run", "/ok")
-    time.sleep(0.5)
+    await asyncio.sleep(0.5)
     e2e.intuned.state.create_run(RunScript(**DONE), run_id="late-run")
     [req] = await e2e.receiver.wait_for_async(1, timeout=15)
     assert json.loads(req.body)["type"] == "run.completed"
@@ -93,7 +94,7 @@ async def test_401_fails_with_intuned_unauthorized(e2e: E2E) -> None:
         e2e, "intuned_unauthorized", run_id, INTUNED_API_KEY="wrong-key-wrong-key"
     )
     polls = e2e.intuned.state.run_stats(run_id).polls
-    time.sleep(0.5)
+    await asyncio.sleep(0.5)
     assert e2e.intuned.state.run_stats(run_id).polls == polls  # a failed watch is not polled again
 
 
@@ -103,7 +104,7 @@ async def test_watch_timeout_fails_with_watch_timeout(e2e: E2E) -> None:
 
 
 async def test_late_registration_on_cached_terminal_run_makes_no_intuned_call(e2e: E2E) -> None:
-    e2e.start_worker()
+    await e2e.start_inproc_worker()
     run_id = e2e.run(pending_polls=1, outcome="failed")
     await e2e.subscribe(run_id, "/ok/first")
     await e2e.receiver.wait_for_async(1, timeout=10)
@@ -115,7 +116,7 @@ async def test_late_registration_on_cached_terminal_run_makes_no_intuned_call(e2
 
 
 async def test_run_that_ended_before_registration_is_delivered_after_one_poll(e2e: E2E) -> None:
-    e2e.start_worker()
+    await e2e.start_inproc_worker()
     run_id = e2e.run(outcome="canceled")
     await e2e.subscribe(run_id, "/ok")
     [req] = await e2e.receiver.wait_for_async(1, timeout=10)
@@ -124,7 +125,7 @@ async def test_run_that_ended_before_registration_is_delivered_after_one_poll(e2
 
 
 async def test_deleting_the_last_subscription_stops_polling(e2e: E2E) -> None:
-    e2e.start_worker()
+    await e2e.start_inproc_worker()
     state = e2e.intuned.state
     run_id = e2e.run(pending_polls=10_000)
     a = await e2e.subscribe(run_id, "/ok/a")
@@ -134,15 +135,15 @@ async def test_deleting_the_last_subscription_stops_polling(e2e: E2E) -> None:
     before = state.poll_count(run_id)
     await wait_until(lambda: state.poll_count(run_id) > before, timeout=10)
     assert (await e2e.api.delete(f"/v1/subscriptions/{b}", headers=AUTH_ALPHA)).status_code == 204
-    time.sleep(0.4)  # a poll already in flight may still land
+    await asyncio.sleep(0.4)  # a poll already in flight may still land
     stopped = state.poll_count(run_id)
-    time.sleep(1.0)
+    await asyncio.sleep(1.0)
     assert state.poll_count(run_id) == stopped
     assert e2e.receiver.requests == []
 
 
 async def test_unknown_status_is_not_terminal_and_the_watch_goes_on(e2e: E2E) -> None:
-    e2e.start_worker()
+    await e2e.start_inproc_worker()
     run_id = e2e.run(pending_polls=1, **DONE)
     e2e.intuned.state.add_fault(Fault(kind="unknown_enum", run_id=run_id, field="status", times=2))
     sid = await e2e.subscribe(run_id, "/ok")

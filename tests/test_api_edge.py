@@ -14,7 +14,7 @@ from relay.fake_intuned import FakeIntunedHandle, RunScript
 from tests.support.api_helpers import api_client, api_env, body
 from tests.support.receiver import ReceiverHandle
 from tests.support.relay_fixtures import AUTH_ALPHA, subscription_state, wait_until
-from tests.support.workers import StartWorker
+from tests.support.workers import StartInprocWorker
 
 SUBS = "/v1/subscriptions"
 
@@ -76,13 +76,13 @@ async def test_list_items_carry_no_attempt_log_and_one_subscription_does(
     api: AsyncTestClient[Any],
     fake_intuned: FakeIntunedHandle,
     receiver: ReceiverHandle,
-    start_worker: StartWorker,
+    start_inproc_worker: StartInprocWorker,
 ) -> None:
     run_id = fake_intuned.state.create_run(RunScript(outcome="completed", result={"a": 1}))
     url = receiver.url("/flaky/1/list")  # the first attempt fails, the second is delivered
     resp = await api.post(SUBS, json=body(run=run_id, url=url), headers=AUTH_ALPHA)
     sid = resp.json()["id"]
-    start_worker()
+    await start_inproc_worker()
 
     async def delivered() -> bool:
         return await subscription_state(api, sid, AUTH_ALPHA) == "delivered"

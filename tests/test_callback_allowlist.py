@@ -29,7 +29,7 @@ from tests.support.listener import recording_listener
 from tests.support.receiver import ReceiverHandle
 from tests.support.relay_fixtures import AUTH_ALPHA, wait_until
 from tests.support.reliability import register_many, state_counts
-from tests.support.workers import StartWorker
+from tests.support.workers import StartInprocWorker
 
 ALLOWLISTED = {"RELAY_ALLOW_PRIVATE_CALLBACKS": "false", "RELAY_CALLBACK_ALLOWLIST": "127.0.0.1"}
 
@@ -131,7 +131,7 @@ async def test_registration_accepts_the_allowlisted_receiver_and_says_why_others
 async def test_delivery_reaches_the_allowlisted_receiver_and_nothing_else(
     api: AsyncTestClient[Any],
     fake_intuned: FakeIntunedHandle,
-    start_worker: StartWorker,
+    start_inproc_worker: StartInprocWorker,
     receiver: ReceiverHandle,
     listener: tuple[int, list[str]],
     redis_sync: redis.Redis,
@@ -148,7 +148,7 @@ async def test_delivery_reaches_the_allowlisted_receiver_and_nothing_else(
         refused_urls(port)["link-local, incl. cloud metadata"],
     )
     [good] = await register_many(api, [(run_id, receiver.url("/ok"))])
-    start_worker(**ALLOWLISTED, RELAY_RETRY_SCHEDULE="50ms")
+    await start_inproc_worker(**ALLOWLISTED, RELAY_RETRY_SCHEDULE="50ms")
     everyone = [*refused, good]
     await wait_until(
         lambda: state_counts(redis_sync, everyone) == {"exhausted": 3, "delivered": 1}, timeout=20

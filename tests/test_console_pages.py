@@ -35,7 +35,7 @@ from tests.support.relay_fixtures import (
     wait_until,
 )
 from tests.support.store_helpers import finish_run, open_stores
-from tests.support.workers import StartWorker
+from tests.support.workers import StartInprocWorker
 
 _ROW = re.compile(r'href="/console/subscriptions/(sub_[^"/]+)"')
 
@@ -125,9 +125,10 @@ async def test_overview_counts_watched_runs_and_the_oldest_pending_delivery(
     console: AsyncTestClient[Any],
     fake_intuned: FakeIntunedHandle,
     receiver: ReceiverHandle,
-    start_worker: StartWorker,
+    start_inproc_worker: StartInprocWorker,
 ) -> None:
-    start_worker(RELAY_RETRY_SCHEDULE="1h")  # a failed first attempt waits an hour: pending
+    # A failed first attempt waits an hour: pending.
+    await start_inproc_worker(RELAY_RETRY_SCHEDULE="1h")
     done = fake_intuned.state.create_run(RunScript(outcome="completed", result={"n": 1}))
     later = fake_intuned.state.create_run(RunScript(pending_polls=10_000))
     pending = (await subscribe(console, done, receiver.url("/status/503")))["id"]
@@ -151,9 +152,9 @@ async def test_bulk_redeliver_gives_every_exhausted_subscription_a_fresh_series(
     console: AsyncTestClient[Any],
     fake_intuned: FakeIntunedHandle,
     receiver: ReceiverHandle,
-    start_worker: StartWorker,
+    start_inproc_worker: StartInprocWorker,
 ) -> None:
-    start_worker()
+    await start_inproc_worker()
     run_id = fake_intuned.state.create_run(RunScript(outcome="completed", result={"n": 1}))
     subs = [await subscribe(console, run_id, receiver.url(f"/flaky/4/{i}")) for i in range(3)]
 

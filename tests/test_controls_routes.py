@@ -1,5 +1,5 @@
 """Test deliveries, bulk redeliver and operational webhooks, end to end over sockets: the API
-in-process, real worker processes, a loopback receiver; every webhook verified by
+in-process, its worker in the same loop, a loopback receiver; every webhook verified by
 ``standardwebhooks``.
 """
 
@@ -122,7 +122,7 @@ async def test_test_deliveries_are_limited_per_client_then_429(
 
 
 async def test_bulk_redeliver_restarts_the_matching_exhausted_series_only(e2e: E2E) -> None:
-    e2e.start_worker()
+    await e2e.start_inproc_worker()
     secret = await e2e.secret()
     run_a = e2e.run(outcome="completed", result=1)
     run_b = e2e.run(outcome="completed", result=2)
@@ -261,7 +261,7 @@ async def test_bad_operational_webhooks_are_a_400(
 
 
 async def test_exhausted_and_gone_subscriptions_are_reported_signed_with_retries(e2e: E2E) -> None:
-    e2e.start_worker()
+    await e2e.start_inproc_worker()
     secret = await e2e.secret()
     hook = {"url": e2e.receiver.url("/flaky/1/ops"), "headers": {"Authorization": "ops-tok"}}
     assert (await e2e.api.put(OPS, json=hook, headers=AUTH_ALPHA)).status_code == 200
@@ -298,7 +298,7 @@ async def test_a_refused_intuned_key_is_reported_once_per_incident(e2e: E2E) -> 
         assert (
             await e2e.api.put(OPS, json={"url": e2e.receiver.url(path)}, headers=auth)
         ).status_code
-    e2e.start_worker(INTUNED_API_KEY="a-wrong-key-0123456789")
+    await e2e.start_inproc_worker(INTUNED_API_KEY="a-wrong-key-0123456789")
     sids = [await e2e.subscribe(f"run-{i}", f"/ok/{i}") for i in range(3)]
     for sid in sids:
         await e2e.reach(sid, "delivered")

@@ -24,7 +24,7 @@ from relay.store import keys
 from tests.support.receiver import ReceiverHandle, start_receiver_in_thread
 from tests.support.relay_fixtures import AUTH_ALPHA, wait_until
 from tests.support.reliability import register_many, state_counts, webhook_counts
-from tests.support.workers import StartWorker
+from tests.support.workers import StartInprocWorker
 
 SCHEDULE = "200ms,400ms,800ms,1600ms,3200ms"
 ATTEMPTS = 6
@@ -48,12 +48,12 @@ def receivers() -> Iterator[list[ReceiverHandle]]:
 async def test_receiver_outage_within_and_past_the_schedule(
     api: AsyncTestClient[Any],
     fake_intuned: FakeIntunedHandle,
-    start_worker: StartWorker,
+    start_inproc_worker: StartInprocWorker,
     redis_sync: redis.Redis,
     receivers: list[ReceiverHandle],
 ) -> None:
     port_a, port_b = free_port(), free_port()  # nobody listens: connection refused
-    start_worker(RELAY_RETRY_SCHEDULE=SCHEDULE)
+    await start_inproc_worker(RELAY_RETRY_SCHEDULE=SCHEDULE)
     run_id = fake_intuned.state.create_run(RunScript(outcome="completed", result="outage"))
     group_a = await register_many(
         api, [(run_id, f"http://127.0.0.1:{port_a}/ok/a{i}") for i in range(K)]

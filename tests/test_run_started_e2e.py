@@ -1,4 +1,4 @@
-"""``run.started`` end to end: API in-process, a real worker process, the fake Intuned and a
+"""``run.started`` end to end: the API and a worker in-process, the fake Intuned and a
 receiver over sockets. A subscription that asked for ``started`` gets one signed ``run.started``
 (its own ``webhook-id``) and then its terminal event; one that did not gets the terminal event
 only; the attempt log says which event each attempt carried."""
@@ -17,7 +17,7 @@ from tests.support.relay_fixtures import (
     reach_state,
     signing_secret_of,
 )
-from tests.support.workers import StartWorker
+from tests.support.workers import StartInprocWorker
 
 
 async def subscribe(api: AsyncTestClient[Any], run_id: str, url: str, **extra: Any) -> str:
@@ -31,7 +31,7 @@ async def test_started_then_completed_for_who_asked_completed_only_for_the_other
     api: AsyncTestClient[Any],
     fake_intuned: FakeIntunedHandle,
     receiver: ReceiverHandle,
-    start_worker: StartWorker,
+    start_inproc_worker: StartInprocWorker,
 ) -> None:
     run_id = fake_intuned.state.create_run(
         RunScript(pending_polls=1, started_polls=3, outcome="completed", result={"n": 1})
@@ -41,7 +41,7 @@ async def test_started_then_completed_for_who_asked_completed_only_for_the_other
         api, run_id, receiver.url("/ok/asked"), events=["started", "completed"], metadata={"k": 1}
     )
     plain = await subscribe(api, run_id, receiver.url("/ok/plain"))
-    start_worker()
+    await start_inproc_worker()
     requests = await receiver.wait_for_async(3, timeout=20)
     by_path: dict[str, list[dict[str, Any]]] = {}
     ids: dict[str, set[str]] = {}

@@ -1,7 +1,7 @@
-"""Store v2 end to end, with real workers: Redis's clock against a skewed worker clock, results
-above RELAY_MAX_RESULT_BYTES, deliveries without a signing secret, and a 10,000-subscriber run
-fanned out in bounded batches with no command in Redis's SLOWLOG that grows with it
-(tests/support/slowlog.py says how SLOWLOG is judged)."""
+"""Store v2 end to end, with workers in the test's loop: Redis's clock against a skewed worker
+clock, results above RELAY_MAX_RESULT_BYTES, deliveries without a signing secret, and a
+10,000-subscriber run fanned out in bounded batches with no command in Redis's SLOWLOG that grows
+with it (tests/support/slowlog.py says how SLOWLOG is judged)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from redis.asyncio import Redis
 
 from relay.fake_intuned import FakeIntunedHandle, RunScript
 from relay.model import now_ms, run_key
-from relay.settings import Settings
 from relay.store import keys
 from tests.support.api_helpers import api_client, make_doc
 from tests.support.receiver import ReceiverHandle, verify
@@ -24,34 +23,28 @@ from tests.support.relay_fixtures import AUTH_ALPHA, wait_until
 from tests.support.reliability import register_many, state_counts, webhook_counts
 from tests.support.slowlog import WORK_BOUND, over_the_line, script_work, slowlog
 from tests.support.store_helpers import open_stores
-from tests.support.workers import StartWorker
-from workers.runner import run_worker
+from tests.support.workers import StartInprocWorker
 
 
-# Two workers run in this process so one can be given a skewed clock.
 async def test_a_worker_with_a_skewed_clock_neither_steals_nor_starves(
     api: AsyncTestClient[Any],
-    relay_env: dict[str, str],
+    start_inproc_worker: StartInprocWorker,
     fake_intuned: FakeIntunedHandle,
     receiver: ReceiverHandle,
     redis_sync: redis.Redis,
 ) -> None:
-    settings = Settings.from_env(relay_env)
-    stop = asyncio.Event()
     workers = [
-        asyncio.create_task(run_worker(settings, stop=stop)),
-        asyncio.create_task(run_worker(settings, stop=stop, clock=lambda: now_ms() + 120_000)),
+        await start_inproc_worker(),
+        await start_inproc_worker(clock=lambda: now_ms() + 120_000),
     ]
-    try:
-        runs = [
-            fake_intuned.state.create_run(RunScript(pending_polls=3, outcome="completed", result=i))
-            for i in range(20)
-        ]
-        sids = await register_many(api, [(r, receiver.url(f"/ok/{r}")) for r in runs])
-        await wait_until(lambda: state_counts(redis_sync, sids) == {"delivered": 20}, timeout=40)
-    finally:
-        stop.set()
-        await asyncio.gather(*workers, return_exceptions=True)
+    runs = [
+        fake_intuned.state.create_run(RunScript(pending_polls=3, outcome="completed", result=i))
+        for i in range(20)
+    ]
+    sids = await register_many(api, [(r, receiver.url(f"/ok/{r}")) for r in runs])
+    await wait_until(lambda: state_counts(redis_sync, sids) == {"delivered": 20}, timeout=40)
+    for worker in workers:
+        await worker.stop()
     # One poller per run: 3 pending answers and the terminal one, never a concurrent extra.
     assert [fake_intuned.state.poll_count(r) for r in runs] == [4] * 20
     # No duplicate attempts: one webhook per subscription, one attempt each.
@@ -63,11 +56,11 @@ async def test_a_worker_with_a_skewed_clock_neither_steals_nor_starves(
 
 async def test_a_result_over_the_limit_ends_the_watch_with_result_too_large(
     api: AsyncTestClient[Any],
-    start_worker: StartWorker,
+    start_inproc_worker: StartInprocWorker,
     fake_intuned: FakeIntunedHandle,
     receiver: ReceiverHandle,
 ) -> None:
-    start_worker(RELAY_MAX_RESULT_BYTES="1KiB")
+    await start_inproc_worker(RELAY_MAX_RESULT_BYTES="1KiB")
     run_id = fake_intuned.state.create_run(RunScript(outcome="completed", result="x" * 5000))
     await register_many(api, [(run_id, receiver.url("/ok/big"))])
     [req] = await receiver.wait_for_async(1, timeout=20)
@@ -83,7 +76,7 @@ async def test_a_result_over_the_limit_ends_the_watch_with_result_too_large(
 
 async def test_a_delivery_without_a_secret_fails_clearly_and_creates_none(
     api: AsyncTestClient[Any],
-    start_worker: StartWorker,
+    start_inproc_worker: StartInprocWorker,
     fake_intuned: FakeIntunedHandle,
     receiver: ReceiverHandle,
     redis_sync: redis.Redis,
@@ -94,7 +87,7 @@ async def test_a_delivery_without_a_secret_fails_clearly_and_creates_none(
     [sid] = await register_many(api, [(run_id, receiver.url("/ok/nosecret"))])
     assert redis_sync.exists(keys.secrets("alpha"))  # the first subscription made it
     redis_sync.delete(keys.secrets("alpha"))  # as after a Redis data loss
-    start_worker()
+    await start_inproc_worker()
     await wait_until(lambda: state_counts(redis_sync, [sid]) == {"exhausted": 1}, timeout=20)
     view = (await api.get(f"/v1/subscriptions/{sid}", headers=AUTH_ALPHA)).json()
     assert {a["error"] for a in view["attempts"]} == {"no_signing_secret"}
@@ -115,7 +108,7 @@ async def test_many_subscribers_fan_out_in_bounded_steps(
     n: int,
     redis_url: str,
     relay_env: dict[str, str],
-    start_worker: StartWorker,
+    start_inproc_worker: StartInprocWorker,
     fake_intuned: FakeIntunedHandle,
     receiver: ReceiverHandle,
     redis_sync: redis.Redis,
@@ -137,7 +130,7 @@ async def test_many_subscribers_fan_out_in_bounded_steps(
             await asyncio.gather(
                 *(store.subscriptions.register(d, rk, "whsec_dGVzdA==") for d in docs)
             )
-        start_worker(RELAY_WORKER_CONCURRENCY="128")
+        await start_inproc_worker(RELAY_WORKER_CONCURRENCY="128")
         await wait_until(lambda: len(receiver.requests) >= n, timeout=60 + n / 100)
         async with api_client({**relay_env}) as api:
             page = await api.get(f"/v1/subscriptions?runId={run_id}&limit=200", headers=AUTH_ALPHA)

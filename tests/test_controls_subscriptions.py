@@ -1,5 +1,6 @@
 """Per-subscription headers, the 409 on a changed re-registration, eventType and series, and
-RELAY_RUN_SHARING=owner: over the API, with a real worker and receiver where a webhook is sent.
+RELAY_RUN_SHARING=owner: over the API, with a worker and receiver where a webhook is sent (the
+worker in the test's loop, or a process where its log file is read).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from tests.support.relay_fixtures import (
     signing_secret_of,
     wait_until,
 )
-from tests.support.workers import StartWorker
+from tests.support.workers import StartInprocWorker, StartWorker
 
 SUBS = "/v1/subscriptions"
 SECRET_VALUE = "Bearer tok-7f3a9c-never-shown"
@@ -155,9 +156,9 @@ async def test_headers_arrive_on_every_attempt_and_never_in_the_log(
 
 
 async def test_watch_failed_shows_as_event_type(
-    api: AsyncTestClient[Any], receiver: ReceiverHandle, start_worker: StartWorker
+    api: AsyncTestClient[Any], receiver: ReceiverHandle, start_inproc_worker: StartInprocWorker
 ) -> None:
-    start_worker()
+    await start_inproc_worker()
     resp = await api.post(
         SUBS, json=body(run="never-existed", url=receiver.url("/ok")), headers=AUTH_ALPHA
     )
@@ -176,7 +177,7 @@ async def test_owner_sharing_hides_a_run_from_other_clients_and_fans_out_to_the_
     relay_env: dict[str, str],
     fake_intuned: FakeIntunedHandle,
     receiver: ReceiverHandle,
-    start_worker: StartWorker,
+    start_inproc_worker: StartInprocWorker,
 ) -> None:
     env = {**relay_env, "RELAY_RUN_SHARING": "owner"}
     async with api_client(env) as api:
@@ -197,7 +198,7 @@ async def test_owner_sharing_hides_a_run_from_other_clients_and_fans_out_to_the_
         assert stolen.status_code == 404, stolen.text
         assert run_id in stolen.json()["detail"]
         assert everything(redis_sync) == before
-        start_worker(RELAY_RUN_SHARING="owner")
+        await start_inproc_worker(RELAY_RUN_SHARING="owner")
         for sid in sids:
             await reach_state(api, sid, "delivered")
         assert {json.loads(r.body)["data"]["subscriptionId"] for r in receiver.requests} == set(

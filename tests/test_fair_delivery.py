@@ -1,10 +1,11 @@
 """Fair delivery: the per-host cap, the breaker, async DNS, and a black hole next to a healthy host.
 
-The gate's bookkeeping is checked with a hand-moved clock; DNS over the real sender; the black
-hole end to end with a worker process: a listener that accepts and never answers holds deliveries
-next to a healthy receiver. The healthy ones all arrive, the black hole's end ``exhausted`` with
-exactly their retry budget of attempts (deferrals are not attempts), and the black hole never sees
-more connections at once than the per-host cap. No timing is asserted.
+The gate's bookkeeping is checked with a hand-moved clock; DNS over the real sender and through a
+worker process (its /metrics counts the attempts); the black hole end to end with a worker in the
+test's loop: a listener that accepts and never answers holds deliveries next to a healthy
+receiver. The healthy ones all arrive, the black hole's end ``exhausted`` with exactly their retry
+budget of attempts (deferrals are not attempts), and the black hole never sees more connections
+at once than the per-host cap. No timing is asserted.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from relay.webhooks.sender import WebhookSender
 from tests.support.receiver import ReceiverHandle
 from tests.support.relay_fixtures import wait_until
 from tests.support.reliability import register_many, state_counts
-from tests.support.workers import StartWorker
+from tests.support.workers import StartInprocWorker, StartWorker
 
 
 class Clock:
@@ -218,7 +219,7 @@ async def black_hole() -> AsyncIterator[BlackHole]:
 async def test_a_black_hole_neither_starves_a_healthy_host_nor_loses_its_deliveries(
     api: AsyncTestClient[object],
     fake_intuned: FakeIntunedHandle,
-    start_worker: StartWorker,
+    start_inproc_worker: StartInprocWorker,
     receiver: ReceiverHandle,
     black_hole: BlackHole,
     redis_sync: redis.Redis,
@@ -228,7 +229,7 @@ async def test_a_black_hole_neither_starves_a_healthy_host_nor_loses_its_deliver
     good = [(run_id, receiver.url(f"/ok/{i}")) for i in range(40)]
     hole_ids = await register_many(api, hole, concurrency=8)
     good_ids = await register_many(api, good, concurrency=8)
-    start_worker(
+    await start_inproc_worker(
         RELAY_WORKER_CONCURRENCY="8",
         RELAY_MAX_IN_FLIGHT_PER_HOST="4",
         RELAY_DELIVERY_TIMEOUT="400ms",

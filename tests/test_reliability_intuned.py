@@ -3,7 +3,8 @@ every kind of trouble Intuned (or the network in front of it) can make, polls wi
 ``relay.policy``, and sends the right event for every run.
 
 The worker polls every 100 ms growing x1.5 to 300 ms (+-10 % jitter), with a 1 s Intuned timeout.
-Poll counts come from the fake's own log of the requests it answered.
+Poll counts come from the fake's own log of the requests it answered. The fault matrix runs a
+worker process (its log and its survival are checked); the 429 storms a worker in the test's loop.
 """
 
 from __future__ import annotations
@@ -207,7 +208,7 @@ async def test_fault_matrix_right_events_and_the_worker_lives(
 async def test_429_storms_polls_stay_within_backoff_and_retry_after(
     e2e: E2E, redis_sync: redis.Redis
 ) -> None:
-    e2e.start_worker()
+    await e2e.start_inproc_worker()
     fake = e2e.intuned
     done = RunScript(outcome="completed", result=1)
     runs = {

@@ -26,7 +26,7 @@ from relay.store import keys
 from tests.support.listener import serving
 from tests.support.relay_fixtures import AUTH_ALPHA, wait_until
 from tests.support.reliability import register_many, state_counts
-from tests.support.workers import StartWorker
+from tests.support.workers import StartInprocWorker
 
 
 class Listener:
@@ -124,7 +124,7 @@ async def test_every_forbidden_form_is_refused_at_registration(
 async def test_callbacks_turned_private_and_redirects_never_reach_the_listener(
     api: AsyncTestClient[Any],
     fake_intuned: FakeIntunedHandle,
-    start_worker: StartWorker,
+    start_inproc_worker: StartInprocWorker,
     redis_sync: redis.Redis,
     listener: Listener,
 ) -> None:
@@ -138,14 +138,16 @@ async def test_callbacks_turned_private_and_redirects_never_reach_the_listener(
         "IPv4-mapped literal": f"http://[::ffff:127.0.0.1]:{p}/mapped",
     }
     sids = await register_many(api, [(run_id, url) for url in turned.values()])
-    strict = start_worker(RELAY_ALLOW_PRIVATE_CALLBACKS="false", RELAY_RETRY_SCHEDULE="50ms,50ms")
+    strict = await start_inproc_worker(
+        RELAY_ALLOW_PRIVATE_CALLBACKS="false", RELAY_RETRY_SCHEDULE="50ms,50ms"
+    )
     await wait_until(lambda: state_counts(redis_sync, sids) == {"exhausted": len(sids)}, timeout=20)
     for sid in sids:
         errors = {
             ATTEMPT_DECODER.decode(a).error for a in redis_sync.lrange(keys.attempts(sid), 0, -1)
         }
         assert errors == {"ssrf_refused"}, (sid, errors)
-    strict.terminate()
+    await strict.stop()
 
     # A callback that answers 302 towards the listener: the redirect is not followed. The first
     # hop is on loopback too, so this worker must allow private callbacks to reach it at all.
@@ -162,7 +164,9 @@ async def test_callbacks_turned_private_and_redirects_never_reach_the_listener(
     try:
         hop = server.sockets[0].getsockname()[1]
         [redirected] = await register_many(api, [(run_id, f"http://127.0.0.1:{hop}/hook")])
-        start_worker(RELAY_ALLOW_PRIVATE_CALLBACKS="true", RELAY_RETRY_SCHEDULE="50ms,50ms")
+        await start_inproc_worker(
+            RELAY_ALLOW_PRIVATE_CALLBACKS="true", RELAY_RETRY_SCHEDULE="50ms,50ms"
+        )
         await wait_until(
             lambda: state_counts(redis_sync, [redirected]) == {"exhausted": 1}, timeout=20
         )

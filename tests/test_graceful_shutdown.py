@@ -1,15 +1,19 @@
 """SIGTERM during deliveries: the worker finishes what it holds within the grace and exits 0;
 another worker delivers the rest; nothing is lost and nothing is sent twice beyond the
 deliveries that were in flight at the signal. arq's jobs stop the same way: those that finish
-within the grace are done, the rest go back to arq's queue, and no arq task outlives the stop."""
+within the grace are done, the rest go back to arq's queue, and no arq task outlives the stop,
+not even one that lost its cancellation (Python 3.11's ``asyncio.wait_for``, under which redis-py
+sends every command, drops a cancellation that arrives as the command's write completes)."""
 
 from __future__ import annotations
 
 import asyncio
 import signal
+import sys
 import time
 from typing import Any
 
+import pytest
 from arq.connections import ArqRedis
 from arq.constants import in_progress_key_prefix
 from arq.worker import Worker, func
@@ -20,6 +24,7 @@ from relay.fake_intuned import FakeIntunedHandle, RunScript
 from tests.support.receiver import ReceiverHandle
 from tests.support.relay_fixtures import AUTH_ALPHA, wait_until
 from tests.support.workers import StartWorker
+from workers import runner
 from workers.runner import stop_arq
 
 SUBSCRIPTIONS = 50
@@ -108,3 +113,60 @@ async def test_arq_jobs_finish_within_the_grace_or_go_back_to_the_queue(
     assert await redis_client.zscore(queue, quick_id) is None  # finished: off the queue
     assert await redis_client.zscore(queue, stuck_id) is not None  # handed back
     assert not await redis_client.exists(in_progress_key_prefix + stuck_id)  # at once
+
+
+async def test_a_loop_that_lost_its_cancellation_in_a_redis_call_is_cancelled_again(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runner, "RECANCEL_AFTER", 0.05)
+    client = Redis.from_url(redis_url, socket_timeout=10)  # commands go through wait_for
+
+    async def busy() -> None:
+        while True:
+            await client.ping()
+
+    lost = 0
+    try:
+        for _ in range(300):
+            task = asyncio.create_task(busy())
+            await asyncio.sleep(0.001)
+            task.cancel()
+            await asyncio.wait({task}, timeout=0.2)
+            if not task.done():  # it lost the cancellation and polls on
+                lost += 1
+                async with asyncio.timeout(10):
+                    await runner.cancel_and_wait(task)
+            assert task.cancelled()
+            if lost == 3:
+                break
+    finally:
+        await client.aclose()
+    if sys.version_info < (3, 12):  # gh-86296: wait_for keeps the cancellation from 3.12 on
+        assert lost == 3
+
+
+async def test_stop_arq_ends_a_poll_loop_that_swallowed_the_first_cancellation(
+    redis_client: Redis,
+) -> None:
+    pool = ArqRedis(redis_client.connection_pool, default_queue_name="test:arq")
+    worker = Worker(
+        functions=[func(asyncio.sleep, name="nap")],
+        redis_pool=pool,
+        queue_name="test:arq",
+        handle_signals=False,
+    )
+    lost = asyncio.Event()
+
+    async def poll_loop() -> None:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            lost.set()  # what wait_for does when the write completed: go on polling
+        while True:
+            await asyncio.sleep(0.05)
+
+    worker.main_task = asyncio.ensure_future(poll_loop())
+    await asyncio.sleep(0)
+    async with asyncio.timeout(10):
+        await stop_arq(worker, grace=1.0)
+    assert lost.is_set() and worker.main_task.cancelled()

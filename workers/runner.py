@@ -50,6 +50,8 @@ QUEUE_NAME = "relay:arq"
 CLAIM_BATCH = 64
 # How long arq gets, once the jobs left after the shutdown grace are cancelled, to hand them back.
 ARQ_HAND_BACK_WAIT = 2.0
+# How long a cancelled task gets to end before it is cancelled again (``cancel_and_wait``).
+RECANCEL_AFTER = 1.0
 
 
 def arq_redis_settings(settings: Settings) -> RedisSettings:
@@ -255,6 +257,21 @@ async def _supervise_arq(worker: Worker, stop: asyncio.Event) -> None:
         stopper.cancel()
 
 
+async def cancel_and_wait(task: asyncio.Future[Any]) -> None:
+    """Cancel ``task`` and wait until it has ended, cancelling it again while it runs on.
+
+    Again, because on Python 3.11 a cancellation can be lost: redis-py sends each command under
+    ``asyncio.wait_for``, which returns the command's result instead of raising CancelledError
+    when the cancellation arrives as the write completes (CPython gh-86296, fixed in 3.12). A loop
+    that lost it (arq's poll loop, the gauges, the wake listener) would run on, and a shutdown
+    awaiting it would never end."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=RECANCEL_AFTER)
+    if not task.cancelled():
+        task.exception()  # retrieved: one that failed as it was stopped is not reported as lost
+
+
 async def stop_arq(worker: Worker, grace: float) -> None:
     """Stop arq's loop and wait out its jobs: those running get ``grace`` to finish, the rest are
     cancelled, which makes arq hand them back to its queue. Every arq task is done on return, so
@@ -264,8 +281,7 @@ async def stop_arq(worker: Worker, grace: float) -> None:
     with redis-py's deprecated ``close()``; the pool here is the worker's own client anyway."""
     worker.allow_pick_jobs = False
     if worker.main_task is not None:  # the poll loop: no job is started after this
-        worker.main_task.cancel()
-        await asyncio.gather(worker.main_task, return_exceptions=True)
+        await cancel_and_wait(worker.main_task)
     running = set(worker.tasks.values())
     if not running:
         return
@@ -278,9 +294,8 @@ async def stop_arq(worker: Worker, grace: float) -> None:
     for job in list(worker.job_tasks.values()):
         job.cancel()
     _, late = await asyncio.wait(late, timeout=ARQ_HAND_BACK_WAIT)
-    for task in late:  # Redis unreachable: the job's in-progress key expires by itself
-        task.cancel()
-    await asyncio.gather(*late, return_exceptions=True)
+    # Redis unreachable: the job's in-progress key expires by itself.
+    await asyncio.gather(*(cancel_and_wait(task) for task in late))
 
 
 async def _wake_on_publish(deps: WorkerDeps, redis: Redis) -> None:
@@ -345,11 +360,9 @@ async def run_worker(
         await _supervise_arq(worker, stop)
     finally:
         log.info("worker_stopping", grace_s=settings.shutdown_grace)
-        gauges.cancel()
-        waker.cancel()
         await asyncio.gather(
-            gauges,
-            waker,
+            cancel_and_wait(gauges),
+            cancel_and_wait(waker),
             stop_arq(worker, settings.shutdown_grace),
             *(p.stop(settings.shutdown_grace) for p in pumps.values()),
             return_exceptions=True,

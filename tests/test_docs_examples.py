@@ -24,7 +24,7 @@ from litestar.testing import AsyncTestClient
 from relay.embedded_redis import free_port
 from relay.fake_intuned import FakeIntunedHandle
 from tests.support.relay_fixtures import AUTH_ALPHA, subscription_state, wait_until
-from tests.support.workers import StartWorker
+from tests.support.workers import StartInprocWorker
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "docs" / "examples"
 
@@ -90,8 +90,8 @@ def node_example(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def worker(start_worker: StartWorker) -> None:
-    start_worker()
+async def worker(start_inproc_worker: StartInprocWorker) -> None:
+    await start_inproc_worker()
 
 
 def example_command(language: str, node_folder: Path | None) -> tuple[list[str], Path]:

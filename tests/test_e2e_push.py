@@ -1,5 +1,5 @@
-"""Start-and-watch end to end over sockets: a real ``relay api`` (Intuned's sink reaches it), a real
-worker, the fake Intuned pushing its sink payload, and a receiver.
+"""Start-and-watch end to end over sockets: a real ``relay api`` (Intuned's sink reaches it), a
+worker in the test's loop, the fake Intuned pushing its sink payload, and a receiver.
 
 Default poll settings (3 s growing to 30 s, push fallback 60 s) unless a test says otherwise. The
 fake runs on a manual clock: a "20 s run" ends when the test moves the clock by 20 s, so the test
@@ -24,7 +24,7 @@ from tests.support.intuned_fixtures import MakeFake, ManualClock
 from tests.support.processes import RelayProcess
 from tests.support.receiver import ReceiverHandle
 from tests.support.relay_fixtures import AUTH_ALPHA, wait_until
-from tests.support.workers import StartWorker
+from tests.support.workers import StartInprocWorker
 
 DEFAULT_POLLING = {
     "RELAY_POLL_INTERVAL": "3s",
@@ -45,12 +45,11 @@ class Story:
     clock: ManualClock
     receiver: ReceiverHandle
     env: dict[str, str]
-    start_worker: StartWorker
+    start_worker: StartInprocWorker
 
-    def worker(self, **overrides: str) -> None:
-        """A real worker with the story's settings (and ``overrides``)."""
-        worker = self.start_worker(wait=False, **{**self.env, **overrides})
-        worker.wait_started(timeout=60)  # generous: the machine is shared and often loaded
+    async def worker(self, **overrides: str) -> None:
+        """A worker in the test's loop with the story's settings (and ``overrides``)."""
+        await self.start_worker(**{**self.env, **overrides})
 
     async def start(self, key: str, path: str, **extra: Any) -> dict[str, Any]:
         """POST /v1/runs (201), then wait for the run's first poll."""
@@ -114,7 +113,7 @@ async def story(
     fake_intuned: FakeIntunedHandle,
     clock: ManualClock,
     receiver: ReceiverHandle,
-    start_worker: StartWorker,
+    start_inproc_worker: StartInprocWorker,
     tmp_path: Path,
 ) -> Any:
     port = free_port()
@@ -125,7 +124,7 @@ async def story(
     try:
         proc.wait_http(url + "/healthz", timeout=60)
         async with httpx.AsyncClient(base_url=url, timeout=10) as http:
-            yield Story(url, http, fake_intuned, clock, receiver, env, start_worker)
+            yield Story(url, http, fake_intuned, clock, receiver, env, start_inproc_worker)
     finally:
         proc.stop()
 
@@ -133,7 +132,7 @@ async def story(
 async def test_a_run_started_through_the_relay_is_delivered_by_push_for_few_calls(
     story: Story,
 ) -> None:
-    story.worker()
+    await story.worker()
     out = await story.start("push-1", "/ok/push", metadata={"n": 1})
     run_id = out["runId"]
     story.clock.advance(20)  # the run ends; the fake pushes its sink payload to the relay
@@ -151,7 +150,7 @@ async def test_a_run_started_through_the_relay_is_delivered_by_push_for_few_call
 
 async def test_a_lost_push_is_caught_by_the_fallback_poll(story: Story) -> None:
     story.fake.state.configure(push_faults=PushFaults(lost=True))
-    story.worker(RELAY_PUSH_FALLBACK_INTERVAL="2s", RELAY_PUSH_FALLBACK_MAX_INTERVAL="3s")
+    await story.worker(RELAY_PUSH_FALLBACK_INTERVAL="2s", RELAY_PUSH_FALLBACK_MAX_INTERVAL="3s")
     run_id = (await story.start("lost-1", "/ok/lost"))["runId"]
     story.clock.advance(20)
     [req] = await story.receiver.wait_for_async(1, timeout=20)
@@ -161,7 +160,7 @@ async def test_a_lost_push_is_caught_by_the_fallback_poll(story: Story) -> None:
 
 
 async def test_a_flood_of_pushes_costs_one_intuned_call_per_burst(story: Story) -> None:
-    story.worker()
+    await story.worker()
     run_id = (await story.start("flood-1", "/ok/flood"))["runId"]
     before = story.calls(run_id)
     # While the run is still going: 50 pushes at once make one poll (it answers "started").
@@ -178,7 +177,7 @@ async def test_duplicated_and_early_pushes_deliver_once(story: Story) -> None:
     # The push comes with 3 copies, and 2 s (fake time) before the result endpoint shows the
     # end: the first push-triggered poll sees "started", the normal curve finds the end.
     story.fake.state.configure(push_faults=PushFaults(duplicates=3, early_seconds=2))
-    story.worker()
+    await story.worker()
     run_id = (await story.start("dup-1", "/ok/dup"))["runId"]
     story.clock.advance(20)
     await wait_until(lambda: story.calls(run_id) >= 2, timeout=10)
@@ -195,7 +194,7 @@ async def test_a_run_started_through_the_relay_ends_its_watch_at_its_own_deadlin
     story: Story,
 ) -> None:
     # requestTimeout 1 s x 1 attempt + a 1 s margin, while RELAY_WATCH_TIMEOUT stays 1 h.
-    story.worker(RELAY_PUSH_FALLBACK_INTERVAL="1s")
+    await story.worker(RELAY_PUSH_FALLBACK_INTERVAL="1s")
     out = await story.start(
         "deadline-1", "/ok/deadline", requestTimeout=1, retry={"maximumAttempts": 1}
     )
@@ -207,7 +206,7 @@ async def test_a_run_started_through_the_relay_ends_its_watch_at_its_own_deadlin
 
 
 async def test_headers_of_a_start_are_delivered_and_never_sent_to_intuned(story: Story) -> None:
-    story.worker()
+    await story.worker()
     out = await story.start("hdr-1", "/ok/hdr", headers={"X-Tenant-Ref": "acme-7"})
     run_id = out["runId"]
     [logged] = [s for s in story.fake.state.start_log() if s["runId"] == run_id]

@@ -20,6 +20,7 @@ import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
@@ -117,10 +118,27 @@ class InprocWorker:
         limit = self.settings.shutdown_grace + ARQ_HAND_BACK_WAIT + 10
         done, _ = await asyncio.wait({self.task}, timeout=limit)
         if not done:
+            stuck = waits()
             self.task.cancel()
             await asyncio.gather(self.task, return_exceptions=True)
-            raise TimeoutError(f"the in-process worker did not stop within {limit}s")
+            raise TimeoutError(f"the in-process worker did not stop within {limit}s:\n{stuck}")
         self.task.result()
+
+
+def waits() -> str:
+    """What every other task of the running loop awaits, one line each (outermost call first)."""
+    lines: list[str] = []
+    for task in asyncio.all_tasks():
+        steps: list[str] = []
+        coro: Any = task.get_coro()
+        while coro is not None:
+            frame = getattr(coro, "cr_frame", None) or getattr(coro, "ag_frame", None)
+            name = getattr(coro, "__qualname__", type(coro).__name__)
+            steps.append(f"{name}:{frame.f_lineno if frame else '?'}")
+            coro = getattr(coro, "cr_await", None) or getattr(coro, "ag_await", None)
+        if task is not asyncio.current_task():
+            lines.append(" -> ".join(steps))
+    return "\n".join(sorted(lines))
 
 
 StartInprocWorker = Callable[..., Awaitable[InprocWorker]]

@@ -192,8 +192,10 @@ class BlackHole:
         self.most_open = 0
         self.accepted = 0
         self.port = 0
+        self.writers: set[asyncio.StreamWriter] = set()
 
     async def on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.writers.add(writer)
         self.open += 1
         self.accepted += 1
         self.most_open = max(self.most_open, self.open)
@@ -202,7 +204,15 @@ class BlackHole:
                 pass
         finally:
             self.open -= 1
+            self.writers.discard(writer)
             writer.close()
+
+    async def close_all(self) -> None:
+        """Close the connections still held (the server's close leaves them open on 3.11)."""
+        writers = list(self.writers)
+        for writer in writers:
+            writer.close()
+        await asyncio.gather(*(w.wait_closed() for w in writers), return_exceptions=True)
 
 
 @pytest.fixture
@@ -214,6 +224,8 @@ async def black_hole() -> AsyncIterator[BlackHole]:
         yield hole
     finally:
         server.close()
+        await hole.close_all()
+        await server.wait_closed()
 
 
 async def test_a_black_hole_neither_starves_a_healthy_host_nor_loses_its_deliveries(

@@ -11,6 +11,7 @@ import msgspec
 
 from relay.model import (
     ChangeOutcome,
+    DeliveryOutcome,
     Lane,
     RegisterAction,
     Subscription,
@@ -151,6 +152,25 @@ class AttemptRecorded(msgspec.Struct, frozen=True):
 
     state: str
     next: int | None = None
+
+
+class AttemptToRecord(msgspec.Struct, frozen=True):
+    """One attempt waiting for its group's ``record_attempts`` call."""
+
+    sid: str
+    series: int
+    lane: Lane
+    attempt: bytes  # the Attempt as JSON, as the attempt log stores it
+    outcome: DeliveryOutcome
+    delay_ms: int
+
+
+class RecordReply(msgspec.Struct, frozen=True):
+    """One attempt's map in a ``record_attempts`` reply: its record, or why it failed."""
+
+    state: str = ""
+    next: int | None = None
+    error: str | None = None
 
 
 class RunWatch(msgspec.Struct, frozen=True):

@@ -1,50 +1,81 @@
--- Log one delivery attempt, count it per client and minute, and move the subscription on.
--- On the run.started lane (ARGV[9] = LANE.STARTED) only that lane's state and attempt count
--- move: the subscription's own state, its run and its expiry belong to the terminal lane.
--- KEYS: 1 sub, 2 attempts, 3 the lane's due set (due dlv or due ntc)
--- ARGV: 1 sid, 2 series, 3 attempt JSON, 4 outcome (DO), 5 retry delay ms, 6 ttl ms,
---       7 max log, 8 counters ttl ms, 9 lane (LANE)
--- Returns a map: state (the subscription's state after, or 'stale'), next (ms, retries only)
-local sid, series, attempt, outcome = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local delay, ttl, max_log = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
-local k = KEYS[1]
-local started = ARGV[9] == LANE.STARTED
-local s = redis.call('HMGET', k, started and F.NOTICE_STATE or F.STATE, F.SERIES, F.CLIENT,
-                     F.RUN_KEY)
-if not s[1] then return {'state', 'stale'} end
+-- Log delivery attempts (a group commit of up to the caller's cap), count them per client and
+-- minute, and move each subscription on. Each attempt is recorded on its own (pcall): one that
+-- fails answers an error map and leaves the others recorded. On the run.started lane
+-- (LANE.STARTED) only that lane's state and attempt count move: the subscription's own state,
+-- its run and its expiry belong to the terminal lane.
+-- KEYS: per attempt i = 0, 1, ...: 3i+1 sub, 3i+2 attempts, 3i+3 the lane's due set
+-- ARGV: 1 ttl ms, 2 max log, 3 counters ttl ms; then per attempt i, from 3 + 6i: +1 sid,
+--       +2 series, +3 attempt JSON, +4 outcome (DO), +5 retry delay ms, +6 lane (LANE)
+-- Returns a list of maps, one per attempt in order: state (the subscription's state after, or
+-- 'stale'), next (ms, retries only); or error (the message) when that attempt failed.
+local ttl, max_log, counters_ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local now = redis_now()
-redis.call('RPUSH', KEYS[2], attempt)
-redis.call('LTRIM', KEYS[2], -max_log, -1)
--- The client's per-minute counters (a member key: the client read from the hash).
-local ck = fmt(K_COUNTERS, s[3], tostring(now - now % 60000))
-redis.call('HINCRBY', ck, outcome == DO.DELIVERED and 'd' or 'f', 1)
-redis.call('PEXPIRE', ck, tonumber(ARGV[8]))
-if s[1] ~= ST.DELIVERING or (not started and (s[2] or '1') ~= series) then
-  if redis.call('PTTL', k) > 0 then redis.call('PEXPIRE', KEYS[2], redis.call('PTTL', k)) end
-  return {'state', 'stale'}
-end
-if started then
-  redis.call('HINCRBY', k, F.NOTICE_ATTEMPTS, 1)
+local minute = tostring(now - now % 60000)
+local counts, counted = {}, {}  -- per-minute counter key -> {d = n, f = n}, keys in order
+
+local function record(k, log, due, sid, series, attempt, outcome, delay, started)
+  local s = redis.call('HMGET', k, started and F.NOTICE_STATE or F.STATE, F.SERIES, F.CLIENT,
+                       F.RUN_KEY)
+  if not s[1] then return {'state', 'stale'} end
+  redis.call('RPUSH', log, attempt)
+  redis.call('LTRIM', log, -max_log, -1)
+  -- The client's per-minute counters (a member key: the client read from the hash), written
+  -- once per key for the whole call.
+  local ck = fmt(K_COUNTERS, s[3], minute)
+  local c = counts[ck]
+  if not c then
+    c = {d = 0, f = 0}
+    counts[ck] = c
+    table.insert(counted, ck)
+  end
+  if outcome == DO.DELIVERED then c.d = c.d + 1 else c.f = c.f + 1 end
+  if s[1] ~= ST.DELIVERING or (not started and (s[2] or '1') ~= series) then
+    if redis.call('PTTL', k) > 0 then redis.call('PEXPIRE', log, redis.call('PTTL', k)) end
+    return {'state', 'stale'}
+  end
+  if started then
+    redis.call('HINCRBY', k, F.NOTICE_ATTEMPTS, 1)
+    if outcome == DO.RETRY then
+      redis.call('ZADD', due, now + delay, sid)
+      return {'state', ST.DELIVERING, 'next', now + delay}
+    end
+    redis.call('HSET', k, F.NOTICE_STATE, outcome)
+    redis.call('ZREM', due, sid)
+    return {'state', outcome}
+  end
+  redis.call('HINCRBY', k, F.ATTEMPTS, 1)
+  redis.call('HSET', k, F.UPDATED, now)
   if outcome == DO.RETRY then
-    redis.call('ZADD', KEYS[3], now + delay, sid)
+    redis.call('HSET', k, F.NEXT_ATTEMPT, now + delay)
+    redis.call('ZADD', due, now + delay, sid)
     return {'state', ST.DELIVERING, 'next', now + delay}
   end
-  redis.call('HSET', k, F.NOTICE_STATE, outcome)
-  redis.call('ZREM', KEYS[3], sid)
+  set_state(sid, k, outcome)
+  redis.call('HDEL', k, F.NEXT_ATTEMPT)
+  redis.call('ZREM', due, sid)
+  expire_sub(sid, now, ttl)
+  local rd = run_digest(s[4] or '')
+  redis.call('HINCRBY', fmt(K_WATCH, rd), W.PENDING, -1)
+  settle_run(rd, ttl)
   return {'state', outcome}
 end
-redis.call('HINCRBY', k, F.ATTEMPTS, 1)
-redis.call('HSET', k, F.UPDATED, now)
-if outcome == DO.RETRY then
-  redis.call('HSET', k, F.NEXT_ATTEMPT, now + delay)
-  redis.call('ZADD', KEYS[3], now + delay, sid)
-  return {'state', ST.DELIVERING, 'next', now + delay}
+
+local out = {}
+for i = 0, #KEYS / 3 - 1 do
+  local a = 3 + 6 * i
+  local ok, res = pcall(record, KEYS[3 * i + 1], KEYS[3 * i + 2], KEYS[3 * i + 3], ARGV[a + 1],
+                        ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], tonumber(ARGV[a + 5]),
+                        ARGV[a + 6] == LANE.STARTED)
+  if ok then
+    table.insert(out, res)
+  else
+    table.insert(out, {'error', type(res) == 'table' and (res.err or '?') or tostring(res)})
+  end
 end
-set_state(sid, k, outcome)
-redis.call('HDEL', k, F.NEXT_ATTEMPT)
-redis.call('ZREM', KEYS[3], sid)
-expire_sub(sid, now, ttl)
-local rd = run_digest(s[4] or '')
-redis.call('HINCRBY', fmt(K_WATCH, rd), W.PENDING, -1)
-settle_run(rd, ttl)
-return {'state', outcome}
+for _, ck in ipairs(counted) do
+  local c = counts[ck]
+  if c.d > 0 then redis.call('HINCRBY', ck, 'd', c.d) end
+  if c.f > 0 then redis.call('HINCRBY', ck, 'f', c.f) end
+  redis.call('PEXPIRE', ck, counters_ttl)
+end
+return out

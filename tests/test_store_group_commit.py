@@ -13,7 +13,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from relay.model import DeliveryOutcome, SubscriptionDoc, SubState
 from relay.store import ClaimedDelivery, Stores, keys
 from relay.store.deliveries import RECORD_BATCH_MAX, DeliveryStore, RecordError
-from relay.store.scripts import GroupCommit
+from relay.store.scripts import GroupCommit, script_source
 from tests.support.api_helpers import make_doc
 from tests.support.slowlog import WORK_BOUND, script_work
 from tests.support.store_helpers import attempt, open_stores, register, terminal
@@ -146,3 +146,18 @@ async def test_group_commit_failure_reaches_only_its_own_write() -> None:
         with pytest.raises(OSError, match="down"):
             await f
     assert [await f for f in after] == ["C"]
+
+
+async def test_the_expiry_member_a_record_writes_is_the_one_the_prelude_builds(
+    store: Stores, redis_client: Redis
+) -> None:
+    """The record gets the run's digests from the claim; housekeeping reads them back."""
+    doc = make_doc("alpha", "proj one", "run/ü? x", 1_000, callback_url="http://h.example/1")
+    await register(store, doc)
+    await terminal(store, doc, "completed")
+    [claim] = await store.deliveries.claim_deliveries(1)
+    await store.deliveries.record_attempt(claim, attempt(1, 410), DeliveryOutcome.GONE, 0)
+    [member] = await redis_client.zrange(keys.EXPIRING, 0, -1)
+    source = script_source("cancel").split("local sid, cl, ttl")[0]  # constants + prelude
+    lua = source + "return exp_member(ARGV[1], KEYS[1])"
+    assert await redis_client.eval(lua, 1, keys.sub(doc.id), doc.id) == member

@@ -152,6 +152,8 @@ class DeliveryStore:
             attempt=msgspec.json.encode(attempt),
             outcome=outcome,
             delay_ms=delay_ms,
+            rd=claim.run_digest,
+            rid=keys.run_id_digest(claim.doc.run_id),
         )
         return await self._attempts.submit(item)
 
@@ -162,6 +164,7 @@ class DeliveryStore:
         for it in items:
             keys_ += [keys.sub(it.sid), keys.attempts(it.sid), due_set(it.lane)]
             args += [it.sid, it.series, it.attempt, it.outcome.value, it.delay_ms, it.lane.value]
+            args += [it.rd, it.rid]
         rows = await self._record(keys_, args)
         out: list[AttemptRecorded | Exception] = []
         for row in rows:

@@ -163,6 +163,8 @@ class AttemptToRecord(msgspec.Struct, frozen=True):
     attempt: bytes  # the Attempt as JSON, as the attempt log stores it
     outcome: DeliveryOutcome
     delay_ms: int
+    rd: str  # the run digest and the run id digest (the r:exp member and the watch's key)
+    rid: str
 
 
 class RecordReply(msgspec.Struct, frozen=True):

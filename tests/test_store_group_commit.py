@@ -1,5 +1,5 @@
-"""Attempts recorded by group commit: one script call for the attempts that finish together, each
-attempt's own result or error, and the lease as the safety net when a call fails."""
+"""Attempts and pending polls recorded by group commit: one script call for those that finish
+together, each one's own result or error, and the lease as the safety net when a call fails."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from relay.model import DeliveryOutcome, SubscriptionDoc, SubState
 from relay.store import ClaimedDelivery, Stores, keys
-from relay.store.deliveries import RECORD_BATCH_MAX, DeliveryStore, RecordError
-from relay.store.scripts import GroupCommit, script_source
+from relay.store.deliveries import RECORD_BATCH_MAX, DeliveryStore
+from relay.store.scripts import GroupCommit, RecordError, script_source
 from tests.support.api_helpers import make_doc
 from tests.support.slowlog import WORK_BOUND, script_work
-from tests.support.store_helpers import attempt, open_stores, register, terminal
+from tests.support.store_helpers import attempt, open_stores, rd_of, register, terminal
 
 
 async def due_claims(store: Stores, n: int, client: str = "alpha") -> list[ClaimedDelivery]:
@@ -161,3 +161,44 @@ async def test_the_expiry_member_a_record_writes_is_the_one_the_prelude_builds(
     source = script_source("cancel").split("local sid, cl, ttl")[0]  # constants + prelude
     lua = source + "return exp_member(ARGV[1], KEYS[1])"
     assert await redis_client.eval(lua, 1, keys.sub(doc.id), doc.id) == member
+
+
+async def watched_runs(store: Stores, n: int) -> list[str]:
+    """``n`` watched runs (one subscription each); their run digests."""
+    docs = [make_doc("alpha", "proj", f"gp-{i}", 1_000) for i in range(n)]
+    for doc in docs:
+        await register(store, doc)
+    return [rd_of(doc) for doc in docs]
+
+
+async def test_pending_polls_finished_together_are_one_script_call(
+    store: Stores, redis_url: str, redis_client: Redis
+) -> None:
+    first, *rds = await watched_runs(store, 21)
+    watches = store.watches
+    await watches.record_result(first, "pending", b"{}", 60_000, 3.0)  # loads the script
+    with script_work(redis_url) as work:
+        recs = await asyncio.gather(
+            *(watches.record_result(rd, "pending", b"{}", 60_000, 3.0) for rd in rds)
+        )
+    assert [r.outcome for r in recs] == ["scheduled"] * 20
+    assert work.calls == 1
+    for rd in rds:  # each run's next poll is a minute from Redis's now
+        assert await redis_client.zscore(keys.DUE_POLL, rd) is not None
+
+
+async def test_a_run_end_is_recorded_alone_and_one_refused_poll_fails_alone(
+    store: Stores, redis_client: Redis
+) -> None:
+    ending, pending, broken = await watched_runs(store, 3)
+    await redis_client.delete(keys.watch(broken))
+    await redis_client.set(keys.watch(broken), "not a hash")  # HMGET answers WRONGTYPE
+    watches = store.watches
+    results = await asyncio.gather(
+        watches.record_result(ending, "completed", b"{}", 0, 3.0),
+        watches.record_result(pending, "pending", b"{}", 60_000, 3.0),
+        watches.record_result(broken, "pending", b"{}", 60_000, 3.0),
+        return_exceptions=True,
+    )
+    assert [getattr(r, "outcome", None) for r in results[:2]] == ["terminal", "scheduled"]
+    assert isinstance(results[2], RecordError) and "WRONGTYPE" in str(results[2])

@@ -29,7 +29,7 @@ from relay.model import (
 )
 from relay.store import keys
 from relay.store.docs import doc_from
-from relay.store.scripts import BINARY_RESULT, GroupCommit, Script, decode_map, r
+from relay.store.scripts import BINARY_RESULT, GroupCommit, RecordError, Script, decode_map, r
 from relay.store.subscriptions import cached_result
 from relay.store.types import (
     AttemptRecorded,
@@ -48,10 +48,6 @@ MINUTE_MS: Final = 60_000
 CLAIM_RESULT_MAX: Final = 64 * 1024
 # Attempts one record call writes at most (bounded work per script call: ~25 commands each).
 RECORD_BATCH_MAX: Final = 64
-
-
-class RecordError(Exception):
-    """Redis refused one attempt's record (the others of its call were recorded)."""
 
 
 def secrets_in_force(row: ClaimRow) -> tuple[str, ...]:

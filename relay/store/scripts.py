@@ -137,6 +137,10 @@ class Batcher:
                 _settle(future, result)
 
 
+class RecordError(Exception):
+    """Redis refused one item of a group's script call (the others of the call stand)."""
+
+
 class GroupCommit(Generic[Item, T]):
     """Group commit: items submitted while a write is in flight go out together in the next one.
 

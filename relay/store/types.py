@@ -86,6 +86,22 @@ class PollRecorded(msgspec.Struct, frozen=True):
     notices: bool = False
 
 
+class PollReply(msgspec.Struct, frozen=True):
+    """One poll's map in a ``record_poll`` reply: its record, or why it failed."""
+
+    outcome: str = ""
+    now: int = 0
+    notices: bool = False
+    error: str | None = None
+
+
+class PollToRecord(msgspec.Struct, frozen=True):
+    """One poll outcome for ``record_poll`` (its keys and arguments, in the script's order)."""
+
+    rd: str
+    args: list[str | int | bytes]
+
+
 class NoticeStep(msgspec.Struct, frozen=True):
     """One batch of a run's run.started fan-out."""
 

@@ -144,27 +144,32 @@ class RecordError(Exception):
 class GroupCommit(Generic[Item, T]):
     """Group commit: items submitted while a write is in flight go out together in the next one.
 
-    One write at a time. The first item submitted to an idle group starts one writer task (not a
-    task per item); it writes what is pending, at most ``cap`` items per write, then what was
-    submitted meanwhile, until nothing is left. ``write`` answers one result per item, in order
-    (an item's result may be an exception: only its submitter sees it). A failed write fails
-    every item of it, and only those; the writer goes on with the next.
+    At most ``depth`` writes at a time. An item submitted while fewer are in flight starts a
+    writer task (one per busy period, not one per item); a writer writes what is pending, at
+    most ``cap`` items per write, then what was submitted meanwhile, until nothing is left.
+    ``write`` answers one result per item, in order (an item's result may be an exception: only
+    its submitter sees it). A failed write fails every item of it, and only those; the writer
+    goes on with the next.
     """
 
     def __init__(
-        self, write: Callable[[list[Item]], Awaitable[list[T | Exception]]], cap: int
+        self,
+        write: Callable[[list[Item]], Awaitable[list[T | Exception]]],
+        cap: int,
+        depth: int = 1,
     ) -> None:
         self._write = write
         self.cap = cap
+        self.depth = depth
         self._pending: list[tuple[Item, asyncio.Future[T]]] = []
-        self._writer: asyncio.Task[None] | None = None
+        self._writers: set[asyncio.Task[None]] = set()
 
     async def submit(self, item: Item) -> T:
         """Write ``item`` with the next group; its result (or its exception)."""
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._pending.append((item, future))
-        if self._writer is None:
-            self._writer = asyncio.create_task(self._drain(), name="group-commit")
+        if len(self._writers) < self.depth:
+            self._writers.add(asyncio.create_task(self._drain(), name="group-commit"))
         return await future
 
     async def _drain(self) -> None:
@@ -187,8 +192,8 @@ class GroupCommit(Generic[Item, T]):
                         _fail(future, result)
                     else:
                         _settle(future, result)
-        finally:
-            self._writer = None
+        finally:  # at once, not in a done callback: a submit right after must start a writer
+            self._writers.discard(asyncio.current_task())
 
 
 _background: set[asyncio.Future[None]] = set()

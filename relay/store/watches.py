@@ -29,6 +29,7 @@ from relay.store.types import (
 
 FANOUT_BATCH: Final = 100  # subscribers per script call (~10 commands each; bench/NOTES.md)
 RECORD_POLLS_MAX: Final = 64  # polls one group-commit call records at most (~8 commands each)
+POLL_WRITES: Final = 2  # poll record calls in flight at once (one made polls wait: NOTES.md)
 
 
 class WatchStore:
@@ -49,7 +50,7 @@ class WatchStore:
         # run is recorded with the others that finish while a record call is in flight, in one
         # call; a run's end keeps the batched single call (pipelined with its first fan-out).
         self._record_group = Script(redis, "record_poll")
-        self._polls = GroupCommit(self._record_many, RECORD_POLLS_MAX)
+        self._polls = GroupCommit(self._record_many, RECORD_POLLS_MAX, depth=POLL_WRITES)
 
     async def claim_polls(self, limit: int) -> list[ClaimedPoll]:
         """Lease up to ``limit`` due polls or fan-outs."""

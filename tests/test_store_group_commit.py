@@ -202,3 +202,28 @@ async def test_a_run_end_is_recorded_alone_and_one_refused_poll_fails_alone(
     )
     assert [getattr(r, "outcome", None) for r in results[:2]] == ["terminal", "scheduled"]
     assert isinstance(results[2], RecordError) and "WRONGTYPE" in str(results[2])
+
+
+async def test_group_commit_of_depth_two_sends_a_second_write_while_one_is_in_flight() -> None:
+    writes: list[list[int]] = []
+    release = asyncio.Event()
+
+    async def write(items: list[int]) -> list[int | Exception]:
+        writes.append(items)
+        if len(writes) <= 2:
+            await release.wait()
+        return items
+
+    group: GroupCommit[int, int] = GroupCommit(write, cap=8, depth=2)
+    first = asyncio.ensure_future(group.submit(1))
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    second = asyncio.ensure_future(group.submit(2))  # a writer of its own: one is in flight
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    later = [asyncio.ensure_future(group.submit(i)) for i in (3, 4)]  # both busy: they wait
+    await asyncio.sleep(0)
+    assert writes == [[1], [2]]
+    release.set()
+    assert [await f for f in (first, second, *later)] == [1, 2, 3, 4]
+    assert sorted(writes[2]) == [3, 4] and len(writes) == 3

@@ -5,8 +5,9 @@ watch failure copied onto the subscription); the webhook body is built from it, 
 stored per subscription. Leases and retry times are Redis's clock. The opt-in run.started
 event has a lane of its own (its due set, state and attempt count on the subscription), so it
 never holds up the terminal event. Attempts are counted per
-client and minute (``delivery_counters``). This module must never decide retry policy or make
-HTTP calls.
+client and minute (``delivery_counters``). Attempts finished while one record call is in flight
+are recorded together in the next (a group commit, ``record_attempt``). This module must never
+decide retry policy or make HTTP calls.
 """
 
 from __future__ import annotations
@@ -28,9 +29,15 @@ from relay.model import (
 )
 from relay.store import keys
 from relay.store.docs import doc_from
-from relay.store.scripts import BINARY_RESULT, Batcher, Script, decode_map, r
+from relay.store.scripts import BINARY_RESULT, GroupCommit, RecordError, Script, decode_map, r
 from relay.store.subscriptions import cached_result
-from relay.store.types import AttemptRecorded, ClaimedDelivery, ClaimRow
+from relay.store.types import (
+    AttemptRecorded,
+    AttemptToRecord,
+    ClaimedDelivery,
+    ClaimRow,
+    RecordReply,
+)
 from relay.store.watches import due_in, redis_now
 
 ATTEMPT_LOG_MAX: Final = 50
@@ -39,6 +46,8 @@ COUNTER_TTL_MS: Final = 2 * 3600 * 1000 + 5 * 60 * 1000
 MINUTE_MS: Final = 60_000
 # A claim carries the run's result up to this size; a bigger one is read on its own (``result``)
 CLAIM_RESULT_MAX: Final = 64 * 1024
+# Attempts one record call writes at most (bounded work per script call: ~25 commands each).
+RECORD_BATCH_MAX: Final = 64
 
 
 def secrets_in_force(row: ClaimRow) -> tuple[str, ...]:
@@ -97,7 +106,11 @@ class DeliveryStore:
         self.lease_ms = lease_ms
         self._claim = Script(redis, "claim_deliveries")
         self._claim_notices = Script(redis, "claim_notices")
-        self._record = Script(redis, "record_attempt", Batcher(redis))
+        self._record = Script(redis, "record_attempts")
+        # Seam "group commit" (bench/NOTES.md, 2026-11-30): one script call and one round trip
+        # for the attempts that finish while the previous call is in flight, instead of one
+        # call each; the counters of a client's minute are written once per call.
+        self._attempts = GroupCommit(self._record_many, RECORD_BATCH_MAX)
         self._defer = Script(redis, "defer")
 
     async def claim_deliveries(self, limit: int, only: str | None = None) -> list[ClaimedDelivery]:
@@ -125,23 +138,38 @@ class DeliveryStore:
         self, claim: ClaimedDelivery, attempt: Attempt, outcome: DeliveryOutcome, delay_ms: int
     ) -> AttemptRecorded:
         """Log an attempt and move the subscription on (a retry is due ``delay_ms`` from
-        Redis's now); counts it in the client's per-minute counters."""
-        sid = claim.subscription_id
-        res = await self._record(
-            [keys.sub(sid), keys.attempts(sid), due_set(claim.lane)],
-            [
-                sid,
-                claim.series,
-                msgspec.json.encode(attempt),
-                outcome.value,
-                delay_ms,
-                self.ttl_ms,
-                ATTEMPT_LOG_MAX,
-                COUNTER_TTL_MS,
-                claim.lane.value,
-            ],
+        Redis's now); counts it in the client's per-minute counters. Recorded with the other
+        attempts that finish while a record call is in flight; a failed call fails each of them
+        (their leases bring them back)."""
+        item = AttemptToRecord(
+            sid=claim.subscription_id,
+            series=claim.series,
+            lane=claim.lane,
+            attempt=msgspec.json.encode(attempt),
+            outcome=outcome,
+            delay_ms=delay_ms,
+            rd=claim.run_digest,
+            rid=keys.run_id_digest(claim.doc.run_id),
         )
-        return decode_map(res, AttemptRecorded)
+        return await self._attempts.submit(item)
+
+    async def _record_many(self, items: list[AttemptToRecord]) -> list[AttemptRecorded | Exception]:
+        """One ``record_attempts`` call for ``items``: one result per item, in order."""
+        keys_: list[str] = []
+        args: list[str | int | bytes] = [self.ttl_ms, ATTEMPT_LOG_MAX, COUNTER_TTL_MS]
+        for it in items:
+            keys_ += [keys.sub(it.sid), keys.attempts(it.sid), due_set(it.lane)]
+            args += [it.sid, it.series, it.attempt, it.outcome.value, it.delay_ms, it.lane.value]
+            args += [it.rd, it.rid]
+        rows = await self._record(keys_, args)
+        out: list[AttemptRecorded | Exception] = []
+        for row in rows:
+            reply = decode_map(row, RecordReply)
+            if reply.error is not None:
+                out.append(RecordError(reply.error))
+            else:
+                out.append(AttemptRecorded(state=reply.state, next=reply.next))
+        return out
 
     async def release_deliveries(self, sids: Sequence[str], lane: Lane = Lane.TERMINAL) -> None:
         """Hand leased deliveries back (a stopping worker): due again now (Redis's clock)."""

@@ -4,18 +4,19 @@ Each script is the generated constants of ``keys.lua_constants()``, the shared `
 and its own file, its enum names (``ST.WATCHING``) written as literals (``keys.lua_inline``).
 A script answers a flat key/value array (or a list of them); ``decode_map`` turns one into a
 Struct with msgspec, so no caller reads a value by its position. Calls made in the same
-event-loop pass share one pipelined round trip (``Batcher``). This module must never name a
-key or decide scheduling.
+event-loop pass share one pipelined round trip (``Batcher``); items submitted while a write is
+in flight go out together in the next one (``GroupCommit``). This module must never name a key
+or decide scheduling.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from functools import cache
 from importlib import resources
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Generic, TypeVar
 
 import msgspec
 from redis.asyncio import Redis
@@ -25,6 +26,7 @@ from redis.exceptions import NoScriptError
 from relay.store.keys import lua_constants, lua_inline
 
 T = TypeVar("T")
+Item = TypeVar("Item")
 S = TypeVar("S", bound=msgspec.Struct)
 Arg = str | int | float | bytes
 
@@ -133,6 +135,65 @@ class Batcher:
                 _fail(future, result)
             else:
                 _settle(future, result)
+
+
+class RecordError(Exception):
+    """Redis refused one item of a group's script call (the others of the call stand)."""
+
+
+class GroupCommit(Generic[Item, T]):
+    """Group commit: items submitted while a write is in flight go out together in the next one.
+
+    At most ``depth`` writes at a time. An item submitted while fewer are in flight starts a
+    writer task (one per busy period, not one per item); a writer writes what is pending, at
+    most ``cap`` items per write, then what was submitted meanwhile, until nothing is left.
+    ``write`` answers one result per item, in order (an item's result may be an exception: only
+    its submitter sees it). A failed write fails every item of it, and only those; the writer
+    goes on with the next.
+    """
+
+    def __init__(
+        self,
+        write: Callable[[list[Item]], Awaitable[list[T | Exception]]],
+        cap: int,
+        depth: int = 1,
+    ) -> None:
+        self._write = write
+        self.cap = cap
+        self.depth = depth
+        self._pending: list[tuple[Item, asyncio.Future[T]]] = []
+        self._writers: set[asyncio.Task[None]] = set()
+
+    async def submit(self, item: Item) -> T:
+        """Write ``item`` with the next group; its result (or its exception)."""
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._pending.append((item, future))
+        if len(self._writers) < self.depth:
+            self._writers.add(asyncio.create_task(self._drain(), name="group-commit"))
+        return await future
+
+    async def _drain(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending[: self.cap], self._pending[self.cap :]
+                try:
+                    results = await self._write([item for item, _ in batch])
+                except Exception as exc:  # handed to every submitter of this write
+                    for _, future in batch:
+                        _fail(future, exc)
+                    continue
+                except BaseException:  # cancelled: nobody may wait for a writer that is gone
+                    for _, future in batch + self._pending:
+                        future.cancel()
+                    self._pending = []
+                    raise
+                for (_, future), result in zip(batch, results, strict=True):
+                    if isinstance(result, Exception):
+                        _fail(future, result)
+                    else:
+                        _settle(future, result)
+        finally:  # at once, not in a done callback: a submit right after must start a writer
+            self._writers.discard(asyncio.current_task())
 
 
 _background: set[asyncio.Future[None]] = set()

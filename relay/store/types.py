@@ -11,6 +11,7 @@ import msgspec
 
 from relay.model import (
     ChangeOutcome,
+    DeliveryOutcome,
     Lane,
     RegisterAction,
     Subscription,
@@ -85,6 +86,22 @@ class PollRecorded(msgspec.Struct, frozen=True):
     notices: bool = False
 
 
+class PollReply(msgspec.Struct, frozen=True):
+    """One poll's map in a ``record_poll`` reply: its record, or why it failed."""
+
+    outcome: str = ""
+    now: int = 0
+    notices: bool = False
+    error: str | None = None
+
+
+class PollToRecord(msgspec.Struct, frozen=True):
+    """One poll outcome for ``record_poll`` (its keys and arguments, in the script's order)."""
+
+    rd: str
+    args: list[str | int | bytes]
+
+
 class NoticeStep(msgspec.Struct, frozen=True):
     """One batch of a run's run.started fan-out."""
 
@@ -151,6 +168,27 @@ class AttemptRecorded(msgspec.Struct, frozen=True):
 
     state: str
     next: int | None = None
+
+
+class AttemptToRecord(msgspec.Struct, frozen=True):
+    """One attempt waiting for its group's ``record_attempts`` call."""
+
+    sid: str
+    series: int
+    lane: Lane
+    attempt: bytes  # the Attempt as JSON, as the attempt log stores it
+    outcome: DeliveryOutcome
+    delay_ms: int
+    rd: str  # the run digest and the run id digest (the r:exp member and the watch's key)
+    rid: str
+
+
+class RecordReply(msgspec.Struct, frozen=True):
+    """One attempt's map in a ``record_attempts`` reply: its record, or why it failed."""
+
+    state: str = ""
+    next: int | None = None
+    error: str | None = None
 
 
 class RunWatch(msgspec.Struct, frozen=True):

@@ -13,13 +13,23 @@ from typing import Any, Final
 
 from redis.asyncio import Redis
 
-from relay.model import FailureCode, PollKind, WatchFailure, WatchState
+from relay.model import TERMINAL_STATUSES, FailureCode, PollKind, WatchFailure, WatchState
 from relay.store import keys
 from relay.store.keys import WatchField
-from relay.store.scripts import Batcher, Script, decode_map, r, text
-from relay.store.types import ClaimedPoll, FanOutStep, NoticeStep, PollRecorded, RunWatch
+from relay.store.scripts import Batcher, GroupCommit, RecordError, Script, decode_map, r, text
+from relay.store.types import (
+    ClaimedPoll,
+    FanOutStep,
+    NoticeStep,
+    PollRecorded,
+    PollReply,
+    PollToRecord,
+    RunWatch,
+)
 
 FANOUT_BATCH: Final = 100  # subscribers per script call (~10 commands each; bench/NOTES.md)
+RECORD_POLLS_MAX: Final = 64  # polls one group-commit call records at most (~8 commands each)
+POLL_WRITES: Final = 2  # poll record calls in flight at once (one made polls wait: NOTES.md)
 
 
 class WatchStore:
@@ -36,6 +46,11 @@ class WatchStore:
         # one pipelined round trip, in that order (``workers.polling``).
         self._fan_out = Script(redis, "fan_out", batcher)
         self._fan_out_notices = Script(redis, "fan_out_notices")
+        # Seam "poll group commit" (bench/NOTES.md, 2026-11-30): a poll that does not end its
+        # run is recorded with the others that finish while a record call is in flight, in one
+        # call; a run's end keeps the batched single call (pipelined with its first fan-out).
+        self._record_group = Script(redis, "record_poll")
+        self._polls = GroupCommit(self._record_many, RECORD_POLLS_MAX, depth=POLL_WRITES)
 
     async def claim_polls(self, limit: int) -> list[ClaimedPoll]:
         """Lease up to ``limit`` due polls or fan-outs."""
@@ -48,20 +63,50 @@ class WatchStore:
         return decode_map(rows[0], ClaimedPoll) if rows else None
 
     async def _poll(self, rd: str, kind: PollKind, **kw: Any) -> PollRecorded:
-        args = [
-            rd,
-            kind.value,
-            kw.get("status", ""),
-            kw.get("body", b""),
-            int(kw.get("delay_ms", 0)),
-            interval_field(kw.get("interval", 0.0)),
-            kw.get("code", ""),
-            kw.get("message", ""),
-            "1" if kw.get("flag") else "0",
-            self.lease_ms,
-        ]
-        res = await self._record([keys.watch(rd), keys.DUE_POLL, keys.starters(rd)], args)
-        return decode_map(res, PollRecorded)
+        status = kw.get("status", "")
+        item = PollToRecord(
+            rd=rd,
+            args=[
+                rd,
+                kind.value,
+                status,
+                kw.get("body", b""),
+                int(kw.get("delay_ms", 0)),
+                interval_field(kw.get("interval", 0.0)),
+                kw.get("code", ""),
+                kw.get("message", ""),
+                "1" if kw.get("flag") else "0",
+            ],
+        )
+        if kind is PollKind.FAIL or (kind is PollKind.RESULT and status in TERMINAL_STATUSES):
+            [one] = await self._record_calls(self._record, [item])
+        else:
+            one = await self._polls.submit(item)
+        if isinstance(one, Exception):
+            raise one
+        return one
+
+    async def _record_many(self, items: list[PollToRecord]) -> list[PollRecorded | Exception]:
+        return await self._record_calls(self._record_group, items)
+
+    async def _record_calls(
+        self, script: Script, items: list[PollToRecord]
+    ) -> list[PollRecorded | Exception]:
+        """One ``record_poll`` call for ``items``: one result per item, in order."""
+        keys_: list[str] = []
+        args: list[str | int | bytes] = [self.lease_ms]
+        for it in items:
+            keys_ += [keys.watch(it.rd), keys.DUE_POLL, keys.starters(it.rd)]
+            args += it.args
+        out: list[PollRecorded | Exception] = []
+        for row in await script(keys_, args):
+            reply = decode_map(row, PollReply)
+            if reply.error is not None:
+                out.append(RecordError(reply.error))
+            else:
+                rec = PollRecorded(outcome=reply.outcome, now=reply.now, notices=reply.notices)
+                out.append(rec)
+        return out
 
     async def record_result(
         self, rd: str, status: str, body: bytes, delay_ms: int, interval: float

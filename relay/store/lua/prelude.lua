@@ -38,27 +38,38 @@ end
 local function run_digest(rk) return digest(rk) end
 local function run_id_digest(rk) return digest('\0' .. string.match(rk, '([^/]*)$')) end
 
+-- Move a subscription's entry in its client's per-state index (client cl, state old, created
+-- ca: read from its hash by the caller) to new_state; the caller writes the hash's state.
+local function move_state(sid, cl, old, ca, new_state)
+  if old then redis.call('ZREM', fmt(K_STATE, cl, old), sid) end
+  redis.call('ZADD', fmt(K_STATE, cl, new_state), ca, sid)
+end
+
 -- Move a subscription to new_state, keeping its client's per-state index in step.
 local function set_state(sid, k, new_state)
   local f = redis.call('HMGET', k, F.CLIENT, F.STATE, F.CREATED)
-  if f[2] then redis.call('ZREM', fmt(K_STATE, f[1], f[2]), sid) end
-  redis.call('ZADD', fmt(K_STATE, f[1], new_state), f[3], sid)
+  move_state(sid, f[1], f[2], f[3], new_state)
   redis.call('HSET', k, F.STATE, new_state)
 end
 
--- The r:exp member that lets housekeeping drop a subscription's index entries once it expired.
+-- The r:exp member that lets housekeeping drop a subscription's index entries once it expired,
+-- from its client, fingerprint, run digest and run id digest.
+local function exp_entry(sid, cl, idem, rd, rid)
+  return sid .. '\t' .. (cl or '') .. '\t' .. (idem or '') .. '\t' .. rd .. '\t' .. rid
+end
+
 local function exp_member(sid, k)
   local f = redis.call('HMGET', k, F.CLIENT, F.IDEM, F.RUN_KEY)
   local rk = f[3] or ''
-  return sid .. '\t' .. (f[1] or '') .. '\t' .. (f[2] or '') .. '\t' .. run_digest(rk) .. '\t'
-    .. run_id_digest(rk)
+  return exp_entry(sid, f[1], f[2], run_digest(rk), run_id_digest(rk))
 end
 
-local function expire_sub(sid, now, ttl)
+-- Expire a subscription ttl from now (member: its r:exp member when the caller has it).
+local function expire_sub(sid, now, ttl, member)
   local k = fmt(K_SUB, sid)
   redis.call('PEXPIRE', k, ttl)
   redis.call('PEXPIRE', fmt(K_ATTEMPTS, sid), ttl)
-  redis.call('ZADD', K_EXPIRING, now + ttl, exp_member(sid, k))
+  redis.call('ZADD', K_EXPIRING, now + ttl, member or exp_member(sid, k))
 end
 
 local function persist_sub(sid)

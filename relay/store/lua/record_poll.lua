@@ -1,50 +1,67 @@
--- Record one poll's outcome; a terminal status or giving up marks the run ended in one step
--- and leaves its fan-out (fan_out.lua) due now + lease_ms on the poll due set.
--- A run seen `started` for the first time with run.started subscribers gets their fan-out
--- (fan_out_notices.lua) pending: the answer says notices=1 while it is.
--- KEYS: 1 watch (holds the run's one stored result), 2 due poll, 3 run starters
--- ARGV: 1 rd, 2 kind (PK), 3 status, 4 body, 5 delay ms, 6 iv, 7 fail code, 8 fail message,
---       9 flag ('1': not found (error)), 10 lease ms
--- Returns a map: outcome (PR), now, notices (0/1)
-local rd, kind, status, body = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local delay, iv, lease = tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[10])
-local wk = KEYS[1]
+-- Record polls' outcomes (one, or a group commit of pending polls); a terminal status or giving
+-- up marks the run ended in one step and leaves its fan-out (fan_out.lua) due now + lease_ms on
+-- the poll due set. A run seen `started` for the first time with run.started subscribers gets
+-- their fan-out (fan_out_notices.lua) pending: the answer says notices=1 while it is. Each poll
+-- is recorded on its own (pcall): one Redis refuses answers an error map, the others stand.
+-- KEYS: per poll i = 0, 1, ...: 3i+1 watch (holds the run's one stored result), 3i+2 due poll,
+--       3i+3 run starters
+-- ARGV: 1 lease ms; then per poll i, from 1 + 9i: +1 rd, +2 kind (PK), +3 status, +4 body,
+--       +5 delay ms, +6 iv, +7 fail code, +8 fail message, +9 flag ('1': not found (error))
+-- Returns a list of maps, one per poll in order: outcome (PR), now, notices (0/1); or error.
+local lease = tonumber(ARGV[1])
 local now = redis_now()
-local w = redis.call('HMGET', wk, W.STATE, W.FANOUT_CURSOR, W.PUSH_NEWS, W.NOTICE_CURSOR)
-if w[1] ~= WS.WATCHING then
-  if not w[2] then redis.call('ZREM', KEYS[2], rd) end
-  return {'outcome', PR.STALE, 'now', now}
-end
-if kind == PK.RESULT then
-  redis.call('HSET', wk, RF.BODY, body, RF.FETCHED, now, W.STATUS, status)
-  redis.call('HDEL', wk, W.NOT_FOUND_SINCE)
-  if TERMINAL[status] then
-    redis.call('HSET', wk, W.STATE, WS.TERMINAL, W.ENDED_AT, now, W.FANOUT_CURSOR, 0)
-    if w[4] then redis.call('HDEL', wk, W.NOTICE_CURSOR) end  -- too late for run.started
-    redis.call('ZADD', KEYS[2], now + lease, rd)
-    return {'outcome', PR.TERMINAL, 'now', now}
+
+local function record(wk, due, starters, rd, kind, status, body, delay, iv, fc, fm, flag)
+  local w = redis.call('HMGET', wk, W.STATE, W.FANOUT_CURSOR, W.PUSH_NEWS, W.NOTICE_CURSOR)
+  if w[1] ~= WS.WATCHING then
+    if not w[2] then redis.call('ZREM', due, rd) end
+    return {'outcome', PR.STALE, 'now', now}
   end
-  -- A push that arrived while this poll was in flight is answered by the next poll, now.
-  if w[3] then delay = 0 end
-  redis.call('HSET', wk, W.INTERVAL, iv)
-  redis.call('HDEL', wk, W.ERRORS)  -- absent: 0
-  redis.call('ZADD', KEYS[2], now + delay, rd)
-  -- Only runs with run.started subscribers keep when they were first seen started.
-  local notices = w[4] and 1 or 0  -- a fan-out still pending (a worker died during it)
-  if status == RS.STARTED and redis.call('EXISTS', KEYS[3]) == 1
-     and redis.call('HSETNX', wk, W.STARTED_AT, now) == 1 then
-    redis.call('HSET', wk, W.NOTICE_CURSOR, 0)
-    notices = 1
+  if kind == PK.RESULT then
+    redis.call('HSET', wk, RF.BODY, body, RF.FETCHED, now, W.STATUS, status)
+    redis.call('HDEL', wk, W.NOT_FOUND_SINCE)
+    if TERMINAL[status] then
+      redis.call('HSET', wk, W.STATE, WS.TERMINAL, W.ENDED_AT, now, W.FANOUT_CURSOR, 0)
+      if w[4] then redis.call('HDEL', wk, W.NOTICE_CURSOR) end  -- too late for run.started
+      redis.call('ZADD', due, now + lease, rd)
+      return {'outcome', PR.TERMINAL, 'now', now}
+    end
+    -- A push that arrived while this poll was in flight is answered by the next poll, now.
+    if w[3] then delay = 0 end
+    redis.call('HSET', wk, W.INTERVAL, iv)
+    redis.call('HDEL', wk, W.ERRORS)  -- absent: 0
+    redis.call('ZADD', due, now + delay, rd)
+    -- Only runs with run.started subscribers keep when they were first seen started.
+    local notices = w[4] and 1 or 0  -- a fan-out still pending (a worker died during it)
+    if status == RS.STARTED and redis.call('EXISTS', starters) == 1
+       and redis.call('HSETNX', wk, W.STARTED_AT, now) == 1 then
+      redis.call('HSET', wk, W.NOTICE_CURSOR, 0)
+      notices = 1
+    end
+    return {'outcome', PR.SCHEDULED, 'now', now, 'notices', notices}
+  elseif kind == PK.ERROR then
+    redis.call('HINCRBY', wk, W.ERRORS, 1)
+    redis.call('HSET', wk, W.INTERVAL, iv)
+    if flag == '1' then redis.call('HSETNX', wk, W.NOT_FOUND_SINCE, now) end
+    redis.call('ZADD', due, now + delay, rd)
+    return {'outcome', PR.SCHEDULED, 'now', now}
   end
-  return {'outcome', PR.SCHEDULED, 'now', now, 'notices', notices}
-elseif kind == PK.ERROR then
-  redis.call('HINCRBY', wk, W.ERRORS, 1)
-  redis.call('HSET', wk, W.INTERVAL, iv)
-  if ARGV[9] == '1' then redis.call('HSETNX', wk, W.NOT_FOUND_SINCE, now) end
-  redis.call('ZADD', KEYS[2], now + delay, rd)
-  return {'outcome', PR.SCHEDULED, 'now', now}
+  redis.call('HSET', wk, W.STATE, WS.FAILED, W.FAIL_CODE, fc, W.FAIL_MESSAGE, fm,
+             W.ENDED_AT, now, W.FANOUT_CURSOR, 0)
+  redis.call('ZADD', due, now + lease, rd)
+  return {'outcome', PR.FAILED, 'now', now}
 end
-redis.call('HSET', wk, W.STATE, WS.FAILED, W.FAIL_CODE, ARGV[7], W.FAIL_MESSAGE, ARGV[8],
-           W.ENDED_AT, now, W.FANOUT_CURSOR, 0)
-redis.call('ZADD', KEYS[2], now + lease, rd)
-return {'outcome', PR.FAILED, 'now', now}
+
+local out = {}
+for i = 0, #KEYS / 3 - 1 do
+  local a = 1 + 9 * i
+  local ok, res = pcall(record, KEYS[3 * i + 1], KEYS[3 * i + 2], KEYS[3 * i + 3], ARGV[a + 1],
+                        ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], tonumber(ARGV[a + 5]), ARGV[a + 6],
+                        ARGV[a + 7], ARGV[a + 8], ARGV[a + 9])
+  if ok then
+    table.insert(out, res)
+  else
+    table.insert(out, {'error', type(res) == 'table' and (res.err or '?') or tostring(res)})
+  end
+end
+return out

@@ -1,0 +1,82 @@
+-- Log delivery attempts (a group commit of up to the caller's cap), count them per client and
+-- minute, and move each subscription on. Each attempt is recorded on its own (pcall): one that
+-- fails answers an error map and leaves the others recorded. On the run.started lane
+-- (LANE.STARTED) only that lane's state and attempt count move: the subscription's own state,
+-- its run and its expiry belong to the terminal lane.
+-- KEYS: per attempt i = 0, 1, ...: 3i+1 sub, 3i+2 attempts, 3i+3 the lane's due set
+-- ARGV: 1 ttl ms, 2 max log, 3 counters ttl ms; then per attempt i, from 3 + 8i: +1 sid,
+--       +2 series, +3 attempt JSON, +4 outcome (DO), +5 retry delay ms, +6 lane (LANE),
+--       +7 run digest, +8 run id digest (of the subscription's run key, as the claim read it)
+-- Commands per attempt are kept few (bench/NOTES.md, 2026-11-30): one HMGET reads what every
+-- step needs, the digests come from the caller, LTRIM and HDEL only when there is work.
+-- Returns a list of maps, one per attempt in order: state (the subscription's state after, or
+-- 'stale'), next (ms, retries only); or error (the message) when that attempt failed.
+local ttl, max_log, counters_ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local now = redis_now()
+local minute = tostring(now - now % 60000)
+local counts, counted = {}, {}  -- per-minute counter key -> {d = n, f = n}, keys in order
+
+local function record(k, log, due, sid, series, attempt, outcome, delay, started, rd, rid)
+  local s = redis.call('HMGET', k, started and F.NOTICE_STATE or F.STATE, F.SERIES, F.CLIENT,
+                       F.CREATED, F.IDEM, F.NEXT_ATTEMPT)
+  if not s[1] then return {'state', 'stale'} end
+  if redis.call('RPUSH', log, attempt) > max_log then redis.call('LTRIM', log, -max_log, -1) end
+  -- The client's per-minute counters (a member key: the client read from the hash), written
+  -- once per key for the whole call.
+  local ck = fmt(K_COUNTERS, s[3], minute)
+  local c = counts[ck]
+  if not c then
+    c = {d = 0, f = 0}
+    counts[ck] = c
+    table.insert(counted, ck)
+  end
+  if outcome == DO.DELIVERED then c.d = c.d + 1 else c.f = c.f + 1 end
+  if s[1] ~= ST.DELIVERING or (not started and (s[2] or '1') ~= series) then
+    if redis.call('PTTL', k) > 0 then redis.call('PEXPIRE', log, redis.call('PTTL', k)) end
+    return {'state', 'stale'}
+  end
+  if started then
+    redis.call('HINCRBY', k, F.NOTICE_ATTEMPTS, 1)
+    if outcome == DO.RETRY then
+      redis.call('ZADD', due, now + delay, sid)
+      return {'state', ST.DELIVERING, 'next', now + delay}
+    end
+    redis.call('HSET', k, F.NOTICE_STATE, outcome)
+    redis.call('ZREM', due, sid)
+    return {'state', outcome}
+  end
+  redis.call('HINCRBY', k, F.ATTEMPTS, 1)
+  if outcome == DO.RETRY then
+    redis.call('HSET', k, F.UPDATED, now, F.NEXT_ATTEMPT, now + delay)
+    redis.call('ZADD', due, now + delay, sid)
+    return {'state', ST.DELIVERING, 'next', now + delay}
+  end
+  move_state(sid, s[3], s[1], s[4], outcome)
+  redis.call('HSET', k, F.STATE, outcome, F.UPDATED, now)
+  if s[6] then redis.call('HDEL', k, F.NEXT_ATTEMPT) end
+  redis.call('ZREM', due, sid)
+  expire_sub(sid, now, ttl, exp_entry(sid, s[3], s[5], rd, rid))
+  redis.call('HINCRBY', fmt(K_WATCH, rd), W.PENDING, -1)
+  settle_run(rd, ttl)
+  return {'state', outcome}
+end
+
+local out = {}
+for i = 0, #KEYS / 3 - 1 do
+  local a = 3 + 8 * i
+  local ok, res = pcall(record, KEYS[3 * i + 1], KEYS[3 * i + 2], KEYS[3 * i + 3], ARGV[a + 1],
+                        ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], tonumber(ARGV[a + 5]),
+                        ARGV[a + 6] == LANE.STARTED, ARGV[a + 7], ARGV[a + 8])
+  if ok then
+    table.insert(out, res)
+  else
+    table.insert(out, {'error', type(res) == 'table' and (res.err or '?') or tostring(res)})
+  end
+end
+for _, ck in ipairs(counted) do
+  local c = counts[ck]
+  if c.d > 0 then redis.call('HINCRBY', ck, 'd', c.d) end
+  if c.f > 0 then redis.call('HINCRBY', ck, 'f', c.f) end
+  redis.call('PEXPIRE', ck, counters_ttl)
+end
+return out

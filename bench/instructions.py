@@ -22,20 +22,19 @@ import argparse
 import asyncio
 import itertools
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import aiohttp
 import uvloop
 
+from bench.callgrind import instrument, redis_under_callgrind, totals, work_dir
 from bench.load import run_lanes, session
 from bench.procs import relay_env, wait_http
 from bench.scenarios.registration import register
-from relay.embedded_redis import EmbeddedRedis, find_server_binary, free_port
+from relay.embedded_redis import free_port
 
 WARM_UP = 320
 _tags = itertools.count()
@@ -54,14 +53,6 @@ async def registrations(url: str, count: int) -> None:
         raise RuntimeError(f"registrations answered {dict(res.statuses)}")
 
 
-def total_ir(path: Path) -> int:
-    """The ``totals:`` line of a callgrind output file (0 when absent)."""
-    for line in path.read_text(errors="replace").splitlines():
-        if line.startswith("totals:"):
-            return int(line.split()[1])
-    return 0
-
-
 def _python(tree: Path) -> str:
     own = tree / ".venv" / "bin" / "python"
     return str(own) if own.exists() else sys.executable
@@ -70,13 +61,7 @@ def _python(tree: Path) -> str:
 async def one_run(tree: Path, count: int, work: Path) -> tuple[int, int]:
     """Total instructions of the API (start-up included) and of Redis (measured part only)."""
     work.mkdir(parents=True)
-    wrapper = work / "redis.sh"
-    wrapper.write_text(
-        "#!/bin/sh\nexec valgrind --tool=callgrind --instr-atstart=no "
-        f'--callgrind-out-file={work}/redis.out {find_server_binary()} "$@"\n'
-    )
-    wrapper.chmod(0o755)
-    redis = EmbeddedRedis(work / "redis", persistent=False, binary=str(wrapper))
+    redis = redis_under_callgrind(work, work / "redis")
     redis.start(timeout=60)
     port = free_port()
     env = {
@@ -104,11 +89,9 @@ async def one_run(tree: Path, count: int, work: Path) -> tuple[int, int]:
         url = f"http://127.0.0.1:{port}/v1/subscriptions"
         await registrations(url, WARM_UP)
         assert redis.process is not None
-        control = ["callgrind_control", "-i"]
-        pid = str(redis.process.pid)
-        subprocess.run([*control, "on", pid], check=True, capture_output=True)
+        instrument("on", redis.process.pid)
         await registrations(url, count)
-        subprocess.run([*control, "off", pid], check=True, capture_output=True)
+        instrument("off", redis.process.pid)
     finally:
         os.killpg(api.pid, signal.SIGTERM)
         try:
@@ -117,7 +100,7 @@ async def one_run(tree: Path, count: int, work: Path) -> tuple[int, int]:
             os.killpg(api.pid, signal.SIGKILL)
             await asyncio.to_thread(api.wait)
         redis.stop(timeout=60)
-    return sum(total_ir(p) for p in work.glob("api.*.out")), total_ir(work / "redis.out")
+    return totals(work, "api"), totals(work, "redis")
 
 
 async def measure(tree: Path, small: int, large: int, work: Path) -> str:
@@ -136,9 +119,7 @@ def main() -> None:
     parser.add_argument("--small", type=int, default=200, help="registrations, first run")
     parser.add_argument("--large", type=int, default=1200, help="registrations, second run")
     args = parser.parse_args()
-    if not (shutil.which("valgrind") and shutil.which("callgrind_control")):
-        parser.error("needs valgrind and callgrind_control on PATH (apt-get install valgrind)")
-    work = Path(tempfile.mkdtemp(prefix="relay-instructions-"))
+    work = work_dir(parser)
     for i, tree in enumerate(args.trees):
         line = uvloop.run(measure(Path(tree).resolve(), args.small, args.large, work / str(i)))
         print(line, flush=True)

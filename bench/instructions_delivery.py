@@ -19,52 +19,29 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import shutil
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 
 import uvloop
 
+from bench.callgrind import (
+    callgrind_fleet,
+    dump,
+    instrument,
+    totals,
+    work_dir,
+    worker_under_callgrind,
+)
 from bench.common import Bench
-from bench.instructions import total_ir
-from bench.procs import Child, Fleet
 from bench.scenarios.delivery import CONCURRENCY, make_due
-from relay.embedded_redis import EmbeddedRedis, find_server_binary
 from relay.model import EventType
 from relay.store import keys
 from relay.webhooks.signing import webhook_id
 
 
-def _callgrind(work: Path, name: str) -> list[str]:
-    return [
-        "valgrind",
-        "--tool=callgrind",
-        "--instr-atstart=no",
-        f"--callgrind-out-file={work}/{name}.%p.out",
-    ]
-
-
-def _control(*args: str) -> None:
-    subprocess.run(["callgrind_control", *args], check=True, capture_output=True)
-
-
-def _instrument(state: str, *pids: int) -> None:
-    for pid in pids:
-        _control("-i", state, str(pid))
-
-
 async def measure(count: int, work: Path) -> str:
     """One line: worker and Redis instructions per delivery."""
-    wrapper = work / "redis.sh"
-    server = " ".join([*_callgrind(work, "redis"), find_server_binary()])
-    wrapper.write_text(f'#!/bin/sh\nexec {server} "$@"\n')
-    wrapper.chmod(0o755)
-    fleet = Fleet()
-    fleet.redis = EmbeddedRedis(fleet.dir / "redis", persistent=False, binary=str(wrapper))
+    fleet = callgrind_fleet(work)
     b = Bench(fleet, smoke=False)
     try:
         fleet.start()
@@ -75,36 +52,25 @@ async def measure(count: int, work: Path) -> str:
         await make_due(b, docs)
         due = await b.redis.zrange(keys.DUE_DELIVERY, 0, -1)
         await b.redis.zadd(keys.DUE_DELIVERY, dict.fromkeys(due, 2**50))
-        env = {
-            **os.environ,
-            "PYTHONUNBUFFERED": "1",
-            "PYTHONHASHSEED": "0",
-            **fleet.relay_env(RELAY_MAX_IN_FLIGHT_PER_HOST=str(CONCURRENCY)),
-        }
-        args = [*_callgrind(work, "worker"), sys.executable, "-m", "relay", "worker"]
-        worker = Child("worker", args, env, work / "worker.log")
-        fleet.children.append(worker)
-        worker.wait_log(b"worker_started", timeout=600)
+        worker = worker_under_callgrind(fleet, work, RELAY_MAX_IN_FLIGHT_PER_HOST=str(CONCURRENCY))
         await asyncio.sleep(2)  # the pumps' first idle pass
         assert fleet.redis.process is not None
         pids = (worker.pid, fleet.redis.process.pid)
-        _instrument("on", *pids)
+        instrument("on", *pids)
         t0 = time.monotonic()
         await b.redis.zadd(keys.DUE_DELIVERY, dict.fromkeys(due, 0))
         await b.redis.publish(keys.WAKE_DELIVERY, b"1")
         while (await b.receiver_stats())["unique"] < count:
             await asyncio.sleep(0.2)
-        _instrument("off", *pids)
-        for pid in pids:  # a dump now: a worker killed on a slow exit writes nothing
-            _control("-d", str(pid))
+        instrument("off", *pids)
+        dump(*pids)
         elapsed = time.monotonic() - t0
         ids = [webhook_id(d.id, EventType.COMPLETED) for d in docs]
         got = await b.receipts(ids)
         await b.close()
     finally:
         fleet.stop()  # the worker and Redis write their callgrind files as they exit
-    worker_ir = sum(total_ir(p) for p in work.glob("worker.*.out*"))
-    redis_ir = sum(total_ir(p) for p in work.glob("redis.*.out*"))
+    worker_ir, redis_ir = totals(work, "worker"), totals(work, "redis")
     return (
         f"worker {worker_ir // count:,} Ir/delivery, Redis {redis_ir // count:,}, "
         f"together {(worker_ir + redis_ir) // count:,} ({len(got)}/{count} received, "
@@ -117,9 +83,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=2000, help="deliveries")
     args = parser.parse_args()
-    if not (shutil.which("valgrind") and shutil.which("callgrind_control")):
-        parser.error("needs valgrind and callgrind_control on PATH (apt-get install valgrind)")
-    work = Path(tempfile.mkdtemp(prefix="relay-instructions-"))
+    work = work_dir(parser)
     print(uvloop.run(measure(args.count, work)), flush=True)
 
 

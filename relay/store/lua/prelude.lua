@@ -9,6 +9,16 @@ end
 
 local function fmt(template, ...) return string.format(template, ...) end
 
+-- A group commit's answer for one member: what pcall(record, ...) returned, or an error map, so
+-- one member Redis refuses fails alone (record_attempts.lua, record_poll.lua).
+local function answer_alone(out, ok, res)
+  if ok then
+    table.insert(out, res)
+  else
+    table.insert(out, {'error', type(res) == 'table' and (res.err or '?') or tostring(res)})
+  end
+end
+
 -- Up to limit members of a due set due by now, or just `only` when given and due.
 local function due_entries(due_set, now, limit, only)
   if only then

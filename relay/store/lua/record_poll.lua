@@ -55,13 +55,8 @@ end
 local out = {}
 for i = 0, #KEYS / 3 - 1 do
   local a = 1 + 9 * i
-  local ok, res = pcall(record, KEYS[3 * i + 1], KEYS[3 * i + 2], KEYS[3 * i + 3], ARGV[a + 1],
-                        ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], tonumber(ARGV[a + 5]), ARGV[a + 6],
-                        ARGV[a + 7], ARGV[a + 8], ARGV[a + 9])
-  if ok then
-    table.insert(out, res)
-  else
-    table.insert(out, {'error', type(res) == 'table' and (res.err or '?') or tostring(res)})
-  end
+  answer_alone(out, pcall(record, KEYS[3 * i + 1], KEYS[3 * i + 2], KEYS[3 * i + 3],
+                          ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], tonumber(ARGV[a + 5]),
+                          ARGV[a + 6], ARGV[a + 7], ARGV[a + 8], ARGV[a + 9]))
 end
 return out

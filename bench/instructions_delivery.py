@@ -24,14 +24,7 @@ from pathlib import Path
 
 import uvloop
 
-from bench.callgrind import (
-    callgrind_fleet,
-    dump,
-    instrument,
-    totals,
-    work_dir,
-    worker_under_callgrind,
-)
+from bench import callgrind as cg
 from bench.common import Bench
 from bench.scenarios.delivery import CONCURRENCY, make_due
 from relay.model import EventType
@@ -41,7 +34,7 @@ from relay.webhooks.signing import webhook_id
 
 async def measure(count: int, work: Path) -> str:
     """One line: worker and Redis instructions per delivery."""
-    fleet = callgrind_fleet(work)
+    fleet = cg.callgrind_fleet(work)
     b = Bench(fleet, smoke=False)
     try:
         fleet.start()
@@ -52,25 +45,27 @@ async def measure(count: int, work: Path) -> str:
         await make_due(b, docs)
         due = await b.redis.zrange(keys.DUE_DELIVERY, 0, -1)
         await b.redis.zadd(keys.DUE_DELIVERY, dict.fromkeys(due, 2**50))
-        worker = worker_under_callgrind(fleet, work, RELAY_MAX_IN_FLIGHT_PER_HOST=str(CONCURRENCY))
+        worker = cg.worker_under_callgrind(
+            fleet, work, RELAY_MAX_IN_FLIGHT_PER_HOST=str(CONCURRENCY)
+        )
         await asyncio.sleep(2)  # the pumps' first idle pass
         assert fleet.redis.process is not None
         pids = (worker.pid, fleet.redis.process.pid)
-        instrument("on", *pids)
+        cg.instrument("on", *pids)
         t0 = time.monotonic()
         await b.redis.zadd(keys.DUE_DELIVERY, dict.fromkeys(due, 0))
         await b.redis.publish(keys.WAKE_DELIVERY, b"1")
         while (await b.receiver_stats())["unique"] < count:
             await asyncio.sleep(0.2)
-        instrument("off", *pids)
-        dump(*pids)
+        cg.instrument("off", *pids)
+        cg.dump(*pids)
         elapsed = time.monotonic() - t0
         ids = [webhook_id(d.id, EventType.COMPLETED) for d in docs]
         got = await b.receipts(ids)
         await b.close()
     finally:
         fleet.stop()  # the worker and Redis write their callgrind files as they exit
-    worker_ir, redis_ir = totals(work, "worker"), totals(work, "redis")
+    worker_ir, redis_ir = cg.totals(work, "worker"), cg.totals(work, "redis")
     return (
         f"worker {worker_ir // count:,} Ir/delivery, Redis {redis_ir // count:,}, "
         f"together {(worker_ir + redis_ir) // count:,} ({len(got)}/{count} received, "
@@ -83,7 +78,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=2000, help="deliveries")
     args = parser.parse_args()
-    work = work_dir(parser)
+    work = cg.work_dir(parser)
     print(uvloop.run(measure(args.count, work)), flush=True)
 
 

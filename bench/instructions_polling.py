@@ -17,21 +17,14 @@ from pathlib import Path
 
 import uvloop
 
-from bench.callgrind import (
-    callgrind_fleet,
-    dump,
-    instrument,
-    totals,
-    work_dir,
-    worker_under_callgrind,
-)
+from bench import callgrind as cg
 from bench.common import Bench
 from bench.scenarios.polling import PENDING_FOREVER
 
 
 async def measure(runs: int, seconds: float, work: Path) -> str:
     """One line: worker and Redis instructions per poll."""
-    fleet = callgrind_fleet(work)
+    fleet = cg.callgrind_fleet(work)
     b = Bench(fleet, smoke=False)
     try:
         fleet.start()
@@ -39,7 +32,7 @@ async def measure(runs: int, seconds: float, work: Path) -> str:
         run_ids = [f"poll-{i}" for i in range(runs)]
         await b.fake_runs("poll-", runs, PENDING_FOREVER)
         await b.register_many(run_ids, fleet.receiver_root + "/hook")
-        worker = worker_under_callgrind(
+        worker = cg.worker_under_callgrind(
             fleet, work, RELAY_POLL_INTERVAL="1ms", RELAY_POLL_MAX_INTERVAL="1ms"
         )
         while await b.fake_requests() < runs:  # the first pass over every run
@@ -47,15 +40,15 @@ async def measure(runs: int, seconds: float, work: Path) -> str:
         assert fleet.redis.process is not None
         pids = (worker.pid, fleet.redis.process.pid)
         before = await b.fake_requests()
-        instrument("on", *pids)
+        cg.instrument("on", *pids)
         await asyncio.sleep(seconds)
-        instrument("off", *pids)
+        cg.instrument("off", *pids)
         polls = await b.fake_requests() - before
-        dump(*pids)
+        cg.dump(*pids)
         await b.close()
     finally:
         fleet.stop()
-    worker_ir, redis_ir = totals(work, "worker"), totals(work, "redis")
+    worker_ir, redis_ir = cg.totals(work, "worker"), cg.totals(work, "redis")
     return (
         f"worker {worker_ir // polls:,} Ir/poll, Redis {redis_ir // polls:,}, together "
         f"{(worker_ir + redis_ir) // polls:,} ({polls} polls in {seconds:.0f} s under callgrind)"
@@ -68,7 +61,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=2000, help="pending runs")
     parser.add_argument("--seconds", type=float, default=20.0, help="measured window")
     args = parser.parse_args()
-    work = work_dir(parser)
+    work = cg.work_dir(parser)
     print(uvloop.run(measure(args.runs, args.seconds, work)), flush=True)
 
 

@@ -9,14 +9,21 @@ end
 
 local function fmt(template, ...) return string.format(template, ...) end
 
--- A group commit's answer for one member: what pcall(record, ...) returned, or an error map, so
--- one member Redis refuses fails alone (record_attempts.lua, record_poll.lua).
-local function answer_alone(out, ok, res)
-  if ok then
-    table.insert(out, res)
-  else
-    table.insert(out, {'error', type(res) == 'table' and (res.err or '?') or tostring(res)})
+-- A group commit: call(k, a) for each member (k: the index of its first of nkeys KEYS; a: the
+-- ARGV index just before its nargv arguments), each under pcall, so a member Redis refuses
+-- answers an error map and the others stand (record_attempts.lua, record_poll.lua). The
+-- answers, in the members' order.
+local function each_member(nkeys, argv_base, nargv, call)
+  local out = {}
+  for i = 0, #KEYS / nkeys - 1 do
+    local ok, res = pcall(call, nkeys * i + 1, argv_base + nargv * i)
+    if ok then
+      table.insert(out, res)
+    else
+      table.insert(out, {'error', type(res) == 'table' and (res.err or '?') or tostring(res)})
+    end
   end
+  return out
 end
 
 -- Up to limit members of a due set due by now, or just `only` when given and due.

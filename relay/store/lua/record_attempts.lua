@@ -61,13 +61,11 @@ local function record(k, log, due, sid, series, attempt, outcome, delay, started
   return {'state', outcome}
 end
 
-local out = {}
-for i = 0, #KEYS / 3 - 1 do
-  local a = 3 + 8 * i
-  answer_alone(out, pcall(record, KEYS[3 * i + 1], KEYS[3 * i + 2], KEYS[3 * i + 3],
-                          ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], tonumber(ARGV[a + 5]),
-                          ARGV[a + 6] == LANE.STARTED, ARGV[a + 7], ARGV[a + 8]))
-end
+local out = each_member(3, 3, 8, function(k, a)
+  return record(KEYS[k], KEYS[k + 1], KEYS[k + 2], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3],
+                ARGV[a + 4], tonumber(ARGV[a + 5]), ARGV[a + 6] == LANE.STARTED, ARGV[a + 7],
+                ARGV[a + 8])
+end)
 for _, ck in ipairs(counted) do
   local c = counts[ck]
   if c.d > 0 then redis.call('HINCRBY', ck, 'd', c.d) end

@@ -52,11 +52,8 @@ local function record(wk, due, starters, rd, kind, status, body, delay, iv, fc, 
   return {'outcome', PR.FAILED, 'now', now}
 end
 
-local out = {}
-for i = 0, #KEYS / 3 - 1 do
-  local a = 1 + 9 * i
-  answer_alone(out, pcall(record, KEYS[3 * i + 1], KEYS[3 * i + 2], KEYS[3 * i + 3],
-                          ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], tonumber(ARGV[a + 5]),
-                          ARGV[a + 6], ARGV[a + 7], ARGV[a + 8], ARGV[a + 9]))
-end
-return out
+return each_member(3, 1, 9, function(k, a)
+  return record(KEYS[k], KEYS[k + 1], KEYS[k + 2], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3],
+                ARGV[a + 4], tonumber(ARGV[a + 5]), ARGV[a + 6], ARGV[a + 7], ARGV[a + 8],
+                ARGV[a + 9])
+end)

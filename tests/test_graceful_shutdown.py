@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import sys
 import time
 from typing import Any
 
@@ -115,9 +114,13 @@ async def test_arq_jobs_finish_within_the_grace_or_go_back_to_the_queue(
     assert not await redis_client.exists(in_progress_key_prefix + stuck_id)  # at once
 
 
-async def test_a_loop_that_lost_its_cancellation_in_a_redis_call_is_cancelled_again(
+async def test_a_loop_busy_in_redis_calls_always_ends_under_cancel_and_wait(
     redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Whether a cancellation gets lost depends on the CPython build: pyenv's 3.11.7 here lost
+    # about 1 in 3 of these; Debian's 3.11.2 none in 300. Where it is lost, one plain cancel()
+    # would leave the task polling and the timeout below would fail the test; the deterministic
+    # case is the stop_arq test after this one.
     monkeypatch.setattr(runner, "RECANCEL_AFTER", 0.05)
     client = Redis.from_url(redis_url, socket_timeout=10)  # commands go through wait_for
 
@@ -125,24 +128,15 @@ async def test_a_loop_that_lost_its_cancellation_in_a_redis_call_is_cancelled_ag
         while True:
             await client.ping()
 
-    lost = 0
     try:
         for _ in range(300):
             task = asyncio.create_task(busy())
             await asyncio.sleep(0.001)
-            task.cancel()
-            await asyncio.wait({task}, timeout=0.2)
-            if not task.done():  # it lost the cancellation and polls on
-                lost += 1
-                async with asyncio.timeout(10):
-                    await runner.cancel_and_wait(task)
+            async with asyncio.timeout(10):
+                await runner.cancel_and_wait(task)
             assert task.cancelled()
-            if lost == 3:
-                break
     finally:
         await client.aclose()
-    if sys.version_info < (3, 12):  # gh-86296: wait_for keeps the cancellation from 3.12 on
-        assert lost == 3
 
 
 async def test_stop_arq_ends_a_poll_loop_that_swallowed_the_first_cancellation(

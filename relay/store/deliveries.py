@@ -29,7 +29,7 @@ from relay.model import (
 )
 from relay.store import keys
 from relay.store.docs import doc_from
-from relay.store.scripts import BINARY_RESULT, GroupCommit, RecordError, Script, decode_map, r
+from relay.store.scripts import BINARY_RESULT, GroupCommit, Script, decode_map, group_results, r
 from relay.store.subscriptions import cached_result
 from relay.store.types import (
     AttemptRecorded,
@@ -161,15 +161,11 @@ class DeliveryStore:
             keys_ += [keys.sub(it.sid), keys.attempts(it.sid), due_set(it.lane)]
             args += [it.sid, it.series, it.attempt, it.outcome.value, it.delay_ms, it.lane.value]
             args += [it.rd, it.rid]
-        rows = await self._record(keys_, args)
-        out: list[AttemptRecorded | Exception] = []
-        for row in rows:
-            reply = decode_map(row, RecordReply)
-            if reply.error is not None:
-                out.append(RecordError(reply.error))
-            else:
-                out.append(AttemptRecorded(state=reply.state, next=reply.next))
-        return out
+        return group_results(
+            await self._record(keys_, args),
+            RecordReply,
+            lambda reply: AttemptRecorded(state=reply.state, next=reply.next),
+        )
 
     async def release_deliveries(self, sids: Sequence[str], lane: Lane = Lane.TERMINAL) -> None:
         """Hand leased deliveries back (a stopping worker): due again now (Redis's clock)."""

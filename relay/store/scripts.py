@@ -24,10 +24,12 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
 from relay.store.keys import lua_constants, lua_inline
+from relay.store.types import GroupReply
 
 T = TypeVar("T")
 Item = TypeVar("Item")
 S = TypeVar("S", bound=msgspec.Struct)
+R = TypeVar("R", bound=GroupReply)
 Arg = str | int | float | bytes
 
 
@@ -194,6 +196,18 @@ class GroupCommit(Generic[Item, T]):
                         _settle(future, result)
         finally:  # at once, not in a done callback: a submit right after must start a writer
             self._writers.discard(asyncio.current_task())
+
+
+def group_results(
+    rows: Sequence[Any], reply: type[R], build: Callable[[R], T]
+) -> list[T | Exception]:
+    """A group commit script's reply, one result per member in order: ``build`` of its map, or
+    a ``RecordError`` for a member Redis refused (``GroupCommit`` hands it to that member only)."""
+    out: list[T | Exception] = []
+    for row in rows:
+        member = decode_map(row, reply)
+        out.append(RecordError(member.error) if member.error is not None else build(member))
+    return out
 
 
 _background: set[asyncio.Future[None]] = set()

@@ -86,13 +86,18 @@ class PollRecorded(msgspec.Struct, frozen=True):
     notices: bool = False
 
 
-class PollReply(msgspec.Struct, frozen=True):
+class GroupReply(msgspec.Struct, frozen=True):
+    """One member's map in a group commit's reply: ``error`` says why Redis refused it."""
+
+    error: str | None = None
+
+
+class PollReply(GroupReply, frozen=True):
     """One poll's map in a ``record_poll`` reply: its record, or why it failed."""
 
     outcome: str = ""
     now: int = 0
     notices: bool = False
-    error: str | None = None
 
 
 class PollToRecord(msgspec.Struct, frozen=True):
@@ -183,12 +188,11 @@ class AttemptToRecord(msgspec.Struct, frozen=True):
     rid: str
 
 
-class RecordReply(msgspec.Struct, frozen=True):
+class RecordReply(GroupReply, frozen=True):
     """One attempt's map in a ``record_attempts`` reply: its record, or why it failed."""
 
     state: str = ""
     next: int | None = None
-    error: str | None = None
 
 
 class RunWatch(msgspec.Struct, frozen=True):

@@ -16,7 +16,15 @@ from redis.asyncio import Redis
 from relay.model import TERMINAL_STATUSES, FailureCode, PollKind, WatchFailure, WatchState
 from relay.store import keys
 from relay.store.keys import WatchField
-from relay.store.scripts import Batcher, GroupCommit, RecordError, Script, decode_map, r, text
+from relay.store.scripts import (
+    Batcher,
+    GroupCommit,
+    Script,
+    decode_map,
+    group_results,
+    r,
+    text,
+)
 from relay.store.types import (
     ClaimedPoll,
     FanOutStep,
@@ -98,15 +106,11 @@ class WatchStore:
         for it in items:
             keys_ += [keys.watch(it.rd), keys.DUE_POLL, keys.starters(it.rd)]
             args += it.args
-        out: list[PollRecorded | Exception] = []
-        for row in await script(keys_, args):
-            reply = decode_map(row, PollReply)
-            if reply.error is not None:
-                out.append(RecordError(reply.error))
-            else:
-                rec = PollRecorded(outcome=reply.outcome, now=reply.now, notices=reply.notices)
-                out.append(rec)
-        return out
+        return group_results(
+            await script(keys_, args),
+            PollReply,
+            lambda r: PollRecorded(outcome=r.outcome, now=r.now, notices=r.notices),
+        )
 
     async def record_result(
         self, rd: str, status: str, body: bytes, delay_ms: int, interval: float

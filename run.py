@@ -13,7 +13,9 @@ never installs into. It finds uv in this order:
 
 Then it replaces itself with ``uv run --locked --project <this directory> CMD...``. uv builds
 ``.venv`` from ``uv.lock`` with the Python that ran this script (unless ``.venv`` exists already or
-``UV_PYTHON`` says otherwise). ``RELAY_UV=private`` skips step 1 (used by the test of step 3).
+``UV_PYTHON`` says otherwise); that first build (``uv sync --locked --compile-bytecode``) also
+compiles the installed packages' bytecode once. ``RELAY_UV=private`` skips step 1 (used by the
+test of step 3).
 
 Standard library only; it must never install anything outside this directory, never run a file
 whose hash was not checked, and never need administrator rights.
@@ -182,8 +184,16 @@ def main(argv: list[str]) -> int:
         say(f"could not get uv: {exc}")
         return 2
     env = dict(os.environ)
-    if "UV_PYTHON" not in env and not (ROOT / ".venv").exists():
-        env["UV_PYTHON"] = sys.executable
+    if not (ROOT / ".venv").exists():
+        if "UV_PYTHON" not in env:
+            env["UV_PYTHON"] = sys.executable
+        # The first build compiles the installed packages' bytecode once, so that no later
+        # process compiles them again at start (PYTHONDONTWRITEBYTECODE keeps Python itself
+        # from caching it). Later runs keep uv's default: nothing is compiled after a sync.
+        sync = [uv, "sync", "--locked", "--compile-bytecode", "--project", str(ROOT)]
+        code = subprocess.call(sync, env=env)  # noqa: S603
+        if code != 0:
+            return code
     command = [uv, "run", "--locked", "--project", str(ROOT), *argv]
     if os.name == "nt":  # no exec on Windows: wait and pass the exit code on
         return subprocess.call(command, env=env)  # noqa: S603

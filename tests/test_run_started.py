@@ -21,16 +21,8 @@ from relay.model import (
 )
 from relay.store import Stores, keys
 from relay.store.keys import SubField
+from tests.support import store_helpers as sh
 from tests.support.api_helpers import make_doc
-from tests.support.store_helpers import (
-    SECRET,
-    attempt,
-    open_stores,
-    rd_of,
-    register,
-    register_all,
-    store_settings,
-)
 from workers.polling import next_interval
 
 WS = "ws-started"
@@ -53,10 +45,10 @@ async def poll(store: Stores, d: SubscriptionDoc, status: str) -> bool:
     """Record a fetched status as the poll pump would; True when run.started fan-out is due
     (then run it to the end, as the worker does)."""
     rec = await store.watches.record_result(
-        rd_of(d), status, b'{"status":"%s"}' % status.encode(), 0, 1
+        sh.rd_of(d), status, b'{"status":"%s"}' % status.encode(), 0, 1
     )
     if rec.notices:
-        while not (await store.watches.fan_out_notices(rd_of(d))).done:
+        while not (await store.watches.fan_out_notices(sh.rd_of(d))).done:
             pass
     return rec.notices
 
@@ -65,7 +57,7 @@ async def test_the_started_event_is_due_once_for_each_subscription_that_asked(
     store: Stores,
 ) -> None:
     wants, plain = doc("r1", n=1), doc("r1", EVENT_STATUSES, n=2)
-    await register_all(store, wants, plain)
+    await sh.register_all(store, wants, plain)
     assert await poll(store, wants, "pending") is False
     assert await store.deliveries.claim_notices(10) == []
     assert await poll(store, wants, "started") is True
@@ -76,7 +68,7 @@ async def test_the_started_event_is_due_once_for_each_subscription_that_asked(
         Lane.STARTED,
         EventType.STARTED,
     )
-    assert claim.doc.events == tuple(SUBSCRIBABLE_STATUSES) and claim.secrets == (SECRET,)
+    assert claim.doc.events == tuple(SUBSCRIBABLE_STATUSES) and claim.secrets == (sh.SECRET,)
     assert claim.result is None and claim.result_known
     assert await store.deliveries.claim_deliveries(10) == []  # the terminal lane is empty
     logged = Attempt(
@@ -94,9 +86,9 @@ async def test_a_subscription_joining_a_run_seen_started_gets_its_event_at_once(
     store: Stores,
 ) -> None:
     first, late, plain = doc("r2", n=1), doc("r2", n=2), doc("r2", EVENT_STATUSES, n=3)
-    await register(store, first)
+    await sh.register(store, first)
     await poll(store, first, "started")
-    await register_all(store, late, plain)
+    await sh.register_all(store, late, plain)
     claims = await store.deliveries.claim_notices(10)
     assert sorted(c.subscription_id for c in claims) == sorted([first.id, late.id])
     assert len({c.occurred_at for c in claims}) == 1  # the time the run was first seen started
@@ -104,17 +96,19 @@ async def test_a_subscription_joining_a_run_seen_started_gets_its_event_at_once(
 
 async def test_the_started_lane_never_holds_up_the_terminal_event(store: Stores) -> None:
     d = doc("r3")
-    await register(store, d)
+    await sh.register(store, d)
     await poll(store, d, "started")
     [notice] = await store.deliveries.claim_notices(10)  # leased, its attempt still in flight
     await poll(store, d, "completed")
-    assert await store.watches.fan_out_all(rd_of(d)) == 1
+    assert await store.watches.fan_out_all(sh.rd_of(d)) == 1
     [terminal] = await store.deliveries.claim_deliveries(10)
     assert (terminal.lane, terminal.event_type) == (Lane.TERMINAL, EventType.COMPLETED)
-    done = await store.deliveries.record_attempt(terminal, attempt(), DeliveryOutcome.DELIVERED, 0)
+    done = await store.deliveries.record_attempt(
+        terminal, sh.attempt(), DeliveryOutcome.DELIVERED, 0
+    )
     assert done.state == SubState.DELIVERED
     # The run.started attempt ends later, on its own lane, and changes nothing of the other.
-    late = await store.deliveries.record_attempt(notice, attempt(), DeliveryOutcome.EXHAUSTED, 0)
+    late = await store.deliveries.record_attempt(notice, sh.attempt(), DeliveryOutcome.EXHAUSTED, 0)
     assert late.state == SubState.EXHAUSTED
     sub = await store.subscriptions.get_subscription(d.id, "alpha")
     assert sub is not None and sub.state == SubState.DELIVERED
@@ -124,10 +118,10 @@ async def test_a_retried_started_event_comes_back_on_its_own_due_set(
     store: Stores, redis_client: Redis
 ) -> None:
     d = doc("r4")
-    await register(store, d)
+    await sh.register(store, d)
     await poll(store, d, "started")
     [claim] = await store.deliveries.claim_notices(10)
-    rec = await store.deliveries.record_attempt(claim, attempt(), DeliveryOutcome.RETRY, 0)
+    rec = await store.deliveries.record_attempt(claim, sh.attempt(), DeliveryOutcome.RETRY, 0)
     assert rec.state == SubState.DELIVERING and rec.next is not None
     assert await redis_client.zscore(keys.DUE_DELIVERY, d.id) is None
     [again] = await store.deliveries.claim_notices(10)
@@ -138,7 +132,7 @@ async def test_a_retried_started_event_comes_back_on_its_own_due_set(
 
 async def test_a_canceled_subscription_drops_its_started_event(store: Stores) -> None:
     d = doc("r5")
-    await register_all(store, d, doc("r5", EVENT_STATUSES, n=9))  # the run stays watched
+    await sh.register_all(store, d, doc("r5", EVENT_STATUSES, n=9))  # the run stays watched
     await poll(store, d, "started")
     await store.subscriptions.cancel(d.id, "alpha")
     assert await store.deliveries.claim_notices(10) == []
@@ -146,9 +140,9 @@ async def test_a_canceled_subscription_drops_its_started_event(store: Stores) ->
 
 async def test_a_run_first_seen_terminal_sends_no_started_event(store: Stores) -> None:
     d = doc("r6")
-    await register(store, d)
+    await sh.register(store, d)
     assert await poll(store, d, "completed") is False
-    await store.watches.fan_out_all(rd_of(d))
+    await store.watches.fan_out_all(sh.rd_of(d))
     assert await store.deliveries.claim_notices(10) == []
     assert [c.event_type for c in await store.deliveries.claim_deliveries(10)] == [
         EventType.COMPLETED
@@ -159,10 +153,10 @@ async def test_started_only_subscription_is_skipped_at_the_end_but_keeps_its_eve
     store: Stores,
 ) -> None:
     d = doc("r7", ("started",))
-    await register(store, d)
+    await sh.register(store, d)
     await poll(store, d, "started")
     await poll(store, d, "completed")
-    await store.watches.fan_out_all(rd_of(d))
+    await store.watches.fan_out_all(sh.rd_of(d))
     sub = await store.subscriptions.get_subscription(d.id, "alpha")
     assert sub is not None and sub.state == SubState.SKIPPED
     assert [c.subscription_id for c in await store.deliveries.claim_notices(10)] == [d.id]
@@ -172,8 +166,8 @@ async def test_the_fan_out_is_bounded_and_resumes_after_a_crash(
     store: Stores, redis_client: Redis
 ) -> None:
     docs = [doc("r8", n=i) for i in range(5)]
-    await register_all(store, *docs)
-    rd = rd_of(docs[0])
+    await sh.register_all(store, *docs)
+    rd = sh.rd_of(docs[0])
     rec = await store.watches.record_result(rd, "started", b'{"status":"started"}', 0, 1)
     assert rec.notices
     step = await store.watches.fan_out_notices(rd, batch=2)
@@ -191,15 +185,15 @@ async def test_the_fan_out_is_bounded_and_resumes_after_a_crash(
 async def test_the_index_of_started_subscribers_goes_with_the_run(
     store: Stores, redis_client: Redis
 ) -> None:
-    store = open_stores(redis_client, result_ttl=1.0)
+    store = sh.open_stores(redis_client, result_ttl=1.0)
     d = doc("r9")
-    await register(store, d)
-    assert await redis_client.zcard(keys.starters(rd_of(d))) == 1
+    await sh.register(store, d)
+    assert await redis_client.zcard(keys.starters(sh.rd_of(d))) == 1
     await store.subscriptions.cancel(d.id, "alpha")  # the run's last subscriber: idle
-    assert await redis_client.zcard(keys.starters(rd_of(d))) == 0
+    assert await redis_client.zcard(keys.starters(sh.rd_of(d))) == 0
     plain = doc("r10", EVENT_STATUSES)
-    await register(store, plain)
-    assert not await redis_client.exists(keys.starters(rd_of(plain)))
+    await sh.register(store, plain)
+    assert not await redis_client.exists(keys.starters(sh.rd_of(plain)))
 
 
 def test_attempts_of_the_started_lane_say_so_in_the_log() -> None:
@@ -208,7 +202,7 @@ def test_attempts_of_the_started_lane_say_so_in_the_log() -> None:
             attempt=1, at=1, status_code=200, error=None, duration_ms=1.0, event_type="run.started"
         )
     )
-    plain = msgspec.json.encode(attempt())
+    plain = msgspec.json.encode(sh.attempt())
     assert b'"event_type":"run.started"' in logged and b"event_type" not in plain
 
 
@@ -217,18 +211,18 @@ async def test_a_pushed_run_with_started_subscribers_is_polled_normally_until_se
 ) -> None:
     """Intuned's push tells only the end: such a run is not left on the slow fallback curve
     while a run.started subscriber waits."""
-    s = store_settings()
+    s = sh.store_settings()
     wants, plain = doc("r11"), doc("r12", EVENT_STATUSES)
     for d in (wants, plain):
         await store.starts.expect_push(run_key("p", d.run_id), 3_600_000, "tok-" + d.run_id, "h")
-    await register_all(store, wants, plain)
+    await sh.register_all(store, wants, plain)
     claims = {c.rd: c for c in await store.watches.claim_polls(10)}
-    first, other = claims[rd_of(wants)], claims[rd_of(plain)]
+    first, other = claims[sh.rd_of(wants)], claims[sh.rd_of(plain)]
     assert first.px and first.sw and other.px and not other.sw
     assert next_interval(first, s)[1] == s.poll_max_interval
     assert next_interval(other, s)[1] == s.push_fallback_max_interval
     await poll(store, wants, "started")
-    await store.watches.release_polls([rd_of(wants)])
+    await store.watches.release_polls([sh.rd_of(wants)])
     [again] = await store.watches.claim_polls(10)
     assert again.px and not again.sw
     assert next_interval(again, s)[1] == s.push_fallback_max_interval

@@ -22,16 +22,8 @@ from relay.model import (
 from relay.store import Stores, decode_cursor, encode_cursor, keys
 from relay.store.deliveries import DeliveryStore
 from relay.store.watches import WatchStore
+from tests.support import store_helpers as sh
 from tests.support.api_helpers import make_doc as support_doc
-from tests.support.store_helpers import (
-    SECRET,
-    attempt,
-    open_stores,
-    rd_of,
-    register,
-    register_all,
-    terminal,
-)
 
 WS = "ws-1"
 
@@ -61,10 +53,10 @@ async def test_first_registration_starts_polling_and_second_joins(
 ) -> None:
     watches = WatchStore(redis_client, ttl_ms=3_600_000, lease_ms=150)
     a, b = make_doc(url="http://a.example/x"), make_doc(url="http://b.example/x")
-    assert await register(store, a) == RegisterAction.POLL
-    assert await register(store, b) == RegisterAction.JOIN
+    assert await sh.register(store, a) == RegisterAction.POLL
+    assert await sh.register(store, b) == RegisterAction.JOIN
     claimed = await watches.claim_polls(10)
-    assert [(c.rd, c.project, c.kind) for c in claimed] == [(rd_of(a), "proj one", "poll")]
+    assert [(c.rd, c.project, c.kind) for c in claimed] == [(sh.rd_of(a), "proj one", "poll")]
     # Leased (by Redis's clock): not claimable again until the lease runs out.
     assert await watches.claim_polls(10) == []
     await asyncio.sleep(0.2)
@@ -74,9 +66,9 @@ async def test_first_registration_starts_polling_and_second_joins(
 async def test_same_registration_is_idempotent(store: Stores) -> None:
     doc = make_doc()
     rk = run_key(doc.project_name, doc.run_id)
-    first = await store.subscriptions.register(doc, rk, SECRET)
+    first = await store.subscriptions.register(doc, rk, sh.SECRET)
     again = await store.subscriptions.register(
-        msgspec.structs.replace(doc, id=new_subscription_id()), rk, SECRET
+        msgspec.structs.replace(doc, id=new_subscription_id()), rk, sh.SECRET
     )
     assert (again.created, again.id, again.action) == (False, first.id, RegisterAction.EXISTING)
 
@@ -84,18 +76,18 @@ async def test_same_registration_is_idempotent(store: Stores) -> None:
 async def test_terminal_result_fans_out_and_skips_unwanted_events(store: Stores) -> None:
     wants = make_doc(url="http://a.example/1")
     skips = make_doc(url="http://a.example/2", events=("failed",))
-    await register(store, wants)
-    await register(store, skips)
+    await sh.register(store, wants)
+    await sh.register(store, skips)
     [_claim] = await store.watches.claim_polls(10)
-    assert await terminal(store, wants, "completed") == 1
+    assert await sh.terminal(store, wants, "completed") == 1
     sub = await store.subscriptions.get_subscription(skips.id, "alpha")
     assert sub is not None and sub.state is SubState.SKIPPED
-    watch = await store.watches.get_watch(rd_of(wants))
+    watch = await store.watches.get_watch(sh.rd_of(wants))
     assert watch is not None and watch.state == "terminal" and watch.status == "completed"
     assert watch.pending == 1
     # A terminal run is never polled again, whatever a late poll answer says.
     assert await store.watches.claim_polls(10) == []
-    late = await store.watches.record_result(rd_of(wants), "started", b"{}", 9_000, 3)
+    late = await store.watches.record_result(sh.rd_of(wants), "started", b"{}", 9_000, 3)
     assert late.outcome == "stale"
 
 
@@ -103,10 +95,10 @@ async def test_late_registration_on_cached_terminal_run_goes_straight_to_deliver
     store: Stores,
 ) -> None:
     first = make_doc(url="http://a.example/1")
-    await register(store, first)
-    await terminal(store, first, "failed")
+    await sh.register(store, first)
+    await sh.terminal(store, first, "failed")
     late = make_doc(url="http://a.example/late")
-    assert await register(store, late) == RegisterAction.DELIVER
+    assert await sh.register(store, late) == RegisterAction.DELIVER
     claims = await store.deliveries.claim_deliveries(10)
     assert {c.subscription_id for c in claims} == {first.id, late.id}
     assert {c.event_type for c in claims} == {"run.failed"}
@@ -115,10 +107,10 @@ async def test_late_registration_on_cached_terminal_run_goes_straight_to_deliver
 
 async def test_delivery_attempts_retry_then_deliver(store: Stores) -> None:
     doc = make_doc()
-    await register(store, doc)
-    await terminal(store, doc, "completed")
+    await sh.register(store, doc)
+    await sh.terminal(store, doc, "completed")
     [claim] = await store.deliveries.claim_deliveries(10)
-    failed = attempt(1, 500)
+    failed = sh.attempt(1, 500)
     rec = await store.deliveries.record_attempt(claim, failed, DeliveryOutcome.RETRY, 150)
     assert rec.state == "delivering" and rec.next is not None
     assert await store.deliveries.claim_deliveries(10) == []
@@ -126,7 +118,7 @@ async def test_delivery_attempts_retry_then_deliver(store: Stores) -> None:
     [claim2] = await store.deliveries.claim_deliveries(10)
     assert claim2.attempts_in_series == 1
     rec = await store.deliveries.record_attempt(
-        claim2, attempt(2, 200), DeliveryOutcome.DELIVERED, 0
+        claim2, sh.attempt(2, 200), DeliveryOutcome.DELIVERED, 0
     )
     assert rec.state == "delivered"
     sub = await store.subscriptions.get_subscription(doc.id, "alpha")
@@ -134,19 +126,19 @@ async def test_delivery_attempts_retry_then_deliver(store: Stores) -> None:
     assert [a.status_code for a in sub.attempts] == [500, 200]
     assert sub.next_attempt_at is None
     # The run's keys now expire (no delivery pending), not before the subscription's.
-    watch = await store.watches.get_watch(rd_of(doc))
+    watch = await store.watches.get_watch(sh.rd_of(doc))
     assert watch is not None and watch.pending == 0
-    assert await store.watches.redis.pttl(keys.watch(rd_of(doc))) > 0
+    assert await store.watches.redis.pttl(keys.watch(sh.rd_of(doc))) > 0
 
 
 async def test_redeliver_starts_a_new_series_and_old_results_are_stale(store: Stores) -> None:
     doc = make_doc()
-    await register(store, doc)
+    await sh.register(store, doc)
     conflict = await store.subscriptions.redeliver(doc.id, "alpha")
     assert (conflict.outcome, conflict.state) == ("conflict", "watching")
-    await terminal(store, doc, "completed")
+    await sh.terminal(store, doc, "completed")
     [claim] = await store.deliveries.claim_deliveries(10)
-    gone = attempt(1, 410)
+    gone = sh.attempt(1, 410)
     assert (await store.deliveries.record_attempt(claim, gone, DeliveryOutcome.GONE, 0)).state == (
         "gone"
     )
@@ -161,33 +153,33 @@ async def test_redeliver_starts_a_new_series_and_old_results_are_stale(store: St
 
 async def test_cancel_of_last_subscription_stops_polling(store: Stores) -> None:
     a, b = make_doc(url="http://a.example/1"), make_doc(url="http://a.example/2")
-    await register(store, a)
-    await register(store, b)
+    await sh.register(store, a)
+    await sh.register(store, b)
     assert await store.subscriptions.cancel(a.id, "beta") is False
     assert await store.subscriptions.cancel(a.id, "alpha") is True
-    assert (await store.watches.get_watch(rd_of(a))).state == "watching"  # type: ignore[union-attr]
+    assert (await store.watches.get_watch(sh.rd_of(a))).state == "watching"  # type: ignore[union-attr]
     assert await store.subscriptions.cancel(b.id, "alpha") is True
-    assert (await store.watches.get_watch(rd_of(a))).state == "idle"  # type: ignore[union-attr]
+    assert (await store.watches.get_watch(sh.rd_of(a))).state == "idle"  # type: ignore[union-attr]
     assert await store.watches.claim_polls(10) == []
     # A new subscription on the idle run restarts polling.
-    assert await register(store, make_doc(url="http://a.example/3")) == RegisterAction.POLL
+    assert await sh.register(store, make_doc(url="http://a.example/3")) == RegisterAction.POLL
 
 
 async def test_watch_failure_moves_subscriptions_to_watch_failed(store: Stores) -> None:
     doc = make_doc()
-    await register(store, doc)
+    await sh.register(store, doc)
     failure = WatchFailure(FailureCode.RUN_NOT_FOUND, "404")
-    rec = await store.watches.record_watch_failure(rd_of(doc), failure)
+    rec = await store.watches.record_watch_failure(sh.rd_of(doc), failure)
     assert rec.outcome == "failed"
-    assert await store.watches.fan_out_all(rd_of(doc)) == 1
+    assert await store.watches.fan_out_all(sh.rd_of(doc)) == 1
     [claim] = await store.deliveries.claim_deliveries(10)
     assert (claim.event_type, claim.failure) == ("run.watch_failed", failure)
 
 
 async def test_list_is_newest_first_with_stable_cursor_and_per_client(store: Stores) -> None:
     docs = [make_doc(run_id=f"r{i}", created_at=1_000 + i // 2) for i in range(7)]
-    await register_all(store, *docs)
-    await register(store, make_doc(client="beta"))
+    await sh.register_all(store, *docs)
+    await sh.register(store, make_doc(client="beta"))
     seen: list[str] = []
     cursor = None
     while True:
@@ -222,8 +214,8 @@ async def test_secrets_created_once_and_rotation_keeps_old_for_24h(store: Stores
     assert first == await store.secrets.signing_secret("alpha", "whsec_b") == "whsec_a"
     await store.secrets.rotate_secret("alpha", "whsec_c")
     doc = make_doc()
-    await register(store, doc)  # the registration keeps the existing secret
-    await terminal(store, doc, "completed")
+    await sh.register(store, doc)  # the registration keeps the existing secret
+    await sh.terminal(store, doc, "completed")
     [claim] = await store.deliveries.claim_deliveries(10)
     assert claim.secrets == ("whsec_c", "whsec_a")
     assert await store.secrets.current("beta") is None
@@ -231,7 +223,7 @@ async def test_secrets_created_once_and_rotation_keeps_old_for_24h(store: Stores
 
 async def test_sweep_restores_lost_due_entries(store: Stores, redis_client: Redis) -> None:
     doc = make_doc()
-    await register(store, doc)
+    await sh.register(store, doc)
     await redis_client.delete(keys.DUE_POLL)
     s = await store.housekeeping.sweep_slice()
     assert (s.polls, s.deliveries, s.watching_done) == (1, 0, True)
@@ -239,9 +231,9 @@ async def test_sweep_restores_lost_due_entries(store: Stores, redis_client: Redi
 
 
 async def test_expired_subscriptions_leave_no_index_entries(redis_client: Redis) -> None:
-    store = open_stores(redis_client, result_ttl=0.2)  # finished ones expire after 200 ms
+    store = sh.open_stores(redis_client, result_ttl=0.2)  # finished ones expire after 200 ms
     doc = make_doc()
-    await register(store, doc)
+    await sh.register(store, doc)
     assert await store.subscriptions.cancel(doc.id, "alpha") is True
     await asyncio.sleep(0.35)
     assert not await redis_client.exists(keys.sub(doc.id))
@@ -253,27 +245,27 @@ async def test_expired_subscriptions_leave_no_index_entries(redis_client: Redis)
 
 async def test_redelivery_keeps_a_finished_subscription_alive(store: Stores) -> None:
     doc = make_doc()
-    await register(store, doc)
-    await terminal(store, doc, "completed")
+    await sh.register(store, doc)
+    await sh.terminal(store, doc, "completed")
     [claim] = await store.deliveries.claim_deliveries(10)
-    await store.deliveries.record_attempt(claim, attempt(1, 200), DeliveryOutcome.DELIVERED, 0)
+    await store.deliveries.record_attempt(claim, sh.attempt(1, 200), DeliveryOutcome.DELIVERED, 0)
     redis = store.subscriptions.redis
     assert await redis.zcard(keys.EXPIRING) == 1
     assert (await store.subscriptions.redeliver(doc.id, "alpha")).outcome == "ok"
     assert await redis.zcard(keys.EXPIRING) == 0
     assert await redis.ttl(keys.sub(doc.id)) == -1
-    assert await redis.ttl(keys.watch(rd_of(doc))) == -1  # pending again: the result stays
+    assert await redis.ttl(keys.watch(sh.rd_of(doc))) == -1  # pending again: the result stays
 
 
 async def test_a_delivery_claim_carries_what_the_attempt_reads(store: Stores) -> None:
     """One round trip per attempt: result, secrets and failure ride along."""
     doc = make_doc()
-    await register(store, doc)
+    await sh.register(store, doc)
     envelope = b'{"runId":"run1","status":"completed","result":[1]}'
-    await terminal(store, doc, "completed", envelope)
+    await sh.terminal(store, doc, "completed", envelope)
     [claim] = await store.deliveries.claim_deliveries(10)
     assert (claim.result, claim.result_known) == (envelope, True)
-    assert claim.secrets == (SECRET,)
+    assert claim.secrets == (sh.SECRET,)
     assert claim.failure is None and claim.doc.metadata == msgspec.Raw(b'{"k":1}')
 
 
@@ -282,9 +274,9 @@ async def test_a_delivery_claim_leaves_a_big_result_to_a_separate_read(
 ) -> None:
     deliveries = DeliveryStore(redis_client, ttl_ms=3_600_000, workspace_id=WS)
     doc = make_doc()
-    await register(store, doc)
+    await sh.register(store, doc)
     big = b'{"runId":"run1","status":"completed","result":"' + b"x" * 70_000 + b'"}'
-    await terminal(store, doc, "completed", big)
+    await sh.terminal(store, doc, "completed", big)
     [claim] = await deliveries.claim_deliveries(10)
     assert (claim.result, claim.result_known) == (None, False)
     cached = await deliveries.result(claim.run_digest)
@@ -293,10 +285,10 @@ async def test_a_delivery_claim_leaves_a_big_result_to_a_separate_read(
 
 async def test_a_watch_failed_claim_carries_the_failure(store: Stores) -> None:
     doc = make_doc()
-    await register(store, doc)
+    await sh.register(store, doc)
     failure = WatchFailure(FailureCode.WATCH_TIMEOUT, "run not terminal")
-    await store.watches.record_watch_failure(rd_of(doc), failure)
-    await store.watches.fan_out_all(rd_of(doc))
+    await store.watches.record_watch_failure(sh.rd_of(doc), failure)
+    await store.watches.fan_out_all(sh.rd_of(doc))
     [claim] = await store.deliveries.claim_deliveries(10)
     assert (claim.event_type, claim.failure, claim.result_known) == (
         "run.watch_failed",
@@ -309,9 +301,9 @@ async def test_sweep_restores_delivering_entries_from_a_saved_cursor(
     store: Stores, redis_client: Redis
 ) -> None:
     docs = [make_doc(run_id=f"run{i}") for i in range(600)]
-    await register_all(store, *docs)
+    await sh.register_all(store, *docs)
     for doc in docs[:3]:
-        await terminal(store, doc, "completed")
+        await sh.terminal(store, doc, "completed")
     await redis_client.delete(keys.DUE_POLL, keys.DUE_DELIVERY)
     slices = [await store.housekeeping.sweep_slice(watching=200, delivering=2) for _ in range(3)]
     # Bounded slices (200 watching + 2 delivering each), the cursors saved in Redis between.

@@ -21,6 +21,7 @@ from relay.model import (
 )
 from relay.store import ClaimedDelivery, Stores, keys, run_digest
 from relay.store.scripts import script_source
+from tests.support import store_helpers as sh
 from tests.support.api_helpers import (
     PUBLIC_URL,
     WORKSPACE,
@@ -31,15 +32,6 @@ from tests.support.api_helpers import (
     stored_keys,
 )
 from tests.support.relay_fixtures import AUTH_ALPHA, AUTH_BETA
-from tests.support.store_helpers import (
-    SECRET,
-    attempt,
-    open_stores,
-    rd_of,
-    register,
-    register_all,
-    terminal,
-)
 from workers.delivery import body_for
 
 WS = "ws-v2"
@@ -78,9 +70,9 @@ async def test_fifty_subscriptions_share_one_stored_megabyte_result(
 ) -> None:
     before = await used_memory(redis_client)
     docs = [doc(url=f"http://127.0.0.1:9/hook/{i}") for i in range(50)]
-    await register_all(store, *docs)
+    await sh.register_all(store, *docs)
     result = b'{"runId":"run1","status":"completed","result":"' + b"r" * 1_000_000 + b'"}'
-    assert await terminal(store, docs[0], "completed", result) == 50
+    assert await sh.terminal(store, docs[0], "completed", result) == 50
     claims = await store.deliveries.claim_deliveries(50)
     bodies = [await body_of(store, c) for c in claims]
     assert len(claims) == 50 and all(b'"r' in b and len(b) > 1_000_000 for b in bodies)
@@ -92,9 +84,9 @@ async def test_the_body_is_the_same_bytes_on_retry_redelivery_and_restart(
     redis_client: Redis, redis_url: str, store: Stores
 ) -> None:
     d = doc()
-    await register(store, d)
+    await sh.register(store, d)
     envelope = b'{"runId":"run1","status":"completed","result":{"x":[1,2.50,"\\u00e9"]},"new":1}'
-    await terminal(store, d, "completed", envelope)
+    await sh.terminal(store, d, "completed", envelope)
     [first] = await store.deliveries.claim_deliveries(10)
     sent = [await body_of(store, first)]
     failed = Attempt(attempt=1, at=1, status_code=500, error="http_500", duration_ms=1.0)
@@ -109,7 +101,7 @@ async def test_the_body_is_the_same_bytes_on_retry_redelivery_and_restart(
     # A restarted worker: a new connection and new store objects read the same bytes.
     fresh = Redis.from_url(redis_url)
     try:
-        restarted = open_stores(fresh)
+        restarted = sh.open_stores(fresh)
         await restarted.deliveries.release_deliveries([d.id])
         [after] = await restarted.deliveries.claim_deliveries(10)
         sent.append(await body_of(restarted, after))
@@ -124,13 +116,13 @@ async def test_a_restarted_watch_keeps_the_earlier_failure_on_its_subscriptions(
     store: Stores,
 ) -> None:
     early = doc(url="http://127.0.0.1:9/early")
-    await register(store, early)
+    await sh.register(store, early)
     failure = WatchFailure(FailureCode.RUN_NOT_FOUND, "Intuned answered 404")
-    await store.watches.record_watch_failure(rd_of(early), failure)
-    await store.watches.fan_out_all(rd_of(early))
+    await store.watches.record_watch_failure(sh.rd_of(early), failure)
+    await store.watches.fan_out_all(sh.rd_of(early))
     # A new registration restarts the failed watch...
-    assert await register(store, doc(url="http://127.0.0.1:9/late")) == RegisterAction.POLL
-    watch = await store.watches.get_watch(rd_of(early))
+    assert await sh.register(store, doc(url="http://127.0.0.1:9/late")) == RegisterAction.POLL
+    watch = await store.watches.get_watch(sh.rd_of(early))
     assert watch is not None and watch.state == "watching" and watch.failure is None
     # ... and the subscription the failure reached still carries its code.
     [claim] = await store.deliveries.claim_deliveries(10)
@@ -139,23 +131,23 @@ async def test_a_restarted_watch_keeps_the_earlier_failure_on_its_subscriptions(
 
 
 async def test_the_run_result_outlives_every_pending_delivery(redis_client: Redis) -> None:
-    store = open_stores(redis_client, result_ttl=1.0)
+    store = sh.open_stores(redis_client, result_ttl=1.0)
     a, b = doc(url="http://127.0.0.1:9/a"), doc(url="http://127.0.0.1:9/b")
-    await register(store, a)
-    await register(store, b)
-    await terminal(store, a, "completed", b'{"status":"completed"}')
-    assert await redis_client.pttl(keys.watch(rd_of(a))) == -1  # two deliveries pending
+    await sh.register(store, a)
+    await sh.register(store, b)
+    await sh.terminal(store, a, "completed", b'{"status":"completed"}')
+    assert await redis_client.pttl(keys.watch(sh.rd_of(a))) == -1  # two deliveries pending
     claims = await store.deliveries.claim_deliveries(10)
-    ok = attempt()
+    ok = sh.attempt()
     await store.deliveries.record_attempt(claims[0], ok, DeliveryOutcome.DELIVERED, 0)
-    assert await redis_client.pttl(keys.watch(rd_of(a))) == -1  # one still pending
+    assert await redis_client.pttl(keys.watch(sh.rd_of(a))) == -1  # one still pending
     await store.deliveries.record_attempt(claims[1], ok, DeliveryOutcome.DELIVERED, 0)
-    assert 0 < await redis_client.pttl(keys.watch(rd_of(a))) <= 1000  # now it may expire
+    assert 0 < await redis_client.pttl(keys.watch(sh.rd_of(a))) <= 1000  # now it may expire
     # Both set by the last attempt's script (the same expiry); read in one transaction
     # (Redis's clock stands still in it), so a busy box cannot move the two reads apart.
     async with redis_client.pipeline(transaction=True) as pipe:
         pipe.pttl(keys.sub(a.id))
-        pipe.pttl(keys.watch(rd_of(a)))
+        pipe.pttl(keys.watch(sh.rd_of(a)))
         sub_ttl, watch_ttl = await pipe.execute()
     assert sub_ttl <= watch_ttl
 
@@ -164,8 +156,8 @@ async def test_defer_moves_due_deliveries_without_counting_an_attempt(
     redis_client: Redis, store: Stores
 ) -> None:
     d = doc()
-    await register(store, d)
-    await terminal(store, d, "failed", b'{"status":"failed"}')
+    await sh.register(store, d)
+    await sh.terminal(store, d, "failed", b'{"status":"failed"}')
     [claim] = await store.deliveries.claim_deliveries(10)
     later = 10**13
     assert await store.deliveries.defer_deliveries([d.id, "sub_unknown"], later) == 1
@@ -179,12 +171,12 @@ async def test_attempts_are_counted_per_client_and_minute(
     redis_client: Redis, store: Stores
 ) -> None:
     docs = [doc(url=f"http://127.0.0.1:9/{i}") for i in range(3)]
-    await register_all(store, *docs)
-    await terminal(store, docs[0], "completed")
+    await sh.register_all(store, *docs)
+    await sh.terminal(store, docs[0], "completed")
     claims = await store.deliveries.claim_deliveries(10)
     outcomes = [DeliveryOutcome.DELIVERED, DeliveryOutcome.RETRY, DeliveryOutcome.GONE]
     for claim, outcome in zip(claims, outcomes, strict=True):
-        a = attempt()
+        a = sh.attempt()
         await store.deliveries.record_attempt(claim, a, outcome, 60_000)
     rows = await store.deliveries.delivery_counters("alpha", minutes=60)
     assert len(rows) == 60 and rows == sorted(rows)
@@ -243,7 +235,7 @@ async def test_pagination_is_exact_with_250_ties(redis_url: str, store: Stores) 
     ids = set()
     for i in range(250):
         d = doc(run_id=f"tie-{i}", created_at=1_234)
-        await register(store, d)
+        await sh.register(store, d)
         ids.add(d.id)
     async with api_client(api_env(redis_url)) as api:
         seen: list[str] = []
@@ -262,17 +254,17 @@ async def test_a_watch_restarted_mid_fan_out_counts_the_subscribers_not_yet_reac
     store: Stores,
 ) -> None:
     docs = [doc(url=f"http://127.0.0.1:9/{i}") for i in range(5)]
-    await register_all(store, *docs)
+    await sh.register_all(store, *docs)
     failure = WatchFailure(FailureCode.WATCH_TIMEOUT, "run not terminal")
-    await store.watches.record_watch_failure(rd_of(docs[0]), failure)
-    step = await store.watches.fan_out(rd_of(docs[0]), batch=2)  # a crash after one batch
+    await store.watches.record_watch_failure(sh.rd_of(docs[0]), failure)
+    step = await store.watches.fan_out(sh.rd_of(docs[0]), batch=2)  # a crash after one batch
     assert (step.delivering, step.done) == (2, False)
     new = doc(url="http://127.0.0.1:9/new", created_at=2_000)
-    assert await register(store, new) == RegisterAction.POLL
+    assert await sh.register(store, new) == RegisterAction.POLL
     # Three old subscribers still watching and the new one: canceling the new one keeps polling.
     new_id = new.id
     assert await store.subscriptions.cancel(new_id, "alpha")
-    watch = await store.watches.get_watch(rd_of(docs[0]))
+    watch = await store.watches.get_watch(sh.rd_of(docs[0]))
     assert watch is not None and watch.state == "watching"
 
 
@@ -281,16 +273,18 @@ async def test_the_first_subscription_per_run_lives_in_the_watch_and_client_hash
 ) -> None:
     """One subscriber: no run subscriber zset, no per-run index key; later ones get them, and
     idempotency, ``?runId=``, fan-out and pruning see both kinds alike."""
-    store = open_stores(redis_client, result_ttl=0.3)
+    store = sh.open_stores(redis_client, result_ttl=0.3)
     a, b = doc(url="http://127.0.0.1:9/a"), doc(url="http://127.0.0.1:9/b")
     other_project = doc(url="http://127.0.0.1:9/a", project_name="proj2")
-    assert await register(store, a) == RegisterAction.POLL
+    assert await sh.register(store, a) == RegisterAction.POLL
     crd = keys.run_id_digest("run1")
-    assert not await redis_client.exists(keys.subscribers(rd_of(a)), keys.client_run("alpha", crd))
+    assert not await redis_client.exists(
+        keys.subscribers(sh.rd_of(a)), keys.client_run("alpha", crd)
+    )
     for d in (b, other_project):
-        assert await register(store, d) in (RegisterAction.JOIN, RegisterAction.POLL)
+        assert await sh.register(store, d) in (RegisterAction.JOIN, RegisterAction.POLL)
     for d, same in zip([doc(url=a.callback_url), doc(url=b.callback_url)], (a, b), strict=True):
-        reg = await store.subscriptions.register(d, run_key("proj", "run1"), SECRET)
+        reg = await store.subscriptions.register(d, run_key("proj", "run1"), sh.SECRET)
         assert (reg.action, reg.id) == (RegisterAction.EXISTING, same.id)
     page = await store.subscriptions.list_subscriptions(
         "alpha", state=None, limit=10, cursor=None, run_id="run1"
@@ -299,16 +293,16 @@ async def test_the_first_subscription_per_run_lives_in_the_watch_and_client_hash
     # A canceled first subscription is replaced by the same registration made again.
     assert await store.subscriptions.cancel(a.id, "alpha")
     a2 = doc(url=a.callback_url)
-    assert await register(store, a2) == RegisterAction.JOIN
+    assert await sh.register(store, a2) == RegisterAction.JOIN
     assert await redis_client.hget(keys.client_runs("alpha"), crd) == a2.id.encode()
     # Fan-out from the cursor: a (sequence 1, canceled), b (2), then a2 (3).
-    await store.watches.record_result(rd_of(a), "completed", b"{}", 0, 0.0)
-    steps = [await store.watches.fan_out(rd_of(a), batch=n) for n in (1, 1, 5)]
+    await store.watches.record_result(sh.rd_of(a), "completed", b"{}", 0, 0.0)
+    steps = [await store.watches.fan_out(sh.rd_of(a), batch=n) for n in (1, 1, 5)]
     assert [(s.moved, s.done) for s in steps] == [(0, False), (1, False), (1, True)]
     claims = await store.deliveries.claim_deliveries(10)
     assert {c.subscription_id for c in claims} == {b.id, a2.id}
     for c in claims:
-        ok = attempt()
+        ok = sh.attempt()
         await store.deliveries.record_attempt(c, ok, DeliveryOutcome.DELIVERED, 0)
     await asyncio.sleep(0.4)
     assert (await store.housekeeping.prune_slice()).pruned == 3  # a, b and a2 expired
@@ -334,9 +328,9 @@ async def test_runs_are_stored_without_the_workspace_and_read_back_with_it(
     redis_client: Redis, store: Stores
 ) -> None:
     d = doc(run_id="run/ü")
-    await register(store, d)
+    await sh.register(store, d)
     sub_hash = await redis_client.hgetall(keys.sub(d.id))
-    watch = await redis_client.hgetall(keys.watch(rd_of(d)))
+    watch = await redis_client.hgetall(keys.watch(sh.rd_of(d)))
     assert sub_hash[b"rk"] == watch[b"rk"] == b"proj/run%2F%C3%BC"
     stored = [*sub_hash.values(), *watch.values()]
     assert not [v for v in stored if WORKSPACE.encode() in v or WS.encode() in v]
@@ -355,8 +349,8 @@ async def test_the_poll_interval_is_stored_short_and_read_back_exact(
     redis_client: Redis, store: Stores
 ) -> None:
     d = doc()
-    await register(store, d)
-    rd, iv = rd_of(d), keys.WatchField.INTERVAL.value
+    await sh.register(store, d)
+    rd, iv = sh.rd_of(d), keys.WatchField.INTERVAL.value
     assert await redis_client.hget(keys.watch(rd), iv) is None  # not polled yet: 0
     for interval, stored in ((3.0, b"3"), (10.125, b"10.125"), (15.1875, b"15.188")):
         [claim] = await store.watches.claim_polls(10)

@@ -13,31 +13,21 @@ from litestar.params import FromPath
 from litestar.testing import AsyncTestClient
 from redis import exceptions as rx
 
+from relay import errors
 from relay.api.responses import EXCEPTION_HANDLERS
-from relay.errors import (
-    CallbackRefused,
-    ConfigError,
-    Conflict,
-    InvalidInput,
-    NotFound,
-    QuotaExceeded,
-    RelayError,
-    Unavailable,
-    unavailable,
-)
 from tests.support.api_helpers import api_client, api_env, body
 from tests.support.relay_fixtures import AUTH_ALPHA
 
-RAISED: dict[str, RelayError] = {
-    "invalid": InvalidInput("limit: must be at most 200"),
-    "refused": CallbackRefused("callbackUrl must be an http:// or https:// URL"),
-    "missing": NotFound("no subscription sub_x"),
-    "conflict": Conflict("subscription is watching"),
-    "quota": QuotaExceeded(
+RAISED: dict[str, errors.RelayError] = {
+    "invalid": errors.InvalidInput("limit: must be at most 200"),
+    "refused": errors.CallbackRefused("callbackUrl must be an http:// or https:// URL"),
+    "missing": errors.NotFound("no subscription sub_x"),
+    "conflict": errors.Conflict("subscription is watching"),
+    "quota": errors.QuotaExceeded(
         "RELAY_MAX_SUBSCRIPTIONS_PER_RUN", 1000, "this run has 1000 subscriptions"
     ),
-    "unavailable": Unavailable("storage is full", retry_after=30, cause="oom"),
-    "config": ConfigError("RELAY_X", "is wrong"),
+    "unavailable": errors.Unavailable("storage is full", retry_after=30, cause="oom"),
+    "config": errors.ConfigError("RELAY_X", "is wrong"),
 }
 
 
@@ -98,7 +88,7 @@ def test_a_quota_error_names_the_limit_and_the_setting() -> None:
     ],
 )
 def test_every_redis_error_is_unavailable_by_its_class(exc: rx.RedisError, cause: str) -> None:
-    answer = unavailable(exc)
+    answer = errors.unavailable(exc)
     assert answer.cause == cause and answer.retry_after >= 1 and str(answer)
 
 

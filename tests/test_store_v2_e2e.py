@@ -7,17 +7,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
 
 import pytest
 import redis
-from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
 
 from relay.fake_intuned import FakeIntunedHandle, RunScript
 from relay.model import now_ms, run_key
 from relay.store import keys
 from tests.support.api_helpers import api_client, make_doc
+from tests.support.e2e import E2E
 from tests.support.receiver import ReceiverHandle, verify
 from tests.support.relay_fixtures import AUTH_ALPHA, wait_until
 from tests.support.reliability import register_many, state_counts, webhook_counts
@@ -27,77 +26,63 @@ from tests.support.workers import StartInprocWorker
 
 
 async def test_a_worker_with_a_skewed_clock_neither_steals_nor_starves(
-    api: AsyncTestClient[Any],
-    start_inproc_worker: StartInprocWorker,
-    fake_intuned: FakeIntunedHandle,
-    receiver: ReceiverHandle,
+    e2e: E2E,
     redis_sync: redis.Redis,
 ) -> None:
     workers = [
-        await start_inproc_worker(),
-        await start_inproc_worker(clock=lambda: now_ms() + 120_000),
+        await e2e.start_inproc_worker(),
+        await e2e.start_inproc_worker(clock=lambda: now_ms() + 120_000),
     ]
-    runs = [
-        fake_intuned.state.create_run(RunScript(pending_polls=3, outcome="completed", result=i))
-        for i in range(20)
-    ]
-    sids = await register_many(api, [(r, receiver.url(f"/ok/{r}")) for r in runs])
+    runs = [e2e.run(pending_polls=3, outcome="completed", result=i) for i in range(20)]
+    sids = await register_many(e2e.api, [(r, e2e.receiver.url(f"/ok/{r}")) for r in runs])
     await wait_until(lambda: state_counts(redis_sync, sids) == {"delivered": 20}, timeout=40)
     for worker in workers:
         await worker.stop()
     # One poller per run: 3 pending answers and the terminal one, never a concurrent extra.
-    assert [fake_intuned.state.poll_count(r) for r in runs] == [4] * 20
+    assert [e2e.intuned.state.poll_count(r) for r in runs] == [4] * 20
     # No duplicate attempts: one webhook per subscription, one attempt each.
-    assert sorted(webhook_counts(receiver.requests).values()) == [1] * 20
+    assert sorted(webhook_counts(e2e.receiver.requests).values()) == [1] * 20
     for sid in sids:
-        view = (await api.get(f"/v1/subscriptions/{sid}", headers=AUTH_ALPHA)).json()
+        view = (await e2e.api.get(f"/v1/subscriptions/{sid}", headers=AUTH_ALPHA)).json()
         assert len(view["attempts"]) == 1
 
 
 async def test_a_result_over_the_limit_ends_the_watch_with_result_too_large(
-    api: AsyncTestClient[Any],
-    start_inproc_worker: StartInprocWorker,
-    fake_intuned: FakeIntunedHandle,
-    receiver: ReceiverHandle,
+    e2e: E2E,
 ) -> None:
-    await start_inproc_worker(RELAY_MAX_RESULT_BYTES="1KiB")
-    run_id = fake_intuned.state.create_run(RunScript(outcome="completed", result="x" * 5000))
-    await register_many(api, [(run_id, receiver.url("/ok/big"))])
-    [req] = await receiver.wait_for_async(1, timeout=20)
+    await e2e.start_inproc_worker(RELAY_MAX_RESULT_BYTES="1KiB")
+    run_id = e2e.run(outcome="completed", result="x" * 5000)
+    await register_many(e2e.api, [(run_id, e2e.receiver.url("/ok/big"))])
+    [req] = await e2e.receiver.wait_for_async(1, timeout=20)
     event = json.loads(req.body)
     assert event["type"] == "run.watch_failed"
     assert event["data"]["failure"]["code"] == "result_too_large"
     assert "RELAY_MAX_RESULT_BYTES" in event["data"]["failure"]["message"]
     assert "result" not in event["data"]
     # Nothing of the big result was stored.
-    run = await api.get(f"/v1/runs/demo-project/{run_id}", headers=AUTH_ALPHA)
+    run = await e2e.api.get(f"/v1/runs/demo-project/{run_id}", headers=AUTH_ALPHA)
     assert run.status_code == 404 and "no result" in run.json()["detail"]
 
 
 async def test_a_delivery_without_a_secret_fails_clearly_and_creates_none(
-    api: AsyncTestClient[Any],
-    start_inproc_worker: StartInprocWorker,
-    fake_intuned: FakeIntunedHandle,
-    receiver: ReceiverHandle,
+    e2e: E2E,
     redis_sync: redis.Redis,
 ) -> None:
-    run_id = fake_intuned.state.create_run(
-        RunScript(pending_polls=2, outcome="completed", result=1)
-    )
-    [sid] = await register_many(api, [(run_id, receiver.url("/ok/nosecret"))])
+    run_id = e2e.run(pending_polls=2, outcome="completed", result=1)
+    [sid] = await register_many(e2e.api, [(run_id, e2e.receiver.url("/ok/nosecret"))])
     assert redis_sync.exists(keys.secrets("alpha"))  # the first subscription made it
     redis_sync.delete(keys.secrets("alpha"))  # as after a Redis data loss
-    await start_inproc_worker()
+    await e2e.start_inproc_worker()
     await wait_until(lambda: state_counts(redis_sync, [sid]) == {"exhausted": 1}, timeout=20)
-    view = (await api.get(f"/v1/subscriptions/{sid}", headers=AUTH_ALPHA)).json()
+    view = (await e2e.api.get(f"/v1/subscriptions/{sid}", headers=AUTH_ALPHA)).json()
     assert {a["error"] for a in view["attempts"]} == {"no_signing_secret"}
-    assert receiver.requests == [] and not redis_sync.exists(keys.secrets("alpha"))
+    assert e2e.receiver.requests == [] and not redis_sync.exists(keys.secrets("alpha"))
     # The API creates one; a redelivery then goes out signed with it.
-    secret = (await api.get("/v1/signing-secret", headers=AUTH_ALPHA)).json()["secret"]
+    secret = (await e2e.api.get("/v1/signing-secret", headers=AUTH_ALPHA)).json()["secret"]
     assert (
-        await api.post(f"/v1/subscriptions/{sid}/redeliver", headers=AUTH_ALPHA)
+        await e2e.api.post(f"/v1/subscriptions/{sid}/redeliver", headers=AUTH_ALPHA)
     ).status_code == 202
-    [req] = await receiver.wait_for_async(1, timeout=20)
+    [req] = await e2e.receiver.wait_for_async(1, timeout=20)
     verify(req, secret)
 
 

@@ -16,8 +16,9 @@ import httpx
 import msgspec
 import pytest
 
-from relay.fake_intuned import CreateRun, FakeIntunedHandle, PushFaults, PushRecord, RunScript
+from relay.fake_intuned import CreateRun, FakeIntunedHandle, PushFaults, RunScript
 from relay.fake_intuned.control_client import ControlError, FakeControl
+from relay.fake_intuned.models import PushRecord
 from tests.support.intuned_fixtures import FAKE_API_KEY, FAKE_WORKSPACE_ID, MakeFake, ManualClock
 from tests.support.receiver import ReceiverHandle
 

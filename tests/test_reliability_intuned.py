@@ -18,7 +18,8 @@ from typing import Any
 import msgspec
 import redis
 
-from relay.fake_intuned import Fault, PollRecord, RateLimitConfig, RunScript
+from relay.fake_intuned import Fault, RateLimitConfig, RunScript
+from relay.fake_intuned.models import PollRecord
 from relay.policy import POLL_JITTER, next_poll_interval
 from tests.support.e2e import E2E
 from tests.support.relay_fixtures import wait_until

@@ -2,21 +2,18 @@
 
 For tests, benchmarks, the demo and ``relay fake-intuned`` only: the relay's API and workers must
 never import this package. See ``relay.fake_intuned.server`` for the ways to run it and
-``relay.fake_intuned.control`` for the HTTP control API under ``/_fake/``.
+``relay.fake_intuned.control`` for the HTTP control API under ``/_fake/``. The package exports
+what a user runs and scripts the fake with; what it records (polls, pushes, stats) is read from
+``relay.fake_intuned.models``.
 """
 
 from relay.fake_intuned.models import (
-    DEFAULT_PREFIX,
     CreateRun,
     FakeConfig,
-    FakeStats,
     Fault,
-    PollRecord,
     PushFaults,
-    PushRecord,
     RateLimitConfig,
     RunScript,
-    RunStats,
 )
 from relay.fake_intuned.server import (
     FakeIntuned,
@@ -27,20 +24,15 @@ from relay.fake_intuned.server import (
 )
 
 __all__ = [
-    "DEFAULT_PREFIX",
     "CreateRun",
     "FakeConfig",
     "FakeIntuned",
     "FakeIntunedHandle",
     "FakeIntunedServer",
-    "FakeStats",
     "Fault",
-    "PollRecord",
     "PushFaults",
-    "PushRecord",
     "RateLimitConfig",
     "RunScript",
-    "RunStats",
     "run_fake_intuned",
     "start_in_thread",
 ]

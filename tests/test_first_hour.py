@@ -112,3 +112,6 @@ def test_the_readme_run_command_works_with_an_externally_managed_system_python(
     assert re.search(r"all \d+ webhooks delivered and verified", output), output[-4000:]
     venv_python = (clone / ".venv" / "pyvenv.cfg").read_text()
     assert "3.11.2" in venv_python or str(SYSTEM_PYTHON.resolve().parent) in venv_python
+    # run.py's first build compiled the installed packages, one the demo never imports included.
+    site = next((clone / ".venv" / "lib").glob("python3*/site-packages"))
+    assert any((site / "schemathesis").rglob("*.pyc"))

@@ -177,6 +177,57 @@ async def test_each_bad_field_is_a_readable_400_and_nothing_is_stored(
     assert stored_keys(redis_sync) == []
 
 
+# Litestar converts a handler's body in msgspec's lax mode; each of these bodies only lax mode
+# would take (the string "null" for null, a number or a numeric string for a date-time).
+LAX_ONLY: list[tuple[str, str, str, Any, str]] = [
+    # (case id, method, path, body, the field the detail names)
+    ("events 'null'", "POST", SUBS, body() | {"events": "null"}, "events"),
+    ("metadata 'null'", "POST", SUBS, body() | {"metadata": "null"}, "metadata"),
+    ("headers 'null'", "POST", SUBS, body() | {"headers": "null"}, "headers"),
+    ("since a number", "POST", f"{SUBS}/redeliver", {"state": "gone", "since": 0.0}, "since"),
+    ("since 'null'", "POST", f"{SUBS}/redeliver", {"state": "gone", "since": "null"}, "since"),
+    (
+        "until digits",
+        "POST",
+        f"{SUBS}/redeliver",
+        {"state": "gone", "until": "1700000000"},
+        "until",
+    ),
+    (
+        "test delivery headers 'null'",
+        "POST",
+        "/v1/test-deliveries",
+        {"callbackUrl": PUBLIC_URL, "headers": "null"},
+        "headers",
+    ),
+    (
+        "operational webhook headers 'null'",
+        "PUT",
+        "/v1/operational-webhook",
+        {"url": PUBLIC_URL, "headers": "null"},
+        "headers",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "payload", "word"),
+    [case[1:] for case in LAX_ONLY],
+    ids=[case[0] for case in LAX_ONLY],
+)
+async def test_a_body_only_lax_decoding_would_take_is_a_400_and_changes_nothing(
+    api: AsyncTestClient[Any],
+    redis_sync: redis.Redis,
+    method: str,
+    path: str,
+    payload: Any,
+    word: str,
+) -> None:
+    resp = await api.request(method, path, content=json.dumps(payload), headers=json_headers())
+    assert_refused(resp, word)
+    assert stored_keys(redis_sync) == []
+
+
 def json_headers(content_type: str | None = "application/json") -> dict[str, str]:
     headers = dict(AUTH_ALPHA)
     if content_type is not None:

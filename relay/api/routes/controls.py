@@ -13,6 +13,7 @@ from litestar.datastructures import State
 from litestar.exceptions import NotFoundException, ValidationException
 from litestar.status_codes import HTTP_200_OK
 
+from relay.api.bodies import STRICT_JSON_BODY, ClientBodyController, json_body_route
 from relay.api.control_schemas import (
     OperationalWebhookIn,
     OperationalWebhookOut,
@@ -21,11 +22,6 @@ from relay.api.control_schemas import (
 )
 from relay.api.deps import ClientName, StoreDep, callback_lookup
 from relay.api.responses import errors, validation_handler
-from relay.api.routes.subscriptions import (
-    JSON_BODY_ROUTE,
-    STRICT_JSON_BODY,
-    ClientBodyController,
-)
 from relay.api.schemas import CALLBACK_URL_RULE
 from relay.services import operational
 from relay.services.test_delivery import send_test
@@ -51,7 +47,7 @@ class TestDeliveryController(ClientBodyController):
         "outcome is delivered (a 2xx), failed (anything else: statusCode/error say what) or "
         "refused (the address was refused at connect time; nothing was sent). At most "
         "RELAY_TEST_DELIVERIES_PER_MINUTE (10) a minute per client, then 429.",
-        **JSON_BODY_ROUTE,
+        **json_body_route(TestDeliveryIn),
         responses=errors(400, 401, 429, 503),
     )
     async def send(
@@ -100,7 +96,7 @@ class OperationalWebhookController(ClientBodyController):
         description="The relay POSTs signed subscription.exhausted, subscription.gone and "
         "intuned.unauthorized events here (same secret and retry schedule as run webhooks). "
         "The URL and headers are checked like a registration's.",
-        **JSON_BODY_ROUTE,
+        **json_body_route(OperationalWebhookIn),
         responses=errors(400, 401, 503),
     )
     async def set_hook(

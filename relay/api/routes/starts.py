@@ -16,9 +16,9 @@ from litestar.params import FromPath
 from litestar.status_codes import HTTP_201_CREATED, HTTP_202_ACCEPTED
 
 from relay.api.auth import client_for
+from relay.api.bodies import ClientBodyController, json_body_route
 from relay.api.deps import callback_lookup
 from relay.api.responses import errors
-from relay.api.routes.subscriptions import JSON_BODY_ROUTE, ClientBodyController
 from relay.services.ingress import PushResult, authenticate, trigger_poll
 from relay.services.starts import INGRESS_SECRET_HEADER, StartDeps, start_and_watch
 
@@ -45,7 +45,7 @@ class StartController(ClientBodyController):
         "timeout); 409 for a key used with another body, still in progress, or whose start "
         "outcome is unknown. The same key again answers the first answer again.",
         request_max_body_size=START_MAX_BYTES,
-        **JSON_BODY_ROUTE,
+        **json_body_route(),
         responses=errors(400, 401, 409, 503),
     )
     async def start(self, request: Request[Any, Any, Any], state: State) -> Response[bytes]:

@@ -8,30 +8,27 @@ names from it).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import datetime
-from typing import Annotated, Any, Final
+from typing import Annotated, Any
 
 import structlog
 from litestar import Request, Response, delete, get, post
 from litestar.datastructures import State
-from litestar.enums import RequestEncodingType
-from litestar.exceptions import ClientException, ValidationException
+from litestar.exceptions import ValidationException
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import BodyKwarg, FromPath, QueryParameter
+from litestar.params import FromPath, QueryParameter
 from litestar.status_codes import (
     HTTP_200_OK,
     HTTP_201_CREATED,
     HTTP_202_ACCEPTED,
 )
 
-from relay.api.auth import ClientController, client_for, require_client
+from relay.api.auth import client_for
+from relay.api.bodies import STRICT_JSON_BODY, ClientBodyController, json_body_route
 from relay.api.control_schemas import BulkRedeliverIn, BulkRedeliverOut
 from relay.api.deps import ClientName, StoreDep, callback_lookup
 from relay.api.responses import (
-    body_error_handler,
     errors,
-    undecodable_body,
     validation_handler,
 )
 from relay.api.schemas import (
@@ -57,53 +54,6 @@ from relay.settings import Settings
 from relay.store import SubscriptionStore, encode_cursor
 
 log = structlog.get_logger("relay.api")
-
-_JSON_TYPES = ("application/json",)
-# The body Struct forbids unknown fields; say so in the OpenAPI document, too.
-STRICT_JSON_BODY = BodyKwarg(
-    media_type=RequestEncodingType.JSON, schema_extra={"additionalProperties": False}
-)
-
-
-# The decorator arguments of every handler that takes a JSON body (``**JSON_BODY_ROUTE``):
-# ``require_client_and_body`` checks the body's Content-Type and that it is not empty, and a
-# body that does not decode is a 400 that says why, never a 500.
-JSON_BODY_ROUTE: Final[Mapping[str, Any]] = {
-    "opt": {"json_body": True},
-    "exception_handlers": {
-        RecursionError: undecodable_body,
-        UnicodeDecodeError: undecodable_body,
-        ClientException: body_error_handler,
-    },
-}
-
-
-async def require_json_body(request: Request[Any, Any, Any]) -> None:
-    """The body must be non-empty JSON (a missing Content-Type is read as JSON)."""
-    content_type = request.headers.get("content-type", "")
-    media_type = content_type.partition(";")[0].strip().lower()
-    if media_type and media_type not in _JSON_TYPES and not media_type.endswith("+json"):
-        raise InvalidInput(f"Content-Type must be application/json, not {media_type!r}")
-    if not (await request.body()).strip():
-        raise InvalidInput(
-            "the request body is empty: send a JSON object with projectName, runId, callbackUrl"
-        )
-
-
-async def require_client_and_body(request: Request[Any, Any, Any]) -> None:
-    """The controller's ``before_request`` hook: ``require_client``, then ``require_json_body``
-    for the handlers that take a JSON body (``JSON_BODY_ROUTE``). Litestar uses one
-    hook per handler (the nearest layer's), so this one does both."""
-    await require_client(request)
-    if request.route_handler.opt.get("json_body"):
-        await require_json_body(request)
-
-
-class ClientBodyController(ClientController):
-    """Base of the ``/v1`` controllers with JSON bodies: ``require_client_and_body`` runs
-    before their handlers."""
-
-    before_request = staticmethod(require_client_and_body)
 
 
 def not_found(sid: str) -> NotFound:
@@ -150,7 +100,7 @@ class SubscriptionController(ClientBodyController):
         "resolved now: a URL that is not http(s), has user info, does not resolve, or resolves "
         "to a forbidden address is a 400 that says why. The body must be JSON "
         "(Content-Type: application/json or none); any other Content-Type is a 400.",
-        **JSON_BODY_ROUTE,
+        **json_body_route(SubscriptionCreate),
         responses={
             200: ResponseSpec(
                 data_container=SubscriptionOut,
@@ -270,7 +220,7 @@ class SubscriptionController(ClientBodyController):
         "(same webhook-id), exactly as the single redeliver. `since`/`until` (RFC 3339) bound "
         "when the subscription reached its state (`updatedAt`); `callbackHost` compares the "
         "callback URL's host, case-insensitively.",
-        **JSON_BODY_ROUTE,
+        **json_body_route(BulkRedeliverIn),
         responses=errors(400, 401, 503),
     )
     async def redeliver_many(

@@ -3,9 +3,10 @@ that they decode in msgspec's strict mode.
 
 Litestar converts a handler's ``data`` in msgspec's lax mode, which takes the string ``"null"``
 for null, ``"true"`` for true, ``"1"`` for 1 and a number for a date-time. The relay is strict
-with its own input (contract §2): a body that only lax mode would accept is a 400 here, before
-the handler, saying what strict decoding found. A body that lax mode refuses too is left to
-Litestar, whose 400 names the field (``relay.api.responses.validation_handler``). This module
+with its own input (malformed input is a 400, contract §3): a body that only lax mode would
+accept is a 400 here, before the handler, saying what strict decoding found. A body that lax mode
+refuses too is left to Litestar, whose 400 names the field
+(``relay.api.responses.validation_handler``). This module
 must never decide anything about a body's meaning: that is the services' job.
 """
 

@@ -163,18 +163,16 @@ def worker(check: bool) -> None:
     stop_with_supervisor(os.environ)
     if settings.worker_process_count > 1:
         sys.exit(run_workers(settings, os.environ))
-    from relay.observability import configure_logging, flush_logs
+    from relay.observability import configure_logging
     from workers.runner import run_worker
 
-    configure_logging(settings.log_format, per_pass=True)
+    configure_logging(settings.log_format)
     try:
         import uvloop
 
         uvloop.run(run_worker(settings))
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux/macOS
         asyncio.run(run_worker(settings))
-    finally:
-        flush_logs()
 
 
 def run_workers(settings: Settings, environ: Mapping[str, str]) -> int:

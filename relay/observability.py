@@ -14,8 +14,6 @@ from typing import Any
 import msgspec
 import structlog
 
-from relay.log_sink import LineSink, SinkLogger, flush_before
-
 _SECRET_PATTERNS = (
     re.compile(r"whsec_[A-Za-z0-9+/=]+"),
     re.compile(r"(?i)(bearer\s+)[^\s\"']+"),
@@ -109,26 +107,14 @@ def logging_dictconfig(fmt: str, level: int = logging.INFO) -> dict[str, Any]:
     }
 
 
-_sink: LineSink | None = None
-
-
-def flush_logs() -> None:
-    """Write the log lines still waiting for the end of an event-loop pass (``per_pass``)."""
-    if _sink is not None:
-        _sink.flush()
-
-
-def configure_logging(fmt: str, level: int = logging.INFO, per_pass: bool = False) -> None:
+def configure_logging(fmt: str, level: int = logging.INFO) -> None:
     """Route structlog and stdlib logging (arq, granian) to stderr as JSON or console lines.
 
     The relay's own lines go straight to stderr as bytes (msgspec-encoded JSON), bypassing
     the stdlib logging machinery, which cost a noticeable share of a delivery's CPU
     (figures in ``bench/NOTES.md``).
     Foreign libraries' records go through the stdlib handler and the same processors.
-    ``per_pass`` (the worker, JSON only): the relay's lines are written once per event-loop
-    pass (``relay.log_sink``), foreign records after them, in order.
     """
-    global _sink
     processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -139,15 +125,9 @@ def configure_logging(fmt: str, level: int = logging.INFO, per_pass: bool = Fals
     ]
     if fmt == "json":
         out = sys.stderr.buffer
-        if per_pass and _sink is None:
-            _sink = LineSink(out)
-        sink = _sink if per_pass else None
 
-        def factory(*args: Any) -> _NamedBytesLogger | SinkLogger:
-            name = str(args[0]) if args else "relay"
-            # Seam "log lines per pass" (bench/NOTES.md, issue 12 second pass): one write
-            # syscall per event-loop pass instead of one per line.
-            return SinkLogger(name, sink) if sink is not None else _NamedBytesLogger(name, out)
+        def factory(*args: Any) -> _NamedBytesLogger:
+            return _NamedBytesLogger(str(args[0]) if args else "relay", out)
 
         structlog.configure(
             processors=[*processors, _render_json],
@@ -167,8 +147,6 @@ def configure_logging(fmt: str, level: int = logging.INFO, per_pass: bool = Fals
         )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(build_formatter(fmt))
-    if fmt == "json" and _sink is not None and per_pass:
-        handler.emit = flush_before(_sink, handler.emit)  # type: ignore[method-assign]
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -63,30 +63,48 @@ def doc_from(
         value = f.get(field.value)
         return value.decode() if isinstance(value, bytes) else value
 
-    callback, rk, client, created = (
-        get(SubField.CALLBACK),
-        get(SubField.RUN_KEY),
-        get(SubField.CLIENT),
-        get(SubField.CREATED),
+    created = get(SubField.CREATED)
+    metadata = f.get(SubField.METADATA.value)
+    headers = f.get(SubField.HEADERS.value)
+    return doc_of(
+        sid,
+        workspace_id,
+        callback=get(SubField.CALLBACK),
+        rk=get(SubField.RUN_KEY),
+        client=get(SubField.CLIENT),
+        created=int(created) if created else 0,
+        events=get(SubField.EVENTS),
+        metadata=metadata.encode() if isinstance(metadata, str) else metadata,
+        headers=headers,
     )
+
+
+def doc_of(
+    sid: str,
+    workspace_id: str,
+    *,
+    callback: str | None,
+    rk: str | None,
+    client: str | None,
+    created: int,
+    events: str | None,
+    metadata: bytes | None,
+    headers: str | bytes | None,
+) -> SubscriptionDoc | None:
+    """The document from its stored fields (a hash's, or a claim's); None when it has none."""
     if not callback or not rk or not client or not created:
         return None
-    project, _, run_id = (unquote(part) for part in rk.partition("/"))
-    events = get(SubField.EVENTS)
-    metadata = f.get(SubField.METADATA.value)
-    if isinstance(metadata, str):
-        metadata = metadata.encode()
-    headers = f.get(SubField.HEADERS.value)
+    project, _, run_id = rk.partition("/")
     return SubscriptionDoc(
         id=sid,
         client=client,
         workspace_id=workspace_id,
-        project_name=project,
-        run_id=run_id,
+        project_name=unquote(project),
+        run_id=unquote(run_id),
         callback_url=callback,
         events=tuple(e for e in events.split("|") if e) if events else EVENT_STATUSES,
         metadata=msgspec.Raw(metadata or EMPTY_METADATA),
-        created_at=int(created),
+        created_at=created,
         headers=_HEADERS.decode(headers) if headers else {},
     )
 

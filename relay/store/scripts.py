@@ -3,10 +3,11 @@
 Each script is the generated constants of ``keys.lua_constants()``, the shared ``prelude.lua``
 and its own file, its enum names (``ST.WATCHING``) written as literals (``keys.lua_inline``).
 A script answers a flat key/value array (or a list of them); ``decode_map`` turns one into a
-Struct with msgspec, so no caller reads a value by its position. Calls made in the same
-event-loop pass share one pipelined round trip (``Batcher``); items submitted while a write is
-in flight go out together in the next one (``GroupCommit``). This module must never name a key
-or decide scheduling.
+Struct with msgspec, so no caller reads a value by its position (the delivery claims answer one
+JSON document per entry instead, decoded in one msgspec call: ``deliveries``). Calls made in
+the same event-loop pass share one pipelined round trip (``Batcher``); items submitted while a
+write is in flight go out together in the next one (``GroupCommit``). This module must never
+name a key or decide scheduling.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import inspect
 from collections.abc import Awaitable, Callable, Sequence
 from functools import cache
 from importlib import resources
-from typing import Any, Final, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import msgspec
 from redis.asyncio import Redis
@@ -211,7 +212,6 @@ def group_results(
 
 
 _background: set[asyncio.Future[None]] = set()
-BINARY_RESULT: Final = frozenset({"result"})
 
 
 def _settle(future: asyncio.Future[Any], value: Any) -> None:

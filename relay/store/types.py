@@ -123,7 +123,8 @@ class FanOutStep(msgspec.Struct, frozen=True):
 
 
 class ClaimRow(msgspec.Struct, frozen=True):
-    """The map ``claim_deliveries.lua`` answers per leased subscription."""
+    """The map ``claim_deliveries.lua`` answers per leased subscription, as JSON (hash values
+    arrive as text: decoded with ``strict=False``); the run's result travels beside it."""
 
     id: str
     now: int
@@ -142,7 +143,6 @@ class ClaimRow(msgspec.Struct, frozen=True):
     fm: str | None = None
     hd: str | None = None
     result_state: str = "none"
-    result: bytes | None = None
     cur: str | None = None
     prev: str | None = None
     rot: int | None = None

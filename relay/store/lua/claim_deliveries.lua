@@ -1,26 +1,26 @@
 -- Lease due delivery attempts by Redis's clock, with what each attempt reads: the document,
 -- the run's stored result (when at most ARGV[3] bytes; else result='big'), the secrets.
 -- KEYS: 1 due dlv. ARGV: 1 limit, 2 lease ms, 3 result max bytes, 4 sid (optional: only it)
--- Returns a list of maps (see deliveries.ClaimRow).
+-- Returns a list of {ClaimRow as JSON, result} (prelude's claim_due; deliveries.ClaimRow).
 local limit, lease, result_max = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local now = redis_now()
 local own = {F.STATE, F.ATTEMPTS, F.SERIES, F.EVENT_TYPE, F.OCCURRED, W.FAIL_CODE,
              W.FAIL_MESSAGE}
 return claim_due(KEYS[1], now, limit, ARGV[4], lease, own, function(sid, s)
   if s[1] ~= ST.DELIVERING then return nil end
-  local m = {'id', sid, 'now', now}
+  local m = {id = sid, now = now}
   for j = 2, #own do
-    if s[j] then table.insert(m, own[j]); table.insert(m, s[j]) end
+    if s[j] then m[own[j]] = s[j] end
   end
   local rk = fmt(K_WATCH, run_digest(s[#own + 1] or ''))
   local size = redis.call('HSTRLEN', rk, RF.BODY)
   if redis.call('HEXISTS', rk, RF.BODY) == 0 then
-    table.insert(m, 'result_state'); table.insert(m, 'none')
+    m.result_state = 'none'
   elseif size > result_max then
-    table.insert(m, 'result_state'); table.insert(m, 'big')
+    m.result_state = 'big'
   else
-    table.insert(m, 'result_state'); table.insert(m, 'result')
-    table.insert(m, 'result'); table.insert(m, redis.call('HGET', rk, RF.BODY))
+    m.result_state = 'result'
+    m.result = redis.call('HGET', rk, RF.BODY)
   end
   return m
 end)

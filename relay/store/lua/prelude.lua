@@ -142,23 +142,25 @@ end
 -- What a delivery claim (either lane) reads of the subscription's document, in this order.
 local DOC_FIELDS = {F.RUN_KEY, F.CLIENT, F.CALLBACK, F.METADATA, F.EVENTS, F.CREATED, F.HEADERS}
 
--- Append to claim map m the document fields (s[from], s[from + 1], ... in DOC_FIELDS order)
--- and the signing secrets of the subscription's client.
+-- Add to claim map m (field -> value) the document fields (s[from], s[from + 1], ... in
+-- DOC_FIELDS order) and the signing secrets of the subscription's client.
 local function claim_doc(m, s, from)
   for j, name in ipairs(DOC_FIELDS) do
     local v = s[from + j - 1]
-    if v then table.insert(m, name); table.insert(m, v) end
+    if v then m[name] = v end
   end
   local sec = redis.call('HMGET', fmt(K_SECRETS, s[from + 1] or ''), SF.CURRENT, SF.PREVIOUS,
                          SF.ROTATED)
-  if sec[1] then table.insert(m, 'cur'); table.insert(m, sec[1]) end
-  if sec[2] then table.insert(m, 'prev'); table.insert(m, sec[2]) end
-  if sec[3] then table.insert(m, 'rot'); table.insert(m, sec[3]) end
+  if sec[1] then m.cur = sec[1] end
+  if sec[2] then m.prev = sec[2] end
+  if sec[3] then m.rot = sec[3] end
 end
 
 -- Lease the due entries of a delivery lane: for each, read the subscription's `own` fields
--- then DOC_FIELDS (one HMGET); build(sid, s) answers the claim map's own part, or nil when
--- the entry is no longer due work (dropped from the set). Returns the list of claim maps.
+-- then DOC_FIELDS (one HMGET); build(sid, s) answers the claim map's own part (field ->
+-- value), or nil when the entry is no longer due work (dropped from the set). Returns one
+-- {JSON of the claim map, result} per entry (the run's result bytes, m.result, kept out of
+-- the JSON: the worker decodes the map in one msgspec call and the body is not escaped).
 local function claim_due(due_set, now, limit, only, lease, own, build)
   local names = {unpack(own)}
   for _, name in ipairs(DOC_FIELDS) do table.insert(names, name) end
@@ -169,7 +171,9 @@ local function claim_due(due_set, now, limit, only, lease, own, build)
     if m then
       redis.call('ZADD', due_set, now + lease, sid)
       claim_doc(m, s, #own + 1)
-      table.insert(out, m)
+      local result = m.result
+      m.result = nil
+      table.insert(out, {cjson.encode(m), result})
     else
       redis.call('ZREM', due_set, sid)
     end

@@ -28,12 +28,13 @@ from relay.model import (
 )
 from relay.store import keys
 from relay.store.docs import doc_of
-from relay.store.scripts import GroupCommit, Script, group_results, r
+from relay.store.scripts import GroupCommit, Script, decode_map, group_results, r
 from relay.store.subscriptions import cached_result
 from relay.store.types import (
     AttemptRecorded,
     AttemptToRecord,
     ClaimedDelivery,
+    ClaimReply,
     ClaimRow,
     RecordReply,
 )
@@ -62,6 +63,7 @@ def secrets_in_force(row: ClaimRow) -> tuple[str, ...]:
 # of a flat map of ~40 values decoded field by field and a field dict; the result (a run's
 # body) travels beside it as bytes. Buys ~5 % of the instructions per delivery (worker + Redis).
 _CLAIM_ROW: Final = msgspec.json.Decoder(ClaimRow, strict=False)
+_CLAIM_BYTES: Final = frozenset({"claim", "result"})
 
 
 def claimed(row: ClaimRow, workspace_id: str, result: bytes | None) -> ClaimedDelivery | None:
@@ -135,10 +137,8 @@ class DeliveryStore:
     ) -> list[ClaimedDelivery]:
         """Run a lane's claim script (``only``: just that subscription, if due)."""
         rows = await script([due_set(lane)], [*args, only] if only is not None else args)
-        out = [
-            claimed(_CLAIM_ROW.decode(row[0]), self.workspace_id, row[1] if len(row) > 1 else None)
-            for row in rows
-        ]
+        replies = [decode_map(row, ClaimReply, _CLAIM_BYTES) for row in rows]
+        out = [claimed(_CLAIM_ROW.decode(c.claim), self.workspace_id, c.result) for c in replies]
         return [c for c in out if c is not None]
 
     async def result(self, rd: str) -> CachedResult | None:

@@ -122,9 +122,17 @@ class FanOutStep(msgspec.Struct, frozen=True):
     done: bool
 
 
+class ClaimReply(msgspec.Struct, frozen=True):
+    """One leased subscription in a delivery claim's reply: its ``ClaimRow`` as JSON, and the
+    run's result (bytes, not escaped into the JSON) when the claim carries it."""
+
+    claim: bytes
+    result: bytes | None = None
+
+
 class ClaimRow(msgspec.Struct, frozen=True):
-    """The map ``claim_deliveries.lua`` answers per leased subscription, as JSON (hash values
-    arrive as text: decoded with ``strict=False``); the run's result travels beside it."""
+    """The claim map of one leased subscription (``ClaimReply.claim``; hash values arrive as
+    text: decoded with ``strict=False``)."""
 
     id: str
     now: int

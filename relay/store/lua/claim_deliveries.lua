@@ -1,7 +1,7 @@
 -- Lease due delivery attempts by Redis's clock, with what each attempt reads: the document,
 -- the run's stored result (when at most ARGV[3] bytes; else result='big'), the secrets.
 -- KEYS: 1 due dlv. ARGV: 1 limit, 2 lease ms, 3 result max bytes, 4 sid (optional: only it)
--- Returns a list of {ClaimRow as JSON, result} (prelude's claim_due; deliveries.ClaimRow).
+-- Returns a list of ClaimReply maps {claim = ClaimRow as JSON, result} (prelude's claim_due).
 local limit, lease, result_max = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local now = redis_now()
 local own = {F.STATE, F.ATTEMPTS, F.SERIES, F.EVENT_TYPE, F.OCCURRED, W.FAIL_CODE,

@@ -158,9 +158,9 @@ end
 
 -- Lease the due entries of a delivery lane: for each, read the subscription's `own` fields
 -- then DOC_FIELDS (one HMGET); build(sid, s) answers the claim map's own part (field ->
--- value), or nil when the entry is no longer due work (dropped from the set). Returns one
--- {JSON of the claim map, result} per entry (the run's result bytes, m.result, kept out of
--- the JSON: the worker decodes the map in one msgspec call and the body is not escaped).
+-- value), or nil when the entry is no longer due work (dropped from the set). Returns one map
+-- {claim = the claim map as JSON, result = the run's result bytes (m.result, when set)} per
+-- entry: the worker decodes the claim in one msgspec call, and the body is not escaped.
 local function claim_due(due_set, now, limit, only, lease, own, build)
   local names = {unpack(own)}
   for _, name in ipairs(DOC_FIELDS) do table.insert(names, name) end
@@ -173,7 +173,9 @@ local function claim_due(due_set, now, limit, only, lease, own, build)
       claim_doc(m, s, #own + 1)
       local result = m.result
       m.result = nil
-      table.insert(out, {cjson.encode(m), result})
+      local entry = {'claim', cjson.encode(m)}
+      if result then table.insert(entry, 'result'); table.insert(entry, result) end
+      table.insert(out, entry)
     else
       redis.call('ZREM', due_set, sid)
     end

@@ -61,6 +61,11 @@ async def test_openapi_declares_the_503_405_and_413_the_api_answers(
     assert "405" in paths[f"{one}/redeliver"]["post"]["responses"]
     # (With an empty id the path is the bulk redeliver's, which takes POST only.)
     assert (await edge.put(f"{SUBS}//redeliver", headers=AUTH_ALPHA)).status_code == 405
+    # The id `redeliver` names the bulk redeliver's path too: GET and DELETE are 405s there.
+    assert "405" in paths[one]["get"]["responses"]
+    for method in ("GET", "DELETE"):
+        resp = await edge.request(method, f"{SUBS}/redeliver", headers=AUTH_ALPHA)
+        assert resp.status_code == 405, (method, resp.text)
     assert "413" in paths[SUBS]["post"]["responses"]
     huge = b'{"projectName": "' + b"x" * (11 * 1024 * 1024) + b'"}'
     resp = await edge.post(SUBS, content=huge, headers=AUTH_ALPHA)

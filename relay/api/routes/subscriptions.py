@@ -137,7 +137,8 @@ class SubscriptionController(ClientBodyController):
     @get(
         "/{subscription_id:str}",
         summary="One subscription with its attempt log",
-        responses=errors(401, 404, 503),
+        description="405 for the id `redeliver`: that path is the bulk redeliver's (POST only).",
+        responses=errors(401, 404, 405, 503),
     )
     async def read(
         self, subscription_id: FromPath[str], client: ClientName, store: StoreDep
@@ -200,7 +201,8 @@ class SubscriptionController(ClientBodyController):
         "/{subscription_id:str}",
         summary="Cancel: no further deliveries",
         description="204 also when it was canceled already (idempotent). When no subscription "
-        "is left on the run, its polling stops.",
+        "is left on the run, its polling stops. 405 for an empty id or the id `redeliver` (those "
+        "paths are other routes').",
         responses=errors(401, 404, 405, 503),
     )
     async def cancel(

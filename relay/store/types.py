@@ -77,6 +77,13 @@ class ClaimedPoll(msgspec.Struct, frozen=True):
         return self.fs or self.now
 
 
+class PollClaims(msgspec.Struct, frozen=True):
+    """A poll claim's reply (``claim_polls.lua``), one JSON map: the leased runs (their values
+    arrive as the watch hash's text: decoded with ``strict=False``)."""
+
+    polls: list[ClaimedPoll] = []
+
+
 class PollRecorded(msgspec.Struct, frozen=True):
     """What recording a poll did; ``now`` is Redis's clock (ms); ``notices``: the run's
     run.started fan-out is pending (call ``WatchStore.fan_out_notices`` until done)."""

@@ -107,6 +107,12 @@ class PollReply(GroupReply, frozen=True):
     notices: bool = False
 
 
+class PollReplies(msgspec.Struct, frozen=True):
+    """A ``record_poll`` reply, one JSON map: one ``PollReply`` per poll, in order."""
+
+    replies: list[PollReply] = []
+
+
 class PollToRecord(msgspec.Struct, frozen=True):
     """One poll outcome for ``record_poll`` (its keys and arguments, in the script's order)."""
 

@@ -4,10 +4,11 @@ Each script is the generated constants of ``keys.lua_constants()``, the shared `
 and its own file, its enum names (``ST.WATCHING``) written as literals (``keys.lua_inline``).
 A script answers a flat key/value array (or a list of them); ``decode_map`` turns one into a
 Struct with msgspec, so no caller reads a value by its position (the delivery claims answer one
-JSON document per entry instead, decoded in one msgspec call: ``deliveries``). Calls made in
-the same event-loop pass share one pipelined round trip (``Batcher``); items submitted while a
-write is in flight go out together in the next one (``GroupCommit``). This module must never
-name a key or decide scheduling.
+JSON document per entry instead, decoded in one msgspec call: ``deliveries``; a poll claim and a
+poll record answer one JSON map each: ``watches``). Calls made in the same event-loop pass share
+one pipelined round trip (``Batcher``); items submitted while a write is in flight go out
+together in the next one (``GroupCommit``). This module must never name a key or decide
+scheduling.
 """
 
 from __future__ import annotations
@@ -204,11 +205,12 @@ def group_results(
 ) -> list[T | Exception]:
     """A group commit script's reply, one result per member in order: ``build`` of its map, or
     a ``RecordError`` for a member Redis refused (``GroupCommit`` hands it to that member only)."""
-    out: list[T | Exception] = []
-    for row in rows:
-        member = decode_map(row, reply)
-        out.append(RecordError(member.error) if member.error is not None else build(member))
-    return out
+    return group_members([decode_map(row, reply) for row in rows], build)
+
+
+def group_members(members: Sequence[R], build: Callable[[R], T]) -> list[T | Exception]:
+    """``group_results`` of a reply already decoded (one Struct per member, in order)."""
+    return [RecordError(m.error) if m.error is not None else build(m) for m in members]
 
 
 _background: set[asyncio.Future[None]] = set()

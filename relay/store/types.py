@@ -77,6 +77,13 @@ class ClaimedPoll(msgspec.Struct, frozen=True):
         return self.fs or self.now
 
 
+class PollClaims(msgspec.Struct, frozen=True):
+    """A poll claim's reply (``claim_polls.lua``), one JSON map: the leased runs (their values
+    arrive as the watch hash's text: decoded with ``strict=False``)."""
+
+    polls: list[ClaimedPoll] = []
+
+
 class PollRecorded(msgspec.Struct, frozen=True):
     """What recording a poll did; ``now`` is Redis's clock (ms); ``notices``: the run's
     run.started fan-out is pending (call ``WatchStore.fan_out_notices`` until done)."""
@@ -98,6 +105,12 @@ class PollReply(GroupReply, frozen=True):
     outcome: str = ""
     now: int = 0
     notices: bool = False
+
+
+class PollReplies(msgspec.Struct, frozen=True):
+    """A ``record_poll`` reply, one JSON map: one ``PollReply`` per poll, in order."""
+
+    replies: list[PollReply] = []
 
 
 class PollToRecord(msgspec.Struct, frozen=True):

@@ -12,15 +12,17 @@ local function fmt(template, ...) return string.format(template, ...) end
 -- A group commit: call(k, a) for each member (k: the index of its first of nkeys KEYS; a: the
 -- ARGV index just before its nargv arguments), each under pcall, so a member Redis refuses
 -- answers an error map and the others stand (record_attempts.lua, record_poll.lua). The
--- answers, in the members' order.
-local function each_member(nkeys, argv_base, nargv, call)
+-- answers, in the members' order (as_map: call answers a Lua map, {error = why} for a refused
+-- member, for a reply encoded as JSON; else flat key/value arrays).
+local function each_member(nkeys, argv_base, nargv, call, as_map)
   local out = {}
   for i = 0, #KEYS / nkeys - 1 do
     local ok, res = pcall(call, nkeys * i + 1, argv_base + nargv * i)
     if ok then
       table.insert(out, res)
     else
-      table.insert(out, {'error', type(res) == 'table' and (res.err or '?') or tostring(res)})
+      local why = type(res) == 'table' and (res.err or '?') or tostring(res)
+      table.insert(out, as_map and {error = why} or {'error', why})
     end
   end
   return out

@@ -7,7 +7,8 @@
 --       3i+3 run starters
 -- ARGV: 1 lease ms; then per poll i, from 1 + 9i: +1 rd, +2 kind (PK), +3 status, +4 body,
 --       +5 delay ms, +6 iv, +7 fail code, +8 fail message, +9 flag ('1': not found (error))
--- Returns a list of maps, one per poll in order: outcome (PR), now, notices (0/1); or error.
+-- Returns one JSON map (types.PollReplies): replies, one map per poll in order: outcome (PR),
+-- now, notices (0/1); or error.
 local lease = tonumber(ARGV[1])
 local now = redis_now()
 
@@ -15,7 +16,7 @@ local function record(wk, due, starters, rd, kind, status, body, delay, iv, fc, 
   local w = redis.call('HMGET', wk, W.STATE, W.FANOUT_CURSOR, W.PUSH_NEWS, W.NOTICE_CURSOR)
   if w[1] ~= WS.WATCHING then
     if not w[2] then redis.call('ZREM', due, rd) end
-    return {'outcome', PR.STALE, 'now', now}
+    return {outcome = PR.STALE, now = now}
   end
   if kind == PK.RESULT then
     redis.call('HSET', wk, RF.BODY, body, RF.FETCHED, now, W.STATUS, status)
@@ -24,7 +25,7 @@ local function record(wk, due, starters, rd, kind, status, body, delay, iv, fc, 
       redis.call('HSET', wk, W.STATE, WS.TERMINAL, W.ENDED_AT, now, W.FANOUT_CURSOR, 0)
       if w[4] then redis.call('HDEL', wk, W.NOTICE_CURSOR) end  -- too late for run.started
       redis.call('ZADD', due, now + lease, rd)
-      return {'outcome', PR.TERMINAL, 'now', now}
+      return {outcome = PR.TERMINAL, now = now}
     end
     -- A push that arrived while this poll was in flight is answered by the next poll, now.
     if w[3] then delay = 0 end
@@ -38,22 +39,24 @@ local function record(wk, due, starters, rd, kind, status, body, delay, iv, fc, 
       redis.call('HSET', wk, W.NOTICE_CURSOR, 0)
       notices = 1
     end
-    return {'outcome', PR.SCHEDULED, 'now', now, 'notices', notices}
+    return {outcome = PR.SCHEDULED, now = now, notices = notices}
   elseif kind == PK.ERROR then
     redis.call('HINCRBY', wk, W.ERRORS, 1)
     redis.call('HSET', wk, W.INTERVAL, iv)
     if flag == '1' then redis.call('HSETNX', wk, W.NOT_FOUND_SINCE, now) end
     redis.call('ZADD', due, now + delay, rd)
-    return {'outcome', PR.SCHEDULED, 'now', now}
+    return {outcome = PR.SCHEDULED, now = now}
   end
   redis.call('HSET', wk, W.STATE, WS.FAILED, W.FAIL_CODE, fc, W.FAIL_MESSAGE, fm,
              W.ENDED_AT, now, W.FANOUT_CURSOR, 0)
   redis.call('ZADD', due, now + lease, rd)
-  return {'outcome', PR.FAILED, 'now', now}
+  return {outcome = PR.FAILED, now = now}
 end
 
-return each_member(3, 1, 9, function(k, a)
+local replies = each_member(3, 1, 9, function(k, a)
   return record(KEYS[k], KEYS[k + 1], KEYS[k + 2], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3],
                 ARGV[a + 4], tonumber(ARGV[a + 5]), ARGV[a + 6], ARGV[a + 7], ARGV[a + 8],
                 ARGV[a + 9])
-end)
+end, true)
+if #replies == 0 then return '{}' end  -- cjson would write an empty list as {}
+return cjson.encode({replies = replies})

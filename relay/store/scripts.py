@@ -3,12 +3,12 @@
 Each script is the generated constants of ``keys.lua_constants()``, the shared ``prelude.lua``
 and its own file, its enum names (``ST.WATCHING``) written as literals (``keys.lua_inline``).
 A script answers a flat key/value array (or a list of them); ``decode_map`` turns one into a
-Struct with msgspec, so no caller reads a value by its position (the delivery claims answer one
-JSON document per entry instead, decoded in one msgspec call: ``deliveries``; a poll claim and a
-poll record answer one JSON map each: ``watches``). Calls made in the same event-loop pass share
-one pipelined round trip (``Batcher``); items submitted while a write is in flight go out
-together in the next one (``GroupCommit``). This module must never name a key or decide
-scheduling.
+Struct with msgspec, so no caller reads a value by its position (a delivery claim's map per
+entry carries the entry as one JSON document, decoded in one msgspec call: ``deliveries``; a
+poll claim and a poll record answer one JSON map each: ``watches``). Calls made in the same
+event-loop pass share one pipelined round trip (``Batcher``); items submitted while a write is
+in flight go out together in the next one (``GroupCommit``). This module must never name a key
+or decide scheduling.
 """
 
 from __future__ import annotations

@@ -115,7 +115,7 @@ class WatchStore:
             args += it.args
         return group_members(
             _POLL_REPLIES.decode(await script(keys_, args)).replies,
-            lambda r: PollRecorded(outcome=r.outcome, now=r.now, notices=r.notices),
+            lambda reply: PollRecorded(outcome=reply.outcome, now=reply.now, notices=reply.notices),
         )
 
     async def record_result(

@@ -33,5 +33,4 @@ for _, rd in ipairs(due) do
     redis.call('ZREM', KEYS[1], rd)
   end
 end
-if #out == 0 then return '{}' end  -- cjson would write an empty list as {}
-return cjson.encode({polls = out})
+return json_list('polls', out)

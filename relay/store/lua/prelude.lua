@@ -9,6 +9,13 @@ end
 
 local function fmt(template, ...) return string.format(template, ...) end
 
+-- A reply as one JSON map {name = list}. cjson writes an empty Lua table as an object, not a
+-- list, so an empty list is left out (the reply Struct's default is []).
+local function json_list(name, list)
+  if #list == 0 then return '{}' end
+  return cjson.encode({[name] = list})
+end
+
 -- A group commit: call(k, a) for each member (k: the index of its first of nkeys KEYS; a: the
 -- ARGV index just before its nargv arguments), each under pcall, so a member Redis refuses
 -- answers an error map and the others stand (record_attempts.lua, record_poll.lua). The

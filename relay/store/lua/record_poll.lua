@@ -58,5 +58,4 @@ local replies = each_member(3, 1, 9, function(k, a)
                 ARGV[a + 4], tonumber(ARGV[a + 5]), ARGV[a + 6], ARGV[a + 7], ARGV[a + 8],
                 ARGV[a + 9])
 end, true)
-if #replies == 0 then return '{}' end  -- cjson would write an empty list as {}
-return cjson.encode({replies = replies})
+return json_list('replies', replies)

@@ -105,6 +105,13 @@ class ChangeOutcome(StrEnum):
     CONFLICT = "conflict"  # the subscription's state does not allow it (the state is returned)
 
 
+class DueWork(StrEnum):
+    """What a leased entry of the due poll set asks for (``claim_polls.lua``)."""
+
+    POLL = "poll"  # the run is watched: poll Intuned
+    FANOUT = "fanout"  # the run ended: move its next batch of subscriptions to delivery
+
+
 class PollKind(StrEnum):
     """What a poll came to, as recorded: a fetched envelope, a retryable error, or giving up."""
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from redis.asyncio import Redis
 
-from relay.model import EVENT_STATUSES, run_key
+from relay.model import EVENT_STATUSES, DueWork, run_key
 from relay.store import Stores, keys
 from relay.store.keys import WatchField as W
 from relay.store.types import ClaimedPoll
@@ -55,7 +55,7 @@ async def test_every_optional_field_of_a_watch_claims_back_as_stored(
     [claim] = await store.watches.claim_polls(10)
 
     assert claim == ClaimedPoll(
-        kind="poll",
+        kind=DueWork.POLL,
         rd=rd,
         rk=rk,
         now=claim.now,
@@ -95,5 +95,5 @@ async def test_an_ended_run_claims_back_as_a_fan_out(store: Stores) -> None:
 
     [claim] = await store.watches.claim_polls(10)
 
-    assert (claim.kind, claim.rd, claim.rk, claim.run_id) == ("fanout", rd, first.rk, AWKWARD)
+    assert (claim.kind, claim.rd, claim.rk, claim.run_id) == (DueWork.FANOUT, rd, first.rk, AWKWARD)
     assert await store.watches.claim_polls(10) == []

@@ -35,7 +35,7 @@ from relay.intuned.models import (
     Transient,
     Unauthorized,
 )
-from relay.model import FailureCode, PollRecord, WatchFailure
+from relay.model import DueWork, FailureCode, PollRecord, WatchFailure
 from relay.policy import poll_delay, watch_poll_interval
 from relay.settings import Settings
 from relay.store import ClaimedPoll
@@ -78,7 +78,7 @@ def next_interval(claim: ClaimedPoll, s: Settings) -> tuple[float, float]:
 
 async def poll_claimed(deps: WorkerDeps, claim: ClaimedPoll) -> None:
     """Poll one leased run (or run its pending fan-out) and record what happened."""
-    if claim.kind == "fanout":
+    if claim.kind is DueWork.FANOUT:
         await fan_out(deps, claim.rd)
         return
     s, watches = deps.settings, deps.store.watches

@@ -5,14 +5,14 @@ anything Intuned (or the network) does:
 
 =====================================  =========================================================
 2xx + well-formed envelope             ``Fetched`` (decoded result, raw body, raw top-level fields)
-2xx that is not a JSON envelope        ``Transient("bad_body")``
+2xx that is not a JSON envelope        ``Transient(BAD_BODY)``
 404                                    ``NotFoundOutcome``
 401 / 403                              ``Unauthorized``
 429                                    ``RateLimited`` (``Retry-After`` seconds or HTTP-date)
-5xx                                    ``Transient("http_5xx")``
-timeout (connect, read, or the total)  ``Transient("timeout")``
-connection refused / reset / closed    ``Transient("connection")``
-other statuses                         ``Transient("http_status")``
+5xx                                    ``Transient(HTTP_5XX)``
+timeout (connect, read, or the total)  ``Transient(TIMEOUT)``
+connection refused / reset / closed    ``Transient(CONNECTION)``
+other statuses                         ``Transient(HTTP_STATUS)``
 =====================================  =========================================================
 
 ``start`` answers the outcomes of ``relay.intuned.start`` instead (``Started``, ``Refused``,
@@ -45,6 +45,7 @@ from relay.intuned.models import (
     PollOutcome,
     RateLimited,
     Transient,
+    TransientKind,
     Unauthorized,
 )
 from relay.intuned.start import StartOutcome, classify_start_answer, classify_start_failure
@@ -108,9 +109,9 @@ def _detail(response: Reply) -> str:
     return f"HTTP {response.status_code}: {text[:_DETAIL_CHARS]}".strip()
 
 
-def _transport_kind(exc: BaseException) -> str:
+def _transport_kind(exc: BaseException) -> TransientKind:
     """``timeout`` or ``connection`` for a transport failure."""
-    return "timeout" if isinstance(exc, TimeoutError) else "connection"
+    return TransientKind.TIMEOUT if isinstance(exc, TimeoutError) else TransientKind.CONNECTION
 
 
 def _classify_common(
@@ -124,7 +125,7 @@ def _classify_common(
     if status == 429:
         return RateLimited(retry_after=parse_retry_after(response.headers.get("retry-after")))
     if status >= 500:
-        return Transient(kind="http_5xx", status_code=status, detail=_detail(response))
+        return Transient(kind=TransientKind.HTTP_5XX, status_code=status, detail=_detail(response))
     return None
 
 
@@ -137,19 +138,23 @@ def classify_result(response: Reply) -> PollOutcome:
             result = RESULT_DECODER.decode(raw)
         except msgspec.DecodeError as exc:  # ValidationError is a DecodeError
             detail = f"HTTP {response.status_code} body is not a result envelope: {exc}"
-            return Transient(kind="bad_body", status_code=response.status_code, detail=detail)
+            return Transient(
+                kind=TransientKind.BAD_BODY, status_code=response.status_code, detail=detail
+            )
         return Fetched(result=result, raw=raw, fields=fields)
     common = _classify_common(response)
     if common is not None:
         return common
-    return Transient(kind="http_status", status_code=response.status_code, detail=_detail(response))
+    return Transient(
+        kind=TransientKind.HTTP_STATUS, status_code=response.status_code, detail=_detail(response)
+    )
 
 
 def disable_silent_retry(session: aiohttp.ClientSession) -> aiohttp.ClientSession:
     """Stop aiohttp from silently re-sending an idempotent request once when a connection drops.
 
     Every request Intuned sees must be one the caller asked for (rate limits and poll counts stay
-    honest), and a reset must surface as ``Transient("connection")``. aiohttp has no public switch
+    honest), and a reset must surface as ``Transient(CONNECTION)``. aiohttp has no public switch
     for this retry (aio-libs/aiohttp#10790); its private ``_retry_connection`` attribute (added by
     aio-libs/aiohttp#9396 for aiohttp's own tests) is the only way. This is the one place the
     relay touches it; if an upgrade renames it, this raises instead of silently re-sending.
@@ -237,11 +242,11 @@ class IntunedClient(AsyncClosing):
         try:
             response = await self._request(method, url, body, fresh=False)
         except aiohttp.ClientPayloadError as exc:
-            if isinstance(exc.__cause__, ContentEncodingError) or "content-encoding" in str(exc):
+            if isinstance(exc.__cause__, ContentEncodingError):
                 detail = f"undecodable body: {exc}"[:_DETAIL_CHARS]
-                return Transient(kind="bad_body", detail=detail)
+                return Transient(kind=TransientKind.BAD_BODY, detail=detail)
             return Transient(
-                kind="connection", detail=f"{type(exc).__name__}: {exc}"[:_DETAIL_CHARS]
+                kind=TransientKind.CONNECTION, detail=f"{type(exc).__name__}: {exc}"[:_DETAIL_CHARS]
             )
         except (aiohttp.ClientError, OSError) as exc:  # OSError: TimeoutError
             kind = _transport_kind(exc)

@@ -8,6 +8,7 @@ pass Intuned's body through byte for byte. This module does no I/O.
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any, Final
 
 import msgspec
@@ -103,10 +104,20 @@ class RateLimited(msgspec.Struct, frozen=True):
     retry_after: float | None = None
 
 
+class TransientKind(StrEnum):
+    """Why a call is worth retrying (``Transient.kind``, logged as ``kind``)."""
+
+    HTTP_5XX = "http_5xx"
+    HTTP_STATUS = "http_status"  # any other status the call does not expect
+    TIMEOUT = "timeout"  # connect, read, or the total
+    CONNECTION = "connection"  # refused, reset or closed
+    BAD_BODY = "bad_body"  # a 2xx that is no envelope, or a body that does not decompress
+
+
 class Transient(msgspec.Struct, frozen=True):
     """Anything worth retrying: 5xx, other unexpected statuses, timeouts, resets, garbage 2xx."""
 
-    kind: str  # "http_5xx" | "http_status" | "timeout" | "connection" | "bad_body"
+    kind: TransientKind
     status_code: int | None = None
     detail: str = ""
 

@@ -20,6 +20,7 @@ from urllib.parse import quote
 from relay.model import (
     EVENT_STATUSES,
     DeliveryOutcome,
+    DueWork,
     EventType,
     FailureCode,
     Lane,
@@ -287,6 +288,7 @@ _LUA_ENUMS: Final[dict[str, type[StrEnum]]] = {
     "LANE": Lane,
     "FC": FailureCode,
     "PK": PollKind,
+    "DW": DueWork,
     "PR": PollRecord,
     "RA": RegisterAction,
     "DO": DeliveryOutcome,

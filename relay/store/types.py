@@ -12,6 +12,7 @@ import msgspec
 from relay.model import (
     ChangeOutcome,
     DeliveryOutcome,
+    DueWork,
     Lane,
     RegisterAction,
     Subscription,
@@ -42,10 +43,10 @@ class Registration(msgspec.Struct, frozen=True):
 
 
 class ClaimedPoll(msgspec.Struct, frozen=True):
-    """A run whose poll (kind ``poll``) or fan-out (kind ``fanout``) is due, leased to the
-    claiming worker; ``now`` is Redis's clock at the claim (ms)."""
+    """A run whose poll (``DueWork.POLL``) or fan-out (``DueWork.FANOUT``) is due, leased to
+    the claiming worker; ``now`` is Redis's clock at the claim (ms)."""
 
-    kind: str
+    kind: DueWork
     rd: str
     rk: str
     now: int

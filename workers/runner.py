@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import gc
 import signal
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -323,15 +322,6 @@ async def _wake_on_publish(deps: WorkerDeps, redis: Redis) -> None:
             await asyncio.sleep(1.0)
 
 
-def freeze_startup_heap() -> None:
-    """Seam "frozen start-up heap" (bench/NOTES.md, issue 12 fourth pass): what start-up made
-    (modules, settings, clients: ~57,000 tracked objects) lives as long as the process, yet
-    every full collection walked it again. Collect once, then move it to the permanent
-    generation (``gc.freeze``), so the cyclic GC walks only what the work makes."""
-    gc.collect()
-    gc.freeze()
-
-
 async def run_worker(
     settings: Settings,
     *,
@@ -361,7 +351,6 @@ async def run_worker(
     pumps = build_pumps(deps)
     deps.pumps.update(pumps)
     worker = build_worker(settings, deps)
-    freeze_startup_heap()
     for pump in pumps.values():
         pump.start()
     gauges = asyncio.create_task(_gauges(deps))

@@ -35,7 +35,6 @@ from urllib.parse import quote
 import aiohttp
 import msgspec
 from aiohttp.http_exceptions import ContentEncodingError
-from yarl import URL
 
 from relay.closing import AsyncClosing
 from relay.intuned.models import (
@@ -209,28 +208,17 @@ class IntunedClient(AsyncClosing):
         self._make_start_session = _session_factory(8, timeout, force_close=True)
         self._session: aiohttp.ClientSession | None = None
         self._start_session: aiohttp.ClientSession | None = None
-        # The workspace's root, parsed (and normalised) by yarl once (``_url``).
-        self._root = URL(f"{self.base_url}/{quote(workspace_id, safe='')}")
+        self._ws_path = "/" + quote(workspace_id, safe="")
 
     def __repr__(self) -> str:
         return f"IntunedClient(base_url={self.base_url!r}, workspace_id={self.workspace_id!r})"
 
     __str__ = __repr__
 
-    def _url(self, project_name: str, tail: str) -> URL:
-        """``tail`` (already percent-encoded) of a project under the workspace's root.
+    def _url(self, project_name: str, tail: str) -> str:
+        return f"{self.base_url}{self._ws_path}/projects/{quote(project_name, safe='')}/{tail}"
 
-        Seam "Intuned URL from the parsed root" (bench/NOTES.md, issue 12 fourth pass): the
-        path is appended to the root yarl parsed once, as encoded (every name in it went
-        through ``quote(..., safe="")``), instead of yarl parsing and re-quoting the whole URL
-        string on every poll. The path is the same but for a name's sub-delimiters (``&``,
-        ``'``, ...): they stay percent-encoded as ``quote`` wrote them, where yarl's re-quoting
-        decoded them (both decode to the same name).
-        """
-        path = f"{self._root.raw_path}/projects/{quote(project_name, safe='')}/{tail}"
-        return self._root.with_path(path, encoded=True)
-
-    async def _request(self, method: str, url: URL, body: bytes | None, *, fresh: bool) -> Reply:
+    async def _request(self, method: str, url: str, body: bytes | None, *, fresh: bool) -> Reply:
         """Send one request under a total deadline and read its body (transport errors raise).
 
         ``fresh``: on a connection of its own, never a pooled one (the start path).
@@ -243,7 +231,7 @@ class IntunedClient(AsyncClosing):
         ) as resp:
             return Reply(resp.status, resp.headers, await resp.read())
 
-    async def _send(self, method: str, url: URL, body: bytes | None) -> Reply | Transient:
+    async def _send(self, method: str, url: str, body: bytes | None) -> Reply | Transient:
         """Send one request and read its body; transport failures typed as ``Transient``."""
         started = time.perf_counter()
         try:

@@ -164,9 +164,10 @@ def worker(check: bool) -> None:
     if settings.worker_process_count > 1:
         sys.exit(run_workers(settings, os.environ))
     from relay.observability import configure_logging
-    from workers.runner import run_worker
+    from workers.runner import run_worker, tune_gc
 
     configure_logging(settings.log_format)
+    tune_gc()
     try:
         import uvloop
 

@@ -10,7 +10,7 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from relay.model import DeliveryOutcome, SubscriptionDoc, SubState
+from relay.model import DeliveryOutcome, FailureCode, SubscriptionDoc, SubState, WatchFailure
 from relay.store import ClaimedDelivery, Stores, keys
 from relay.store.deliveries import RECORD_BATCH_MAX, DeliveryStore
 from relay.store.scripts import GroupCommit, RecordError, script_source
@@ -227,3 +227,49 @@ async def test_group_commit_of_depth_two_sends_a_second_write_while_one_is_in_fl
     release.set()
     assert [await f for f in (first, second, *later)] == [1, 2, 3, 4]
     assert sorted(writes[2]) == [3, 4] and len(writes) == 3
+
+
+async def test_every_value_of_a_group_of_polls_is_stored_as_given(
+    store: Stores, redis_url: str, redis_client: Redis
+) -> None:
+    """One call records results and errors together: each body byte for byte (not UTF-8, NUL,
+    bytes msgpack would read as a header), each interval, each error's not-found flag."""
+    first, body_run, new_status, not_found, failed_call = await watched_runs(store, 5)
+    watches = store.watches
+    await watches.record_result(first, "pending", b"{}", 60_000, 3.0)  # loads the script
+    body = b'\x00\xff\xc4\x01"\\ \xe2\x82 {"status": "pending"}'
+    with script_work(redis_url) as work:
+        recs = await asyncio.gather(
+            watches.record_result(body_run, "pending", body, 60_000, 2.125),
+            watches.record_result(new_status, "some-new-status", b"", 30_000, 0.001),
+            watches.record_poll_error(not_found, 45_000, 7.5, not_found=True),
+            watches.record_poll_error(failed_call, 45_000, 12.0, not_found=False),
+        )
+    assert [r.outcome for r in recs] == ["scheduled"] * 4
+    assert work.calls == 1
+    W, RF = keys.WatchField, keys.ResultField
+    fields = (RF.BODY, W.STATUS, W.INTERVAL, W.ERRORS, W.NOT_FOUND_SINCE)
+
+    async def stored(rd: str) -> list[bytes | None]:
+        return await redis_client.hmget(keys.watch(rd), [str(f) for f in fields])
+
+    assert await stored(body_run) == [body, b"pending", b"2.125", None, None]
+    assert await stored(new_status) == [b"", b"some-new-status", b"0.001", None, None]
+    *values, since = await stored(not_found)
+    assert values == [None, None, b"7.5", b"1"] and since is not None
+    assert await stored(failed_call) == [None, None, b"12", b"1", None]
+    for rd in (body_run, new_status, not_found, failed_call):
+        assert await redis_client.zscore(keys.DUE_POLL, rd) is not None
+
+
+async def test_a_watch_failure_keeps_its_message_as_given(
+    store: Stores, redis_client: Redis
+) -> None:
+    [rd] = await watched_runs(store, 1)
+    message = 'Intuned answered 404: "ü" \\ \x01 \U0001f600'
+    failure = WatchFailure(FailureCode.RUN_NOT_FOUND, message)
+    assert (await store.watches.record_watch_failure(rd, failure)).outcome == "failed"
+    code, stored = await redis_client.hmget(
+        keys.watch(rd), [keys.WatchField.FAIL_CODE, keys.WatchField.FAIL_MESSAGE]
+    )
+    assert (code, stored) == (b"run_not_found", message.encode())

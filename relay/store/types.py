@@ -14,6 +14,7 @@ from relay.model import (
     DeliveryOutcome,
     DueWork,
     Lane,
+    PollKind,
     RegisterAction,
     Subscription,
     SubscriptionDoc,
@@ -114,11 +115,26 @@ class PollReplies(msgspec.Struct, frozen=True):
     replies: list[PollReply] = []
 
 
-class PollToRecord(msgspec.Struct, frozen=True):
-    """One poll outcome for ``record_poll`` (its keys and arguments, in the script's order)."""
+class PollArgs(msgspec.Struct, frozen=True, array_like=True):
+    """One poll outcome's arguments for ``record_poll``, in the script's order: a group's
+    travel as one msgpack array of these arrays (``WatchStore``), not nine arguments each."""
 
     rd: str
-    args: list[str | int | bytes]
+    kind: PollKind
+    status: str
+    delay_ms: int
+    iv: str
+    code: str
+    message: str
+    not_found: bool
+
+
+class PollToRecord(msgspec.Struct, frozen=True):
+    """One poll outcome for ``record_poll``: its arguments, and the fetched body (any bytes:
+    an argument of its own, since the msgpack of Redis's Lua has no binary type)."""
+
+    args: PollArgs
+    body: bytes = b""
 
 
 class NoticeStep(msgspec.Struct, frozen=True):

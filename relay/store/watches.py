@@ -9,7 +9,7 @@ module must never decide when to poll (``relay.policy`` does) or make HTTP calls
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import Final
 
 import msgspec
 from redis.asyncio import Redis
@@ -30,6 +30,7 @@ from relay.store.types import (
     ClaimedPoll,
     FanOutStep,
     NoticeStep,
+    PollArgs,
     PollClaims,
     PollRecorded,
     PollReplies,
@@ -46,6 +47,7 @@ POLL_WRITES: Final = 2  # poll record calls in flight at once (one made polls wa
 # parsed element by element from RESP. Buys ~6 % of the instructions per poll (worker + Redis).
 _POLL_CLAIMS: Final = msgspec.json.Decoder(PollClaims, strict=False)
 _POLL_REPLIES: Final = msgspec.json.Decoder(PollReplies, strict=False)
+_POLL_ARGS: Final = msgspec.msgpack.Encoder()
 
 
 class WatchStore:
@@ -77,23 +79,11 @@ class WatchStore:
         reply = _POLL_CLAIMS.decode(await self._claim([keys.DUE_POLL], [1, self.lease_ms, rd]))
         return reply.polls[0] if reply.polls else None
 
-    async def _poll(self, rd: str, kind: PollKind, **kw: Any) -> PollRecorded:
-        status = kw.get("status", "")
-        item = PollToRecord(
-            rd=rd,
-            args=[
-                rd,
-                kind.value,
-                status,
-                kw.get("body", b""),
-                int(kw.get("delay_ms", 0)),
-                interval_field(kw.get("interval", 0.0)),
-                kw.get("code", ""),
-                kw.get("message", ""),
-                "1" if kw.get("flag") else "0",
-            ],
-        )
-        if kind is PollKind.FAIL or (kind is PollKind.RESULT and status in TERMINAL_STATUSES):
+    async def _poll(self, args: PollArgs, body: bytes = b"") -> PollRecorded:
+        item = PollToRecord(args=args, body=body)
+        if args.kind is PollKind.FAIL or (
+            args.kind is PollKind.RESULT and args.status in TERMINAL_STATUSES
+        ):
             [one] = await self._record_calls(self._record, [item])
         else:
             one = await self._polls.submit(item)
@@ -109,12 +99,17 @@ class WatchStore:
     ) -> list[PollRecorded | Exception]:
         """One ``record_poll`` call for ``items``: one result per item, in order."""
         keys_: list[str] = []
-        args: list[str | int | bytes] = [self.lease_ms]
+        bodies: list[bytes] = []
         for it in items:
-            keys_ += [keys.watch(it.rd), keys.DUE_POLL, keys.starters(it.rd)]
-            args += it.args
+            rd = it.args.rd
+            keys_ += [keys.watch(rd), keys.DUE_POLL, keys.starters(rd)]
+            bodies.append(it.body)
+        # Seam "poll record arguments packed" (bench/NOTES.md, issue 12 fourth pass): every
+        # poll's arguments but its body go as one msgpack argument for the whole call (packed
+        # by msgspec in C) instead of eight each, which redis-py packs one by one in Python.
+        packed = _POLL_ARGS.encode([it.args for it in items])
         return group_members(
-            _POLL_REPLIES.decode(await script(keys_, args)).replies,
+            _POLL_REPLIES.decode(await script(keys_, [self.lease_ms, packed, *bodies])).replies,
             lambda reply: PollRecorded(outcome=reply.outcome, now=reply.now, notices=reply.notices),
         )
 
@@ -123,21 +118,21 @@ class WatchStore:
     ) -> PollRecorded:
         """Store a fetched result once for the run; a terminal status ends the watch (then
         call ``fan_out`` until done)."""
-        return await self._poll(
-            rd, PollKind.RESULT, status=status, body=body, delay_ms=delay_ms, interval=interval
-        )
+        args = _args(rd, PollKind.RESULT, status=status, delay_ms=delay_ms, interval=interval)
+        return await self._poll(args, body)
 
     async def record_poll_error(
         self, rd: str, delay_ms: int, interval: float, *, not_found: bool
     ) -> PollRecorded:
         """Count a failed poll and schedule the next one ``delay_ms`` from Redis's now."""
-        return await self._poll(
-            rd, PollKind.ERROR, delay_ms=delay_ms, interval=interval, flag=not_found
-        )
+        args = _args(rd, PollKind.ERROR, delay_ms=delay_ms, interval=interval, not_found=not_found)
+        return await self._poll(args)
 
     async def record_watch_failure(self, rd: str, failure: WatchFailure) -> PollRecorded:
         """End a watch without a terminal status (then call ``fan_out`` until done)."""
-        return await self._poll(rd, PollKind.FAIL, code=failure.code.value, message=failure.message)
+        return await self._poll(
+            _args(rd, PollKind.FAIL, code=failure.code.value, message=failure.message)
+        )
 
     async def fan_out(self, rd: str, batch: int = FANOUT_BATCH) -> FanOutStep:
         """Move the next batch of an ended run's watching subscribers to delivery."""
@@ -194,6 +189,22 @@ class WatchStore:
     async def next_due_in(self) -> int | None:
         """Milliseconds until the earliest poll is due (Redis's clock), None when none."""
         return await due_in(self.redis, keys.DUE_POLL)
+
+
+def _args(
+    rd: str,
+    kind: PollKind,
+    *,
+    status: str = "",
+    delay_ms: int = 0,
+    interval: float = 0.0,
+    code: str = "",
+    message: str = "",
+    not_found: bool = False,
+) -> PollArgs:
+    """``record_poll``'s arguments for one poll (the unused ones empty)."""
+    iv = interval_field(interval)
+    return PollArgs(rd, kind, status, int(delay_ms), iv, code, message, not_found)
 
 
 def interval_field(seconds: float) -> str:

@@ -5,14 +5,15 @@
 -- is recorded on its own (pcall): one Redis refuses answers an error map, the others stand.
 -- KEYS: per poll i = 0, 1, ...: 3i+1 watch (holds the run's one stored result), 3i+2 due poll,
 --       3i+3 run starters
--- ARGV: 1 lease ms; then per poll i, from 1 + 9i: +1 rd, +2 kind (PK), +3 status, +4 body,
---       +5 delay ms, +6 iv, +7 fail code, +8 fail message, +9 flag ('1': not found (error))
+-- ARGV: 1 lease ms; 2 one msgpack array (types.PollArgs), per poll i an array: rd, kind (PK),
+--       status, delay ms, iv, fail code, fail message, not found (error: a boolean);
+--       3 + i the body of poll i (any bytes: Redis's cmsgpack has no binary type)
 -- Returns one JSON map (types.PollReplies): replies, one map per poll in order: outcome (PR),
 -- now, notices (0/1); or error.
 local lease = tonumber(ARGV[1])
 local now = redis_now()
 
-local function record(wk, due, starters, rd, kind, status, body, delay, iv, fc, fm, flag)
+local function record(wk, due, starters, rd, kind, status, body, delay, iv, fc, fm, not_found)
   local w = redis.call('HMGET', wk, W.STATE, W.FANOUT_CURSOR, W.PUSH_NEWS, W.NOTICE_CURSOR)
   if w[1] ~= WS.WATCHING then
     if not w[2] then redis.call('ZREM', due, rd) end
@@ -43,7 +44,7 @@ local function record(wk, due, starters, rd, kind, status, body, delay, iv, fc, 
   elseif kind == PK.ERROR then
     redis.call('HINCRBY', wk, W.ERRORS, 1)
     redis.call('HSET', wk, W.INTERVAL, iv)
-    if flag == '1' then redis.call('HSETNX', wk, W.NOT_FOUND_SINCE, now) end
+    if not_found then redis.call('HSETNX', wk, W.NOT_FOUND_SINCE, now) end
     redis.call('ZADD', due, now + delay, rd)
     return {outcome = PR.SCHEDULED, now = now}
   end
@@ -53,9 +54,10 @@ local function record(wk, due, starters, rd, kind, status, body, delay, iv, fc, 
   return {outcome = PR.FAILED, now = now}
 end
 
-local replies = each_member(3, 1, 9, function(k, a)
-  return record(KEYS[k], KEYS[k + 1], KEYS[k + 2], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3],
-                ARGV[a + 4], tonumber(ARGV[a + 5]), ARGV[a + 6], ARGV[a + 7], ARGV[a + 8],
-                ARGV[a + 9])
+local polls = cmsgpack.unpack(ARGV[2])
+local replies = each_member(3, 0, 1, function(k, i)
+  local p = polls[i + 1]
+  return record(KEYS[k], KEYS[k + 1], KEYS[k + 2], p[1], p[2], p[3], ARGV[i + 3], p[4], p[5],
+                p[6], p[7], p[8])
 end, true)
 return json_list('replies', replies)

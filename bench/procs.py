@@ -8,12 +8,14 @@ thing measured), and the relay's own ``relay api`` / ``relay worker`` exactly as
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -245,3 +247,72 @@ class CpuMeter:
             n: round(100 * (cpu_seconds(p) - self._start[n]) / elapsed, 1)
             for n, p in self.pids.items()
         }
+
+
+def _schedstat_fds(pid: int) -> list[int]:
+    """Open ``/proc/<pid>/task/<tid>/schedstat`` of every thread of a process and its
+    descendants (as they are now), to be read with ``pread`` per sample: no directory walk then."""
+    fds = []
+    for p in _descendants(pid):
+        with contextlib.suppress(OSError):
+            for tid in os.listdir(f"/proc/{p}/task"):
+                with contextlib.suppress(OSError):
+                    fds.append(os.open(f"/proc/{p}/task/{tid}/schedstat", os.O_RDONLY))
+    return fds
+
+
+def _sched_ns(fds: list[int]) -> tuple[int, int]:
+    """Nanoseconds on a CPU and waiting for one (runnable, in the run queue), summed."""
+    ran = waited = 0
+    for fd in fds:
+        try:
+            on_cpu, run_queue, _ = os.pread(fd, 128, 0).split()
+        except (OSError, ValueError):  # the thread ended
+            continue
+        ran += int(on_cpu)
+        waited += int(run_queue)
+    return ran, waited
+
+
+class CpuTrace:
+    """CPU use of named processes sampled every ``every`` seconds by a thread, so that a share can
+    be read afterwards for any window inside the trace: a delivery window runs from the first to
+    the last receipt, known only at its end (``CpuMeter`` over the whole wait also counted the
+    wake-up and the receipt polling's tail, ~15 % of a 0.7 s window). A sample is a ``pread`` of
+    each thread's schedstat (~20 us each): the bench shares the machine with what it measures."""
+
+    def __init__(self, pids: dict[str, int], every: float = 0.02) -> None:
+        self.names = list(pids)
+        self.every = every
+        self._fds = {n: _schedstat_fds(p) for n, p in pids.items()}
+        self._samples: list[tuple[float, dict[str, tuple[int, int]]]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        while True:
+            self._samples.append((time.time(), {n: _sched_ns(f) for n, f in self._fds.items()}))
+            if self._stop.wait(self.every):
+                return
+
+    def close(self) -> None:
+        """Stop sampling (one last sample is taken) and close the files."""
+        self._stop.set()
+        self._thread.join()
+        for fds in self._fds.values():
+            for fd in fds:
+                os.close(fd)
+
+    def share(self, t0: float, t1: float) -> dict[str, float]:
+        """% of one core each process ran between wall-clock times ``t0`` and ``t1`` (the
+        samples around them), and ``<name> queued``: % of that window it waited for a core."""
+        before = [s for s in self._samples if s[0] <= t0] or self._samples[:1]
+        after = [s for s in self._samples if s[0] >= t1] or self._samples[-1:]
+        (ta, a), (tb, b) = before[-1], after[0]
+        span = max(tb - ta, 1e-9) * 1e9
+        out: dict[str, float] = {}
+        for n in self.names:
+            out[n] = round(100 * (b[n][0] - a[n][0]) / span, 1)
+            out[f"{n} queued"] = round(100 * (b[n][1] - a[n][1]) / span, 1)
+        return out

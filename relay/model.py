@@ -120,6 +120,14 @@ class PollKind(StrEnum):
     FAIL = "fail"
 
 
+class PushOutcome(StrEnum):
+    """What an authenticated push did to its run's watch (``push.lua``)."""
+
+    TRIGGERED = "triggered"  # the run's poll is due now
+    COALESCED = "coalesced"  # a poll for an earlier push is still to come, or was just made
+    IGNORED = "ignored"  # the run is no longer watched
+
+
 class PollRecord(StrEnum):
     """What recording a poll did to the watch."""
 

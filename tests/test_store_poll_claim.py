@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from redis.asyncio import Redis
 
-from relay.model import EVENT_STATUSES, DueWork, run_key
+from relay.model import EVENT_STATUSES, DueWork, PushOutcome, run_key
 from relay.store import Stores, keys
 from relay.store.keys import WatchField as W
 from relay.store.types import ClaimedPoll
@@ -49,7 +49,7 @@ async def test_every_optional_field_of_a_watch_claims_back_as_stored(
     rd = rd_of(d)
     await store.watches.claim_polls(10)
     await store.watches.record_poll_error(rd, 0, 2.125, not_found=True)
-    assert await store.starts.pushed(rk, 0) == "triggered"
+    assert await store.starts.pushed(rk, 0) is PushOutcome.TRIGGERED
     w = await watch_fields(redis_client, rd)
 
     [claim] = await store.watches.claim_polls(10)

@@ -15,6 +15,7 @@ from typing import Final
 
 import structlog
 
+from relay.model import PushOutcome
 from relay.policy import PUSH_BURST_MS
 from relay.services.starts import secret_matches
 from relay.store import StartStore
@@ -50,7 +51,7 @@ async def trigger_poll(starts: StartStore, run_key: str) -> PushResult:
     the workers' poll pumps)."""
     outcome = await starts.pushed(run_key, PUSH_BURST_MS)
     # A flood of pushes must not become a flood of log lines: only the one that polls is info.
-    (log.info if outcome == "triggered" else log.debug)(
+    (log.info if outcome is PushOutcome.TRIGGERED else log.debug)(
         "push_received", run_key=run_key, outcome=outcome
     )
     return PushResult.ACCEPTED

@@ -12,7 +12,7 @@ from __future__ import annotations
 import msgspec
 from redis.asyncio import Redis
 
-from relay.model import StartKeyState
+from relay.model import PushOutcome, StartKeyState
 from relay.store import keys
 from relay.store.keys import IngressField
 from relay.store.scripts import Script, decode_map, r, text
@@ -42,7 +42,7 @@ class _Marked(msgspec.Struct, frozen=True):
 
 
 class _Pushed(msgspec.Struct, frozen=True):
-    outcome: str
+    outcome: PushOutcome
 
 
 class StartStore:
@@ -98,8 +98,8 @@ class StartStore:
             return None
         return IngressToken(run_key=text(rk) or "", secret_hash=text(sh) or "")
 
-    async def pushed(self, run_key: str, burst_ms: int) -> str:
-        """Record a push for a run: 'triggered', 'coalesced' or 'ignored'."""
+    async def pushed(self, run_key: str, burst_ms: int) -> PushOutcome:
+        """Record a push for a run: what it did to the run's watch."""
         rd = keys.run_digest(run_key)
         reply = await self._push([keys.watch(rd), keys.DUE_POLL], [rd, burst_ms])
         return decode_map(reply, _Pushed).outcome

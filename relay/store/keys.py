@@ -128,6 +128,14 @@ class ResultField(StrEnum):
     FETCHED = "t"
 
 
+class ResultRide(StrEnum):
+    """Whether a delivery claim carries the run's stored result (``claim_deliveries.lua``)."""
+
+    NONE = "none"  # the run has no stored result (a watch failure, or none yet)
+    BIG = "big"  # over the claim's size limit: the worker reads it on its own
+    CARRIED = "result"  # in the claim's reply
+
+
 class OpsField(StrEnum):
     """Fields of a client's operational webhook hash."""
 
@@ -281,6 +289,7 @@ _LUA_ENUMS: Final[dict[str, type[StrEnum]]] = {
     "W": WatchField,
     "F": SubField,
     "RF": ResultField,
+    "RR": ResultRide,
     "SF": SecretField,
     "ST": SubState,
     "WS": WatchState,

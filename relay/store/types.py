@@ -21,6 +21,7 @@ from relay.model import (
     SubState,
     WatchFailure,
 )
+from relay.store.keys import ResultRide
 
 
 class Registration(msgspec.Struct, frozen=True):
@@ -180,7 +181,7 @@ class ClaimRow(msgspec.Struct, frozen=True):
     fc: str | None = None
     fm: str | None = None
     hd: str | None = None
-    result_state: str = "none"
+    result_state: ResultRide = ResultRide.NONE
     cur: str | None = None
     prev: str | None = None
     rot: int | None = None

@@ -1,5 +1,5 @@
 -- Lease due delivery attempts by Redis's clock, with what each attempt reads: the document,
--- the run's stored result (when at most ARGV[3] bytes; else result='big'), the secrets.
+-- the run's stored result (when at most ARGV[3] bytes; else result_state RR.BIG), the secrets.
 -- KEYS: 1 due dlv. ARGV: 1 limit, 2 lease ms, 3 result max bytes, 4 sid (optional: only it)
 -- Returns a list of ClaimReply maps {claim = ClaimRow as JSON, result} (prelude's claim_due).
 local limit, lease, result_max = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -15,11 +15,11 @@ return claim_due(KEYS[1], now, limit, ARGV[4], lease, own, function(sid, s)
   local rk = fmt(K_WATCH, run_digest(s[#own + 1] or ''))
   local size = redis.call('HSTRLEN', rk, RF.BODY)
   if redis.call('HEXISTS', rk, RF.BODY) == 0 then
-    m.result_state = 'none'
+    m.result_state = RR.NONE
   elseif size > result_max then
-    m.result_state = 'big'
+    m.result_state = RR.BIG
   else
-    m.result_state = 'result'
+    m.result_state = RR.CARRIED
     m.result = redis.call('HGET', rk, RF.BODY)
   end
   return m

@@ -14,7 +14,14 @@ import pytest
 
 from relay.fake_intuned import FakeIntunedHandle, Fault, RateLimitConfig, RunScript
 from relay.intuned.client import IntunedClient, disable_silent_retry, parse_retry_after
-from relay.intuned.models import Fetched, NotFoundOutcome, RateLimited, Transient, Unauthorized
+from relay.intuned.models import (
+    RAW_FIELDS_DECODER,
+    Fetched,
+    NotFoundOutcome,
+    RateLimited,
+    Transient,
+    Unauthorized,
+)
 from relay.intuned.start import Refused, Started
 from tests.support.intuned_fixtures import (
     FAKE_API_KEY,
@@ -51,8 +58,13 @@ async def test_fetched_through_the_whole_lifecycle(
     assert done.result.run_id == run_id
     assert done.result.result == {"k": [1, "é"]}
     assert done.result.extended_payloads is not msgspec.UNSET
-    assert set(done.fields) == {"runId", "status", "result", "extendedPayloads"}
-    assert set(got[0].fields) == {"runId", "status"}
+    assert set(RAW_FIELDS_DECODER.decode(done.raw)) == {
+        "runId",
+        "status",
+        "result",
+        "extendedPayloads",
+    }
+    assert set(RAW_FIELDS_DECODER.decode(got[0].raw)) == {"runId", "status"}
 
 
 @pytest.mark.parametrize("outcome", ["failed", "canceled"])
@@ -77,13 +89,14 @@ async def test_fetched_failed_and_canceled_pass_through_exactly(
             await raw.get(f"/{FAKE_WORKSPACE_ID}/projects/{PROJECT}/run/{run_id}/result")
         ).content
     assert got.raw == body  # terminal answers are identical, so this is the fake's exact body
-    for name, value in got.fields.items():
+    fields = RAW_FIELDS_DECODER.decode(got.raw)
+    for name, value in fields.items():
         assert bytes(value) in body
         assert msgspec.json.decode(bytes(value)) == msgspec.json.decode(body)[name]
     assert got.result.status == outcome
     assert got.result.message == "why"
     if outcome == "failed":
-        assert msgspec.json.decode(bytes(got.fields["error"])) == error
+        assert msgspec.json.decode(bytes(fields["error"])) == error
         assert got.result.error.code == "script-timeout"  # type: ignore[union-attr]
     else:
         assert got.result.reason.type == "cancelled-user-action"  # type: ignore[union-attr]

@@ -38,7 +38,6 @@ from aiohttp.http_exceptions import ContentEncodingError
 
 from relay.closing import AsyncClosing
 from relay.intuned.models import (
-    RAW_FIELDS_DECODER,
     RESULT_DECODER,
     Fetched,
     NotFoundOutcome,
@@ -134,14 +133,13 @@ def classify_result(response: Reply) -> PollOutcome:
     if 200 <= response.status_code < 300:
         raw = response.content
         try:
-            fields = RAW_FIELDS_DECODER.decode(raw)
             result = RESULT_DECODER.decode(raw)
         except msgspec.DecodeError as exc:  # ValidationError is a DecodeError
             detail = f"HTTP {response.status_code} body is not a result envelope: {exc}"
             return Transient(
                 kind=TransientKind.BAD_BODY, status_code=response.status_code, detail=detail
             )
-        return Fetched(result=result, raw=raw, fields=fields)
+        return Fetched(result=result, raw=raw)
     common = _classify_common(response)
     if common is not None:
         return common

@@ -78,11 +78,11 @@ class StartResponse(msgspec.Struct, rename="camel"):
 
 
 class Fetched(msgspec.Struct, frozen=True):
-    """A 200 with a well-formed envelope. ``raw`` is the exact body, ``fields`` its top level."""
+    """A 200 with a well-formed envelope. ``raw`` is the exact body (stored as it is; the event
+    body takes its top-level fields from it, ``RAW_FIELDS_DECODER``)."""
 
     result: RunResult
     raw: bytes
-    fields: RawFields
 
 
 class NotFoundOutcome(msgspec.Struct, frozen=True):

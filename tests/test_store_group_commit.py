@@ -6,14 +6,25 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 
+import msgspec
 import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from relay.model import DeliveryOutcome, FailureCode, SubscriptionDoc, SubState, WatchFailure
+from relay.model import (
+    EVENT_STATUSES,
+    Attempt,
+    DeliveryOutcome,
+    FailureCode,
+    Lane,
+    SubscriptionDoc,
+    SubState,
+    WatchFailure,
+)
 from relay.store import ClaimedDelivery, Stores, keys
-from relay.store.deliveries import RECORD_BATCH_MAX, DeliveryStore
+from relay.store.deliveries import RECORD_BATCH_MAX, DeliveryStore, due_set
 from relay.store.scripts import GroupCommit, RecordError, script_source
+from relay.store.types import AttemptRecorded
 from tests.support.api_helpers import make_doc
 from tests.support.slowlog import WORK_BOUND, script_work
 from tests.support.store_helpers import attempt, open_stores, rd_of, register, terminal
@@ -273,3 +284,132 @@ async def test_a_watch_failure_keeps_its_message_as_given(
         keys.watch(rd), [keys.WatchField.FAIL_CODE, keys.WatchField.FAIL_MESSAGE]
     )
     assert (code, stored) == (b"run_not_found", message.encode())
+
+
+ODD = 'he said "no" \\ \x00\x01\x1f\x7f \u2028 é \U0001f600 \ufffd {"a": [1]} </x>'
+
+
+async def awkward_claims(store: Stores) -> tuple[list[ClaimedDelivery], list[ClaimedDelivery]]:
+    """Four claims on the terminal lane and two on the run.started lane, each of its own run,
+    with awkward subscription and run ids."""
+    docs = [
+        make_doc(
+            "alpha",
+            'proj "ü"/%2F',
+            f'run {i} "\\ \U0001f600/ü%',
+            1_000 + i,
+            id=f'sub_{i}"\\ ü\U0001f600 %s',
+            events=(*EVENT_STATUSES, "started"),
+        )
+        for i in range(6)
+    ]
+    for d in docs:
+        await register(store, d)
+    for d in docs[4:]:
+        assert (await store.watches.record_result(rd_of(d), "started", b"{}", 0, 1.0)).notices
+        while not (await store.watches.fan_out_notices(rd_of(d))).done:
+            pass
+    for d in docs[:4]:
+        await terminal(store, d, "completed")
+    terminal_claims = await store.deliveries.claim_deliveries(10)
+    started_claims = await store.deliveries.claim_notices(10)
+    order = {d.id: i for i, d in enumerate(docs)}
+    return (
+        sorted(terminal_claims, key=lambda c: order[c.subscription_id]),
+        sorted(started_claims, key=lambda c: order[c.subscription_id]),
+    )
+
+
+def odd_attempt(n: int, claim: ClaimedDelivery) -> Attempt:
+    """An attempt whose every field differs from the others' and whose text is awkward."""
+    return Attempt(
+        attempt=n,
+        at=1_700_000_000_123 + n,
+        status_code=None if n == 3 else 200 + n,
+        error=None if n % 2 else f"error {n}: {ODD}",
+        duration_ms=n + 0.25,
+        response=f"{n} {ODD}",
+        series=claim.series,
+        event_type=claim.event_type if claim.lane is Lane.STARTED else None,
+    )
+
+
+async def test_every_value_of_a_group_of_attempts_is_stored_as_given(
+    store: Stores, redis_url: str, redis_client: Redis
+) -> None:
+    """One call records each outcome on the terminal lane and a retry and an ending on the
+    run.started lane: each attempt's JSON byte for byte, each state, retry time, count, run."""
+    (delivered, gone, exhausted, retry), (started_retry, started_end) = await awkward_claims(store)
+    D = DeliveryOutcome
+    plan = [
+        (delivered, D.DELIVERED, 0),
+        (gone, D.GONE, 0),
+        (exhausted, D.EXHAUSTED, 0),
+        (retry, D.RETRY, 12_345),
+        (started_retry, D.RETRY, 54_321),
+        (started_end, D.EXHAUSTED, 0),
+    ]
+    attempts = [odd_attempt(n, c) for n, (c, _, _) in enumerate(plan, 1)]
+    old_series = msgspec.structs.replace(delivered, series=delivered.series + 1)
+    await redis_client.script_load(script_source("record_attempts"))
+    with script_work(redis_url) as work:
+        recs = await asyncio.gather(
+            store.deliveries.record_attempt(old_series, attempt(9), D.DELIVERED, 0),
+            *(
+                store.deliveries.record_attempt(c, a, outcome, delay)
+                for (c, outcome, delay), a in zip(plan, attempts, strict=True)
+            ),
+        )
+    assert work.calls == 1
+    stale, *recs = recs
+    assert stale.state == "stale"  # a series the subscription is not in
+    assert [r.state for r in recs] == [
+        "delivered", "gone", "exhausted", "delivering", "delivering", "exhausted"
+    ]  # fmt: skip
+    now = delivered.now
+    for (c, _, delay), r in zip(plan, recs, strict=True):
+        assert (r.next is None) == (delay == 0)
+        if r.next is not None:
+            assert now + delay <= r.next < now + delay + 60_000
+            assert await redis_client.zscore(due_set(c.lane), c.subscription_id) == r.next
+    await assert_logged(redis_client, [c for c, _, _ in plan], attempts, stale_log=attempt(9))
+    await assert_moved_on(redis_client, [c for c, _, _ in plan], recs)
+    minutes = await store.deliveries.delivery_counters("alpha", 2)  # one, if a minute ended
+    assert (sum(m[1] for m in minutes), sum(m[2] for m in minutes)) == (2, 5)
+
+
+async def assert_logged(
+    redis_client: Redis, claims: list[ClaimedDelivery], attempts: list[Attempt], stale_log: Attempt
+) -> None:
+    """Each subscription's attempt log holds its attempt's JSON exactly (the stale one's first)."""
+    for i, (c, a) in enumerate(zip(claims, attempts, strict=True)):
+        logged = await redis_client.lrange(keys.attempts(c.subscription_id), 0, -1)
+        before = [msgspec.json.encode(stale_log)] if i == 0 else []
+        assert logged == [*before, msgspec.json.encode(a)]
+        assert msgspec.json.decode(logged[-1], type=Attempt) == a
+
+
+async def assert_moved_on(
+    redis_client: Redis, claims: list[ClaimedDelivery], recs: list[AttemptRecorded]
+) -> None:
+    """Each subscription's lane moved as its outcome says; an ended terminal lane named its run."""
+    F = keys.SubField
+    fields = [F.STATE, F.ATTEMPTS, F.NEXT_ATTEMPT, F.NOTICE_STATE, F.NOTICE_ATTEMPTS]
+    rows = [await redis_client.hmget(keys.sub(c.subscription_id), fields) for c in claims]
+    assert [[v.decode() if v else v for v in row[:2] + row[3:]] for row in rows] == [
+        ["delivered", "1", None, None],
+        ["gone", "1", None, None],
+        ["exhausted", "1", None, None],
+        ["delivering", "1", None, None],
+        ["watching", None, "delivering", "1"],
+        ["watching", None, "exhausted", "1"],
+    ]
+    assert rows[3][2] == str(recs[3].next).encode()
+    assert [row[2] for i, row in enumerate(rows) if i != 3] == [None] * 5
+    expiring = {m.split(b"\t")[0]: m for m in await redis_client.zrange(keys.EXPIRING, 0, -1)}
+    for c in claims[:3]:  # ended: the r:exp member names its run, the run has nothing pending
+        sid, _, _, rd, rid = expiring[c.subscription_id.encode()].decode().split("\t")
+        assert (sid, rd, rid) == (c.subscription_id, c.run_digest, keys.run_id_digest(c.doc.run_id))
+        watch = keys.watch(c.run_digest)
+        assert await redis_client.hget(watch, keys.WatchField.PENDING) == b"0"
+        assert await redis_client.pttl(watch) > 0

@@ -64,6 +64,7 @@ def secrets_in_force(row: ClaimRow) -> tuple[str, ...]:
 # body) travels beside it as bytes. Buys ~5 % of the instructions per delivery (worker + Redis).
 _CLAIM_ROW: Final = msgspec.json.Decoder(ClaimRow, strict=False)
 _CLAIM_BYTES: Final = frozenset({"claim", "result"})
+_ATTEMPT_ARGS: Final = msgspec.msgpack.Encoder()
 
 
 def claimed(row: ClaimRow, workspace_id: str, result: bytes | None) -> ClaimedDelivery | None:
@@ -156,7 +157,7 @@ class DeliveryStore:
             sid=claim.subscription_id,
             series=claim.series,
             lane=claim.lane,
-            attempt=msgspec.json.encode(attempt),
+            attempt=msgspec.json.encode(attempt).decode(),
             outcome=outcome,
             delay_ms=delay_ms,
             rd=claim.run_digest,
@@ -167,11 +168,13 @@ class DeliveryStore:
     async def _record_many(self, items: list[AttemptToRecord]) -> list[AttemptRecorded | Exception]:
         """One ``record_attempts`` call for ``items``: one result per item, in order."""
         keys_: list[str] = []
-        args: list[str | int | bytes] = [self.ttl_ms, ATTEMPT_LOG_MAX, COUNTER_TTL_MS]
         for it in items:
             keys_ += [keys.sub(it.sid), keys.attempts(it.sid), due_set(it.lane)]
-            args += [it.sid, it.series, it.attempt, it.outcome.value, it.delay_ms, it.lane.value]
-            args += [it.rd, it.rid]
+        # Seam "attempt record arguments packed" (bench/NOTES.md, issue 12 fifth pass): every
+        # attempt's arguments go as one msgpack argument for the whole call (packed by msgspec
+        # in C) instead of eight each, which redis-py packs one by one in Python.
+        packed = _ATTEMPT_ARGS.encode(items)
+        args: list[int | bytes] = [self.ttl_ms, ATTEMPT_LOG_MAX, COUNTER_TTL_MS, packed]
         return group_results(
             await self._record(keys_, args),
             RecordReply,

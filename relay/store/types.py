@@ -214,13 +214,18 @@ class AttemptRecorded(msgspec.Struct, frozen=True):
     next: int | None = None
 
 
-class AttemptToRecord(msgspec.Struct, frozen=True):
-    """One attempt waiting for its group's ``record_attempts`` call."""
+class AttemptToRecord(msgspec.Struct, frozen=True, array_like=True):
+    """One attempt waiting for its group's ``record_attempts`` call: its arguments, in the
+    script's order (a group's travel as one msgpack array of these arrays, not eight each)."""
 
     sid: str
     series: int
     lane: Lane
-    attempt: bytes  # the Attempt as JSON, as the attempt log stores it
+    # The Attempt as JSON, as the attempt log stores it: text, so that it travels in the msgpack
+    # (Redis's cmsgpack has no binary type and passes a string's bytes as they are; msgspec's
+    # JSON is always UTF-8: it refuses lone surrogates, and the excerpt is decoded with
+    # errors="replace").
+    attempt: str
     outcome: DeliveryOutcome
     delay_ms: int
     rd: str  # the run digest and the run id digest (the r:exp member and the watch's key)

@@ -4,9 +4,10 @@
 -- (LANE.STARTED) only that lane's state and attempt count move: the subscription's own state,
 -- its run and its expiry belong to the terminal lane.
 -- KEYS: per attempt i = 0, 1, ...: 3i+1 sub, 3i+2 attempts, 3i+3 the lane's due set
--- ARGV: 1 ttl ms, 2 max log, 3 counters ttl ms; then per attempt i, from 3 + 8i: +1 sid,
---       +2 series, +3 attempt JSON, +4 outcome (DO), +5 retry delay ms, +6 lane (LANE),
---       +7 run digest, +8 run id digest (of the subscription's run key, as the claim read it)
+-- ARGV: 1 ttl ms, 2 max log, 3 counters ttl ms; 4 one msgpack array (types.AttemptToRecord),
+--       per attempt i an array: sid, series, lane (LANE), attempt JSON (a string: cmsgpack
+--       passes its bytes as they are), outcome (DO), retry delay ms, run digest, run id digest
+--       (of the subscription's run key, as the claim read it)
 -- Commands per attempt are kept few (bench/NOTES.md, 2026-11-30): one HMGET reads what every
 -- step needs, the digests come from the caller, LTRIM and HDEL only when there is work.
 -- Returns a list of maps, one per attempt in order: state (the subscription's state after, or
@@ -61,10 +62,12 @@ local function record(k, log, due, sid, series, attempt, outcome, delay, started
   return {'state', outcome}
 end
 
-local out = each_member(3, 3, 8, function(k, a)
-  return record(KEYS[k], KEYS[k + 1], KEYS[k + 2], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3],
-                ARGV[a + 4], tonumber(ARGV[a + 5]), ARGV[a + 6] == LANE.STARTED, ARGV[a + 7],
-                ARGV[a + 8])
+local attempts = cmsgpack.unpack(ARGV[4])
+local out = each_member(3, 0, 1, function(k, i)
+  local a = attempts[i + 1]
+  -- the series is compared with the hash's text
+  return record(KEYS[k], KEYS[k + 1], KEYS[k + 2], a[1], tostring(a[2]), a[4], a[5], a[6],
+                a[3] == LANE.STARTED, a[7], a[8])
 end)
 for _, ck in ipairs(counted) do
   local c = counts[ck]

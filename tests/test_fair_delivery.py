@@ -72,6 +72,23 @@ def test_the_cap_parks_one_round_then_defers_spread_at_the_hosts_pace() -> None:
     assert g.in_flight("a:80") == 1
 
 
+def test_a_host_that_sat_idle_is_not_taken_for_slow() -> None:
+    # Nothing was in flight to the host for 30 s (the relay's Redis was away, say): that says
+    # nothing of its pace, so the backlog that comes back parks and spreads at its 0.1 s pace.
+    clock = Clock()
+    g = gate(clock, cap=2, park=4.0)
+    first, second = g.admit("f:80", "1"), g.admit("f:80", "2")
+    g.done("f:80", first, "answered", 0.1)
+    g.done("f:80", second, "failed", 0.1)  # one failure keeps the host known
+    assert g.in_flight("f:80") == 0
+    clock.now += 30
+    assert [g.admit("f:80", r).admitted for r in ("r1", "r2")] == [True, True]
+    answers = [g.admit("f:80", str(i)) for i in range(60)]
+    assert [a.parked for a in answers].count(True) == 40  # 2 s of queue at 0.1 s per attempt
+    deferred = [a.retry_in for a in answers if not a.parked]
+    assert len(deferred) == 20 and max(deferred) < 2  # spread 0.05 s apart, not 15 s
+
+
 def test_the_breaker_opens_after_consecutive_failures_then_probes_once() -> None:
     clock = Clock()
     g = gate(clock, cap=8)

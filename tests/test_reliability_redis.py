@@ -153,7 +153,10 @@ async def test_redis_restart_loses_nothing_and_nobody_restarts(
             def all_delivered() -> bool:
                 return state_counts(db, everyone) == {"delivered": len(everyone)}
 
-            await wait_until(all_delivered, timeout=60, interval=0.5)
+            try:
+                await wait_until(all_delivered, timeout=60, interval=0.5)
+            except TimeoutError:
+                pytest.fail(f"not all delivered within 60 s: {state_counts(db, everyone)}")
         seen = {json.loads(r.body)["data"]["subscriptionId"] for r in receiver.requests}
         dups = duplicates(receiver.requests)
         print(

@@ -92,7 +92,9 @@ class _Host(Generic[T]):
     probing: bool = False
     duration: float = 0.0  # moving average of attempt durations, seconds
     spread_until: float = 0.0  # the latest time handed to a host_busy deferral
-    progress_at: float = 0.0  # the last time an attempt to the host ended (or it was first seen)
+    # The last time an attempt to the host ended, or one started with nothing in flight (time
+    # with nothing in flight, e.g. while the relay's own Redis was away, says nothing of its pace)
+    progress_at: float = 0.0
     parked: deque[tuple[float, T]] = field(default_factory=deque)  # (parked at, item)
 
 
@@ -146,10 +148,10 @@ class HostGate(Generic[T]):
                 wait = max(h.open_until - now, 0.0) + self.cooldown * random.uniform(0.0, 0.5)
                 return _defer(wait or self.cooldown, "breaker_open")
             h.probing = True
-            h.in_flight += 1
+            self._start(h, now)
             return Admission(admitted=True, probe=True)
         if h.in_flight < self.max_in_flight:
-            h.in_flight += 1
+            self._start(h, now)
             return ADMITTED
         # One round until the host's pace is known; then half of max_park's worth of queue.
         rounds = self.max_park / 2 / self._duration(h, now) if h.duration else 1.0
@@ -159,9 +161,16 @@ class HostGate(Generic[T]):
         return _defer(self._spread(h, now), "host_busy")
 
     @staticmethod
+    def _start(h: _Host[T], now: float) -> None:
+        if not h.in_flight:  # the host sat idle until now: its pace counts from this attempt on
+            h.progress_at = now
+        h.in_flight += 1
+
+    @staticmethod
     def _duration(h: _Host[T], now: float) -> float:
         """The host's attempt duration: the recent average, but at least the time since an
-        attempt last ended (a host that has not finished anything lately is slower than it was).
+        attempt last ended while others ran (a host that has not finished anything lately is
+        slower than it was).
         """
         return max(h.duration or FIRST_GUESS, now - h.progress_at, 0.001)
 

@@ -16,15 +16,15 @@ local function json_list(name, list)
   return cjson.encode({[name] = list})
 end
 
--- A group commit: call(k, a) for each member (k: the index of its first of nkeys KEYS; a: the
--- ARGV index just before its nargv arguments), each under pcall, so a member Redis refuses
+-- A group commit: call(k, i) for each member (k: the index of its first of nkeys KEYS; i: its
+-- index from 0, in the caller's packed arguments), each under pcall, so a member Redis refuses
 -- answers an error map and the others stand (record_attempts.lua, record_poll.lua). The
 -- answers, in the members' order (as_map: call answers a Lua map, {error = why} for a refused
 -- member, for a reply encoded as JSON; else flat key/value arrays).
-local function each_member(nkeys, argv_base, nargv, call, as_map)
+local function each_member(nkeys, call, as_map)
   local out = {}
   for i = 0, #KEYS / nkeys - 1 do
-    local ok, res = pcall(call, nkeys * i + 1, argv_base + nargv * i)
+    local ok, res = pcall(call, nkeys * i + 1, i)
     if ok then
       table.insert(out, res)
     else

@@ -63,7 +63,7 @@ local function record(k, log, due, sid, series, attempt, outcome, delay, started
 end
 
 local attempts = cmsgpack.unpack(ARGV[4])
-local out = each_member(3, 0, 1, function(k, i)
+local out = each_member(3, function(k, i)
   local a = attempts[i + 1]
   -- the series is compared with the hash's text
   return record(KEYS[k], KEYS[k + 1], KEYS[k + 2], a[1], tostring(a[2]), a[4], a[5], a[6],

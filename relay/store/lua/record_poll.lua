@@ -55,7 +55,7 @@ local function record(wk, due, starters, rd, kind, status, body, delay, iv, fc, 
 end
 
 local polls = cmsgpack.unpack(ARGV[2])
-local replies = each_member(3, 0, 1, function(k, i)
+local replies = each_member(3, function(k, i)
   local p = polls[i + 1]
   return record(KEYS[k], KEYS[k + 1], KEYS[k + 2], p[1], p[2], p[3], ARGV[i + 3], p[4], p[5],
                 p[6], p[7], p[8])

@@ -122,12 +122,12 @@ class PollArgs(msgspec.Struct, frozen=True, array_like=True):
 
     rd: str
     kind: PollKind
-    status: str
-    delay_ms: int
-    iv: str
-    code: str
-    message: str
-    not_found: bool
+    status: str = ""
+    delay_ms: int = 0
+    iv: str = "0"  # watches.interval_field of the poll interval
+    code: str = ""
+    message: str = ""
+    not_found: bool = False
 
 
 class PollToRecord(msgspec.Struct, frozen=True):

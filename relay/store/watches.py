@@ -118,20 +118,22 @@ class WatchStore:
     ) -> PollRecorded:
         """Store a fetched result once for the run; a terminal status ends the watch (then
         call ``fan_out`` until done)."""
-        args = _args(rd, PollKind.RESULT, status=status, delay_ms=delay_ms, interval=interval)
+        iv = interval_field(interval)
+        args = PollArgs(rd, PollKind.RESULT, status=status, delay_ms=int(delay_ms), iv=iv)
         return await self._poll(args, body)
 
     async def record_poll_error(
         self, rd: str, delay_ms: int, interval: float, *, not_found: bool
     ) -> PollRecorded:
         """Count a failed poll and schedule the next one ``delay_ms`` from Redis's now."""
-        args = _args(rd, PollKind.ERROR, delay_ms=delay_ms, interval=interval, not_found=not_found)
+        iv = interval_field(interval)
+        args = PollArgs(rd, PollKind.ERROR, delay_ms=int(delay_ms), iv=iv, not_found=not_found)
         return await self._poll(args)
 
     async def record_watch_failure(self, rd: str, failure: WatchFailure) -> PollRecorded:
         """End a watch without a terminal status (then call ``fan_out`` until done)."""
         return await self._poll(
-            _args(rd, PollKind.FAIL, code=failure.code.value, message=failure.message)
+            PollArgs(rd, PollKind.FAIL, code=failure.code.value, message=failure.message)
         )
 
     async def fan_out(self, rd: str, batch: int = FANOUT_BATCH) -> FanOutStep:
@@ -189,22 +191,6 @@ class WatchStore:
     async def next_due_in(self) -> int | None:
         """Milliseconds until the earliest poll is due (Redis's clock), None when none."""
         return await due_in(self.redis, keys.DUE_POLL)
-
-
-def _args(
-    rd: str,
-    kind: PollKind,
-    *,
-    status: str = "",
-    delay_ms: int = 0,
-    interval: float = 0.0,
-    code: str = "",
-    message: str = "",
-    not_found: bool = False,
-) -> PollArgs:
-    """``record_poll``'s arguments for one poll (the unused ones empty)."""
-    iv = interval_field(interval)
-    return PollArgs(rd, kind, status, int(delay_ms), iv, code, message, not_found)
 
 
 def interval_field(seconds: float) -> str:

@@ -4,8 +4,9 @@ Keys of one run share the hash tag ``{w:<run digest>}``, keys of one subscriptio
 keys of one client ``{c:<client>}``; the due sets and housekeeping indexes are global. The Lua
 scripts receive their keys in ``KEYS`` (built here); the only keys a script builds itself are
 those of the members it walks (a run's subscribers, a due set's entries), and it builds them from
-the templates in ``lua_constants()``, which are these same spellings. This module must never do
-I/O or know about scheduling.
+the templates in ``lua_constants()``, which the functions here make (each key's spelling, and
+each entity's hash tag, is written once). This module must never do I/O or know about
+scheduling.
 """
 
 from __future__ import annotations
@@ -169,13 +170,13 @@ def subscribers(rd: str) -> str:
     """zset: the run's subscription ids after the first by registration order (the fan-out
     cursor's order); the first (sequence 1) is the watch's ``FIRST_SUB`` field, so a run with
     one subscriber has no such key."""
-    return f"r:{{w:{rd}}}:s"
+    return f"{watch(rd)}:s"
 
 
 def starters(rd: str) -> str:
     """zset: the run's subscription ids whose events include ``started``, by their sequence in
     the run (the run.started fan-out's cursor order); absent when none asked."""
-    return f"r:{{w:{rd}}}:n"
+    return f"{watch(rd)}:n"
 
 
 def sub(sid: str) -> str:
@@ -185,7 +186,7 @@ def sub(sid: str) -> str:
 
 def attempts(sid: str) -> str:
     """list: the subscription's attempt log (JSON, newest last, trimmed)."""
-    return f"r:{{s:{sid}}}:a"
+    return f"{sub(sid)}:a"
 
 
 def client_prefix(client: str) -> str:
@@ -193,10 +194,11 @@ def client_prefix(client: str) -> str:
     return f"r:{{c:{client}}}"
 
 
-def client_state(client: str, state: SubState) -> str:
-    """zset: the client's subscription ids in one state, by creation (ms). Every subscription
-    is in exactly one; the list of all of them is their merge (no index of its own)."""
-    return f"r:{{c:{client}}}:st:{state.value}"
+def client_state(client: str, state: str) -> str:
+    """zset: the client's subscription ids in one state (a ``SubState``), by creation (ms).
+    Every subscription is in exactly one; the list of all of them is their merge (no index of
+    its own)."""
+    return f"{client_prefix(client)}:st:{state}"
 
 
 def client_states(client: str) -> list[str]:
@@ -206,7 +208,7 @@ def client_states(client: str) -> list[str]:
 
 def client_idem(client: str) -> str:
     """hash: registration fingerprint -> subscription id."""
-    return f"r:{{c:{client}}}:idem"
+    return f"{client_prefix(client)}:idem"
 
 
 def run_id_digest(run_id: str) -> str:
@@ -219,23 +221,23 @@ def client_runs(client: str) -> str:
     """hash: run id digest (``run_id_digest``) -> the client's first subscription on that run
     id; later ones on the same run id are in ``client_run`` (most runs have one, so one hash
     per client instead of a key per client and run)."""
-    return f"r:{{c:{client}}}:runs"
+    return f"{client_prefix(client)}:runs"
 
 
 def client_run(client: str, crd: str) -> str:
     """hash: the client's other subscriptions on one run id (``run_id_digest``): fingerprint
     -> id (the first is in ``client_runs``)."""
-    return f"r:{{c:{client}}}:run:{crd}"
+    return f"{client_prefix(client)}:run:{crd}"
 
 
 def operational(client: str) -> str:
     """hash: the client's operational webhook (url, headers)."""
-    return f"r:{{c:{client}}}:ops"
+    return f"{client_prefix(client)}:ops"
 
 
 def quota(client: str, name: str) -> str:
     """str: the client's use count of a quota in its current window (TTL: the window)."""
-    return f"r:{{c:{client}}}:quota:{name}"
+    return f"{client_prefix(client)}:quota:{name}"
 
 
 def incident(name: str) -> str:
@@ -245,7 +247,7 @@ def incident(name: str) -> str:
 
 def start_key(client: str, key_hash: str) -> str:
     """hash: one Idempotency-Key of the client's starts (StartKeyField), 24 h."""
-    return f"r:{{c:{client}}}:start:{key_hash}"
+    return f"{client_prefix(client)}:start:{key_hash}"
 
 
 def ingress(token: str) -> str:
@@ -255,27 +257,27 @@ def ingress(token: str) -> str:
 
 def secrets(client: str) -> str:
     """hash: the client's signing secrets."""
-    return f"r:{{c:{client}}}:sec"
+    return f"{client_prefix(client)}:sec"
 
 
-def counters(client: str, minute_ms: int) -> str:
+def counters(client: str, minute: int | str) -> str:
     """hash: the client's delivery attempts in one minute (d delivered, f failed), ~2 h TTL."""
-    return f"r:{{c:{client}}}:n:{minute_ms}"
+    return f"{client_prefix(client)}:n:{minute}"
 
 
-# Lua builds member keys from these templates ('%s' is the member); they must match the above.
+# Lua builds member keys from these templates ('%s' is the member), made by the functions above.
 _TEMPLATES: Final = {
     "K_WATCH": watch("%s"),
     "K_SUBS": subscribers("%s"),
     "K_STARTERS": starters("%s"),
     "K_SUB": sub("%s"),
     "K_ATTEMPTS": attempts("%s"),
-    "K_CLIENT_RUN": "r:{c:%s}:run:%s",
+    "K_CLIENT_RUN": client_run("%s", "%s"),
     "K_CLIENT_RUNS": client_runs("%s"),
-    "K_STATE": "r:{c:%s}:st:%s",
+    "K_STATE": client_state("%s", "%s"),
     "K_IDEM": client_idem("%s"),
     "K_SECRETS": secrets("%s"),
-    "K_COUNTERS": "r:{c:%s}:n:%s",
+    "K_COUNTERS": counters("%s", "%s"),
 }
 
 

@@ -51,44 +51,45 @@ Lookup = Callable[[str, int], Awaitable[Sequence[IPAddress]]]
 MAX_URL_LENGTH: Final = 2048
 DEFAULT_LOOKUP_TIMEOUT: Final = 5.0
 
-_V4 = ipaddress.IPv4Network
-_V6 = ipaddress.IPv6Network
-_FORBIDDEN_V4: Final[tuple[tuple[ipaddress.IPv4Network, str], ...]] = (
-    (_V4("0.0.0.0/8"), "'this network' (0.0.0.0/8)"),
-    (_V4("10.0.0.0/8"), "private network (10.0.0.0/8)"),
-    (_V4("100.64.0.0/10"), "shared address space, carrier-grade NAT (100.64.0.0/10)"),
-    (_V4("127.0.0.0/8"), "loopback (127.0.0.0/8)"),
-    (_V4("169.254.0.0/16"), "link-local, incl. cloud metadata (169.254.0.0/16)"),
-    (_V4("172.16.0.0/12"), "private network (172.16.0.0/12)"),
-    (_V4("192.0.0.0/24"), "IETF protocol assignments (192.0.0.0/24)"),
-    (_V4("192.0.2.0/24"), "documentation, TEST-NET-1 (192.0.2.0/24)"),
-    (_V4("192.88.99.0/24"), "6to4 relay anycast (192.88.99.0/24)"),
-    (_V4("192.168.0.0/16"), "private network (192.168.0.0/16)"),
-    (_V4("198.18.0.0/15"), "benchmarking (198.18.0.0/15)"),
-    (_V4("198.51.100.0/24"), "documentation, TEST-NET-2 (198.51.100.0/24)"),
-    (_V4("203.0.113.0/24"), "documentation, TEST-NET-3 (203.0.113.0/24)"),
-    (_V4("224.0.0.0/4"), "multicast (224.0.0.0/4)"),
-    (_V4("240.0.0.0/4"), "reserved, incl. broadcast (240.0.0.0/4)"),
+# Addresses a webhook must never reach, beside what ``is_global`` already says: each network once,
+# with what it is; a refusal names both ("private network (10.0.0.0/8)").
+_FORBIDDEN_ROWS: Final = (
+    ("0.0.0.0/8", "'this network'"),
+    ("10.0.0.0/8", "private network"),
+    ("100.64.0.0/10", "shared address space, carrier-grade NAT"),
+    ("127.0.0.0/8", "loopback"),
+    ("169.254.0.0/16", "link-local, incl. cloud metadata"),
+    ("172.16.0.0/12", "private network"),
+    ("192.0.0.0/24", "IETF protocol assignments"),
+    ("192.0.2.0/24", "documentation, TEST-NET-1"),
+    ("192.88.99.0/24", "6to4 relay anycast"),
+    ("192.168.0.0/16", "private network"),
+    ("198.18.0.0/15", "benchmarking"),
+    ("198.51.100.0/24", "documentation, TEST-NET-2"),
+    ("203.0.113.0/24", "documentation, TEST-NET-3"),
+    ("224.0.0.0/4", "multicast"),
+    ("240.0.0.0/4", "reserved, incl. broadcast"),
+    ("::/128", "unspecified"),
+    ("::1/128", "loopback"),
+    ("::/96", "IPv4-compatible IPv6, deprecated"),
+    ("64:ff9b:1::/48", "local-use NAT64"),
+    ("100::/64", "discard-only"),
+    ("2001:2::/48", "benchmarking"),
+    ("2001:db8::/32", "documentation"),
+    ("3fff::/20", "documentation"),
+    ("fc00::/7", "unique local"),
+    ("fe80::/10", "link-local"),
+    ("fec0::/10", "site-local, deprecated"),
+    ("ff00::/8", "multicast"),
+    ("::ffff:0:0:0/96", "IPv4-translated IPv6, SIIT"),
 )
-_FORBIDDEN_V6: Final[tuple[tuple[ipaddress.IPv6Network, str], ...]] = (
-    (_V6("::/128"), "unspecified (::)"),
-    (_V6("::1/128"), "loopback (::1)"),
-    (_V6("::/96"), "IPv4-compatible IPv6, deprecated (::/96)"),
-    (_V6("64:ff9b:1::/48"), "local-use NAT64 (64:ff9b:1::/48)"),
-    (_V6("100::/64"), "discard-only (100::/64)"),
-    (_V6("2001:2::/48"), "benchmarking (2001:2::/48)"),
-    (_V6("2001:db8::/32"), "documentation (2001:db8::/32)"),
-    (_V6("3fff::/20"), "documentation (3fff::/20)"),
-    (_V6("fc00::/7"), "unique local (fc00::/7)"),
-    (_V6("fe80::/10"), "link-local (fe80::/10)"),
-    (_V6("fec0::/10"), "site-local, deprecated (fec0::/10)"),
-    (_V6("ff00::/8"), "multicast (ff00::/8)"),
-    (_V6("::ffff:0:0:0/96"), "IPv4-translated IPv6, SIIT (::ffff:0:0:0/96)"),
+_FORBIDDEN: Final[tuple[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str], ...]] = tuple(
+    (ipaddress.ip_network(cidr), f"{what} ({cidr})") for cidr, what in _FORBIDDEN_ROWS
 )
-_NAT64: Final = _V6("64:ff9b::/96")
+_NAT64: Final = ipaddress.IPv6Network("64:ff9b::/96")
 # Only 2000::/3 is allocated for global unicast; the rest of the space is reserved, and Python's
 # is_global does not say so (it checks the special-purpose registry only).
-_GLOBAL_UNICAST_V6: Final = _V6("2000::/3")
+_GLOBAL_UNICAST_V6: Final = ipaddress.IPv6Network("2000::/3")
 _NUMERIC_V4_ISH: Final = re.compile(r"^[0-9a-fx.]+$", re.IGNORECASE)
 _HOST_LABEL: Final = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
 _NUMERIC_FLAGS: Final = socket.AI_NUMERICHOST | socket.AI_NUMERICSERV
@@ -194,11 +195,19 @@ def _embedded_v4(ip: ipaddress.IPv6Address) -> tuple[str, ipaddress.IPv4Address]
 def is_forbidden(ip: IPAddress) -> str | None:
     """Why a webhook must not be sent to ``ip``, or None when it is a public unicast address."""
     if isinstance(ip, ipaddress.IPv4Address):
-        for net, reason in _FORBIDDEN_V4:
-            if ip in net:
-                return reason
-        return None if ip.is_global else "not a globally routable address"
+        listed = _listed(ip)
+        if listed is not None or ip.is_global:
+            return listed
+        return "not a globally routable address"
     return _v6_forbidden(ip)
+
+
+def _listed(ip: IPAddress) -> str | None:
+    """What ``ip`` is when it falls in a network of ``_FORBIDDEN`` (either family's)."""
+    for net, what in _FORBIDDEN:
+        if ip in net:
+            return what
+    return None
 
 
 def _tunnel_reason(ip: ipaddress.IPv6Address) -> str | None:
@@ -229,9 +238,9 @@ def _v6_forbidden(ip: ipaddress.IPv6Address) -> str | None:
         return reason
     if ip in _NAT64:
         return None  # a public IPv4 behind the well-known NAT64 prefix
-    for net6, why in _FORBIDDEN_V6:
-        if ip in net6:
-            return why
+    listed = _listed(ip)
+    if listed is not None:
+        return listed
     if ip not in _GLOBAL_UNICAST_V6:
         return "outside IPv6 global unicast (2000::/3)"
     if not ip.is_global:

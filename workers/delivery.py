@@ -15,7 +15,8 @@ takes an attempt from the subscription's retry budget.
 
 from __future__ import annotations
 
-from typing import Final
+import asyncio
+from typing import Final, NamedTuple
 
 import structlog
 
@@ -69,8 +70,11 @@ async def _send(deps: WorkerDeps, claim: ClaimedDelivery, now: int, msg_id: str)
 async def deliver_claimed(deps: WorkerDeps, claim: ClaimedDelivery) -> None:
     """Deliver a leased subscription unless its host's gate parks or defers it.
 
-    An admitted attempt may be followed, in the same task and pool slot, by parked attempts to
-    the same host that the gate hands over when it ends.
+    The host's turn lasts the POST, not the record: when a POST ends, the gate may hand its
+    turn to a parked attempt to the same host, which runs next in this task and pump slot while
+    the ended attempt's record is written beside it. The task (and its pump slot) ends once no
+    attempt is handed over and every one of its attempts is recorded, so the slots of a record
+    group still come free together when the group lands.
     """
     gate = deps.gate
     host = host_key(claim.doc.callback_url)
@@ -80,26 +84,40 @@ async def deliver_claimed(deps: WorkerDeps, claim: ClaimedDelivery) -> None:
     if not admission.admitted:
         await _defer(deps, [claim], admission.retry_in, admission.reason)
         return
-    current: ClaimedDelivery | None = claim
-    while current is not None:
-        verdict: Verdict = "neutral"
-        duration = 0.0
-        try:
-            result = await _attempt(deps, current)
-            verdict = attempt_verdict(result.status_code, result.error)
-            duration = result.duration_ms / 1000
-        except Exception as exc:  # the lease brings it back; the parked ones must go on
-            log.error(
-                "delivery_error",
-                subscription_id=current.subscription_id,
-                error=repr(exc),
-                exc_info=True,
-            )
-        current = gate.done(host, admission, verdict, duration)
-        admission = ADMITTED
-        evicted = gate.evict(host)
-        if evicted:
-            await _defer(deps, evicted, gate.cooldown, "breaker_open")
+    recording: set[asyncio.Task[None]] = set()
+    current = claim
+    try:
+        while True:
+            sent = await _post(deps, current)
+            verdict: Verdict = "neutral"
+            duration = 0.0
+            if sent is not None:
+                verdict = attempt_verdict(sent.result.status_code, sent.result.error)
+                duration = sent.result.duration_ms / 1000
+            following = gate.done(host, admission, verdict, duration)
+            evicted = gate.evict(host)  # only when the breaker opened: then none follows
+            if evicted:
+                await _defer(deps, evicted, gate.cooldown, "breaker_open")
+            if following is None:
+                if sent is not None:
+                    await _record(deps, current, sent)
+                return
+            if sent is not None:
+                task = asyncio.create_task(_record(deps, current, sent))
+                recording.add(task)
+                task.add_done_callback(recording.discard)
+            current, admission = following, ADMITTED
+            # One loop pass before the next POST: the socket of a connection the ended attempt
+            # gave up (a timeout) is closed on the next pass (asyncio's transport.close), so it
+            # is gone before the next attempt opens one and the host never sees cap + 1.
+            await asyncio.sleep(0)
+    except asyncio.CancelledError:  # a stopping pump gave up on it: on its records too
+        for task in recording:
+            task.cancel()
+        raise
+    finally:
+        if recording:
+            await asyncio.wait(recording)
 
 
 async def _defer(
@@ -114,52 +132,78 @@ async def _defer(
     deps.metrics.deferrals.labels(reason or "host_busy").inc(len(claims))
 
 
-async def _attempt(deps: WorkerDeps, claim: ClaimedDelivery) -> AttemptResult:
-    """Make one delivery attempt for a leased subscription and record it."""
-    s = deps.settings
-    now = deps.clock()
-    msg_id = webhook_id(claim.subscription_id, claim.event_type)
-    result = await _send(deps, claim, now, msg_id)
-    number = claim.attempts_in_series + 1
-    outcome = DeliveryOutcome(result.outcome)
-    delay_ms = 0
-    if outcome is DeliveryOutcome.RETRY:
-        delay = retry_delay(number, s.retry_schedule, retry_after=result.retry_after)
-        if delay is None:
-            outcome = DeliveryOutcome.EXHAUSTED
-        else:
-            delay_ms = int(delay * 1000)
-    terminal_lane = claim.lane is Lane.TERMINAL
-    attempt = Attempt(
-        attempt=number,
-        at=now,
-        status_code=result.status_code,
-        error=result.error,
-        duration_ms=round(result.duration_ms, 2),
-        response=result.response_excerpt,
-        series=claim.series,
-        event_type=None if terminal_lane else claim.event_type,
+class Sent(NamedTuple):
+    """An attempt's POST, ended (its record is still to be written)."""
+
+    result: AttemptResult
+    at: int  # this process's wall clock when it started (ms)
+    msg_id: str
+
+
+async def _post(deps: WorkerDeps, claim: ClaimedDelivery) -> Sent | None:
+    """Make one delivery attempt's POST for a leased subscription (None: it failed unsent)."""
+    try:
+        now = deps.clock()
+        msg_id = webhook_id(claim.subscription_id, claim.event_type)
+        return Sent(await _send(deps, claim, now, msg_id), now, msg_id)
+    except Exception as exc:  # the lease brings it back; the parked ones must go on
+        _log_error(claim, exc)
+        return None
+
+
+def _log_error(claim: ClaimedDelivery, exc: Exception) -> None:
+    log.error(
+        "delivery_error", subscription_id=claim.subscription_id, error=repr(exc), exc_info=True
     )
-    if terminal_lane and outcome in (DeliveryOutcome.EXHAUSTED, DeliveryOutcome.GONE):
-        await subscription_ending(deps, claim)  # before the record: alerted at least once
-    rec = await deps.store.deliveries.record_attempt(claim, attempt, outcome, delay_ms)
-    # A failed lookup is an attempt like any other, but labelled apart (the last one: exhausted).
-    dns_retry = outcome is DeliveryOutcome.RETRY and result.error == "dns"
-    deps.metrics.deliveries.labels("dns" if dns_retry else outcome.value).inc()
-    deps.metrics.attempt_seconds.observe(result.duration_ms / 1000)
-    if terminal_lane and outcome is DeliveryOutcome.DELIVERED and claim.series == 1:
-        deps.metrics.lag_seconds.observe(max(0.0, (claim.now - claim.occurred_at) / 1000))
-    log.info(
-        "delivery_attempt",
-        subscription_id=claim.subscription_id,
-        webhook_id=msg_id,
-        run_id=claim.doc.run_id,
-        attempt=number,
-        outcome=outcome.value,
-        state=rec.state,
-        status_code=result.status_code,
-        error=result.error,
-        duration_ms=attempt.duration_ms,
-        next_attempt_at=rec.next,
-    )
-    return result
+
+
+async def _record(deps: WorkerDeps, claim: ClaimedDelivery, sent: Sent) -> None:
+    """Record an attempt whose POST ended: its log entry, next state and metrics (a failure
+    is logged, not raised: the lease brings the delivery back)."""
+    try:
+        s = deps.settings
+        result, now, msg_id = sent
+        number = claim.attempts_in_series + 1
+        outcome = DeliveryOutcome(result.outcome)
+        delay_ms = 0
+        if outcome is DeliveryOutcome.RETRY:
+            delay = retry_delay(number, s.retry_schedule, retry_after=result.retry_after)
+            if delay is None:
+                outcome = DeliveryOutcome.EXHAUSTED
+            else:
+                delay_ms = int(delay * 1000)
+        terminal_lane = claim.lane is Lane.TERMINAL
+        attempt = Attempt(
+            attempt=number,
+            at=now,
+            status_code=result.status_code,
+            error=result.error,
+            duration_ms=round(result.duration_ms, 2),
+            response=result.response_excerpt,
+            series=claim.series,
+            event_type=None if terminal_lane else claim.event_type,
+        )
+        if terminal_lane and outcome in (DeliveryOutcome.EXHAUSTED, DeliveryOutcome.GONE):
+            await subscription_ending(deps, claim)  # before the record: alerted at least once
+        rec = await deps.store.deliveries.record_attempt(claim, attempt, outcome, delay_ms)
+        # A failed lookup is an attempt like any other, but labelled apart (the last: exhausted).
+        dns_retry = outcome is DeliveryOutcome.RETRY and result.error == "dns"
+        deps.metrics.deliveries.labels("dns" if dns_retry else outcome.value).inc()
+        deps.metrics.attempt_seconds.observe(result.duration_ms / 1000)
+        if terminal_lane and outcome is DeliveryOutcome.DELIVERED and claim.series == 1:
+            deps.metrics.lag_seconds.observe(max(0.0, (claim.now - claim.occurred_at) / 1000))
+        log.info(
+            "delivery_attempt",
+            subscription_id=claim.subscription_id,
+            webhook_id=msg_id,
+            run_id=claim.doc.run_id,
+            attempt=number,
+            outcome=outcome.value,
+            state=rec.state,
+            status_code=result.status_code,
+            error=result.error,
+            duration_ms=attempt.duration_ms,
+            next_attempt_at=rec.next,
+        )
+    except Exception as exc:
+        _log_error(claim, exc)

@@ -3,10 +3,10 @@
 A host is the callback's ``host:port`` (two receivers on one machine are two hosts). Before an
 attempt the worker asks ``HostGate.admit(host, item)``:
 
-* **Admitted**: the attempt runs; afterwards ``done(...)`` reports how it went, and may hand back
-  a parked item that takes over the finished attempt's turn (and pool slot).
+* **Admitted**: the attempt runs; when its POST ends (before the attempt is recorded) ``done(...)``
+  reports how it went, and may hand back a parked item that takes over the turn (and pump slot).
 * **Parked**: the host is at its cap; the gate keeps the item (at most ``max_in_flight`` per
-  host, so each waits for about one attempt) and the caller returns, freeing its pool slot.
+  host, so each waits for about one turn) and the caller returns, freeing its pump slot.
 * **Deferred** (``retry_in`` seconds): the attempt does not run now and takes no pool slot. The
   caller puts the delivery back into the due set for later without counting an attempt.
 
@@ -19,6 +19,11 @@ Two reasons defer an attempt:
 * ``breaker_open``: ``threshold`` consecutive timeouts/connection failures opened the host's
   breaker for ``cooldown`` seconds. After it, exactly one attempt probes the host: an answer
   (any HTTP status) closes the breaker, another failure opens it again.
+
+A turn is a POST: it starts at ``admit`` and ends at ``done``, which the caller reports as soon
+as the response (or the error) is in, not after the attempt's record reaches Redis. So the cap
+counts POSTs in flight, the durations kept are POST durations, and a host's pace is
+``max_in_flight`` turns per duration, which is about how long a turn lasts.
 
 State is per process and in memory (each worker protects its own pool); a host with nothing in
 flight, nothing parked and a closed breaker is forgotten. Parked items are leased deliveries: a
@@ -90,9 +95,9 @@ class _Host(Generic[T]):
     failures: int = 0
     open_until: float = 0.0  # breaker open while now < open_until; 0: closed
     probing: bool = False
-    duration: float = 0.0  # moving average of attempt durations, seconds
+    duration: float = 0.0  # moving average of POST durations (turns), seconds
     spread_until: float = 0.0  # the latest time handed to a host_busy deferral
-    # The last time an attempt to the host ended, or one started with nothing in flight (time
+    # The last time a turn (a POST) to the host ended, or one started with nothing in flight (time
     # with nothing in flight, e.g. while the relay's own Redis was away, says nothing of its pace)
     progress_at: float = 0.0
     parked: deque[tuple[float, T]] = field(default_factory=deque)  # (parked at, item)
@@ -135,7 +140,7 @@ class HostGate(Generic[T]):
         Items are parked while their expected wait (the queue ahead at the host's pace) stays
         within half of ``max_park``, at least one round (``max_in_flight`` items; only one round
         while no attempt to the host has ended yet). A parked item
-        waits for a running attempt to end and takes over its turn and pool slot (``done``
+        waits for a running attempt's POST to end and takes over its turn and pump slot (``done``
         returns it), so it holds no slot meanwhile. One parked longer than ``max_park`` is
         dropped instead of run: its lease (longer than ``max_park``) brings it back.
         """
@@ -168,9 +173,9 @@ class HostGate(Generic[T]):
 
     @staticmethod
     def _duration(h: _Host[T], now: float) -> float:
-        """The host's attempt duration: the recent average, but at least the time since an
-        attempt last ended while others ran (a host that has not finished anything lately is
-        slower than it was).
+        """The host's turn duration (a POST's): the recent average, but at least the time since a
+        turn last ended while others ran (a host that has not answered anything lately is slower
+        than it was).
         """
         return max(h.duration or FIRST_GUESS, now - h.progress_at, 0.001)
 
@@ -182,9 +187,12 @@ class HostGate(Generic[T]):
         return min(h.spread_until - now + per_turn * random.random(), MAX_DEFER)
 
     def done(self, host: str, admission: Admission, verdict: Verdict, duration: float) -> T | None:
-        """Report an admitted attempt's end; returns a parked item that takes over its turn.
+        """Report the end of an admitted attempt's POST (``duration`` seconds); returns a parked
+        item that takes over its turn.
 
-        The caller runs the returned item next (as admitted) and reports it here in turn.
+        Called when the answer (or the error) is in, before the attempt is recorded: the record's
+        round trip holds no turn. The caller runs the returned item next (as admitted) and
+        reports it here in turn.
         """
         h = self._hosts.get(host)
         if h is None or not admission.admitted:

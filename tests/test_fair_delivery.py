@@ -5,7 +5,9 @@ worker process (its /metrics counts the attempts); the black hole end to end wit
 test's loop: a listener that accepts and never answers holds deliveries next to a healthy
 receiver. The healthy ones all arrive, the black hole's end ``exhausted`` with exactly their retry
 budget of attempts (deferrals are not attempts), and the black hole never sees more connections
-at once than the per-host cap. No timing is asserted.
+at once than the per-host cap. A host's turn is its POST: while the relay's Redis takes no writes
+(no attempt can be recorded), the turns of answered attempts still pass to the parked ones.
+No timing is asserted.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections.abc import AsyncIterator, Sequence
 
 import pytest
 import redis
+from aiohttp import web
 from litestar.testing import AsyncTestClient
 
 from relay.embedded_redis import free_port
@@ -274,3 +277,92 @@ async def test_a_black_hole_neither_starves_a_healthy_host_nor_loses_its_deliver
     assert black_hole.accepted == 24
     assert 1 <= black_hole.most_open <= 4
     assert len({r.path for r in receiver.requests}) == 40
+
+
+# ---- a host's turn is its POST -----------------------------------------------------------------
+
+
+class Waves:
+    """A loopback receiver that holds every request until the test lets the open ones go (or
+    answers at once once ``passing``); records how many were open at once."""
+
+    def __init__(self) -> None:
+        self.open = 0
+        self.most_open = 0
+        self.answered = 0
+        self.passing = False
+        self.port = 0
+        self._go = asyncio.Event()
+
+    async def handle(self, request: web.Request) -> web.Response:
+        await request.read()
+        self.open += 1
+        self.most_open = max(self.most_open, self.open)
+        try:
+            if not self.passing:
+                await self._go.wait()
+        finally:
+            self.open -= 1
+        self.answered += 1
+        return web.Response(text="ok")
+
+    def let_go(self) -> None:
+        """Answer every request open now; later ones wait for the next call."""
+        self._go.set()
+        self._go = asyncio.Event()
+
+
+@pytest.fixture
+async def waves() -> AsyncIterator[Waves]:
+    receiver = Waves()
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", receiver.handle)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.2)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    receiver.port = runner.addresses[0][1]
+    try:
+        yield receiver
+    finally:
+        receiver.passing = True
+        receiver.let_go()
+        await runner.cleanup()
+
+
+def leased_none_due(client: redis.Redis, count: int) -> bool:
+    """Whether the delivery due set holds ``count`` entries, all leased (none due now)."""
+    seconds, micros = client.time()
+    now = seconds * 1000 + micros // 1000
+    return client.zcard(keys.DUE_DELIVERY) == count and not client.zcount(
+        keys.DUE_DELIVERY, "-inf", now
+    )
+
+
+async def test_a_hosts_turn_passes_on_when_its_post_ends_not_when_its_attempt_is_recorded(
+    api: AsyncTestClient[object],
+    fake_intuned: FakeIntunedHandle,
+    start_inproc_worker: StartInprocWorker,
+    waves: Waves,
+    redis_sync: redis.Redis,
+) -> None:
+    # Twice the cap to one host: the first `cap` POSTs open at the receiver, the others parked in
+    # the worker. Then no write can reach Redis, so no attempt can be recorded, and the open
+    # POSTs are answered: their turns must pass to the parked ones, `cap` POSTs open again.
+    # (Where a turn lasted until the record, the parked ones waited for Redis and this failed.)
+    cap = 4
+    run_id = fake_intuned.state.create_run(RunScript(outcome="completed", result=1))
+    hooks = [(run_id, f"http://127.0.0.1:{waves.port}/hook/{i}") for i in range(2 * cap)]
+    sids = await register_many(api, hooks, concurrency=8)
+    await start_inproc_worker(RELAY_MAX_IN_FLIGHT_PER_HOST=str(cap))
+    await wait_until(lambda: waves.open == cap and leased_none_due(redis_sync, 2 * cap))
+    redis_sync.execute_command("CLIENT", "PAUSE", 60_000, "WRITE")
+    try:
+        waves.let_go()
+        await wait_until(lambda: waves.answered == cap and waves.open == cap)
+    finally:
+        redis_sync.execute_command("CLIENT", "UNPAUSE")
+        waves.passing = True
+        waves.let_go()
+    await wait_until(lambda: state_counts(redis_sync, sids) == {"delivered": 2 * cap})
+    assert waves.most_open == cap  # reached, never passed

@@ -15,7 +15,8 @@ rate's own window (first to last receipt):
   answer), so it counts only POSTs, not attempts waiting for their record;
 * Redis script calls (``EVALSHA`` in ``INFO commandstats``) per delivery from the wake-up to the
   last receipt: claims, record groups, deferrals (fewer: bigger groups);
-* the worker's share of a core, and the share it waited for one (``bench.procs.CpuTrace``).
+* the worker's share of a core, and the share it waited for one (``bench.procs.CpuTrace``);
+* deliveries the per-host gate put back for later (``relay_delivery_deferrals``, its /metrics).
 
 A warm-up repetition of 500 comes first. Compare trees by running it in each, interleaved
 (A B A B ...): each run uses its own tree's worker. Every child is stopped by PID at the end.
@@ -24,6 +25,7 @@ A warm-up repetition of 500 comes first. Compare trees by running it in each, in
 from __future__ import annotations
 
 import argparse
+import re
 import statistics
 
 import msgspec
@@ -32,6 +34,7 @@ import uvloop
 from bench.common import Bench
 from bench.procs import CpuTrace, Fleet
 from bench.scenarios.delivery import make_due, rate_from, wait_receipts
+from relay.embedded_redis import free_port
 from relay.model import ATTEMPT_DECODER, EventType
 from relay.store import keys
 from relay.webhooks.signing import webhook_id
@@ -46,6 +49,15 @@ class Rep(msgspec.Struct, frozen=True):
     calls_per_delivery: float  # EVALSHA calls while draining, per delivery
     worker_cpu: float  # % of a core over the rate's window
     worker_queued: float  # % of the window runnable but waiting for a core
+    deferred: int  # deliveries the gate put back for later
+
+
+async def deferrals(b: Bench, port: int) -> int:
+    """``relay_delivery_deferrals`` of the worker on ``port``, every reason."""
+    async with b.http.get(f"http://127.0.0.1:{port}/metrics") as resp:
+        text = await resp.text()
+    found = re.findall(r"^relay_delivery_deferrals_total\{[^}]*\} ([0-9.e+]+)$", text, re.M)
+    return int(sum(float(v) for v in found))
 
 
 async def evalsha_calls(b: Bench) -> int:
@@ -64,7 +76,10 @@ async def rep(b: Bench, n: int, tag: str, cap: int) -> Rep:
     await make_due(b, docs)
     due = await b.redis.zrange(keys.DUE_DELIVERY, 0, -1)
     await b.redis.zadd(keys.DUE_DELIVERY, dict.fromkeys(due, 2**50))  # parked while it starts
-    worker = b.fleet.worker(RELAY_MAX_IN_FLIGHT_PER_HOST=str(cap))
+    port = free_port()
+    worker = b.fleet.worker(
+        RELAY_MAX_IN_FLIGHT_PER_HOST=str(cap), RELAY_WORKER_METRICS_PORT=str(port)
+    )
     redis = b.fleet.redis.process
     assert redis is not None  # started with the fleet
     trace = CpuTrace({"worker": worker.pid})
@@ -75,6 +90,7 @@ async def rep(b: Bench, n: int, tag: str, cap: int) -> Rep:
     try:
         got = await wait_receipts(b, ids, timeout=60 + n / 50)
         calls = await evalsha_calls(b) - calls
+        deferred = await deferrals(b, port)
     finally:
         trace.close()
         b.fleet.stop_child(worker)
@@ -96,6 +112,7 @@ async def rep(b: Bench, n: int, tag: str, cap: int) -> Rep:
         calls_per_delivery=calls / max(1, len(got)),
         worker_cpu=cpu.get("worker", 0.0),
         worker_queued=cpu.get("worker queued", 0.0),
+        deferred=deferred,
     )
 
 
@@ -112,7 +129,8 @@ async def main_async(cap: int, count: int, reps: int) -> None:
             print(
                 f"cap {cap} rep {i}: {r.rate:,.0f}/s, POST {r.post_ms:.2f} ms, "
                 f"{r.in_flight:.1f} POSTs in flight, {r.calls_per_delivery:.3f} script calls "
-                f"per delivery, worker {r.worker_cpu:.0f} % (queued {r.worker_queued:.0f} %)",
+                f"per delivery, worker {r.worker_cpu:.0f} % (queued {r.worker_queued:.0f} %), "
+                f"{r.deferred} deferred",
                 flush=True,
             )
         for note in b.notes:

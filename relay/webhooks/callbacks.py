@@ -195,19 +195,13 @@ def _embedded_v4(ip: ipaddress.IPv6Address) -> tuple[str, ipaddress.IPv4Address]
 def is_forbidden(ip: IPAddress) -> str | None:
     """Why a webhook must not be sent to ``ip``, or None when it is a public unicast address."""
     if isinstance(ip, ipaddress.IPv4Address):
-        listed = _listed(ip)
-        if listed is not None or ip.is_global:
-            return listed
-        return "not a globally routable address"
+        return _listed(ip) or (None if ip.is_global else "not a globally routable address")
     return _v6_forbidden(ip)
 
 
 def _listed(ip: IPAddress) -> str | None:
     """What ``ip`` is when it falls in a network of ``_FORBIDDEN`` (either family's)."""
-    for net, what in _FORBIDDEN:
-        if ip in net:
-            return what
-    return None
+    return next((what for net, what in _FORBIDDEN if ip in net), None)
 
 
 def _tunnel_reason(ip: ipaddress.IPv6Address) -> str | None:
@@ -238,8 +232,7 @@ def _v6_forbidden(ip: ipaddress.IPv6Address) -> str | None:
         return reason
     if ip in _NAT64:
         return None  # a public IPv4 behind the well-known NAT64 prefix
-    listed = _listed(ip)
-    if listed is not None:
+    if listed := _listed(ip):
         return listed
     if ip not in _GLOBAL_UNICAST_V6:
         return "outside IPv6 global unicast (2000::/3)"

@@ -1,6 +1,6 @@
 """Prometheus metrics: the worker's, the API's subscriptions-by-state gauge, and who may read them.
 
-The API's request metrics come from Litestar's plugin.
+The API's request metrics are ``relay.api.request_metrics``'s.
 
 One registry per process, created by the worker's entry point and passed in; nothing is
 registered at import time, so tests can build as many workers as they like. With

@@ -17,12 +17,12 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
-from litestar.plugins.prometheus import PrometheusConfig
 from redis.asyncio import Redis
 
 from relay.api.allow import fix_allow_header
 from relay.api.auth import provide_client
 from relay.api.deps import provide_arq, provide_settings, provide_store
+from relay.api.request_metrics import RequestMetrics
 from relay.api.responses import EXCEPTION_HANDLERS
 from relay.api.routes.controls import OperationalWebhookController, TestDeliveryController
 from relay.api.routes.health import healthz, readyz
@@ -94,7 +94,7 @@ def create_app(settings: Settings) -> Litestar:
             await arq.aclose()
             await redis.aclose()
 
-    prometheus = PrometheusConfig(app_name="relay_api", prefix="relay_api", group_path=True)
+    metrics = RequestMetrics(prefix="relay_api", app_name="relay_api")
     return Litestar(
         route_handlers=[
             SubscriptionController,
@@ -111,7 +111,7 @@ def create_app(settings: Settings) -> Litestar:
         ],
         template_config=template_config(),
         lifespan=[lifespan],
-        state=State({"settings": settings}),
+        state=State({"settings": settings, "request_metrics": metrics}),
         dependencies={
             "client": Provide(provide_client),
             "store": Provide(provide_store),
@@ -119,7 +119,7 @@ def create_app(settings: Settings) -> Litestar:
             "arq": Provide(provide_arq),
         },
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[fix_allow_header, prometheus.middleware],
+        middleware=[fix_allow_header, metrics.middleware],
         openapi_config=OpenAPIConfig(
             title="intuned-relay",
             version="1",

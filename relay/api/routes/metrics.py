@@ -1,4 +1,5 @@
-"""``/metrics``: this process's request metrics plus ``relay_subscriptions`` read from Redis.
+"""``/metrics``: this process's request metrics (``relay.api.request_metrics``) plus
+``relay_subscriptions`` read from Redis.
 
 With RELAY_METRICS_TOKEN set it needs ``Authorization: Bearer <token>`` (401 otherwise) and
 labels subscriptions by client; without it, it is open and names no client (``relay.metrics``).
@@ -14,6 +15,7 @@ from litestar.plugins.prometheus import PrometheusController
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from redis.exceptions import RedisError
 
+from relay.api.request_metrics import RequestMetrics
 from relay.errors import unavailable
 from relay.metrics import scrape_allowed, subscriptions_by_state
 from relay.settings import Settings
@@ -39,7 +41,8 @@ class MetricsController(PrometheusController):
                 "/metrics needs Authorization: Bearer <RELAY_METRICS_TOKEN>",
                 headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
             )
-        body = generate_latest(REGISTRY)
+        request_metrics: RequestMetrics = state.request_metrics
+        body = generate_latest(REGISTRY) + generate_latest(request_metrics.registry)
         clients = sorted(set(settings.api_keys.values()))
         try:
             counts = {

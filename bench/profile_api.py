@@ -33,7 +33,7 @@ CALLERS = 64
 HEADERS = [(k.lower().encode(), v.encode()) for k, v in AUTH.items()] + [(b"host", b"bench")]
 # What the summary names: a label and a substring of a py-spy frame.
 STEPS = {
-    "Prometheus middleware and below": "PrometheusMiddleware.__call__",
+    "request metrics middleware and below": "RequestMetrics.middleware.<locals>.measured",
     "route handler with its signature parsing": "HTTPRoute._call_handler_function",
     "handler (SubscriptionController.create)": "SubscriptionController.create",
     "registration service": "register (relay/services/registration.py",

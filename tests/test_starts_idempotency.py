@@ -58,16 +58,8 @@ async def api(
     redis_sync: redis.Redis, redis_url: str, fake_intuned: FakeIntunedHandle
 ) -> AsyncIterator[AsyncTestClient[Any]]:
     # The suite's 1 s for Intuned can be a slow start's on a loaded machine: only the test of a
-    # timeout (``api_1s``) keeps it.
+    # timeout keeps it.
     async with _api(redis_url, fake_intuned, "10s") as client:
-        yield client
-
-
-@pytest.fixture
-async def api_1s(
-    redis_sync: redis.Redis, redis_url: str, fake_intuned: FakeIntunedHandle
-) -> AsyncIterator[AsyncTestClient[Any]]:
-    async with _api(redis_url, fake_intuned, "1s") as client:
         yield client
 
 
@@ -179,23 +171,23 @@ async def test_intuned_5xx_is_502_and_the_key_may_be_retried(
 
 
 async def test_a_timeout_after_sending_is_unknown_for_the_keys_lifetime(
-    api_1s: AsyncTestClient[Any], fake_intuned: FakeIntunedHandle, redis_sync: redis.Redis
+    redis_url: str, fake_intuned: FakeIntunedHandle, redis_sync: redis.Redis
 ) -> None:
     # Intuned is given 1 s; the fake starts the run and answers after 3 s.
     fake_intuned.state.add_fault(Fault(kind="hang", endpoint="start", delay_ms=3000))
-    api = api_1s
-    resp = await api.post(RUNS, json=start_body(), headers=key("k-unknown"))
-    assert resp.status_code == 502, resp.text
-    assert resp.json()["startOutcome"] == "unknown"
-    for _ in range(2):
-        again = await api.post(RUNS, json=start_body(), headers=key("k-unknown"))
-        assert again.status_code == 409
-        assert again.json()["code"] == "start_outcome_unknown"
-    await wait_until(lambda: starts(fake_intuned) >= 1)  # the fake counts once it answered
-    await asyncio.sleep(0.2)
-    assert starts(fake_intuned) == 1
-    assert len(fake_intuned.state.start_log()) == 1  # the run exists; the relay never knew it
-    assert subscriptions_stored(redis_sync) == 0
+    async with _api(redis_url, fake_intuned, "1s") as api:
+        resp = await api.post(RUNS, json=start_body(), headers=key("k-unknown"))
+        assert resp.status_code == 502, resp.text
+        assert resp.json()["startOutcome"] == "unknown"
+        for _ in range(2):
+            again = await api.post(RUNS, json=start_body(), headers=key("k-unknown"))
+            assert again.status_code == 409
+            assert again.json()["code"] == "start_outcome_unknown"
+        await wait_until(lambda: starts(fake_intuned) >= 1)  # the fake counts once it answered
+        await asyncio.sleep(0.2)
+        assert starts(fake_intuned) == 1
+        assert len(fake_intuned.state.start_log()) == 1  # the run exists; the relay never knew it
+        assert subscriptions_stored(redis_sync) == 0
 
 
 @pytest.mark.parametrize(

@@ -88,13 +88,14 @@ async def deliver_claimed(deps: WorkerDeps, claim: ClaimedDelivery) -> None:
     current = claim
     try:
         while True:
+            waited = gate.waited()  # the worker's waits for a core meanwhile are its own
             sent = await _post(deps, current)
             verdict: Verdict = "neutral"
             duration = 0.0
             if sent is not None:
                 verdict = attempt_verdict(sent.result.status_code, sent.result.error)
                 duration = sent.result.duration_ms / 1000
-            following = gate.done(host, admission, verdict, duration)
+            following = gate.done(host, admission, verdict, duration, gate.waited() - waited)
             evicted = gate.evict(host)  # only when the breaker opened: then none follows
             if evicted:
                 await _defer(deps, evicted, gate.cooldown, "breaker_open")

@@ -13,6 +13,7 @@ import contextlib
 import functools
 import gc
 import signal
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -23,6 +24,7 @@ from arq.cron import cron
 from arq.worker import Worker, func
 from redis.asyncio import Redis
 
+from relay.cpuwait import CoreWait
 from relay.intuned.client import IntunedClient
 from relay.metrics import WorkerMetrics, serve_metrics
 from relay.model import Lane, now_ms
@@ -143,6 +145,8 @@ async def open_deps(
         cooldown=settings.breaker_cooldown,
         # Parked deliveries keep their lease: they never wait half of it.
         max_park=stores.deliveries.lease_ms / 2000,
+        waited=CoreWait().waited,  # this thread's: the event loop's
+        worked=time.thread_time,
     )
     return WorkerDeps(
         settings=settings,

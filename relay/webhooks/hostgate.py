@@ -25,11 +25,19 @@ as the response (or the error) is in, not after the attempt's record reaches Red
 counts POSTs in flight, the durations kept are POST durations, and a host's pace is
 ``max_in_flight`` turns per duration, which is about how long a turn lasts.
 
+The worker's own lateness is not the host's. A starved worker reads its answers late, and one
+busy with its own work (a claim's burst of admissions) reads none until its next poll. So a
+POST's duration counts without the time the worker waited for a CPU core meanwhile (``waited``,
+a counter the caller injects: ``relay.cpuwait`` in the worker), and the time since a host's last
+turn ended counts only the time the worker was listening: its clock less both its waits for a
+core and its own time on one (``worked``: the thread's CPU time).
+
 State is per process and in memory (each worker protects its own pool); a host with nothing in
 flight, nothing parked and a closed breaker is forgotten. Parked items are leased deliveries: a
 stopping worker hands them back (``drain``); a killed one loses only their lease time.
 
-This module must never touch Redis or the network: it is pure bookkeeping over a clock.
+This module must never touch Redis or the network: it is pure bookkeeping over the clocks it is
+given.
 """
 
 from __future__ import annotations
@@ -98,7 +106,8 @@ class _Host(Generic[T]):
     duration: float = 0.0  # moving average of POST durations (turns), seconds
     spread_until: float = 0.0  # the latest time handed to a host_busy deferral
     # The last time a turn (a POST) to the host ended, or one started with nothing in flight (time
-    # with nothing in flight, e.g. while the relay's own Redis was away, says nothing of its pace)
+    # with nothing in flight, e.g. while the relay's own Redis was away, says nothing of its pace);
+    # on the listening clock (the worker's waits for a core and its own CPU time taken off)
     progress_at: float = 0.0
     parked: deque[tuple[float, T]] = field(default_factory=deque)  # (parked at, item)
 
@@ -114,6 +123,8 @@ class HostGate(Generic[T]):
         cooldown: float,
         max_park: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        waited: Callable[[], float] = lambda: 0.0,
+        worked: Callable[[], float] = lambda: 0.0,
     ) -> None:
         if max_in_flight < 1 or breaker_threshold < 0 or cooldown <= 0 or max_park <= 0:
             raise ValueError("max_in_flight >= 1, breaker_threshold >= 0, cooldown/max_park > 0")
@@ -122,6 +133,8 @@ class HostGate(Generic[T]):
         self.threshold = breaker_threshold
         self.cooldown = cooldown
         self._clock = clock
+        self.waited = waited  # seconds this worker has waited for a core so far (a counter)
+        self._worked = worked  # seconds this worker has run on a core so far (a counter)
         self._hosts: dict[str, _Host[T]] = {}
 
     def in_flight(self, host: str) -> int:
@@ -147,7 +160,7 @@ class HostGate(Generic[T]):
         now = self._clock()
         h = self._hosts.get(host)
         if h is None:
-            h = self._hosts[host] = _Host(progress_at=now)
+            h = self._hosts[host] = _Host(progress_at=self._listening(now))
         if h.open_until:
             if now < h.open_until or h.probing:
                 wait = max(h.open_until - now, 0.0) + self.cooldown * random.uniform(0.0, 0.5)
@@ -159,36 +172,47 @@ class HostGate(Generic[T]):
             self._start(h, now)
             return ADMITTED
         # One round until the host's pace is known; then half of max_park's worth of queue.
-        rounds = self.max_park / 2 / self._duration(h, now) if h.duration else 1.0
+        duration = self._duration(h, self._listening(now))
+        rounds = self.max_park / 2 / duration if h.duration else 1.0
         if len(h.parked) < max(self.max_in_flight, int(rounds * self.max_in_flight)):
             h.parked.append((now, item))
             return PARKED
-        return _defer(self._spread(h, now), "host_busy")
+        return _defer(self._spread(h, now, duration), "host_busy")
 
-    @staticmethod
-    def _start(h: _Host[T], now: float) -> None:
+    def _listening(self, now: float) -> float:
+        """``now`` on the listening clock: less the worker's waits for a core and time on one."""
+        return now - self.waited() - self._worked()
+
+    def _start(self, h: _Host[T], now: float) -> None:
         if not h.in_flight:  # the host sat idle until now: its pace counts from this attempt on
-            h.progress_at = now
+            h.progress_at = self._listening(now)
         h.in_flight += 1
 
     @staticmethod
-    def _duration(h: _Host[T], now: float) -> float:
+    def _duration(h: _Host[T], listening: float) -> float:
         """The host's turn duration (a POST's): the recent average, but at least the time since a
         turn last ended while others ran (a host that has not answered anything lately is slower
-        than it was).
+        than it was), counted on the listening clock (``listening`` is now on it).
         """
-        return max(h.duration or FIRST_GUESS, now - h.progress_at, 0.001)
+        return max(h.duration or FIRST_GUESS, listening - h.progress_at, 0.001)
 
-    def _spread(self, h: _Host[T], now: float) -> float:
+    def _spread(self, h: _Host[T], now: float, duration: float) -> float:
         """The next free turn for a deferred attempt: one more ``duration / max_in_flight``."""
-        duration = self._duration(h, now)
         per_turn = duration / self.max_in_flight
         h.spread_until = max(h.spread_until, now + duration) + per_turn
         return min(h.spread_until - now + per_turn * random.random(), MAX_DEFER)
 
-    def done(self, host: str, admission: Admission, verdict: Verdict, duration: float) -> T | None:
-        """Report the end of an admitted attempt's POST (``duration`` seconds); returns a parked
-        item that takes over its turn.
+    def done(
+        self,
+        host: str,
+        admission: Admission,
+        verdict: Verdict,
+        duration: float,
+        core_wait: float = 0.0,
+    ) -> T | None:
+        """Report the end of an admitted attempt's POST (``duration`` seconds, of which the worker
+        spent ``core_wait`` waiting for a core: the difference of two ``waited()``); returns a
+        parked item that takes over its turn.
 
         Called when the answer (or the error) is in, before the attempt is recorded: the record's
         round trip holds no turn. The caller runs the returned item next (as admitted) and
@@ -197,8 +221,9 @@ class HostGate(Generic[T]):
         h = self._hosts.get(host)
         if h is None or not admission.admitted:
             return None
+        duration = max(duration - core_wait, min(duration, 0.001))  # never 0: that is "unknown"
         h.duration = duration if not h.duration else h.duration + _EWMA * (duration - h.duration)
-        h.progress_at = self._clock()
+        h.progress_at = self._listening(self._clock())
         if admission.probe:
             h.probing = False
         if verdict == "answered":

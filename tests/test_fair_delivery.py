@@ -28,7 +28,7 @@ from relay.model import ATTEMPT_DECODER
 from relay.store import keys
 from relay.webhooks.allowlist import CallbackPolicy
 from relay.webhooks.callbacks import IPAddress, dns_lookup
-from relay.webhooks.hostgate import HostGate, attempt_verdict, host_key
+from relay.webhooks.hostgate import Admission, HostGate, attempt_verdict, host_key
 from relay.webhooks.sender import WebhookSender
 from tests.support.receiver import ReceiverHandle
 from tests.support.relay_fixtures import wait_until
@@ -90,6 +90,68 @@ def test_a_host_that_sat_idle_is_not_taken_for_slow() -> None:
     assert [a.parked for a in answers].count(True) == 40  # 2 s of queue at 0.1 s per attempt
     deferred = [a.retry_in for a in answers if not a.parked]
     assert len(deferred) == 20 and max(deferred) < 2  # spread 0.05 s apart, not 15 s
+
+
+class Worker:
+    """A worker's own counters, in seconds: waiting for a core, and running on one."""
+
+    def __init__(self) -> None:
+        self.waited = 0.0
+        self.worked = 0.0
+
+
+def timed_gate(clock: Clock, worker: Worker, cap: int = 2, park: float = 4.0) -> HostGate[str]:
+    return HostGate(
+        max_in_flight=cap,
+        breaker_threshold=3,
+        cooldown=10,
+        max_park=park,
+        clock=clock,
+        waited=lambda: worker.waited,
+        worked=lambda: worker.worked,
+    )
+
+
+def a_fast_hosts_backlog(clock: Clock, g: HostGate[str]) -> Admission:
+    """A host answering in 2 ms with 1,000 parked (2 s of queue: 2,000 fit); one POST open."""
+    first, second = g.admit("f:80", "r1"), g.admit("f:80", "r2")
+    clock.now += 0.002
+    g.done("f:80", first, "answered", 0.002)
+    assert g.admit("f:80", "r3").admitted
+    assert all(g.admit("f:80", str(i)).parked for i in range(1000))
+    return second
+
+
+def test_a_fast_host_is_not_taken_for_slow_when_its_worker_was_late() -> None:
+    # The worker waits 40 ms for a core, then runs its own work for 10 ms (a claim's admissions)
+    # before it reads the answers that came in meanwhile: 50 ms without a turn ending, all of it
+    # the worker's. The backlog still parks at the host's 2 ms pace (not 50 ms: 160 would fit),
+    # and the answer read late (42 ms by the sender's timer, 40 of them waiting) keeps that pace.
+    clock, worker = Clock(), Worker()
+    g = timed_gate(clock, worker)
+    running = a_fast_hosts_backlog(clock, g)
+    clock.now += 0.040
+    worker.waited += 0.040
+    clock.now += 0.010
+    worker.worked += 0.010
+    assert all(g.admit("f:80", f"late{i}").parked for i in range(200))
+    assert g.done("f:80", running, "answered", 0.042, core_wait=0.040) == "0"
+    assert all(g.admit("f:80", f"later{i}").parked for i in range(200))
+
+
+def test_a_host_that_stops_answering_is_still_taken_for_slow() -> None:
+    # The same backlog, but for 50 ms the worker listened and no turn ended (and for 50 ms more it
+    # waited for a core or ran its own work: not counted). At 50 ms a turn, 160 fit: new ones are
+    # deferred at that pace (the first a turn's 50 ms away at least), not parked.
+    clock, worker = Clock(), Worker()
+    g = timed_gate(clock, worker)
+    a_fast_hosts_backlog(clock, g)
+    clock.now += 0.100
+    worker.waited += 0.030
+    worker.worked += 0.020
+    silent = [g.admit("f:80", f"s{i}") for i in range(4)]
+    assert all(not (a.admitted or a.parked) and a.reason == "host_busy" for a in silent)
+    assert min(a.retry_in for a in silent) > 0.05
 
 
 def test_the_breaker_opens_after_consecutive_failures_then_probes_once() -> None:

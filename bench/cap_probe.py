@@ -25,7 +25,6 @@ A warm-up repetition of 500 comes first. Compare trees by running it in each, in
 from __future__ import annotations
 
 import argparse
-import re
 import statistics
 
 import msgspec
@@ -33,7 +32,7 @@ import uvloop
 
 from bench.common import Bench
 from bench.procs import CpuTrace, Fleet
-from bench.scenarios.delivery import make_due, rate_from, wait_receipts
+from bench.scenarios.delivery import parked_due, rate_from, release_due, wait_receipts
 from relay.embedded_redis import free_port
 from relay.model import ATTEMPT_DECODER, EventType
 from relay.store import keys
@@ -52,14 +51,6 @@ class Rep(msgspec.Struct, frozen=True):
     deferred: int  # deliveries the gate put back for later
 
 
-async def deferrals(b: Bench, port: int) -> int:
-    """``relay_delivery_deferrals`` of the worker on ``port``, every reason."""
-    async with b.http.get(f"http://127.0.0.1:{port}/metrics") as resp:
-        text = await resp.text()
-    found = re.findall(r"^relay_delivery_deferrals_total\{[^}]*\} ([0-9.e+]+)$", text, re.M)
-    return int(sum(float(v) for v in found))
-
-
 async def evalsha_calls(b: Bench) -> int:
     """Script calls Redis has served so far."""
     stats = await b.redis.info("commandstats")
@@ -68,29 +59,20 @@ async def evalsha_calls(b: Bench) -> int:
 
 async def rep(b: Bench, n: int, tag: str, cap: int) -> Rep:
     """One repetition: N due at once, one worker at ``cap`` per host drains them."""
-    await b.flush()
-    await b.receiver_reset()
     callback = b.fleet.receiver_root + "/hook"
-    docs = await b.register_many([f"cap-{tag}-{i}" for i in range(n)], callback)
-    await b.redis.delete(keys.DUE_POLL)  # no worker runs yet; nobody must poll these runs
-    await make_due(b, docs)
-    due = await b.redis.zrange(keys.DUE_DELIVERY, 0, -1)
-    await b.redis.zadd(keys.DUE_DELIVERY, dict.fromkeys(due, 2**50))  # parked while it starts
+    docs, due = await parked_due(b, [f"cap-{tag}-{i}" for i in range(n)], callback)
     port = free_port()
     worker = b.fleet.worker(
         RELAY_MAX_IN_FLIGHT_PER_HOST=str(cap), RELAY_WORKER_METRICS_PORT=str(port)
     )
-    redis = b.fleet.redis.process
-    assert redis is not None  # started with the fleet
     trace = CpuTrace({"worker": worker.pid})
     calls = await evalsha_calls(b)
-    await b.redis.zadd(keys.DUE_DELIVERY, dict.fromkeys(due, 0))
-    await b.redis.publish(keys.WAKE_DELIVERY, b"1")
+    await release_due(b, due)
     ids = [webhook_id(d.id, EventType.COMPLETED) for d in docs]
     try:
         got = await wait_receipts(b, ids, timeout=60 + n / 50)
         calls = await evalsha_calls(b) - calls
-        deferred = await deferrals(b, port)
+        deferred = sum((await b.worker_deferrals(port)).values())
     finally:
         trace.close()
         b.fleet.stop_child(worker)

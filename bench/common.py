@@ -15,6 +15,7 @@ from typing import Any
 
 import aiohttp
 import msgspec
+from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
 from bench.load import summary
@@ -175,6 +176,17 @@ class Bench:
         """Forget what the receiver got."""
         async with self.http.post(self.fleet.receiver_root + "/_reset") as r:
             assert r.status == 204
+
+    async def worker_deferrals(self, port: int) -> dict[str, int]:
+        """A worker's ``relay_delivery_deferrals`` so far, by reason (its /metrics on ``port``)."""
+        async with self.http.get(f"http://127.0.0.1:{port}/metrics") as r:
+            text = await r.text()
+        return {
+            s.labels["reason"]: int(s.value)
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+            if s.name == "relay_delivery_deferrals_total"
+        }
 
     async def receipts(self, ids: Sequence[str]) -> dict[str, float]:
         """Wall time of the first receipt of each webhook id."""

@@ -26,9 +26,8 @@ import uvloop
 
 from bench import callgrind as cg
 from bench.common import Bench
-from bench.scenarios.delivery import CONCURRENCY, make_due
+from bench.scenarios.delivery import CONCURRENCY, parked_due, release_due
 from relay.model import EventType
-from relay.store import keys
 from relay.webhooks.signing import webhook_id
 
 
@@ -40,11 +39,7 @@ async def measure(count: int, work: Path) -> str:
         fleet.start()
         await b.open()
         callback = fleet.receiver_root + "/hook"
-        docs = await b.register_many([f"ir-{i}" for i in range(count)], callback)
-        await b.redis.delete(keys.DUE_POLL)
-        await make_due(b, docs)
-        due = await b.redis.zrange(keys.DUE_DELIVERY, 0, -1)
-        await b.redis.zadd(keys.DUE_DELIVERY, dict.fromkeys(due, 2**50))
+        docs, due = await parked_due(b, [f"ir-{i}" for i in range(count)], callback)
         worker = cg.worker_under_callgrind(
             fleet, work, RELAY_MAX_IN_FLIGHT_PER_HOST=str(CONCURRENCY)
         )
@@ -53,8 +48,7 @@ async def measure(count: int, work: Path) -> str:
         pids = (worker.pid, fleet.redis.process.pid)
         cg.instrument("on", *pids)
         t0 = time.monotonic()
-        await b.redis.zadd(keys.DUE_DELIVERY, dict.fromkeys(due, 0))
-        await b.redis.publish(keys.WAKE_DELIVERY, b"1")
+        await release_due(b, due)
         while (await b.receiver_stats())["unique"] < count:
             await asyncio.sleep(0.2)
         cg.instrument("off", *pids)

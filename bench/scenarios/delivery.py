@@ -78,27 +78,39 @@ def rate_from(receipts: dict[str, float]) -> float:
     return (len(times) - 1) / (times[-1] - times[0])
 
 
+async def parked_due(
+    b: Bench, run_ids: list[str], callback: str
+) -> tuple[list[SubscriptionDoc], list[bytes]]:
+    """A fresh database with one subscription per run id, each with a delivery due but parked:
+    every worker process must be up before the first delivery is due, so the due entries wait
+    a day ahead until ``release_due``. Returns the documents and the due set's members."""
+    await b.flush()
+    await b.receiver_reset()
+    docs = await b.register_many(run_ids, callback)
+    await b.redis.delete(keys.DUE_POLL)  # no worker runs yet; nobody must poll these runs
+    await make_due(b, docs)
+    due: list[bytes] = await b.redis.zrange(keys.DUE_DELIVERY, 0, -1)
+    await b.redis.zadd(keys.DUE_DELIVERY, dict.fromkeys(due, 2**50))
+    return docs, due
+
+
+async def release_due(b: Bench, due: list[bytes]) -> None:
+    """Make the parked deliveries all due at once and wake the pumps."""
+    await b.redis.zadd(keys.DUE_DELIVERY, dict.fromkeys(due, 0))
+    await b.redis.publish(keys.WAKE_DELIVERY, b"1")
+
+
 async def relay_rep(
     b: Bench, n: int, tag: str, callback: str, processes: int = 1
 ) -> tuple[float, dict[str, float]]:
     """One relay repetition (``processes`` worker processes); returns (rate, cpu%)."""
-    await b.flush()
-    await b.receiver_reset()
-    run_ids = [f"dlv-{tag}-{i}" for i in range(n)]
-    docs = await b.register_many(run_ids, callback)
-    await b.redis.delete(keys.DUE_POLL)  # no worker runs yet; nobody must poll these runs
-    await make_due(b, docs)
+    docs, due = await parked_due(b, [f"dlv-{tag}-{i}" for i in range(n)], callback)
     ids = [webhook_id(d.id, EventType.COMPLETED) for d in docs]
-    # Every worker process must be up before the first delivery is due: park the due entries
-    # a day ahead while they start, then make them all due at once and wake the pumps.
-    due = await b.redis.zrange(keys.DUE_DELIVERY, 0, -1)
-    await b.redis.zadd(keys.DUE_DELIVERY, dict.fromkeys(due, 2**50))
     worker = b.fleet.worker(processes, RELAY_MAX_IN_FLIGHT_PER_HOST=str(CONCURRENCY))
     redis = b.fleet.redis.process
     assert redis is not None  # started with the fleet
     trace = CpuTrace({"worker": worker.pid, "receiver": b.fleet.receiver.pid, "redis": redis.pid})
-    await b.redis.zadd(keys.DUE_DELIVERY, dict.fromkeys(due, 0))
-    await b.redis.publish(keys.WAKE_DELIVERY, b"1")
+    await release_due(b, due)
     try:
         got = await wait_receipts(b, ids, timeout=60 + n / 50)
     finally:

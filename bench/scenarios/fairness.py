@@ -79,14 +79,8 @@ async def hole_outcome(b: Bench, docs: list[SubscriptionDoc], timeout: float) ->
 
 async def deferrals(b: Bench, port: int) -> str:
     """The worker's deferral counters when the last healthy delivery arrived."""
-    async with b.http.get(f"http://127.0.0.1:{port}/metrics") as r:
-        text = await r.text()
-    found = [
-        line.removeprefix("relay_delivery_deferrals_total")
-        for line in text.splitlines()
-        if line.startswith("relay_delivery_deferrals_total")
-    ]
-    return "deferrals by then " + (", ".join(found) or "none")
+    found = await b.worker_deferrals(port)
+    return "deferrals by then " + (", ".join(f"{k}: {v}" for k, v in found.items()) or "none")
 
 
 async def rep(

@@ -201,6 +201,7 @@ async def _record(deps: WorkerDeps, claim: ClaimedDelivery, sent: Sent) -> None:
             attempt=number,
             outcome=outcome.value,
             state=rec.state,
+            stale=rec.stale,
             status_code=result.status_code,
             error=result.error,
             duration_ms=attempt.duration_ms,

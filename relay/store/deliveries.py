@@ -36,6 +36,7 @@ from relay.store.types import (
     ClaimedDelivery,
     ClaimReply,
     ClaimRow,
+    Deferred,
     RecordReply,
 )
 from relay.store.watches import due_in, redis_now
@@ -65,6 +66,7 @@ def secrets_in_force(row: ClaimRow) -> tuple[str, ...]:
 _CLAIM_ROW: Final = msgspec.json.Decoder(ClaimRow, strict=False)
 _CLAIM_BYTES: Final = frozenset({"claim", "result"})
 _ATTEMPT_ARGS: Final = msgspec.msgpack.Encoder()
+_COUNTER_FIELDS: Final = [keys.CounterField.DELIVERED, keys.CounterField.FAILED]
 
 
 def claimed(row: ClaimRow, workspace_id: str, result: bytes | None) -> ClaimedDelivery | None:
@@ -178,7 +180,7 @@ class DeliveryStore:
         return group_results(
             await self._record(keys_, args),
             RecordReply,
-            lambda reply: AttemptRecorded(state=reply.state, next=reply.next),
+            lambda reply: AttemptRecorded(state=reply.state, next=reply.next, stale=reply.stale),
         )
 
     async def release_deliveries(self, sids: Sequence[str], lane: Lane = Lane.TERMINAL) -> None:
@@ -195,7 +197,7 @@ class DeliveryStore:
         if not sids:
             return 0
         res = await self._defer([due_set(lane)], [until_ms, *sids])
-        return int(dict(zip(res[::2], res[1::2], strict=True))[b"deferred"])
+        return decode_map(res, Deferred).deferred
 
     async def delivery_counters(self, client: str, minutes: int = 60) -> list[tuple[int, int, int]]:
         """(minute ms, delivered, failed) for the client's last ``minutes`` minutes, oldest
@@ -205,7 +207,7 @@ class DeliveryStore:
         starts = [last - i * MINUTE_MS for i in range(minutes - 1, -1, -1)]
         async with self.redis.pipeline(transaction=False) as pipe:
             for start in starts:
-                pipe.hmget(keys.counters(client, start), ["d", "f"])
+                pipe.hmget(keys.counters(client, start), _COUNTER_FIELDS)
             rows = await pipe.execute()
         return [(s, int(d or 0), int(f or 0)) for s, (d, f) in zip(starts, rows, strict=True)]
 

@@ -20,6 +20,7 @@ from urllib.parse import quote
 
 from relay.model import (
     EVENT_STATUSES,
+    ChangeOutcome,
     DeliveryOutcome,
     DueWork,
     EventType,
@@ -144,6 +145,13 @@ class OpsField(StrEnum):
     HEADERS = "hd"
 
 
+class CounterField(StrEnum):
+    """Fields of a client's per-minute delivery counters hash (``counters``)."""
+
+    DELIVERED = "d"  # attempts that delivered
+    FAILED = "f"  # attempts that did not
+
+
 class SecretField(StrEnum):
     """Fields of a client's secret hash."""
 
@@ -261,7 +269,7 @@ def secrets(client: str) -> str:
 
 
 def counters(client: str, minute: int | str) -> str:
-    """hash: the client's delivery attempts in one minute (d delivered, f failed), ~2 h TTL."""
+    """hash: the client's delivery attempts in one minute (``CounterField``), ~2 h TTL."""
     return f"{client_prefix(client)}:n:{minute}"
 
 
@@ -293,6 +301,7 @@ _LUA_ENUMS: Final[dict[str, type[StrEnum]]] = {
     "RF": ResultField,
     "RR": ResultRide,
     "SF": SecretField,
+    "CF": CounterField,
     "ST": SubState,
     "WS": WatchState,
     "EV": EventType,
@@ -303,6 +312,7 @@ _LUA_ENUMS: Final[dict[str, type[StrEnum]]] = {
     "DW": DueWork,
     "PR": PollRecord,
     "PO": PushOutcome,
+    "CO": ChangeOutcome,
     "RA": RegisterAction,
     "DO": DeliveryOutcome,
     "SK": StartKeyField,

@@ -15,11 +15,13 @@ from relay.model import (
     DueWork,
     Lane,
     PollKind,
+    PollRecord,
     RegisterAction,
     Subscription,
     SubscriptionDoc,
     SubState,
     WatchFailure,
+    WatchState,
 )
 from relay.store.keys import ResultRide
 
@@ -91,7 +93,7 @@ class PollRecorded(msgspec.Struct, frozen=True):
     """What recording a poll did; ``now`` is Redis's clock (ms); ``notices``: the run's
     run.started fan-out is pending (call ``WatchStore.fan_out_notices`` until done)."""
 
-    outcome: str
+    outcome: PollRecord
     now: int
     notices: bool = False
 
@@ -105,7 +107,7 @@ class GroupReply(msgspec.Struct, frozen=True):
 class PollReply(GroupReply, frozen=True):
     """One poll's map in a ``record_poll`` reply: its record, or why it failed."""
 
-    outcome: str = ""
+    outcome: PollRecord = PollRecord.STALE  # (a map with an error has none: never read)
     now: int = 0
     notices: bool = False
 
@@ -208,10 +210,13 @@ class ClaimedDelivery(msgspec.Struct, frozen=True):
 
 
 class AttemptRecorded(msgspec.Struct, frozen=True):
-    """The subscription's state after an attempt ('stale' when it moved on meanwhile)."""
+    """The state of the attempt's lane after it, and when the next attempt is due (a retry).
+    ``stale``: the subscription had moved on meanwhile (canceled, expired, another series), so
+    the attempt changed no state (``state`` is None)."""
 
-    state: str
+    state: SubState | None = None
     next: int | None = None
+    stale: bool = False
 
 
 class AttemptToRecord(msgspec.Struct, frozen=True, array_like=True):
@@ -235,14 +240,15 @@ class AttemptToRecord(msgspec.Struct, frozen=True, array_like=True):
 class RecordReply(GroupReply, frozen=True):
     """One attempt's map in a ``record_attempts`` reply: its record, or why it failed."""
 
-    state: str = ""
+    state: SubState | None = None
     next: int | None = None
+    stale: bool = False
 
 
 class RunWatch(msgspec.Struct, frozen=True):
     """A read-only view of one run's watch record."""
 
-    state: str
+    state: WatchState
     status: str | None
     first_seen: int
     next_poll: int | None
@@ -287,6 +293,12 @@ class PruneSlice(msgspec.Struct, frozen=True):
 
     pruned: int
     seen: int
+
+
+class Deferred(msgspec.Struct, frozen=True):
+    """What ``defer.lua`` did: how many deliveries it pushed back."""
+
+    deferred: int
 
 
 class QuotaUse(msgspec.Struct, frozen=True):

@@ -171,7 +171,7 @@ class WatchStore:
             else None
         )
         return RunWatch(
-            state=f[WatchField.STATE],
+            state=WatchState(f[WatchField.STATE]),
             status=f.get(WatchField.STATUS),
             first_seen=int(f.get(WatchField.FIRST_SEEN, "0")),
             next_poll=int(np) if np else None,

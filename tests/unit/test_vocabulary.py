@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from importlib import resources
 from typing import get_args
 
 import pytest
@@ -14,9 +16,17 @@ from relay.model import (
     FINAL_STATES,
     SUBSCRIBABLE_STATUSES,
     TERMINAL_STATUSES,
+    ChangeOutcome,
+    DeliveryOutcome,
     EventType,
+    FailureCode,
+    PollRecord,
+    PushOutcome,
+    RegisterAction,
     RunStatus,
+    StartKeyState,
     SubState,
+    WatchState,
 )
 from relay.services.starts import StartEvent
 from relay.webhooks.payload import event_type_for_status
@@ -61,3 +71,50 @@ def test_the_lua_names_fields_and_states_by_their_python_values() -> None:
     assert lua_inline("string.sub(x, 1) .. KEYS[1]") == "string.sub(x, 1) .. KEYS[1]"
     with pytest.raises(KeyError):
         lua_inline("F.NO_SUCH_FIELD")
+
+
+def _literal_values(code: str) -> list[str]:
+    """The quoted literals of a line of Lua, but the keys of flat reply maps (``{'done', 1}``:
+    a key is a reply Struct's field name, not a state)."""
+
+    def values_only(table: re.Match[str]) -> str:
+        items = table[1].split(",")
+        kept = [i for n, i in enumerate(items) if n % 2 or not re.fullmatch(r"\s*'[^']*'\s*", i)]
+        return "{" + ",".join(kept) + "}"
+
+    return re.findall(r"'([^']*)'", re.sub(r"\{([^{}]*)\}", values_only, code))
+
+
+def test_no_script_spells_a_state_or_an_outcome_as_a_literal() -> None:
+    """Scripts name states and outcomes through the enums (``CO.OK``, ``ST.DELIVERING``), so a
+    renamed value cannot leave a script answering the old word (a cancel's ``'ok'`` and an
+    attempt's ``'stale'`` once were spelled out)."""
+    words = {
+        m.value
+        for enum in (
+            SubState,
+            WatchState,
+            ChangeOutcome,
+            DeliveryOutcome,
+            FailureCode,
+            PollRecord,
+            PushOutcome,
+            RegisterAction,
+            StartKeyState,
+            EventType,
+            RunStatus,
+        )
+        for m in enum
+    }
+    lua = resources.files("relay.store") / "lua"
+    scripts = [f for f in lua.iterdir() if f.name.endswith(".lua")]
+    assert len(scripts) > 10
+    found = [
+        (script.name, number, word)
+        for script in scripts
+        for number, line in enumerate(script.read_text().splitlines(), 1)
+        for word in _literal_values(line.split("--", 1)[0])
+        if word in words
+    ]
+    assert found == []
+    assert _literal_values("return {'outcome', 'ok'}") == ["ok"]  # a value is still seen

@@ -1,12 +1,12 @@
 -- Cancel a client's subscription: no further deliveries; the run's polling stops when it was
 -- the last watching subscriber.
 -- KEYS: 1 sub, 2 attempts, 3 due dlv, 4 due poll, 5.. client state zsets (SubState order)
--- ARGV: 1 sid, 2 client, 3 ttl ms. Returns a map: outcome ('ok'|'not_found')
+-- ARGV: 1 sid, 2 client, 3 ttl ms. Returns a map: outcome (CO: ok or not_found)
 local sid, cl, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local k = KEYS[1]
 local s = redis.call('HMGET', k, F.CLIENT, F.STATE, F.RUN_KEY)
-if s[1] ~= cl or not s[2] then return {'outcome', 'not_found'} end
-if s[2] == ST.CANCELED then return {'outcome', 'ok'} end
+if s[1] ~= cl or not s[2] then return {'outcome', CO.NOT_FOUND} end
+if s[2] == ST.CANCELED then return {'outcome', CO.OK} end
 local now = redis_now()
 local rd = run_digest(s[3] or '')
 local wk = fmt(K_WATCH, rd)
@@ -27,4 +27,4 @@ redis.call('HSET', k, F.UPDATED, now)
 set_state(sid, k, ST.CANCELED)
 expire_sub(sid, now, ttl)
 settle_run(rd, ttl)
-return {'outcome', 'ok'}
+return {'outcome', CO.OK}

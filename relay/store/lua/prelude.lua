@@ -193,15 +193,15 @@ local function claim_due(due_set, now, limit, only, lease, own, build)
 end
 
 -- Start a fresh attempt series for a client's subscription whose run ended (redeliver.lua for
--- one, redeliver_batch.lua for each match). Returns the outcome ('ok', 'not_found' or
--- 'conflict') and the subscription's state.
+-- one, redeliver_batch.lua for each match). Returns the outcome (CO) and the subscription's
+-- state.
 local function redeliver_one(sid, k, cl, now, ttl)
   local s = redis.call('HMGET', k, F.CLIENT, F.STATE, F.EVENT_TYPE, F.RUN_KEY, F.SERIES)
-  if s[1] ~= cl or not s[2] then return 'not_found', nil end
+  if s[1] ~= cl or not s[2] then return CO.NOT_FOUND, nil end
   local st = s[2]
   if not s[3] or not (st == ST.DELIVERED or st == ST.EXHAUSTED or st == ST.GONE
                       or st == ST.DELIVERING) then
-    return 'conflict', st
+    return CO.CONFLICT, st
   end
   local rd = run_digest(s[4] or '')
   if st ~= ST.DELIVERING then
@@ -213,7 +213,7 @@ local function redeliver_one(sid, k, cl, now, ttl)
   redis.call('HSET', k, F.ATTEMPTS, 0, F.NEXT_ATTEMPT, now, F.UPDATED, now)
   persist_sub(sid)
   redis.call('ZADD', K_DUE_DLV, now, sid)
-  return 'ok', ST.DELIVERING
+  return CO.OK, ST.DELIVERING
 end
 
 -- The host of a callback URL, lower-case, without brackets or port (bulk redeliver's filter).

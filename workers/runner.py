@@ -208,15 +208,17 @@ def build_pumps(deps: WorkerDeps) -> dict[str, Pump[Any]]:
 
 
 async def _gauges(deps: WorkerDeps) -> None:
-    """Refresh the shared gauges every few seconds."""
+    """Refresh the shared gauges every few seconds (a failed refresh keeps the last values)."""
     while True:
-        with contextlib.suppress(Exception):
+        try:
             polls, deliveries = await deps.store.housekeeping.queue_depth()
             deps.metrics.queue_depth.labels("poll").set(polls)
             deps.metrics.queue_depth.labels("delivery").set(deliveries)
             deps.metrics.watched_runs.set(await deps.store.housekeeping.watched_runs())
             for name, pump in deps.pumps.items():
                 deps.metrics.in_flight.labels(name).set(pump.in_flight)
+        except Exception as exc:  # Redis away: the pumps report it; the gauges wait for it
+            log.debug("gauges_refresh_failed", error=repr(exc))
         await asyncio.sleep(5)
 
 
@@ -351,6 +353,7 @@ async def run_worker(
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
+        # not the main thread, or a loop without signals: ``stop`` is then the only way out
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     metrics = WorkerMetrics()
@@ -385,8 +388,10 @@ async def run_worker(
             return_exceptions=True,
         )
         await _hand_back_parked(deps)
-        with contextlib.suppress(Exception):  # it expires by itself when Redis is gone
+        try:
             await redis.delete(worker.health_check_key)
+        except Exception as exc:  # it expires by itself when Redis is gone
+            log.debug("health_key_delete_failed", error=repr(exc))
         await deps.sender.aclose()
         await deps.intuned.aclose()
         await checks.aclose()

@@ -58,9 +58,27 @@ def test_cidrs_names_and_wildcards_open_private_addresses() -> None:
     assert verdict(entries, "example.com", "93.184.215.14") is None  # public stays public
 
 
-@pytest.mark.parametrize(
-    "address", ["169.254.169.254", "fd00:ec2::254", "100.100.100.200", "169.254.10.1", "fe80::1"]
-)
+METADATA_FORMS = [
+    "169.254.169.254",
+    "fd00:ec2::254",
+    "100.100.100.200",
+    "169.254.170.2",  # ECS task credentials
+    "169.254.170.23",  # EKS Pod Identity
+    "fd00:ec2::23",
+    # 169.254.169.254 inside each IPv6 form that carries an IPv4 address:
+    "::ffff:169.254.169.254",  # IPv4-mapped
+    "::ffff:0:a9fe:a9fe",  # IPv4-translated (SIIT)
+    "64:ff9b::a9fe:a9fe",  # NAT64, well-known prefix
+    "64:ff9b:1:a9fe:a9:fe00::",  # local-use NAT64, /48 layout (RFC 6052: the u octet skipped)
+    "64:ff9b:1::a9fe:a9fe",  # local-use NAT64, /96 layout
+    "2002:a9fe:a9fe::1",  # 6to4
+    "::a9fe:a9fe",  # IPv4-compatible
+    "2001:0:a9fe:a9fe::1",  # Teredo, as the server
+    "2001:0:4136:e378:8000:63bf:5601:5601",  # Teredo, as the client (bits inverted)
+]
+
+
+@pytest.mark.parametrize("address", METADATA_FORMS)
 def test_metadata_needs_the_exact_address_or_host_even_with_private_callbacks(
     address: str,
 ) -> None:
@@ -70,6 +88,21 @@ def test_metadata_needs_the_exact_address_or_host_even_with_private_callbacks(
     assert verdict("*.internal", "meta.internal", address) is not None  # a wildcard is not exact
     assert verdict(address, address, address) is None
     assert verdict("meta.internal", "meta.internal", address) is None
+
+
+@pytest.mark.parametrize("address", ["169.254.10.1", "169.254.169.253", "fe80::1"])
+def test_other_link_local_addresses_are_private_ones(address: str) -> None:
+    """Contract §2: private callbacks open loopback, private and link-local addresses; only the
+    metadata addresses stay shut (§6). An allowlisted range opens them too."""
+    assert verdict("", "hook.internal", address, allow_private=True) is None
+    assert verdict("169.254.0.0/16, fe80::/10", "hook.internal", address) is None
+    refusal = verdict("", "hook.internal", address)
+    assert refusal is not None and "link-local" in refusal and "RELAY_CALLBACK_ALLOWLIST" in refusal
+
+
+def test_a_public_address_inside_an_ipv6_form_is_no_metadata() -> None:
+    for address in ("64:ff9b::5db8:d70e", "2002:5db8:d70e::1"):  # 93.184.215.14
+        assert verdict("", "example.com", address) is None
 
 
 @pytest.mark.parametrize("entry", ["*", "http://x/", "10.0.0.0/33", "a..b", "*.*.x", "x y"])

@@ -121,6 +121,32 @@ async def test_every_forbidden_form_is_refused_at_registration(
     print(f"\nSSRF at registration: {len(refused)}/{len(urls)} forms refused with 400")
 
 
+async def test_private_callbacks_open_link_local_but_never_metadata_in_any_form(
+    api: AsyncTestClient[Any], redis_sync: redis.Redis
+) -> None:
+    # Contract §2 and §6, with RELAY_ALLOW_PRIVATE_CALLBACKS=true (the `api` fixture).
+    metadata = [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[::ffff:169.254.169.254]/latest/meta-data/",
+        "http://[::ffff:a9fe:a9fe]/latest/meta-data/",
+        "http://[64:ff9b::a9fe:a9fe]/latest/meta-data/",
+        "http://[2002:a9fe:a9fe::1]/latest/meta-data/",
+        "http://[fd00:ec2::254]/latest/meta-data/",
+        "http://100.100.100.200/latest/meta-data/",
+        "http://169.254.170.2/v2/credentials/",
+    ]
+    for url in metadata:
+        body = {"projectName": "demo-project", "runId": "meta", "callbackUrl": url}
+        resp = await api.post("/v1/subscriptions", json=body, headers=AUTH_ALPHA)
+        assert resp.status_code == 400, (url, resp.text)
+        assert "refused unless listed exactly" in resp.json()["detail"], (url, resp.text)
+    assert redis_sync.keys(keys.sub("*")) == []  # nothing was stored
+    for url in ("http://169.254.1.1/hook", "http://[fe80::1]/hook"):
+        body = {"projectName": "demo-project", "runId": "link-local", "callbackUrl": url}
+        resp = await api.post("/v1/subscriptions", json=body, headers=AUTH_ALPHA)
+        assert resp.status_code == 201, (url, resp.text)
+
+
 async def test_callbacks_turned_private_and_redirects_never_reach_the_listener(
     api: AsyncTestClient[Any],
     fake_intuned: FakeIntunedHandle,

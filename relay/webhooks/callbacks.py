@@ -42,7 +42,7 @@ from aiohttp.resolver import AsyncResolver
 from yarl import URL
 
 from relay.errors import CallbackRefused
-from relay.webhooks.allowlist import CallbackPolicy
+from relay.webhooks.allowlist import NAT64, CallbackPolicy, embedded_ipv4
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Lookup = Callable[[str, int], Awaitable[Sequence[IPAddress]]]
@@ -86,7 +86,6 @@ _FORBIDDEN_ROWS: Final = (
 _FORBIDDEN: Final[tuple[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str], ...]] = tuple(
     (ipaddress.ip_network(cidr), f"{what} ({cidr})") for cidr, what in _FORBIDDEN_ROWS
 )
-_NAT64: Final = ipaddress.IPv6Network("64:ff9b::/96")
 # Only 2000::/3 is allocated for global unicast; the rest of the space is reserved, and Python's
 # is_global does not say so (it checks the special-purpose registry only).
 _GLOBAL_UNICAST_V6: Final = ipaddress.IPv6Network("2000::/3")
@@ -184,14 +183,6 @@ def parse_host_address(host: str) -> IPAddress | None:
         return None
 
 
-def _embedded_v4(ip: ipaddress.IPv6Address) -> tuple[str, ipaddress.IPv4Address] | None:
-    if ip in _NAT64:
-        return "NAT64", ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-    if ip.sixtofour is not None:
-        return "6to4", ip.sixtofour
-    return None
-
-
 def is_forbidden(ip: IPAddress) -> str | None:
     """Why a webhook must not be sent to ``ip``, or None when it is a public unicast address."""
     if isinstance(ip, ipaddress.IPv4Address):
@@ -210,19 +201,12 @@ def _tunnel_reason(ip: ipaddress.IPv6Address) -> str | None:
         inner = is_forbidden(ip.ipv4_mapped)
         suffix = f"; it embeds {ip.ipv4_mapped}: {inner}" if inner else ""
         return f"IPv4-mapped IPv6 (::ffff:0:0/96) is not accepted{suffix}"
-    if ip.teredo is not None:
-        server, client = ip.teredo
-        for inner_ip in (client, server):
-            inner = is_forbidden(inner_ip)
-            if inner:
-                return f"Teredo address embedding {inner_ip}: {inner}"
-        return "Teredo tunnelling (2001::/32) is not accepted"
-    embedded = _embedded_v4(ip)
-    if embedded is not None:
-        kind, inner_ip = embedded
+    for kind, inner_ip in embedded_ipv4(ip):
         inner = is_forbidden(inner_ip)
         if inner:
             return f"{kind} address embedding {inner_ip}: {inner}"
+    if ip.teredo is not None:
+        return "Teredo tunnelling (2001::/32) is not accepted"
     return None
 
 
@@ -230,7 +214,7 @@ def _v6_forbidden(ip: ipaddress.IPv6Address) -> str | None:
     reason = _tunnel_reason(ip)
     if reason is not None:
         return reason
-    if ip in _NAT64:
+    if ip in NAT64:
         return None  # a public IPv4 behind the well-known NAT64 prefix
     if listed := _listed(ip):
         return listed

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 from relay.fake_intuned import Fault, RunScript
 from tests.support.e2e import E2E
@@ -65,18 +66,21 @@ async def test_5xx_burst_garbage_and_resets_do_not_end_the_watch(e2e: E2E) -> No
     assert e2e.intuned.state.run_stats(run_id).by_http_status.get(500, 0) == 2
 
 
-async def _watch_fails_with(e2e: E2E, code: str, run_id: str, **worker_env: str) -> None:
-    """A worker (with ``worker_env``) ends the watch of ``run_id`` with ``run.watch_failed``."""
+async def _watch_fails_with(e2e: E2E, code: str, run_id: str, **worker_env: str) -> dict[str, Any]:
+    """A worker (with ``worker_env``) ends the watch of ``run_id`` with ``run.watch_failed``;
+    the event's ``data``."""
     await e2e.start_inproc_worker(**worker_env)
     await e2e.subscribe(run_id, "/ok")
     [req] = await e2e.receiver.wait_for_async(1, timeout=15)
     body = json.loads(req.body)
     assert body["type"] == "run.watch_failed"
     assert body["data"]["failure"]["code"] == code
+    return dict(body["data"])
 
 
 async def test_404_beyond_the_grace_period_fails_with_run_not_found(e2e: E2E) -> None:
-    await _watch_fails_with(e2e, "run_not_found", "no-such-run")
+    data = await _watch_fails_with(e2e, "run_not_found", "no-such-run")
+    assert "status" not in data  # the relay never saw one (docs/webhooks.md)
 
 
 async def test_unknown_run_that_appears_within_grace_is_followed(e2e: E2E) -> None:
@@ -100,7 +104,8 @@ async def test_401_fails_with_intuned_unauthorized(e2e: E2E) -> None:
 
 async def test_watch_timeout_fails_with_watch_timeout(e2e: E2E) -> None:
     run_id = e2e.run(pending_polls=10_000)
-    await _watch_fails_with(e2e, "watch_timeout", run_id, RELAY_WATCH_TIMEOUT="1s")
+    data = await _watch_fails_with(e2e, "watch_timeout", run_id, RELAY_WATCH_TIMEOUT="1s")
+    assert data["status"] == "pending"  # the last status seen (docs/webhooks.md)
 
 
 async def test_late_registration_on_cached_terminal_run_makes_no_intuned_call(e2e: E2E) -> None:

@@ -10,6 +10,10 @@
     ├── QuotaExceeded          a configured limit is reached; names the limit (-> 429)
     └── Unavailable            Redis cannot serve the request now (-> 503 with Retry-After)
 
+``error_body`` is the one shape of an error body, ``{"statusCode", "detail", ...}`` (camelCase like
+every field of the API, contract §3): the API renders exceptions with it, and the start service
+stores a refused start's answer with it.
+
 ``unavailable(exc)`` turns any redis-py error into an ``Unavailable`` that says why, chosen by
 redis-py's exception class (only BUSY, which redis-py gives no class, is told by its error code).
 The status codes live with the one renderer of error bodies, ``relay.api.responses``.
@@ -21,8 +25,14 @@ This module must never import HTTP frameworks.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from redis import exceptions as redis_errors
+
+
+def error_body(status: int, detail: str, **extra: Any) -> dict[str, Any]:
+    """An error body: the status repeated, a readable ``detail``, then ``extra``'s fields."""
+    return {"statusCode": status, "detail": detail, **extra}
 
 
 class RelayError(Exception):

@@ -52,7 +52,7 @@ def assert_unavailable(resp: httpx.Response, words: str) -> None:
     assert int(resp.headers["retry-after"]) >= 1
     assert resp.headers["content-type"].startswith("application/json")
     answer = resp.json()
-    assert answer["status_code"] == 503
+    assert answer["statusCode"] == 503
     assert words in answer["detail"], answer
 
 

@@ -61,7 +61,7 @@ def assert_refused(resp: Any, *words: str, status: int = 400) -> str:
     assert resp.status_code == status, resp.text
     assert resp.headers["content-type"].startswith("application/json")
     payload = resp.json()
-    assert payload["status_code"] == status
+    assert payload["statusCode"] == status
     detail = payload["detail"]
     assert isinstance(detail, str) and detail
     for word in words:

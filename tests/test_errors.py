@@ -55,7 +55,7 @@ async def test_each_relay_error_has_its_status_and_one_body_shape(name: str, sta
     assert resp.status_code == status
     assert resp.headers["content-type"] == "application/json"
     answer = resp.json()
-    assert answer["status_code"] == status and set(answer) == {"status_code", "detail"}
+    assert answer["statusCode"] == status and set(answer) == {"statusCode", "detail"}
     if status == 500:
         assert answer["detail"] == "internal error"  # not the configuration's words
     else:

@@ -1,6 +1,6 @@
 """The API's error responses: the one place every error body is rendered, and described.
 
-Every error body is ``ErrorOut`` (``{status_code, detail, extra?}``) made by ``error_response``.
+Every error body is ``ErrorOut`` (``{statusCode, detail, extra?}``) made by ``error_response``.
 ``EXCEPTION_HANDLERS`` maps what handlers raise (the tree of ``relay.errors``), what redis-py
 raises (always a 503 with ``Retry-After``, never a 500), and Litestar's own HTTP errors onto it.
 Handlers list the errors they can answer with ``errors(...)`` for the OpenAPI document. Input
@@ -33,6 +33,7 @@ from relay.errors import (
     QuotaExceeded,
     RelayError,
     Unavailable,
+    error_body,
     unavailable,
 )
 
@@ -80,10 +81,8 @@ def error_response(
     extra: object = None,
     headers: Mapping[str, str] | None = None,
 ) -> Response[dict[str, object]]:
-    """The one error body: ``{"status_code", "detail", "extra"?}`` as JSON."""
-    body: dict[str, object] = {"status_code": status, "detail": detail}
-    if extra:
-        body["extra"] = extra
+    """The one error response: ``error_body`` (``{"statusCode", "detail", "extra"?}``) as JSON."""
+    body = error_body(status, detail, extra=extra) if extra else error_body(status, detail)
     return Response(body, status_code=status, media_type=MediaType.JSON, headers=headers)
 
 

@@ -144,7 +144,7 @@ class ReadyOut(msgspec.Struct, rename="camel", omit_defaults=True):
     detail: str | None = None
 
 
-class ErrorOut(msgspec.Struct):
+class ErrorOut(msgspec.Struct, rename="camel"):
     """Every error body: a readable ``detail``, the status code, and details of input errors."""
 
     status_code: int

@@ -26,7 +26,7 @@ from typing import Annotated, Any, Final, Literal
 import msgspec
 import structlog
 
-from relay.errors import InvalidInput
+from relay.errors import InvalidInput, error_body
 from relay.fields import METADATA_MAX_BYTES, CallbackUrl, ProjectName
 from relay.intuned.client import IntunedClient
 from relay.intuned.start import Refused, Started, Unavailable, Unknown
@@ -104,8 +104,7 @@ _ANY_DECODER: Final = msgspec.json.Decoder()
 
 def error_answer(status: int, detail: str, **extra: Any) -> StartAnswer:
     """An error body in the API's shape, with extra fields (``code``, ``intuned``...)."""
-    body = {"status_code": status, "detail": detail, **extra}
-    return StartAnswer(status, msgspec.json.encode(body))
+    return StartAnswer(status, msgspec.json.encode(error_body(status, detail, **extra)))
 
 
 def checked_key(value: str | None) -> str:

@@ -81,6 +81,19 @@ def parse_api_keys(text: str, *, name: str) -> dict[str, str]:
     return keys
 
 
+def parse_cookie_security(text: str | None) -> bool | None:
+    """``RELAY_CONSOLE_SECURE_COOKIE``: ``auto`` (the default, None: Secure behind https), or a
+    boolean (always, never)."""
+    if text is None or text.strip().lower() in ("", "auto"):
+        return None
+    try:
+        return parse_bool(text, name="RELAY_CONSOLE_SECURE_COOKIE")
+    except ConfigError:
+        raise ConfigError(
+            "RELAY_CONSOLE_SECURE_COOKIE", f"{text!r} is not auto, true or false"
+        ) from None
+
+
 def parse_bool(text: str, *, name: str) -> bool:
     """Parse true/false (also 1/0, yes/no, on/off)."""
     value = text.strip().lower()

@@ -16,6 +16,7 @@ import msgspec
 
 from relay.config_values import parse_api_keys as parse_api_keys
 from relay.config_values import parse_bool as parse_bool
+from relay.config_values import parse_cookie_security as parse_cookie_security
 from relay.config_values import parse_duration as parse_duration
 from relay.config_values import parse_schedule as parse_schedule
 from relay.config_values import parse_size as parse_size
@@ -209,7 +210,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     dns_timeout: float = 5.0
     # The operator page (/console): session lifetime (sliding), Secure cookies, sign-in limit.
     console_session_ttl: float = 3600.0
-    console_secure_cookie: bool = True
+    console_secure_cookie: bool | None = None  # None (auto): Secure when the request is https
     console_signin_limit: int = 10
 
     def __repr__(self) -> str:  # never print secrets
@@ -323,9 +324,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             breaker_cooldown=duration("RELAY_BREAKER_COOLDOWN", "30s"),
             dns_timeout=duration("RELAY_DNS_TIMEOUT", "5s"),
             console_session_ttl=duration("RELAY_CONSOLE_SESSION_TTL", "1h"),
-            console_secure_cookie=parse_bool(
-                get("RELAY_CONSOLE_SECURE_COOKIE", "true") or "true",
-                name="RELAY_CONSOLE_SECURE_COOKIE",
-            ),
+            console_secure_cookie=parse_cookie_security(get("RELAY_CONSOLE_SECURE_COOKIE")),
             console_signin_limit=integer("RELAY_CONSOLE_SIGNIN_LIMIT", 10, 1, 10_000),
         )

@@ -17,6 +17,7 @@ from litestar.testing import AsyncTestClient
 
 from relay.console.chart import delivery_chart
 from relay.console.views import RESULT_SHOWN, shortened_event
+from relay.errors import ConfigError
 from relay.fake_intuned import FakeIntunedHandle, RunScript
 from relay.model import EVENT_STATUSES, Attempt, DeliveryOutcome, SubState, run_key
 from relay.services import subscriptions as subs_service
@@ -206,7 +207,13 @@ def test_the_event_body_shows_a_shortened_result() -> None:
 def test_console_settings_have_safe_defaults() -> None:
     env = api_env("redis://127.0.0.1:1/0")
     settings = Settings.from_env(env)
-    assert settings.console_secure_cookie is True
+    assert settings.console_secure_cookie is None  # auto: Secure behind https
+    for value, meant in (("auto", None), ("true", True), ("false", False), ("", None)):
+        env["RELAY_CONSOLE_SECURE_COOKIE"] = value
+        assert Settings.from_env(env).console_secure_cookie is meant
+    env["RELAY_CONSOLE_SECURE_COOKIE"] = "sometimes"
+    with pytest.raises(ConfigError, match=r"RELAY_CONSOLE_SECURE_COOKIE.*auto, true or false"):
+        Settings.from_env(env)
     assert settings.console_session_ttl == 3600
     assert settings.console_signin_limit == 10
 

@@ -169,21 +169,55 @@ async def test_a_key_removed_from_the_configuration_ends_its_sessions(
         assert resp.headers["location"] == "/console/sign-in"
 
 
-async def test_session_cookie_flags(redis_sync: redis.Redis, redis_url: str) -> None:
-    app = make_app(api_env(redis_url))  # RELAY_CONSOLE_SECURE_COOKIE defaults to true
-    async with AsyncTestClient(app=app, base_url="https://relay.example") as client:
+async def _signed_in_cookies(redis_url: str, base_url: str, **env: str) -> list[set[str]]:
+    """Sign in over ``base_url``; the flags of the CSRF and the session cookie. The client is
+    httpx's (a cookie jar that, like every non-browser client, keeps a Secure cookie from
+    plain http to itself): the sign-in must work over http as well as https."""
+    app = make_app(api_env(redis_url, **env))
+    async with AsyncTestClient(app=app, base_url=base_url) as client:
         client.follow_redirects = False
         form = await client.get("/console/sign-in")
         csrf_cookie = _cookie(form, CSRF_COOKIE)
         resp = await client.post(
             "/console/sign-in", data={"api_key": ALPHA_KEY, "_csrf_token": csrf_of(form)}
         )
-        assert resp.status_code == 303
+        assert resp.status_code == 303, resp.text
         session_cookie = _cookie(resp, SESSION_COOKIE)
-    for cookie in (session_cookie, csrf_cookie):
-        flags = {part.strip().lower() for part in cookie.split(";")}
-        assert {"httponly", "secure", "samesite=strict", "path=/console"} <= flags, cookie
-    assert "max-age=3600" in session_cookie.lower()
+        assert "max-age=3600" in session_cookie.lower()
+        assert (await client.get("/console")).status_code == 200
+    flags = [{part.strip().lower() for part in c.split(";")} for c in (csrf_cookie, session_cookie)]
+    for cookie in flags:
+        assert {"httponly", "samesite=strict", "path=/console"} <= cookie, cookie
+    return flags
+
+
+async def test_cookies_are_secure_behind_https_by_default(
+    redis_sync: redis.Redis, redis_url: str
+) -> None:
+    # RELAY_CONSOLE_SECURE_COOKIE defaults to auto: Secure exactly when the request is https.
+    for cookie in await _signed_in_cookies(redis_url, "https://relay.example"):
+        assert "secure" in cookie
+    # TLS ended by a proxy in front: the form's cookie is Secure (this client, talking plain
+    # http to the relay itself, would then rightly keep it to itself: no sign-in here).
+    app = make_app(api_env(redis_url))
+    async with AsyncTestClient(app=app, base_url="http://relay.internal") as client:
+        form = await client.get("/console/sign-in", headers={"X-Forwarded-Proto": "https"})
+        assert "secure" in _cookie(form, CSRF_COOKIE).lower()
+    for cookie in await _signed_in_cookies(redis_url, "http://127.0.0.1:8080"):
+        assert "secure" not in cookie
+
+
+async def test_the_setting_forces_secure_cookies_on_or_off(
+    redis_sync: redis.Redis, redis_url: str
+) -> None:
+    on = await _signed_in_cookies(
+        redis_url, "https://r.example", RELAY_CONSOLE_SECURE_COOKIE="true"
+    )
+    assert all("secure" in cookie for cookie in on)
+    off = await _signed_in_cookies(
+        redis_url, "https://r.example", RELAY_CONSOLE_SECURE_COOKIE="false"
+    )
+    assert all("secure" not in cookie for cookie in off)
 
 
 def _cookie(resp: Response, name: str) -> str:

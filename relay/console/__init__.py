@@ -34,6 +34,7 @@ from relay.console.auth import (
     require_session,
     session_config,
 )
+from relay.console.cookies import cookie_middleware
 from relay.console.errors import EXCEPTION_HANDLERS
 from relay.console.pages import ConsolePages
 from relay.console.signin import SignIn
@@ -64,10 +65,13 @@ def console_handlers(settings: Settings) -> list[Any]:
     router = Router(
         path="/console",
         route_handlers=[SignIn, signed_in],
-        middleware=[
-            session_config(settings).middleware,
-            DefineMiddleware(CSRFMiddleware, config=csrf_config(settings)),
-        ],
+        middleware=cookie_middleware(
+            settings.console_secure_cookie,
+            lambda secure: [
+                session_config(settings, secure=secure).middleware,
+                DefineMiddleware(CSRFMiddleware, config=csrf_config(settings, secure=secure)),
+            ],
+        ),
         exception_handlers=EXCEPTION_HANDLERS,
         response_headers=SECURITY_HEADERS,
         include_in_schema=False,

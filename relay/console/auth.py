@@ -50,8 +50,9 @@ def client_for_key(presented: str, settings: Settings) -> str | None:
     return found
 
 
-def session_config(settings: Settings) -> ServerSideSessionConfig:
-    """Server-side sessions: HttpOnly, SameSite=Strict, Secure unless configured off, sliding."""
+def session_config(settings: Settings, *, secure: bool) -> ServerSideSessionConfig:
+    """Server-side sessions: HttpOnly, SameSite=Strict, sliding; Secure as asked
+    (``relay.console.cookies`` asks per request by default)."""
     return ServerSideSessionConfig(
         key=SESSION_COOKIE,
         max_age=int(settings.console_session_ttl),
@@ -59,12 +60,12 @@ def session_config(settings: Settings) -> ServerSideSessionConfig:
         path="/console",
         httponly=True,
         samesite="strict",
-        secure=settings.console_secure_cookie,
+        secure=secure,
         store=SESSION_STORE,
     )
 
 
-def csrf_config(settings: Settings) -> CSRFConfig:
+def csrf_config(settings: Settings, *, secure: bool) -> CSRFConfig:
     """CSRF tokens for the console's forms; the secret is derived from the configured keys, so
     every API process of one deployment accepts the others' tokens."""
     material = "\x00".join(sorted(settings.api_keys)).encode()
@@ -73,7 +74,7 @@ def csrf_config(settings: Settings) -> CSRFConfig:
         secret=secret,
         cookie_name=CSRF_COOKIE,
         cookie_path="/console",
-        cookie_secure=settings.console_secure_cookie,
+        cookie_secure=secure,
         cookie_httponly=True,
         cookie_samesite="strict",
     )

@@ -147,7 +147,7 @@ class RegisterAction(StrEnum):
     EXISTING = "existing"  # the same registration existed: nothing written
     QUOTA_CLIENT = "quota_client"  # RELAY_MAX_SUBSCRIPTIONS_PER_CLIENT reached: nothing written
     QUOTA_RUN = "quota_run"  # RELAY_MAX_SUBSCRIPTIONS_PER_RUN reached: nothing written
-    CONFLICT = "conflict"  # the same registration exists with other metadata/header names
+    CONFLICT = "conflict"  # the same registration exists with other metadata or headers
     NOT_OWNER = "not_owner"  # RELAY_RUN_SHARING=owner: the run is another client's
 
 

@@ -94,8 +94,8 @@ async def test_same_registration_again_is_200_and_a_changed_one_is_409_naming_it
         created = await api.post(SUBS, json=first, headers=AUTH_ALPHA)
         assert created.status_code == 201
         sid = created.json()["id"]
-        # Same metadata (keys in another order), header values not compared: the same one.
-        same = body(metadata={"b": [2], "a": 1}, headers={"authorization": "rotated"})
+        # Same metadata (keys in another order), same header in another case: the same one.
+        same = body(metadata={"b": [2], "a": 1}, headers={"authorization": "one"})
         again = await api.post(SUBS, json=same, headers=AUTH_ALPHA)
         assert again.status_code == 200 and again.json()["id"] == sid
         before = everything(redis_sync)
@@ -103,6 +103,7 @@ async def test_same_registration_again_is_200_and_a_changed_one_is_409_naming_it
             body(metadata={"a": 2}, headers={"Authorization": "one"}),
             body(metadata={"a": 1, "b": [2]}),
             body(metadata={"a": 1, "b": [2]}, headers={"Authorization": "one", "X-B": "2"}),
+            body(metadata={"a": 1, "b": [2]}, headers={"Authorization": "rotated"}),  # a value
         ):
             resp = await api.post(SUBS, json=changed, headers=AUTH_ALPHA)
             assert resp.status_code == 409, resp.text

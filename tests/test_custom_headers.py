@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from relay.errors import InvalidInput
-from relay.webhooks.custom_headers import header_names, redacted, validate_headers
+from relay.store.docs import registration_fingerprint
+from relay.webhooks.custom_headers import redacted, validate_headers
 
 
 def test_ordinary_headers_pass_unchanged() -> None:
@@ -82,5 +83,12 @@ def test_redaction_keeps_names_and_hides_every_value() -> None:
     }
 
 
-def test_fingerprint_names_ignore_case_order_and_values() -> None:
-    assert header_names({"X-B": "1", "x-a": "2"}) == header_names({"X-A": "9", "x-b": "8"})
+def test_the_fingerprint_takes_header_names_in_any_case_and_order_and_their_values() -> None:
+    meta = b'{"a":1}'
+    same = registration_fingerprint(meta, {"X-B": "1", "x-a": "2"})
+    assert same == registration_fingerprint(meta, {"x-a": "2", "X-B": "1"})
+    assert same == registration_fingerprint(b'{ "a": 1 }', {"x-b": "1", "X-A": "2"})
+    assert same != registration_fingerprint(meta, {"X-B": "1", "x-a": "3"})  # a value changed
+    assert same != registration_fingerprint(meta, {"X-B": "1"})
+    assert same != registration_fingerprint(b'{"a":2}', {"X-B": "1", "x-a": "2"})
+    assert registration_fingerprint(b"{}", {}) == ""  # the default stores none

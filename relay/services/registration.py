@@ -4,7 +4,7 @@ Checks the input (metadata ≤ 4 KiB, headers by ``relay.webhooks.custom_headers
 URL by the SSRF guard), then one store call registers it atomically. The store answers what
 happened; this module turns refusals into the relay's errors:
 
-* the same projectName+runId+callbackUrl with other metadata or other header names →
+* the same projectName+runId+callbackUrl with other metadata or other headers →
   ``SubscriptionExists`` (409, naming the existing id); the same values again → the existing one;
 * RELAY_RUN_SHARING=owner and a run another client registered first → ``NotFound`` (404);
 * a quota reached → ``QuotaExceeded`` (429 naming the limit).
@@ -36,7 +36,7 @@ from relay.settings import Settings
 from relay.store import Stores
 from relay.store.docs import registration_fingerprint
 from relay.webhooks.callbacks import Lookup, check_callback
-from relay.webhooks.custom_headers import header_names, validate_headers
+from relay.webhooks.custom_headers import validate_headers
 from relay.webhooks.signing import new_secret
 
 log = structlog.get_logger("relay.registration")
@@ -117,7 +117,7 @@ async def register(
         doc,
         rk,
         new_secret(),
-        fingerprint=registration_fingerprint(metadata, header_names(headers)),
+        fingerprint=registration_fingerprint(metadata, headers),
         owner_only=settings.run_sharing == "owner",
     )
     _refused(reg.action, new, reg.id, settings)

@@ -47,7 +47,7 @@ from relay.settings import Settings
 from relay.store import Stores
 from relay.store.docs import registration_fingerprint
 from relay.webhooks.callbacks import Lookup, check_callback
-from relay.webhooks.custom_headers import header_names, validate_headers
+from relay.webhooks.custom_headers import validate_headers
 from relay.webhooks.signing import new_secret
 
 log = structlog.get_logger("relay.starts")
@@ -323,7 +323,7 @@ async def _watch(
         doc,
         rk,
         new_secret(),
-        fingerprint=registration_fingerprint(metadata, header_names(headers)),
+        fingerprint=registration_fingerprint(metadata, headers),
         owner_only=s.run_sharing == "owner",
     )
     if reg.action not in (RegisterAction.POLL, RegisterAction.JOIN):

@@ -34,14 +34,17 @@ def doc_fields(doc: SubscriptionDoc) -> list[str | bytes]:
 _HEADERS: Final = msgspec.json.Decoder(dict[str, str])
 
 
-def registration_fingerprint(metadata: bytes, header_names: list[str]) -> str:
-    """What must match for a repeated registration to be the same one: the metadata (keys in
-    any order) and the header names (not their values). '' for the default registration ({}
-    and no headers), which stores no fingerprint (a field less on most subscriptions)."""
+def registration_fingerprint(metadata: bytes, headers: Mapping[str, str]) -> str:
+    """What must match for a repeated registration to be the same one (contract §6: a different
+    ``metadata`` or ``headers`` is a 409): the metadata (keys in any order) and the headers
+    (names in any case and order, and their values). '' for the default registration ({} and no
+    headers), which stores no fingerprint (a field less on most subscriptions). The values are
+    kept in the subscription anyway (they are sent): this digest of them reveals nothing more."""
     canonical = msgspec.json.encode(msgspec.json.decode(metadata), order="sorted")
-    if canonical == b"{}" and not header_names:
+    if canonical == b"{}" and not headers:
         return ""
-    raw = canonical + b"\x00" + "\x00".join(header_names).encode()
+    pairs = sorted((name.lower(), value) for name, value in headers.items())
+    raw = canonical + b"\x00" + "\x00".join(f"{name}\x01{value}" for name, value in pairs).encode()
     return hashlib.sha256(raw).hexdigest()[:16]
 
 

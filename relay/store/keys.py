@@ -116,7 +116,7 @@ class SubField(StrEnum):
     NEXT_ATTEMPT = "na"
     IDEM = "ik"  # fingerprint; only on a client's later subscriptions on the same run id
     HEADERS = "hd"  # the client's extra headers, JSON (never logged)
-    FINGERPRINT = "fp"  # metadata + header names: a changed re-registration is a 409
+    FINGERPRINT = "fp"  # metadata + headers: a changed re-registration is a 409
     # The run.started lane (only on subscriptions whose events include "started"):
     NOTICE_STATE = "ns"  # SubState: delivering, delivered, exhausted or gone
     NOTICE_ATTEMPTS = "nn"

@@ -96,8 +96,3 @@ def validate_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
 def redacted(headers: Mapping[str, str]) -> dict[str, str]:
     """The names with every value replaced by ``***`` (what responses show)."""
     return dict.fromkeys(headers, REDACTED)
-
-
-def header_names(headers: Mapping[str, str]) -> list[str]:
-    """The names, lower-cased and sorted: what a registration's fingerprint compares."""
-    return sorted(name.lower() for name in headers)

@@ -94,7 +94,7 @@ class SubscriptionController(ClientBodyController):
         summary="Register a run and a callback URL",
         description="201 with a new subscription; 200 with the existing one when the same client "
         "posts the same projectName, runId and callbackUrl again (409 subscription_exists when "
-        "its metadata or header names differ). `headers` (up to 10, 4 KiB) are sent on every "
+        "its metadata or headers differ). `headers` (up to 10, 4 KiB) are sent on every "
         "attempt and shown back as `***`. With RELAY_RUN_SHARING=owner, a run another client "
         "registered first is a 404. The callback URL's host is "
         "resolved now: a URL that is not http(s), has user info, does not resolve, or resolves "

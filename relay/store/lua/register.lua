@@ -6,7 +6,7 @@
 --       11 the client's watching zset, 12 its delivering zset
 -- ARGV: 1 sid, 2 client, 3 run key, 4 run digest, 5 idem, 6 events '|a|b|' ('' = all),
 --       7 ttl ms, 8 max active per client, 9 max per run, 10 fresh secret, 11 created ms,
---       12 fingerprint (metadata + header names; '' for the default: {} and no headers),
+--       12 fingerprint (metadata + headers, names and values; '' for the default: {} and no headers),
 --       13 'owner' when RELAY_RUN_SHARING=owner (else ''), 14 run id digest (keys.run_id_digest,
 --       which KEYS[3] is named by: passed, so no SHA-1 per call here), 15.. document field/value
 --       pairs
@@ -22,7 +22,7 @@ for i = 15, #ARGV, 2 do if ARGV[i] == F.CALLBACK then cb = ARGV[i + 1] end end
 -- The same registration again: the client's first subscription on the run id when it has the
 -- same run and callback (it stores no idempotency field), else the run index's entry (by
 -- idempotency field); a canceled (or expired) one is replaced. Found with another fingerprint
--- (metadata + header names; '' and not stored for the default: {} and no headers): conflict.
+-- (metadata + headers; '' and not stored for the default: {} and no headers): conflict.
 local function found(id, stored_fp)
   if (stored_fp or '') ~= fp then return {'action', RA.CONFLICT, 'id', id} end
   return {'action', RA.EXISTING, 'id', id}

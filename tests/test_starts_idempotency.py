@@ -157,14 +157,18 @@ async def test_intuned_4xx_is_passed_on_registers_nothing_and_sticks_to_the_key(
     assert subscriptions_stored(redis_sync) == 0
 
 
-async def test_intuned_5xx_is_502_and_the_key_may_be_retried(
+async def test_intuned_5xx_is_502_kept_under_its_key_and_a_new_key_starts(
     api: AsyncTestClient[Any], fake_intuned: FakeIntunedHandle
 ) -> None:
     fake_intuned.state.add_fault(Fault(kind="error_500", endpoint="start"))
     resp = await api.post(RUNS, json=start_body(), headers=key("k-5xx"))
     assert resp.status_code == 502, resp.text
     assert resp.json()["startOutcome"] == "not_started"
-    retry = await api.post(RUNS, json=start_body(), headers=key("k-5xx"))
+    # Contract §7: the same key again is the first answer again, without calling Intuned.
+    again = await api.post(RUNS, json=start_body(), headers=key("k-5xx"))
+    assert (again.status_code, again.content) == (502, resp.content)
+    assert starts(fake_intuned) == 1
+    retry = await api.post(RUNS, json=start_body(), headers=key("k-5xx-retry"))
     assert retry.status_code == 201
     assert starts(fake_intuned) == 2
     assert len(fake_intuned.state.start_log()) == 1  # one run exists

@@ -224,15 +224,16 @@ async def start_and_watch(
         intuned_fields["sink"] = _sink(s.public_url, token, secret)
     outcome = await deps.intuned.start(mine.project_name, msgspec.json.encode(intuned_fields))
     if isinstance(outcome, Unavailable):
-        await starts.settle_key(client, khash, fp, None)  # freed: a retry may start
-        log.warning("start_unavailable", client=client, detail=outcome.detail)
-        return error_answer(
+        # Kept like every other answer (contract §7: the same key gets the first answer again):
+        # nothing started, so a new key may try again.
+        answer = error_answer(
             502,
-            f"Intuned did not start the run ({outcome.detail}); retrying with the same "
-            "Idempotency-Key is safe",
+            f"Intuned did not start the run ({outcome.detail}); nothing was started: retry "
+            "with a new Idempotency-Key (this one keeps this answer)",
             startOutcome="not_started",
         )
-    if isinstance(outcome, Started):
+        log.warning("start_unavailable", client=client, detail=outcome.detail)
+    elif isinstance(outcome, Started):
         push = _Push(token, secret_hash(secret)) if token else None
         answer = await _watch(deps, client, mine, outcome, intuned_fields, push)
     elif isinstance(outcome, Refused):

@@ -70,12 +70,12 @@ class StartStore:
         client: str,
         key_hash: str,
         fingerprint: str,
-        state: StartKeyState | None,
+        state: StartKeyState,
         code: int = 0,
         body: bytes = b"",
     ) -> bool:
-        """Store the answer under a key this request holds (DONE or UNKNOWN); None frees it."""
-        args: list[str | int | bytes] = [fingerprint, state.value if state else "", code, body]
+        """Store the answer under a key this request holds (DONE or UNKNOWN)."""
+        args: list[str | int | bytes] = [fingerprint, state.value, code, body]
         reply = await self._settle([keys.start_key(client, key_hash)], args)
         return decode_map(reply, _Settled).settled
 

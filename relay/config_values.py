@@ -52,10 +52,13 @@ def parse_size(text: str, *, name: str) -> int:
 
 
 def parse_schedule(text: str, *, name: str) -> tuple[float, ...]:
-    """Parse a comma-separated list of durations (the retry schedule)."""
-    parts = [p for p in text.split(",") if p.strip()]
-    if not parts:
+    """Parse a comma-separated list of durations (the retry schedule); an empty item is an
+    error (``5s,,5m`` is more likely a typo than a wish for two delays)."""
+    if not text.strip():
         raise ConfigError(name, "must list at least one delay, e.g. 5s,5m,30m")
+    parts = text.split(",")
+    if any(not p.strip() for p in parts):
+        raise ConfigError(name, f"{text!r} has an empty item; list delays like 5s,5m,30m")
     return tuple(parse_duration(p, name=name) for p in parts)
 
 

@@ -59,7 +59,13 @@ class InvalidInput(RelayError):
 
 
 class CallbackRefused(InvalidInput):
-    """A callback URL is refused: wrong scheme, unresolvable, or a forbidden address."""
+    """A callback URL is refused: wrong scheme, unresolvable, or a forbidden address. The
+    message is the field that held the URL, then ``reason`` (``callbackUrl must name a host``)."""
+
+    def __init__(self, reason: str, field: str = "callbackUrl") -> None:
+        super().__init__(f"{field} {reason}")
+        self.reason = reason
+        self.field = field
 
 
 class NotFound(RelayError):

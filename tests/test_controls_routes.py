@@ -245,7 +245,10 @@ async def test_operational_webhook_is_set_read_redacted_and_deleted_per_client(
 @pytest.mark.parametrize(
     ("payload", "says"),
     [
-        ({"url": "ftp://x.example/"}, "url"),
+        ({"url": "ftp://x.example/"}, "url: must be an http:// or https:// URL"),
+        # The field is `url` here, not a registration's callbackUrl:
+        ({"url": "http://169.254.169.254/"}, "url host 169.254.169.254 resolves to"),
+        ({"url": "http://x y/"}, "url must not contain whitespace"),
         ({"url": "http://127.0.0.1/", "headers": {"webhook-id": "x"}}, "'webhook-id'"),
         ({"url": "http://127.0.0.1/", "more": 1}, "more"),
     ],
@@ -257,6 +260,7 @@ async def test_bad_operational_webhooks_are_a_400(
     resp = await api.put(OPS, json=payload, headers=AUTH_ALPHA)
     assert resp.status_code == 400, resp.text
     assert says in resp.json()["detail"]
+    assert "callbackUrl" not in resp.json()["detail"]
     assert everything(redis_sync) == before
 
 

@@ -62,7 +62,7 @@ async def configure(
     """Check the URL and headers like a registration's, then store them (InvalidInput why).
     The client's signing secret is created now if it has none (workers only read secrets)."""
     extra = validate_headers(headers)
-    await check_callback(url, policy=settings.callback_policy, lookup=lookup)
+    await check_callback(url, policy=settings.callback_policy, lookup=lookup, field="url")
     hook = OperationalHook(url=url, headers=extra)
     await secrets.signing_secret(client, new_secret())
     await controls.set_operational_webhook(client, hook)

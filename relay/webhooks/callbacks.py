@@ -116,24 +116,24 @@ class SsrfRefused(OSError):
 def validate_callback_url(url: str) -> ParsedCallback:
     """Check a callback URL's syntax only (no DNS); raise CallbackRefused saying what is wrong."""
     if len(url) > MAX_URL_LENGTH:
-        raise CallbackRefused(f"callbackUrl is longer than {MAX_URL_LENGTH} characters")
+        raise CallbackRefused(f"is longer than {MAX_URL_LENGTH} characters")
     if any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in url):
-        raise CallbackRefused("callbackUrl must not contain whitespace or control characters")
+        raise CallbackRefused("must not contain whitespace or control characters")
     try:
         parsed = URL(url)
         port = parsed.port
     except (ValueError, TypeError) as exc:
-        raise CallbackRefused(f"callbackUrl is not a valid URL: {exc}") from None
+        raise CallbackRefused(f"is not a valid URL: {exc}") from None
     if parsed.scheme not in ("http", "https"):
-        raise CallbackRefused("callbackUrl must be an http:// or https:// URL")
+        raise CallbackRefused("must be an http:// or https:// URL")
     host = parsed.raw_host
     if not parsed.is_absolute() or not host:
-        raise CallbackRefused("callbackUrl must name a host")
+        raise CallbackRefused("must name a host")
     # yarl drops an empty userinfo ("http://@host/"); look at the authority as written, too.
     if "@" in (parsed.raw_authority or "") or "@" in urlsplit(url).netloc:
-        raise CallbackRefused("callbackUrl must not contain a user name or password")
+        raise CallbackRefused("must not contain a user name or password")
     if port is None or not 1 <= port <= 65535:
-        raise CallbackRefused("callbackUrl has an invalid port (1-65535)")
+        raise CallbackRefused("has an invalid port (1-65535)")
     host = host.lower()
     _check_host(host)
     return ParsedCallback(url=url, scheme=parsed.scheme, host=host, port=port)
@@ -143,23 +143,23 @@ def _check_host(host: str) -> None:
     """Refuse a malformed host: a bad IPv6 literal, a shorthand IPv4 form, a bad name."""
     if ":" in host:
         if "%" in host:
-            raise CallbackRefused("callbackUrl must not use an IPv6 zone identifier")
+            raise CallbackRefused("must not use an IPv6 zone identifier")
         try:
             ipaddress.IPv6Address(host)
         except ValueError:
-            raise CallbackRefused(f"callbackUrl has an invalid IPv6 address {host!r}") from None
+            raise CallbackRefused(f"has an invalid IPv6 address {host!r}") from None
         return
     literal = parse_host_address(host)
     if literal is not None:
         if str(literal) != host:
             raise CallbackRefused(
-                f"callbackUrl host {host!r} is a shorthand IPv4 form (it means {literal}); "
+                f"host {host!r} is a shorthand IPv4 form (it means {literal}); "
                 "write IPv4 addresses as four decimal numbers"
             )
         return
     name = host.removesuffix(".")
     if len(name) > 253 or not all(_HOST_LABEL.match(label) for label in name.split(".")):
-        raise CallbackRefused(f"callbackUrl has an invalid host name {host!r}")
+        raise CallbackRefused(f"has an invalid host name {host!r}")
 
 
 def parse_host_address(host: str) -> IPAddress | None:
@@ -297,14 +297,12 @@ async def resolve_and_check(
         )
     except SsrfRefused as exc:
         raise CallbackRefused(
-            f"callbackUrl host {host} resolves to {exc.address}, which is not allowed: {exc.reason}"
+            f"host {host} resolves to {exc.address}, which is not allowed: {exc.reason}"
         ) from None
     except TimeoutError:
-        raise CallbackRefused(
-            f"callbackUrl host {host} did not resolve within {lookup_timeout}s"
-        ) from None
+        raise CallbackRefused(f"host {host} did not resolve within {lookup_timeout}s") from None
     except OSError as exc:
-        raise CallbackRefused(f"callbackUrl host {host} does not resolve ({exc})") from None
+        raise CallbackRefused(f"host {host} does not resolve ({exc})") from None
 
 
 async def check_callback(
@@ -313,13 +311,24 @@ async def check_callback(
     policy: CallbackPolicy,
     lookup: Lookup | None = None,
     lookup_timeout: float = DEFAULT_LOOKUP_TIMEOUT,
+    field: str = "callbackUrl",
 ) -> ParsedCallback:
-    """Registration check: syntax, then resolution and the address policy; CallbackRefused why."""
-    parsed, allowed_literal = _checked_without_lookup(url, policy)
-    if not allowed_literal:  # a name, or a refused literal (resolve_and_check says why)
-        await resolve_and_check(
-            parsed.host, parsed.port, policy=policy, lookup=lookup, lookup_timeout=lookup_timeout
-        )
+    """Registration check: syntax, then resolution and the address policy; CallbackRefused why,
+    naming ``field`` (the request's field that held the URL)."""
+    try:
+        parsed, allowed_literal = _checked_without_lookup(url, policy)
+        if not allowed_literal:  # a name, or a refused literal (resolve_and_check says why)
+            await resolve_and_check(
+                parsed.host,
+                parsed.port,
+                policy=policy,
+                lookup=lookup,
+                lookup_timeout=lookup_timeout,
+            )
+    except CallbackRefused as exc:
+        if exc.field == field:
+            raise
+        raise CallbackRefused(exc.reason, field) from None
     return parsed
 
 

@@ -159,6 +159,7 @@ async def test_started_only_subscription_is_skipped_at_the_end_but_keeps_its_eve
     await store.watches.fan_out_all(sh.rd_of(d))
     sub = await store.subscriptions.get_subscription(d.id, "alpha")
     assert sub is not None and sub.state == SubState.SKIPPED
+    assert sub.event_type is None  # it delivers no terminal event (contract §6: eventType)
     assert [c.subscription_id for c in await store.deliveries.claim_notices(10)] == [d.id]
 
 

@@ -123,8 +123,8 @@ local function start_delivery(sid, status, event_type, ended_at, now, ttl, fc, f
   if status ~= '' then
     local ev = redis.call('HGET', k, F.EVENTS)  -- absent: every status
     if ev and not string.find(ev, '|' .. status .. '|', 1, true) then
-      set_state(sid, k, ST.SKIPPED)
-      redis.call('HSET', k, F.UPDATED, now, F.EVENT_TYPE, event_type, F.OCCURRED, ended_at)
+      set_state(sid, k, ST.SKIPPED)  -- no event: eventType stays null (runStatus says how it ended)
+      redis.call('HSET', k, F.UPDATED, now, F.OCCURRED, ended_at)
       expire_sub(sid, now, ttl)
       return false
     end

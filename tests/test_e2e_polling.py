@@ -108,6 +108,21 @@ async def test_watch_timeout_fails_with_watch_timeout(e2e: E2E) -> None:
     assert data["status"] == "pending"  # the last status seen (docs/webhooks.md)
 
 
+async def test_a_run_that_ended_before_the_deadline_is_delivered_not_timed_out(e2e: E2E) -> None:
+    # The first poll sees it pending; the next one, capped at the 1 s deadline by the 30 s
+    # interval, is the last look: Intuned says completed by then, so that is what is delivered.
+    run_id = e2e.run(pending_polls=1, outcome="completed", result={"ok": True})
+    await e2e.start_inproc_worker(
+        RELAY_WATCH_TIMEOUT="1s", RELAY_POLL_INTERVAL="30s", RELAY_POLL_MAX_INTERVAL="30s"
+    )
+    await e2e.subscribe(run_id, "/ok")
+    [req] = await e2e.receiver.wait_for_async(1, timeout=15)
+    body = json.loads(req.body)
+    assert body["type"] == "run.completed", body
+    assert body["data"]["result"] == {"ok": True}
+    assert e2e.intuned.state.run_stats(run_id).polls == 2
+
+
 async def test_late_registration_on_cached_terminal_run_makes_no_intuned_call(e2e: E2E) -> None:
     await e2e.start_inproc_worker()
     run_id = e2e.run(pending_polls=1, outcome="failed")

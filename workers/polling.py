@@ -10,7 +10,9 @@ The decision table (scheduling numbers come from ``relay.policy``):
     401 / 403                   run.watch_failed(intuned_unauthorized)
     429                         next poll after max(backoff, Retry-After)
     5xx, timeout, reset, junk   counted; next poll on the backoff curve; the watch goes on
-    older than the timeout      run.watch_failed(watch_timeout), without calling Intuned
+    at or past the timeout      one last look: a terminal answer is delivered as above (the run
+                                may have ended since the last poll, or while Redis was away);
+                                anything else is run.watch_failed(watch_timeout)
 
 A run started through the relay with a sink (a push expected) is polled on the slow safety-net
 curve (RELAY_PUSH_FALLBACK_INTERVAL up to RELAY_PUSH_FALLBACK_MAX_INTERVAL) until its push comes,
@@ -85,11 +87,11 @@ async def poll_claimed(deps: WorkerDeps, claim: ClaimedPoll) -> None:
     rd = claim.rd
     # Redis's clock, like claim.now; a run started through the relay has its own deadline.
     deadline = claim.dl or claim.first_seen + int(s.watch_timeout * 1000)
-    if claim.now >= deadline:
-        await _fail(deps, claim, FailureCode.WATCH_TIMEOUT, "run not terminal")
-        return
     started = deps.clock()
     outcome = await deps.intuned.get_result(claim.project, claim.run_id)
+    if claim.now >= deadline and not (isinstance(outcome, Fetched) and outcome.result.is_terminal):
+        await _fail(deps, claim, FailureCode.WATCH_TIMEOUT, "run not terminal")
+        return
     now = claim.now + max(0, deps.clock() - started)  # Redis's clock, about
     interval, maximum = next_interval(claim, s)
 

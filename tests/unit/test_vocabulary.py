@@ -8,6 +8,7 @@ from typing import get_args
 
 import pytest
 
+from relay import model
 from relay.api.schemas import EventName
 from relay.intuned.models import KNOWN_STATUSES
 from relay.model import (
@@ -16,17 +17,9 @@ from relay.model import (
     FINAL_STATES,
     SUBSCRIBABLE_STATUSES,
     TERMINAL_STATUSES,
-    ChangeOutcome,
-    DeliveryOutcome,
     EventType,
-    FailureCode,
-    PollRecord,
-    PushOutcome,
-    RegisterAction,
     RunStatus,
-    StartKeyState,
     SubState,
-    WatchState,
 )
 from relay.services.starts import StartEvent
 from relay.webhooks.payload import event_type_for_status
@@ -92,17 +85,17 @@ def test_no_script_spells_a_state_or_an_outcome_as_a_literal() -> None:
     words = {
         m.value
         for enum in (
-            SubState,
-            WatchState,
-            ChangeOutcome,
-            DeliveryOutcome,
-            FailureCode,
-            PollRecord,
-            PushOutcome,
-            RegisterAction,
-            StartKeyState,
-            EventType,
-            RunStatus,
+            model.SubState,
+            model.WatchState,
+            model.ChangeOutcome,
+            model.DeliveryOutcome,
+            model.FailureCode,
+            model.PollRecord,
+            model.PushOutcome,
+            model.RegisterAction,
+            model.StartKeyState,
+            model.EventType,
+            model.RunStatus,
         )
         for m in enum
     }

@@ -208,6 +208,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     breaker_threshold: int = 5  # consecutive timeouts/connection failures; 0 turns it off
     breaker_cooldown: float = 30.0
     dns_timeout: float = 5.0
+    # How long the API waits for Redis: a free connection, connecting, each answer.
+    redis_timeout: float = 5.0
     # The operator page (/console): session lifetime (sliding), Secure cookies, sign-in limit.
     console_session_ttl: float = 3600.0
     console_secure_cookie: bool | None = None  # None (auto): Secure when the request is https
@@ -323,6 +325,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             breaker_threshold=integer("RELAY_BREAKER_THRESHOLD", 5, 0, 10000),
             breaker_cooldown=duration("RELAY_BREAKER_COOLDOWN", "30s"),
             dns_timeout=duration("RELAY_DNS_TIMEOUT", "5s"),
+            redis_timeout=duration("RELAY_REDIS_TIMEOUT", "5s"),
             console_session_ttl=duration("RELAY_CONSOLE_SESSION_TTL", "1h"),
             console_secure_cookie=parse_cookie_security(get("RELAY_CONSOLE_SECURE_COOKIE")),
             console_signin_limit=integer("RELAY_CONSOLE_SIGNIN_LIMIT", 10, 1, 10_000),

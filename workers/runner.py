@@ -19,7 +19,7 @@ from typing import Any
 
 import msgspec
 import structlog
-from arq.connections import ArqRedis, RedisSettings
+from arq.connections import ArqRedis
 from arq.cron import cron
 from arq.worker import Worker, func
 from redis.asyncio import Redis
@@ -67,16 +67,6 @@ def tune_gc() -> None:
     and found almost no cycles. Cyclic garbage is still collected (a few MB at most waits)."""
     _, older, oldest = gc.get_threshold()
     gc.set_threshold(GC_GEN0_THRESHOLD, older, oldest)
-
-
-def arq_redis_settings(settings: Settings) -> RedisSettings:
-    """arq's connection settings from REDIS_URL (retries while Redis restarts)."""
-    assert settings.redis_url is not None
-    rs = RedisSettings.from_dsn(settings.redis_url)
-    rs.conn_timeout = 5
-    rs.conn_retries = 30
-    rs.conn_retry_delay = 1
-    return rs
 
 
 async def poll_now(ctx: dict[str, Any], run: str) -> bool:

@@ -1,6 +1,7 @@
 """``create_app(settings)``: the Litestar application, its lifespan, errors and OpenAPI.
 
-Redis and the arq pool are opened in the lifespan and closed with it, with the start-up checks
+Redis (``relay.api.redis_pool``: every wait bounded) and arq's enqueuing client on the same
+pool are opened in the lifespan and closed with it, with the start-up checks
 (``relay.readiness``) that ``/readyz`` reports; nothing is created at import time. Every error
 is rendered by ``relay.api.responses`` (one body shape; Redis errors are 503s, never 500s).
 """
@@ -10,18 +11,16 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import msgspec
-from arq import create_pool
 from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
-from redis.asyncio import Redis
 
 from relay.api.allow import fix_allow_header
 from relay.api.auth import provide_client
 from relay.api.deps import provide_arq, provide_settings, provide_store
+from relay.api.redis_pool import arq_on, open_redis
 from relay.api.request_metrics import RequestMetrics
 from relay.api.responses import EXCEPTION_HANDLERS
 from relay.api.routes.controls import OperationalWebhookController, TestDeliveryController
@@ -38,7 +37,7 @@ from relay.services.starts import INGRESS_SECRET_HEADER
 from relay.settings import Settings
 from relay.store import Stores
 from relay.webhooks.sender import WebhookSender
-from workers.runner import QUEUE_NAME, arq_redis_settings
+from workers.runner import QUEUE_NAME
 
 
 def create_app(settings: Settings) -> Litestar:
@@ -48,20 +47,8 @@ def create_app(settings: Settings) -> Litestar:
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        redis = Redis.from_url(
-            redis_url,
-            socket_timeout=5,
-            socket_connect_timeout=2,
-            health_check_interval=15,
-            retry_on_timeout=True,
-        )
-        # The worker decodes jobs with msgpack (workers.runner): enqueue with the same codec.
-        arq = await create_pool(
-            arq_redis_settings(settings),
-            default_queue_name=QUEUE_NAME,
-            job_serializer=msgspec.msgpack.encode,
-            job_deserializer=msgspec.msgpack.decode,
-        )
+        redis = open_redis(redis_url, settings.redis_timeout)
+        arq = arq_on(redis, QUEUE_NAME)
         app.state.redis = redis
         app.state.arq = arq
         app.state.store = Stores.open(redis, settings)

@@ -1,5 +1,5 @@
-"""A stalled Redis is a 503, never a hang: every request, however many arrive at once, and the
-API recovers by itself when Redis answers again.
+"""A stalled Redis is a 503, never a hang and never a 500: every request, however many arrive at
+once, the console's pages too, and the API recovers by itself when Redis answers again.
 
 Each test breaks a Redis of its own (``own_redis``): stalled is its process stopped with SIGSTOP
 (connections still open, nothing answers), until SIGCONT. The app waits ``RELAY_REDIS_TIMEOUT``
@@ -18,10 +18,14 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
+import redis
 
+from relay.console.auth import SESSION_COOKIE
 from relay.embedded_redis import EmbeddedRedis
+from relay.store import keys
 from tests.support.api_helpers import PUBLIC_URL, api_env, body, make_app
-from tests.support.relay_fixtures import AUTH_ALPHA
+from tests.support.console import csrf_of
+from tests.support.relay_fixtures import ALPHA_KEY, AUTH_ALPHA
 
 SUBS = "/v1/subscriptions"
 BOUND = 30.0  # seconds: an answer later than this is a hang, and fails the test
@@ -110,3 +114,50 @@ async def test_a_stalled_redis_is_a_503_for_each_of_many_concurrent_requests(
         assert secret.status_code == 200, secret.text
         again = await answered(api.post(SUBS, json=body(run="run-3"), headers=AUTH_ALPHA))
         assert again.status_code == 201, again.text
+
+
+async def sign_in(api: httpx.AsyncClient) -> httpx.Response:
+    form = await api.get("/console/sign-in")
+    data = {"api_key": ALPHA_KEY, "_csrf_token": csrf_of(form)}
+    return await answered(api.post("/console/sign-in", data=data))
+
+
+async def test_the_console_is_a_503_page_while_redis_is_stalled(own_redis: EmbeddedRedis) -> None:
+    async with relay_api(own_redis) as api:
+        assert (await sign_in(api)).status_code == 303
+        assert api.cookies.get(SESSION_COOKIE)  # the session is read from Redis on every page
+        session = dict(api.cookies)
+        with stalled(own_redis):
+            # A visitor without a session: the form's answer deletes its (new) session id.
+            api.cookies.clear()
+            visits = [("/console/sign-in", {})]
+            # A signed-in visitor: every page reads the session first.
+            visits += [
+                (page, session) for page in ("/console/sign-in", "/console", "/console/signing")
+            ]
+            for page, cookies in visits:
+                api.cookies.update(cookies)
+                resp = await answered(api.get(page))
+                assert_unavailable(resp, "text/html")
+                assert "Storage is unavailable" in resp.text
+        assert (await answered(api.get("/console"))).status_code == 200
+
+
+async def test_a_sign_in_redis_refuses_to_store_is_a_503_page(own_redis: EmbeddedRedis) -> None:
+    db = redis.Redis.from_url(own_redis.url)
+    async with relay_api(own_redis) as api:
+        form = await api.get("/console/sign-in")
+        db.config_set("maxmemory-policy", "noeviction")
+        db.config_set("maxmemory", 1)  # full: every write is refused (OOM), reads still answer
+        try:
+            for key in (ALPHA_KEY, "not-a-key"):  # a session to store; a failure to count
+                data = {"api_key": key, "_csrf_token": csrf_of(form)}
+                resp = await answered(api.post("/console/sign-in", data=data))
+                assert_unavailable(resp, "text/html")
+                assert "Storage is unavailable" in resp.text
+                assert not db.keys(keys.CONSOLE_SESSIONS + "*")  # nobody was signed in
+        finally:
+            db.config_set("maxmemory", 0)
+            db.close()
+        assert (await sign_in(api)).status_code == 303
+        assert (await answered(api.get("/console"))).status_code == 200

@@ -35,7 +35,7 @@ from relay.console.auth import (
     session_config,
 )
 from relay.console.cookies import cookie_middleware
-from relay.console.errors import EXCEPTION_HANDLERS
+from relay.console.errors import EXCEPTION_HANDLERS, storage_outage_page
 from relay.console.pages import ConsolePages
 from relay.console.signin import SignIn
 from relay.settings import Settings
@@ -65,13 +65,17 @@ def console_handlers(settings: Settings) -> list[Any]:
     router = Router(
         path="/console",
         route_handlers=[SignIn, signed_in],
-        middleware=cookie_middleware(
-            settings.console_secure_cookie,
-            lambda secure: [
-                session_config(settings, secure=secure).middleware,
-                DefineMiddleware(CSRFMiddleware, config=csrf_config(settings, secure=secure)),
-            ],
-        ),
+        middleware=[
+            # Outermost: a Redis error in the session middleware is the 503 page, not a 500.
+            DefineMiddleware(storage_outage_page, headers=SECURITY_HEADERS),
+            *cookie_middleware(
+                settings.console_secure_cookie,
+                lambda secure: [
+                    session_config(settings, secure=secure).middleware,
+                    DefineMiddleware(CSRFMiddleware, config=csrf_config(settings, secure=secure)),
+                ],
+            ),
+        ],
         exception_handlers=EXCEPTION_HANDLERS,
         response_headers=SECURITY_HEADERS,
         include_in_schema=False,

@@ -1,23 +1,27 @@
 """The console's error pages: every failure under /console answers HTML, never JSON.
 
 A page request without a session is redirected to the sign-in form; an action without one is a
-401 page. Another client's subscription is the same 404 page as a missing one. This module must
-never show an exception's internals.
+401 page. Another client's subscription is the same 404 page as a missing one. Redis unavailable
+is the 503 page, also where no exception handler sees it: ``storage_outage_page`` wraps the
+session middleware, which loads the session before any handler and stores it while the
+response starts. This module must never show an exception's internals.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import structlog
 from litestar import Request, Response
+from litestar.datastructures import ResponseHeader
 from litestar.exceptions import HTTPException, NotAuthorizedException
 from litestar.response import Redirect, Template
 from litestar.status_codes import (
     HTTP_303_SEE_OTHER,
     HTTP_500_INTERNAL_SERVER_ERROR,
 )
-from litestar.types import ExceptionHandlersMap
+from litestar.types import ASGIApp, ExceptionHandlersMap, Message, Receive, Scope, Send
 from redis.exceptions import RedisError
 
 from relay.api.responses import answer_of
@@ -88,3 +92,43 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     RedisError: _redis_error,
     Exception: _unexpected,
 }
+
+
+def _redis_cause(exc: BaseException) -> RedisError | None:
+    """The Redis error ``exc`` is, or was raised from (Litestar re-raises an error that follows
+    the start of a response as a LitestarException ``from`` it)."""
+    seen: BaseException | None = exc
+    while seen is not None and not isinstance(seen, RedisError):
+        seen = seen.__cause__
+    return seen
+
+
+def storage_outage_page(app: ASGIApp, headers: Sequence[ResponseHeader] = ()) -> ASGIApp:
+    """ASGI middleware outside the console's session middleware: a Redis error while a session
+    is loaded or stored is the 503 page (with ``headers``) instead of Litestar's bare 500, as long
+    as nothing of the response was sent. The page shows no client: the session may not exist."""
+    fixed = {header.name: header.value or "" for header in headers}
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        sent = False
+
+        async def watched(message: Message) -> None:
+            nonlocal sent
+            sent = True
+            await send(message)
+
+        try:
+            await app(scope, receive, watched)
+        except Exception as exc:
+            cause = _redis_cause(exc)
+            if cause is None or sent:
+                raise
+            request: Request[Any, Any, Any] = Request(scope, receive)
+            refusal = unavailable(cause)
+            answer = answer_of(refusal, request.url.path, log)
+            assert answer is not None  # Unavailable is always an answer (a 503)
+            status, retry = answer
+            page = error_page(status, str(refusal), {**fixed, **(retry or {})})
+            await page.to_asgi_response(None, request)(scope, receive, send)
+
+    return middleware

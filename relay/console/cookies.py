@@ -41,14 +41,12 @@ class BySchemeMiddleware:
         *,
         secure: Sequence[DefineMiddleware],
         plain: Sequence[DefineMiddleware],
-        is_secure: Callable[[Scope], bool] = over_https,
     ) -> None:
         self._secure = _wrapped(app, secure)
         self._plain = _wrapped(app, plain)
-        self._is_secure = is_secure
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        handler = self._secure if self._is_secure(scope) else self._plain
+        handler = self._secure if over_https(scope) else self._plain
         await handler(scope, receive, send)
 
 

@@ -207,6 +207,10 @@ def _tunnel_reason(ip: ipaddress.IPv6Address) -> str | None:
             return f"{kind} address embedding {inner_ip}: {inner}"
     if ip.teredo is not None:
         return "Teredo tunnelling (2001::/32) is not accepted"
+    if ip.sixtofour is not None:
+        # Deprecated (RFC 7526); said here, not left to ``is_global``, whose answer for
+        # 2002::/16 changed between Python 3.11 patch releases.
+        return "6to4 tunnelling (2002::/16) is not accepted"
     return None
 
 

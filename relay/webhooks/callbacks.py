@@ -5,7 +5,8 @@ Three layers, each used where it is cheapest and sufficient:
 * ``validate_callback_url``: pure syntax (http/https, a host, no userinfo, a valid port).
 * ``is_forbidden``: the address classes. Loopback, private, shared (CGNAT), link-local (cloud
   metadata), multicast, reserved, benchmarking, documentation, discard, and IPv6 forms that
-  embed a forbidden IPv4 address; IPv4-mapped IPv6 is refused altogether. Whether a forbidden
+  embed a forbidden IPv4 address; IPv4-mapped IPv6, Teredo and 6to4 are refused altogether
+  (NAT64 of a public address is not). Whether a forbidden
   class is nevertheless allowed (``RELAY_CALLBACK_ALLOWLIST``, ``RELAY_ALLOW_PRIVATE_CALLBACKS``)
   is decided by ``relay.webhooks.allowlist.CallbackPolicy``.
 * ``check_callback`` (registration) and ``GuardedResolver`` (every delivery) resolve the host

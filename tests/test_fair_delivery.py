@@ -6,7 +6,8 @@ test's loop: a listener that accepts and never answers holds deliveries next to 
 receiver. The healthy ones all arrive, the black hole's end ``exhausted`` with exactly their retry
 budget of attempts (deferrals are not attempts), and the black hole never sees more connections
 at once than the per-host cap. A host's turn is its POST: while the relay's Redis takes no writes
-(no attempt can be recorded), the turns of answered attempts still pass to the parked ones.
+(no attempt can be recorded), the turns of answered attempts still pass to the parked ones,
+and attempts waiting for their record leave their POST slots to others.
 No timing is asserted.
 """
 
@@ -428,3 +429,39 @@ async def test_a_hosts_turn_passes_on_when_its_post_ends_not_when_its_attempt_is
         waves.let_go()
     await wait_until(lambda: state_counts(redis_sync, sids) == {"delivered": 2 * cap})
     assert waves.most_open == cap  # reached, never passed
+
+
+async def test_attempts_waiting_for_their_record_leave_the_post_slots_to_others(
+    api: AsyncTestClient[object],
+    fake_intuned: FakeIntunedHandle,
+    start_inproc_worker: StartInprocWorker,
+    waves: Waves,
+    redis_sync: redis.Redis,
+) -> None:
+    # RELAY_WORKER_CONCURRENCY POSTs at once and no more; an attempt whose POST ended waits for
+    # its record beside them, not in a POST's place. Twice the concurrency to one host (its cap
+    # out of the way): all are claimed and `concurrency` POSTs open. Then no write can reach
+    # Redis and the open POSTs are answered: while their records cannot land, the other half
+    # must take over their POST slots. (Where a pump slot was a POST slot, only half were
+    # claimed and this failed.)
+    concurrency = 4
+    run_id = fake_intuned.state.create_run(RunScript(outcome="completed", result=1))
+    hooks = [(run_id, f"http://127.0.0.1:{waves.port}/hook/{i}") for i in range(2 * concurrency)]
+    sids = await register_many(api, hooks, concurrency=8)
+    await start_inproc_worker(
+        RELAY_WORKER_CONCURRENCY=str(concurrency),
+        RELAY_MAX_IN_FLIGHT_PER_HOST=str(4 * concurrency),
+    )
+    await wait_until(
+        lambda: waves.open == concurrency and leased_none_due(redis_sync, 2 * concurrency)
+    )
+    redis_sync.execute_command("CLIENT", "PAUSE", 60_000, "WRITE")
+    try:
+        waves.let_go()
+        await wait_until(lambda: waves.answered == concurrency and waves.open == concurrency)
+    finally:
+        redis_sync.execute_command("CLIENT", "UNPAUSE")
+        waves.passing = True
+        waves.let_go()
+    await wait_until(lambda: state_counts(redis_sync, sids) == {"delivered": 2 * concurrency})
+    assert waves.most_open == concurrency  # the POST slots: reached, never passed

@@ -7,7 +7,7 @@ receiver. The healthy ones all arrive, the black hole's end ``exhausted`` with e
 budget of attempts (deferrals are not attempts), and the black hole never sees more connections
 at once than the per-host cap. A host's turn is its POST: while the relay's Redis takes no writes
 (no attempt can be recorded), the turns of answered attempts still pass to the parked ones,
-and attempts waiting for their record leave their POST slots to others.
+and polls and attempts waiting for their record leave their request slots to others.
 No timing is asserted.
 """
 
@@ -346,10 +346,12 @@ async def test_a_black_hole_neither_starves_a_healthy_host_nor_loses_its_deliver
 
 
 class Waves:
-    """A loopback receiver that holds every request until the test lets the open ones go (or
-    answers at once once ``passing``); records how many were open at once."""
+    """A loopback receiver that holds every request (whose path holds ``held``) until the test
+    lets the open ones go (or answers at once once ``passing``); records how many were open at
+    once."""
 
     def __init__(self) -> None:
+        self.held = "/"
         self.open = 0
         self.most_open = 0
         self.answered = 0
@@ -359,6 +361,8 @@ class Waves:
 
     async def handle(self, request: web.Request) -> web.Response:
         await request.read()
+        if self.held not in request.path:
+            return web.Response(text="not held")
         self.open += 1
         self.most_open = max(self.most_open, self.open)
         try:
@@ -380,6 +384,7 @@ async def waves() -> AsyncIterator[Waves]:
     receiver = Waves()
     app = web.Application()
     app.router.add_post("/{tail:.*}", receiver.handle)
+    app.router.add_get("/{tail:.*}", receiver.handle)  # standing in for Intuned too
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.2)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -393,13 +398,11 @@ async def waves() -> AsyncIterator[Waves]:
         await runner.cleanup()
 
 
-def leased_none_due(client: redis.Redis, count: int) -> bool:
-    """Whether the delivery due set holds ``count`` entries, all leased (none due now)."""
+def leased_none_due(client: redis.Redis, count: int, due: str = keys.DUE_DELIVERY) -> bool:
+    """Whether the due set holds ``count`` entries, all leased (none due now)."""
     seconds, micros = client.time()
     now = seconds * 1000 + micros // 1000
-    return client.zcard(keys.DUE_DELIVERY) == count and not client.zcount(
-        keys.DUE_DELIVERY, "-inf", now
-    )
+    return client.zcard(due) == count and not client.zcount(due, "-inf", now)
 
 
 async def test_a_hosts_turn_passes_on_when_its_post_ends_not_when_its_attempt_is_recorded(
@@ -465,3 +468,40 @@ async def test_attempts_waiting_for_their_record_leave_the_post_slots_to_others(
         waves.let_go()
     await wait_until(lambda: state_counts(redis_sync, sids) == {"delivered": 2 * concurrency})
     assert waves.most_open == concurrency  # the POST slots: reached, never passed
+
+
+async def test_polls_waiting_for_their_record_leave_the_get_slots_to_others(
+    api: AsyncTestClient[object],
+    start_inproc_worker: StartInprocWorker,
+    waves: Waves,
+    redis_sync: redis.Redis,
+) -> None:
+    # The same for polls, against a stand-in for Intuned that holds every GET: twice the
+    # concurrency of runs, all claimed, `concurrency` GETs open; with no write reaching Redis the
+    # open GETs are answered (junk: a poll error, recorded like any poll), and the other half
+    # must take over their GET slots while those records cannot land.
+    concurrency = 4
+    hooks = [(f"held-{i}", f"http://127.0.0.1:{waves.port}/hook") for i in range(2 * concurrency)]
+    await register_many(api, hooks, concurrency=8)
+    waves.held = "/run/held-"  # the worker's start-up key probe (another run) passes at once
+    await start_inproc_worker(
+        RELAY_WORKER_CONCURRENCY=str(concurrency),
+        INTUNED_API_BASE_URL=f"http://127.0.0.1:{waves.port}",
+        RELAY_INTUNED_TIMEOUT="30s",  # held GETs must not time out (and be sent again) meanwhile
+    )
+    await wait_until(
+        lambda: (
+            waves.open == concurrency
+            and leased_none_due(redis_sync, 2 * concurrency, keys.DUE_POLL)
+        )
+    )
+    redis_sync.execute_command("CLIENT", "PAUSE", 60_000, "WRITE")
+    try:
+        waves.let_go()
+        await wait_until(lambda: waves.answered == concurrency and waves.open == concurrency)
+    finally:
+        redis_sync.execute_command("CLIENT", "UNPAUSE")
+        waves.passing = True
+        waves.let_go()
+    await wait_until(lambda: waves.answered >= 2 * concurrency)
+    assert waves.most_open == concurrency  # the GET slots: reached, never passed

@@ -343,6 +343,22 @@ async def test_many_concurrent_polls(fake_intuned: FakeIntunedHandle) -> None:
     assert all(fake_intuned.state.poll_count(r) == 4 for r in run_ids)
 
 
+async def test_waiting_for_a_free_connection_is_not_charged_against_the_timeout(
+    fake_intuned: FakeIntunedHandle,
+) -> None:
+    # One connection, answers that take 0.4 s, a 1 s timeout, four polls at once: each waits
+    # for the connection, then has its whole timeout for its own request. (Where the wait was
+    # charged, the third and fourth timed out.)
+    run_ids = [fake_intuned.state.create_run(RunScript()) for _ in range(4)]
+    for run_id in run_ids:
+        fake_intuned.state.add_fault(Fault(kind="slow", delay_ms=400, run_id=run_id))
+    async with IntunedClient(
+        fake_intuned.base_url, FAKE_WORKSPACE_ID, FAKE_API_KEY, timeout=1, max_connections=1
+    ) as client:
+        outcomes = await asyncio.gather(*(client.get_result(PROJECT, r) for r in run_ids))
+    assert [fetched(o).result.status for o in outcomes] == ["completed"] * 4
+
+
 async def test_api_key_never_in_repr_or_logs(
     fake_intuned: FakeIntunedHandle, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -51,12 +51,12 @@ QUEUE_NAME = "relay:arq"
 # Entries leased per claim script call: small enough that one call stays well under Redis's
 # 20 ms slow-command line on a busy box (a delivery claim reads ~6 fields per entry).
 CLAIM_BATCH = 64
-# Seam "record slots" (bench/NOTES.md, session 25): a delivery holds its pump slot until its
-# attempt is recorded (the slots of a record group come free together, one wake per group), but a
-# POST slot (the sender's pool, RELAY_WORKER_CONCURRENCY) only until its answer is in. This many
-# pump slots per POST slot let attempts wait for their record beside the POSTs, not in their
-# place: more deliveries/s from one worker and fewer instructions per delivery (bigger groups).
-DELIVERY_SLOTS_PER_POST = 2
+# Seam "record slots" (bench/NOTES.md, session 25): a poll or delivery holds its pump slot until
+# it is recorded (the slots of a record group come free together, one wake per group), but its
+# request slot (the Intuned client's or the sender's pool, RELAY_WORKER_CONCURRENCY) only until
+# the answer is in. This many pump slots per request slot let work wait for its record beside the
+# requests, not in their place: more polls and deliveries/s from one worker (bigger groups).
+SLOTS_PER_REQUEST = 2
 # How long arq gets, once the jobs left after the shutdown grace are cancelled, to hand them back.
 ARQ_HAND_BACK_WAIT = 2.0
 # How long a cancelled task gets to end before it is cancelled again (``cancel_and_wait``).
@@ -182,7 +182,7 @@ def build_pumps(deps: WorkerDeps) -> dict[str, Pump[Any]]:
             release=release,
             # The opt-in run.started events get a quarter of the slots: a flood of them never
             # holds up a terminal event, which has its own due set and pump.
-            concurrency=max(1, conc // 4) if started else DELIVERY_SLOTS_PER_POST * conc,
+            concurrency=max(1, conc // 4) if started else SLOTS_PER_REQUEST * conc,
             batch=CLAIM_BATCH,
         )
 
@@ -193,7 +193,7 @@ def build_pumps(deps: WorkerDeps) -> dict[str, Pump[Any]]:
             handle=handle_poll,
             next_due=watches.next_due_in,
             release=release_polls,
-            concurrency=conc,
+            concurrency=SLOTS_PER_REQUEST * conc,
             batch=CLAIM_BATCH,
         )
     }

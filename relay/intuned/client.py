@@ -23,6 +23,7 @@ explicit values, never from the environment, and must never log, repr or return 
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import logging
 import math
@@ -207,6 +208,9 @@ class IntunedClient(AsyncClosing):
         # as aiohttp itself (bench/RESULTS.md, polling profile). Tests use the same path, against
         # the fake Intuned over sockets.
         self._headers = headers
+        # Polls at once, taken before a request starts: waiting for a pooled connection is not
+        # charged against the request's timeout (the pump may hold more polls than connections).
+        self._slots = asyncio.Semaphore(max_connections)
         self._make_session = _session_factory(max_connections, timeout)
         self._make_start_session = _session_factory(8, timeout, force_close=True)
         self._session: aiohttp.ClientSession | None = None
@@ -267,7 +271,8 @@ class IntunedClient(AsyncClosing):
     async def get_result(self, project_name: str, run_id: str) -> PollOutcome:
         """Fetch a run's result envelope (``GET …/run/{runId}/result``) and classify it."""
         url = self._url(project_name, f"run/{quote(run_id, safe='')}/result")
-        response = await self._send("GET", url, None)
+        async with self._slots:
+            response = await self._send("GET", url, None)
         return response if isinstance(response, Transient) else classify_result(response)
 
     async def start(self, project_name: str, body: bytes | Mapping[str, Any]) -> StartOutcome:

@@ -442,31 +442,32 @@ async def test_attempts_waiting_for_their_record_leave_the_post_slots_to_others(
     redis_sync: redis.Redis,
 ) -> None:
     # RELAY_WORKER_CONCURRENCY POSTs at once and no more; an attempt whose POST ended waits for
-    # its record beside them, not in a POST's place. Twice the concurrency to one host (its cap
-    # out of the way): all are claimed and `concurrency` POSTs open. Then no write can reach
-    # Redis and the open POSTs are answered: while their records cannot land, the other half
-    # must take over their POST slots. (Where a pump slot was a POST slot, only half were
-    # claimed and this failed.)
-    concurrency = 4
+    # its record beside them, not in a POST's place. As many deliveries to one host (its cap out
+    # of the way) as the terminal lane's pump holds (twice the concurrency, less the run.started
+    # lane's quarter): all are claimed and `concurrency` POSTs open. Then no write can reach
+    # Redis and the open POSTs are answered: while their records cannot land, the rest must take
+    # over their POST slots. (Where a pump slot was a POST slot, not all were claimed: failed.)
+    concurrency = 8
+    total = 2 * concurrency - concurrency // 4
     run_id = fake_intuned.state.create_run(RunScript(outcome="completed", result=1))
-    hooks = [(run_id, f"http://127.0.0.1:{waves.port}/hook/{i}") for i in range(2 * concurrency)]
+    hooks = [(run_id, f"http://127.0.0.1:{waves.port}/hook/{i}") for i in range(total)]
     sids = await register_many(api, hooks, concurrency=8)
     await start_inproc_worker(
         RELAY_WORKER_CONCURRENCY=str(concurrency),
         RELAY_MAX_IN_FLIGHT_PER_HOST=str(4 * concurrency),
     )
-    await wait_until(
-        lambda: waves.open == concurrency and leased_none_due(redis_sync, 2 * concurrency)
-    )
+    await wait_until(lambda: waves.open == concurrency and leased_none_due(redis_sync, total))
     redis_sync.execute_command("CLIENT", "PAUSE", 60_000, "WRITE")
     try:
         waves.let_go()
-        await wait_until(lambda: waves.answered == concurrency and waves.open == concurrency)
+        await wait_until(
+            lambda: waves.answered == concurrency and waves.open == total - concurrency
+        )
     finally:
         redis_sync.execute_command("CLIENT", "UNPAUSE")
         waves.passing = True
         waves.let_go()
-    await wait_until(lambda: state_counts(redis_sync, sids) == {"delivered": 2 * concurrency})
+    await wait_until(lambda: state_counts(redis_sync, sids) == {"delivered": total})
     assert waves.most_open == concurrency  # the POST slots: reached, never passed
 
 

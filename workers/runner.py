@@ -55,7 +55,9 @@ CLAIM_BATCH = 64
 # it is recorded (the slots of a record group come free together, one wake per group), but its
 # request slot (the Intuned client's or the sender's pool, RELAY_WORKER_CONCURRENCY) only until
 # the answer is in. This many pump slots per request slot let work wait for its record beside the
-# requests, not in their place: more polls and deliveries/s from one worker (bigger groups).
+# requests, not in their place: more polls and deliveries/s from one worker (bigger groups). At
+# most as many wait for a request slot as there are, so one waits for at most one request of
+# those ahead to end before its own starts: both within its lease (2 x the timeout + 5 s).
 SLOTS_PER_REQUEST = 2
 # How long arq gets, once the jobs left after the shutdown grace are cancelled, to hand them back.
 ARQ_HAND_BACK_WAIT = 2.0
@@ -160,6 +162,9 @@ def build_pumps(deps: WorkerDeps) -> dict[str, Pump[Any]]:
     """The poll pump and one delivery pump per lane of this process."""
     watches, deliveries = deps.store.watches, deps.store.deliveries
     conc = deps.settings.worker_concurrency
+    # The opt-in run.started events get a quarter of RELAY_WORKER_CONCURRENCY (out of the delivery
+    # pumps' slots): a flood of them never holds up a terminal event (its own due set and pump).
+    started_slots = max(1, conc // 4)
 
     async def release_polls(items: Sequence[ClaimedPoll]) -> None:
         await watches.release_polls([c.rd for c in items])
@@ -180,9 +185,7 @@ def build_pumps(deps: WorkerDeps) -> dict[str, Pump[Any]]:
             handle=handle_delivery,
             next_due=deliveries.next_notice_due_in if started else deliveries.next_due_in,
             release=release,
-            # The opt-in run.started events get a quarter of the slots: a flood of them never
-            # holds up a terminal event, which has its own due set and pump.
-            concurrency=max(1, conc // 4) if started else SLOTS_PER_REQUEST * conc,
+            concurrency=started_slots if started else SLOTS_PER_REQUEST * conc - started_slots,
             batch=CLAIM_BATCH,
         )
 

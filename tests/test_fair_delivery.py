@@ -405,6 +405,22 @@ def leased_none_due(client: redis.Redis, count: int, due: str = keys.DUE_DELIVER
     return client.zcard(due) == count and not client.zcount(due, "-inf", now)
 
 
+async def answer_while_no_writes(
+    waves: Waves, redis_sync: redis.Redis, *, answered: int, open_after: int
+) -> None:
+    """Answer the requests open now while Redis takes no writes (nothing can be recorded), and
+    wait until ``answered`` were answered and ``open_after`` are open; then writes resume and
+    every request is answered at once."""
+    redis_sync.execute_command("CLIENT", "PAUSE", 60_000, "WRITE")
+    try:
+        waves.let_go()
+        await wait_until(lambda: waves.answered == answered and waves.open == open_after)
+    finally:
+        redis_sync.execute_command("CLIENT", "UNPAUSE")
+        waves.passing = True
+        waves.let_go()
+
+
 async def test_a_hosts_turn_passes_on_when_its_post_ends_not_when_its_attempt_is_recorded(
     api: AsyncTestClient[object],
     fake_intuned: FakeIntunedHandle,
@@ -422,14 +438,7 @@ async def test_a_hosts_turn_passes_on_when_its_post_ends_not_when_its_attempt_is
     sids = await register_many(api, hooks, concurrency=8)
     await start_inproc_worker(RELAY_MAX_IN_FLIGHT_PER_HOST=str(cap))
     await wait_until(lambda: waves.open == cap and leased_none_due(redis_sync, 2 * cap))
-    redis_sync.execute_command("CLIENT", "PAUSE", 60_000, "WRITE")
-    try:
-        waves.let_go()
-        await wait_until(lambda: waves.answered == cap and waves.open == cap)
-    finally:
-        redis_sync.execute_command("CLIENT", "UNPAUSE")
-        waves.passing = True
-        waves.let_go()
+    await answer_while_no_writes(waves, redis_sync, answered=cap, open_after=cap)
     await wait_until(lambda: state_counts(redis_sync, sids) == {"delivered": 2 * cap})
     assert waves.most_open == cap  # reached, never passed
 
@@ -457,16 +466,9 @@ async def test_attempts_waiting_for_their_record_leave_the_post_slots_to_others(
         RELAY_MAX_IN_FLIGHT_PER_HOST=str(4 * concurrency),
     )
     await wait_until(lambda: waves.open == concurrency and leased_none_due(redis_sync, total))
-    redis_sync.execute_command("CLIENT", "PAUSE", 60_000, "WRITE")
-    try:
-        waves.let_go()
-        await wait_until(
-            lambda: waves.answered == concurrency and waves.open == total - concurrency
-        )
-    finally:
-        redis_sync.execute_command("CLIENT", "UNPAUSE")
-        waves.passing = True
-        waves.let_go()
+    await answer_while_no_writes(
+        waves, redis_sync, answered=concurrency, open_after=total - concurrency
+    )
     await wait_until(lambda: state_counts(redis_sync, sids) == {"delivered": total})
     assert waves.most_open == concurrency  # the POST slots: reached, never passed
 
@@ -496,13 +498,6 @@ async def test_polls_waiting_for_their_record_leave_the_get_slots_to_others(
             and leased_none_due(redis_sync, 2 * concurrency, keys.DUE_POLL)
         )
     )
-    redis_sync.execute_command("CLIENT", "PAUSE", 60_000, "WRITE")
-    try:
-        waves.let_go()
-        await wait_until(lambda: waves.answered == concurrency and waves.open == concurrency)
-    finally:
-        redis_sync.execute_command("CLIENT", "UNPAUSE")
-        waves.passing = True
-        waves.let_go()
+    await answer_while_no_writes(waves, redis_sync, answered=concurrency, open_after=concurrency)
     await wait_until(lambda: waves.answered >= 2 * concurrency)
     assert waves.most_open == concurrency  # the GET slots: reached, never passed

@@ -17,6 +17,7 @@ import asyncio
 import ipaddress
 import urllib.request
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 
 import pytest
 import redis
@@ -405,50 +406,70 @@ def leased_none_due(client: redis.Redis, count: int, due: str = keys.DUE_DELIVER
     return client.zcard(due) == count and not client.zcount(due, "-inf", now)
 
 
-async def answer_while_no_writes(
-    waves: Waves, redis_sync: redis.Redis, *, answered: int, open_after: int
-) -> None:
-    """Answer the requests open now while Redis takes no writes (nothing can be recorded), and
-    wait until ``answered`` were answered and ``open_after`` are open; then writes resume and
-    every request is answered at once."""
-    redis_sync.execute_command("CLIENT", "PAUSE", 60_000, "WRITE")
-    try:
-        waves.let_go()
-        await wait_until(lambda: waves.answered == answered and waves.open == open_after)
-    finally:
-        redis_sync.execute_command("CLIENT", "UNPAUSE")
-        waves.passing = True
-        waves.let_go()
+@dataclass
+class Held:
+    """What the held-request tests use: the API, a worker starter, the holding receiver, Redis."""
+
+    api: AsyncTestClient[object]
+    fake: FakeIntunedHandle
+    start_worker: StartInprocWorker
+    waves: Waves
+    redis: redis.Redis
+
+    async def deliveries(self, count: int) -> list[str]:
+        """``count`` subscriptions of one completed run, each to its own path of the receiver."""
+        run_id = self.fake.state.create_run(RunScript(outcome="completed", result=1))
+        hooks = [(run_id, f"http://127.0.0.1:{self.waves.port}/hook/{i}") for i in range(count)]
+        return await register_many(self.api, hooks, concurrency=8)
+
+    async def answer_while_no_writes(self, *, answered: int, open_after: int) -> None:
+        """Answer the requests open now while Redis takes no writes (nothing can be recorded),
+        and wait until ``answered`` were answered and ``open_after`` are open; then writes
+        resume and every request is answered at once."""
+        waves = self.waves
+        self.redis.execute_command("CLIENT", "PAUSE", 60_000, "WRITE")
+        try:
+            waves.let_go()
+            await wait_until(lambda: waves.answered == answered and waves.open == open_after)
+        finally:
+            self.redis.execute_command("CLIENT", "UNPAUSE")
+            waves.passing = True
+            waves.let_go()
+
+    def delivered(self, sids: list[str]) -> bool:
+        """Whether every one of ``sids`` is delivered."""
+        return state_counts(self.redis, sids) == {"delivered": len(sids)}
 
 
-async def test_a_hosts_turn_passes_on_when_its_post_ends_not_when_its_attempt_is_recorded(
+@pytest.fixture
+def held(
     api: AsyncTestClient[object],
     fake_intuned: FakeIntunedHandle,
     start_inproc_worker: StartInprocWorker,
     waves: Waves,
     redis_sync: redis.Redis,
+) -> Held:
+    return Held(api, fake_intuned, start_inproc_worker, waves, redis_sync)
+
+
+async def test_a_hosts_turn_passes_on_when_its_post_ends_not_when_its_attempt_is_recorded(
+    held: Held,
 ) -> None:
     # Twice the cap to one host: the first `cap` POSTs open at the receiver, the others parked in
     # the worker. Then no write can reach Redis, so no attempt can be recorded, and the open
     # POSTs are answered: their turns must pass to the parked ones, `cap` POSTs open again.
     # (Where a turn lasted until the record, the parked ones waited for Redis and this failed.)
-    cap = 4
-    run_id = fake_intuned.state.create_run(RunScript(outcome="completed", result=1))
-    hooks = [(run_id, f"http://127.0.0.1:{waves.port}/hook/{i}") for i in range(2 * cap)]
-    sids = await register_many(api, hooks, concurrency=8)
-    await start_inproc_worker(RELAY_MAX_IN_FLIGHT_PER_HOST=str(cap))
-    await wait_until(lambda: waves.open == cap and leased_none_due(redis_sync, 2 * cap))
-    await answer_while_no_writes(waves, redis_sync, answered=cap, open_after=cap)
-    await wait_until(lambda: state_counts(redis_sync, sids) == {"delivered": 2 * cap})
+    cap, waves = 4, held.waves
+    sids = await held.deliveries(2 * cap)
+    await held.start_worker(RELAY_MAX_IN_FLIGHT_PER_HOST=str(cap))
+    await wait_until(lambda: waves.open == cap and leased_none_due(held.redis, 2 * cap))
+    await held.answer_while_no_writes(answered=cap, open_after=cap)
+    await wait_until(lambda: held.delivered(sids))
     assert waves.most_open == cap  # reached, never passed
 
 
 async def test_attempts_waiting_for_their_record_leave_the_post_slots_to_others(
-    api: AsyncTestClient[object],
-    fake_intuned: FakeIntunedHandle,
-    start_inproc_worker: StartInprocWorker,
-    waves: Waves,
-    redis_sync: redis.Redis,
+    held: Held,
 ) -> None:
     # RELAY_WORKER_CONCURRENCY POSTs at once and no more; an attempt whose POST ended waits for
     # its record beside them, not in a POST's place. As many deliveries to one host (its cap out
@@ -456,38 +477,29 @@ async def test_attempts_waiting_for_their_record_leave_the_post_slots_to_others(
     # lane's quarter): all are claimed and `concurrency` POSTs open. Then no write can reach
     # Redis and the open POSTs are answered: while their records cannot land, the rest must take
     # over their POST slots. (Where a pump slot was a POST slot, not all were claimed: failed.)
-    concurrency = 8
+    concurrency, waves = 8, held.waves
     total = 2 * concurrency - concurrency // 4
-    run_id = fake_intuned.state.create_run(RunScript(outcome="completed", result=1))
-    hooks = [(run_id, f"http://127.0.0.1:{waves.port}/hook/{i}") for i in range(total)]
-    sids = await register_many(api, hooks, concurrency=8)
-    await start_inproc_worker(
+    sids = await held.deliveries(total)
+    await held.start_worker(
         RELAY_WORKER_CONCURRENCY=str(concurrency),
         RELAY_MAX_IN_FLIGHT_PER_HOST=str(4 * concurrency),
     )
-    await wait_until(lambda: waves.open == concurrency and leased_none_due(redis_sync, total))
-    await answer_while_no_writes(
-        waves, redis_sync, answered=concurrency, open_after=total - concurrency
-    )
-    await wait_until(lambda: state_counts(redis_sync, sids) == {"delivered": total})
+    await wait_until(lambda: waves.open == concurrency and leased_none_due(held.redis, total))
+    await held.answer_while_no_writes(answered=concurrency, open_after=total - concurrency)
+    await wait_until(lambda: held.delivered(sids))
     assert waves.most_open == concurrency  # the POST slots: reached, never passed
 
 
-async def test_polls_waiting_for_their_record_leave_the_get_slots_to_others(
-    api: AsyncTestClient[object],
-    start_inproc_worker: StartInprocWorker,
-    waves: Waves,
-    redis_sync: redis.Redis,
-) -> None:
+async def test_polls_waiting_for_their_record_leave_the_get_slots_to_others(held: Held) -> None:
     # The same for polls, against a stand-in for Intuned that holds every GET: twice the
     # concurrency of runs, all claimed, `concurrency` GETs open; with no write reaching Redis the
     # open GETs are answered (junk: a poll error, recorded like any poll), and the other half
     # must take over their GET slots while those records cannot land.
-    concurrency = 4
+    concurrency, waves = 4, held.waves
     hooks = [(f"held-{i}", f"http://127.0.0.1:{waves.port}/hook") for i in range(2 * concurrency)]
-    await register_many(api, hooks, concurrency=8)
+    await register_many(held.api, hooks, concurrency=8)
     waves.held = "/run/held-"  # the worker's start-up key probe (another run) passes at once
-    await start_inproc_worker(
+    await held.start_worker(
         RELAY_WORKER_CONCURRENCY=str(concurrency),
         INTUNED_API_BASE_URL=f"http://127.0.0.1:{waves.port}",
         RELAY_INTUNED_TIMEOUT="30s",  # held GETs must not time out (and be sent again) meanwhile
@@ -495,9 +507,9 @@ async def test_polls_waiting_for_their_record_leave_the_get_slots_to_others(
     await wait_until(
         lambda: (
             waves.open == concurrency
-            and leased_none_due(redis_sync, 2 * concurrency, keys.DUE_POLL)
+            and leased_none_due(held.redis, 2 * concurrency, keys.DUE_POLL)
         )
     )
-    await answer_while_no_writes(waves, redis_sync, answered=concurrency, open_after=concurrency)
+    await held.answer_while_no_writes(answered=concurrency, open_after=concurrency)
     await wait_until(lambda: waves.answered >= 2 * concurrency)
     assert waves.most_open == concurrency  # the GET slots: reached, never passed

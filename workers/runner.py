@@ -55,9 +55,10 @@ CLAIM_BATCH = 64
 # it is recorded (the slots of a record group come free together, one wake per group), but its
 # request slot (the Intuned client's or the sender's pool, RELAY_WORKER_CONCURRENCY) only until
 # the answer is in. This many pump slots per request slot let work wait for its record beside the
-# requests, not in their place: more polls and deliveries/s from one worker (bigger groups). At
-# most as many wait for a request slot as there are, so one waits for at most one request of
-# those ahead to end before its own starts: both within its lease (2 x the timeout + 5 s).
+# requests, not in their place: more polls and deliveries/s from one worker (bigger groups). The
+# pumps never have more waiting for a request slot than there are (arq's rare jobs aside), so one
+# waits for at most one request ahead of it to end, then makes its own: within its lease (2 x the
+# timeout + 5 s).
 SLOTS_PER_REQUEST = 2
 # How long arq gets, once the jobs left after the shutdown grace are cancelled, to hand them back.
 ARQ_HAND_BACK_WAIT = 2.0

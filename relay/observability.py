@@ -8,8 +8,10 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import threading
+import time
 from collections.abc import MutableMapping
-from typing import Any
+from typing import IO, Any, Final
 
 import msgspec
 import structlog
@@ -31,12 +33,36 @@ def redact_text(text: str) -> str:
 
 
 def _redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    # A key is lowered only when it is not lower case already, and a value is searched only
+    # when it holds a marker (the hot log line's cost, bench/NOTES.md session 25).
     for key, value in event.items():
-        if key.lower() in _SECRET_KEYS:
+        if key in _SECRET_KEYS or (not key.islower() and key.lower() in _SECRET_KEYS):
             event[key] = "***"
-        elif isinstance(value, str):
+        elif isinstance(value, str) and ("whsec_" in value or "earer" in value or "EARER" in value):
             event[key] = redact_text(value)
     return event
+
+
+class _UtcStamper:
+    """``timestamp``: now as structlog's ``TimeStamper(fmt="iso", utc=True)`` writes it
+    (``2026-11-30T10:00:00.123456Z``), with the date and time formatted once per second (the
+    hot log line's cost, bench/NOTES.md session 25)."""
+
+    def __init__(self) -> None:
+        self._second: tuple[int, str] = (-1, "")  # replaced whole: a reader never sees half
+
+    def __call__(
+        self, _: Any, __: str, event: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        now = time.time()
+        second, prefix = self._second
+        if int(now) != second:
+            second = int(now)
+            prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = (second, prefix)
+        micro = int((now - second) * 1_000_000)
+        event["timestamp"] = f"{prefix}.{micro:06d}Z" if micro else f"{prefix}Z"
+        return event
 
 
 class _NamedBytesLogger(structlog.BytesLogger):
@@ -107,6 +133,49 @@ def logging_dictconfig(fmt: str, level: int = logging.INFO) -> dict[str, Any]:
     }
 
 
+class _JsonOut:
+    """Where JSON lines go once ``configure_logging("json")`` ran, and from which level."""
+
+    def __init__(self, out: IO[bytes], level: int) -> None:
+        self.out = out
+        self.level = level
+        self.lock = threading.Lock()  # structlog's BytesLogger takes one around each line too
+
+
+_json_out: _JsonOut | None = None
+_STAMP: Final = _UtcStamper()
+
+
+class HotLine:
+    """A logger for a line written on every delivery attempt (seam "hot log line", bench/NOTES.md
+    session 25): with JSON output it renders the line itself, the same bytes as structlog's
+    chain (the same keys in the same order, contextvars merged, the same redaction, level and
+    stream; a test compares the two), without structlog's per-call machinery; with console
+    output, before ``configure_logging`` or with ``exc_info``, it goes through structlog."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._log = structlog.get_logger(name)
+
+    def info(self, event: str, **fields: Any) -> None:
+        """Log ``event`` at INFO with ``fields``."""
+        json_out = _json_out
+        if json_out is None or "exc_info" in fields:
+            self._log.info(event, **fields)
+            return
+        if json_out.level > logging.INFO:
+            return
+        fields["event"] = event
+        structlog.contextvars.merge_contextvars(None, "info", fields)
+        fields["level"] = "info"
+        fields["logger"] = self.name
+        _redact(None, "info", _STAMP(None, "info", fields))
+        line = _JSON.encode(fields) + b"\n"
+        with json_out.lock:
+            json_out.out.write(line)
+            json_out.out.flush()
+
+
 def configure_logging(fmt: str, level: int = logging.INFO) -> None:
     """Route structlog and stdlib logging (arq, granian) to stderr as JSON or console lines.
 
@@ -119,12 +188,15 @@ def configure_logging(fmt: str, level: int = logging.INFO) -> None:
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         _add_name,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _STAMP,
         structlog.processors.format_exc_info,
         _redact,
     ]
+    global _json_out
+    _json_out = None
     if fmt == "json":
         out = sys.stderr.buffer
+        _json_out = _JsonOut(out, level)
 
         def factory(*args: Any) -> _NamedBytesLogger:
             return _NamedBytesLogger(str(args[0]) if args else "relay", out)

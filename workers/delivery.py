@@ -21,6 +21,7 @@ from typing import Final, NamedTuple
 import structlog
 
 from relay.model import Attempt, DeliveryOutcome, Lane
+from relay.observability import HotLine
 from relay.policy import retry_delay
 from relay.services import events
 from relay.store import ClaimedDelivery
@@ -31,6 +32,7 @@ from workers.deps import WorkerDeps
 from workers.operational import subscription_ending
 
 log = structlog.get_logger("relay.delivery")
+attempt_log = HotLine("relay.delivery")  # one line per attempt: the hot path's own logger
 
 NO_SECRET: Final = "no_signing_secret"  # noqa: S105 - an error class, not a secret
 
@@ -193,7 +195,7 @@ async def _record(deps: WorkerDeps, claim: ClaimedDelivery, sent: Sent) -> None:
         deps.metrics.attempt_seconds.observe(result.duration_ms / 1000)
         if terminal_lane and outcome is DeliveryOutcome.DELIVERED and claim.series == 1:
             deps.metrics.lag_seconds.observe(max(0.0, (claim.now - claim.occurred_at) / 1000))
-        log.info(
+        attempt_log.info(
             "delivery_attempt",
             subscription_id=claim.subscription_id,
             webhook_id=msg_id,

@@ -68,6 +68,9 @@ class _UtcStamper:
         return event
 
 
+_STAMP: Final = _UtcStamper()
+
+
 class _NamedBytesLogger(structlog.BytesLogger):
     """structlog's fast bytes logger, remembering the name it was created with."""
 
@@ -93,7 +96,7 @@ def _shared_processors() -> list[Any]:
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _STAMP,
         structlog.processors.format_exc_info,
         _redact,
     ]
@@ -137,24 +140,25 @@ def logging_dictconfig(fmt: str, level: int = logging.INFO) -> dict[str, Any]:
 
 
 class _JsonOut:
-    """Where JSON lines go once ``configure_logging("json")`` ran, and from which level."""
+    """Once ``configure_logging("json")`` ran: where JSON lines go, from which level, and the
+    processors structlog was given (the last one renders the line)."""
 
-    def __init__(self, out: IO[bytes], level: int) -> None:
+    def __init__(self, out: IO[bytes], level: int, processors: list[Any]) -> None:
         self.out = out
         self.level = level
+        self.processors = processors
         self.lock = threading.Lock()  # structlog's BytesLogger takes one around each line too
 
 
 _json_out: _JsonOut | None = None
-_STAMP: Final = _UtcStamper()
 
 
 class HotLine:
     """A logger for a line written on every delivery attempt (seam "hot log line", bench/NOTES.md
-    session 25): with JSON output it renders the line itself, the same bytes as structlog's
-    chain (the same keys in the same order, contextvars merged, the same redaction, level and
-    stream; a test compares the two), without structlog's per-call machinery; with console
-    output, before ``configure_logging`` or with ``exc_info``, it goes through structlog."""
+    session 25): with JSON output it runs structlog's configured processors itself (the same
+    line, level filter and stream; a test compares the two), without structlog's per-call
+    machinery; with console output, before ``configure_logging`` or with ``exc_info``, it goes
+    through structlog."""
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -169,11 +173,10 @@ class HotLine:
         if json_out.level > logging.INFO:
             return
         fields["event"] = event
-        structlog.contextvars.merge_contextvars(None, "info", fields)
-        fields["level"] = "info"
-        fields["logger"] = self.name
-        _redact(None, "info", _STAMP(None, "info", fields))
-        line = _JSON.encode(fields) + b"\n"
+        rendered: Any = fields
+        for processor in json_out.processors:  # ``self`` stands in for the logger (its name)
+            rendered = processor(self, "info", rendered)
+        line = rendered + b"\n"
         with json_out.lock:
             json_out.out.write(line)
             json_out.out.flush()
@@ -199,13 +202,13 @@ def configure_logging(fmt: str, level: int = logging.INFO) -> None:
     _json_out = None
     if fmt == "json":
         out = sys.stderr.buffer
-        _json_out = _JsonOut(out, level)
+        _json_out = _JsonOut(out, level, [*processors, _render_json])
 
         def factory(*args: Any) -> _NamedBytesLogger:
             return _NamedBytesLogger(str(args[0]) if args else "relay", out)
 
         structlog.configure(
-            processors=[*processors, _render_json],
+            processors=_json_out.processors,
             logger_factory=factory,
             wrapper_class=structlog.make_filtering_bound_logger(level),
             cache_logger_on_first_use=True,

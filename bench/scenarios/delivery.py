@@ -127,9 +127,9 @@ async def relay_rep(
     return rate, cpu
 
 
-async def baseline_rep(b: Bench, n: int, tag: str, callback: str) -> tuple[float, dict[str, float]]:
-    """One baseline repetition: raw aiohttp, same body, same receiver, same concurrency."""
-    await b.receiver_reset()
+async def raw_loop(callback: str, ids: list[str]) -> None:
+    """The baseline: one signed POST of the same event body per id, raw aiohttp, at the
+    worker's concurrency (also run alone under callgrind by ``bench.instructions_delivery``)."""
     body = build_event_body(
         event_type=EventType.COMPLETED,
         occurred_at=datetime.now(UTC),
@@ -140,7 +140,6 @@ async def baseline_rep(b: Bench, n: int, tag: str, callback: str) -> tuple[float
         intuned_fields=msgspec.json.decode(result_envelope("base"), type=dict[str, msgspec.Raw]),
         metadata=None,
     )
-    ids = [f"msg_{tag}_{i}" for i in range(n)]
 
     async def one(http: aiohttp.ClientSession, i: int) -> int:
         headers = webhook_headers(ids[i], int(time.time()), body, [SECRET])
@@ -148,10 +147,17 @@ async def baseline_rep(b: Bench, n: int, tag: str, callback: str) -> tuple[float
             await r.content.read(1024)
             return r.status
 
+    async with session(CONCURRENCY) as http:
+        await run_lanes(http, CONCURRENCY, one, count=len(ids))
+
+
+async def baseline_rep(b: Bench, n: int, tag: str, callback: str) -> tuple[float, dict[str, float]]:
+    """One baseline repetition: raw aiohttp, same body, same receiver, same concurrency."""
+    await b.receiver_reset()
+    ids = [f"msg_{tag}_{i}" for i in range(n)]
     meter = CpuMeter({"receiver": b.fleet.receiver.pid})
     used = time.process_time()  # this process runs the raw loop (and nothing else meanwhile)
-    async with session(CONCURRENCY) as http:
-        await run_lanes(http, CONCURRENCY, one, count=n)
+    await raw_loop(callback, ids)
     used = time.process_time() - used
     cpu = meter.read()
     cpu["loop us per POST"] = round(used * 1e6 / n, 1)

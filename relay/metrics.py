@@ -13,87 +13,22 @@ from __future__ import annotations
 
 import hmac
 import threading
-from bisect import bisect_left
 from collections import Counter as Tally
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from socketserver import ThreadingMixIn
-from typing import Any, cast
+from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import (
     CollectorRegistry,
+    Counter,
     Gauge,
+    Histogram,
     generate_latest,
     make_wsgi_app,
 )
-from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
-from prometheus_client.registry import Collector
-from prometheus_client.utils import INF, floatToGoString
-
-_le_text = cast(Callable[[float], str], floatToGoString)  # the text Histogram gives ``le``
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600)
-
-
-# Seam "counts as plain numbers" (bench/NOTES.md, session 26): the per-poll and per-attempt
-# counts are plain ints and floats that the registry reads at scrape time through the public
-# custom-collector API. prometheus_client's Counter.labels().inc() and Histogram.observe() check
-# labels and take a lock per call: 3.5-4.9 % of the worker's instructions per delivery. One
-# thread (the event loop's) writes them; a scrape's thread reads copies taken in one C call.
-
-
-class CountsByLabel(Collector):
-    """A counter family with one label, e.g. ``relay_deliveries_total{outcome}``."""
-
-    def __init__(
-        self, name: str, documentation: str, label: str, registry: CollectorRegistry
-    ) -> None:
-        self._name, self._doc, self._label = name, documentation, label
-        self._counts: dict[str, int] = {}
-        registry.register(self)
-
-    def inc(self, value: str, amount: int = 1) -> None:
-        """Count ``amount`` more for this label value."""
-        counts = self._counts
-        counts[value] = counts.get(value, 0) + amount
-
-    def collect(self) -> Iterator[Metric]:
-        """The family as a scrape shows it (``<name>_total``)."""
-        family = CounterMetricFamily(self._name, self._doc, labels=[self._label])
-        for label_value, count in list(self._counts.items()):
-            family.add_metric([label_value], count)
-        yield family
-
-
-class Durations(Collector):
-    """A histogram without labels, e.g. ``relay_delivery_attempt_seconds``."""
-
-    def __init__(
-        self,
-        name: str,
-        documentation: str,
-        buckets: tuple[float, ...],
-        registry: CollectorRegistry,
-    ) -> None:
-        self._name, self._doc = name, documentation
-        self._bounds = tuple(float(b) for b in sorted(buckets))
-        self._counts = [0] * (len(self._bounds) + 1)  # the last: above every bound
-        self._sum = 0.0
-        registry.register(self)
-
-    def observe(self, seconds: float) -> None:
-        """Count one duration into its bucket (the first bound it does not exceed)."""
-        self._counts[bisect_left(self._bounds, seconds)] += 1
-        self._sum += seconds
-
-    def collect(self) -> Iterator[Metric]:
-        """The family as a scrape shows it: cumulative buckets, ``_count`` and ``_sum``."""
-        counts, total = list(self._counts), self._sum
-        cumulative, running = [], 0
-        for bound, count in zip((*self._bounds, INF), counts, strict=True):
-            running += count
-            cumulative.append((_le_text(bound), float(running)))
-        yield HistogramMetricFamily(self._name, self._doc, buckets=cumulative, sum_value=total)
 
 
 class WorkerMetrics:
@@ -102,26 +37,32 @@ class WorkerMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
-        self.polls = CountsByLabel(
-            "relay_polls", "Polls of the Intuned result endpoint by outcome", "outcome", r
+        self.polls = Counter(
+            "relay_polls",
+            "Polls of the Intuned result endpoint by outcome",
+            ["outcome"],
+            registry=r,
         )
-        self.deliveries = CountsByLabel(
-            "relay_deliveries", "Delivery attempts by outcome", "outcome", r
+        self.deliveries = Counter(
+            "relay_deliveries", "Delivery attempts by outcome", ["outcome"], registry=r
         )
-        self.deferrals = CountsByLabel(
+        self.deferrals = Counter(
             "relay_delivery_deferrals",
             "Delivery attempts put back without counting (reason host_busy or breaker_open)",
-            "reason",
-            r,
+            ["reason"],
+            registry=r,
         )
-        self.attempt_seconds = Durations(
-            "relay_delivery_attempt_seconds", "Duration of one delivery attempt", LATENCY_BUCKETS, r
+        self.attempt_seconds = Histogram(
+            "relay_delivery_attempt_seconds",
+            "Duration of one delivery attempt",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
-        self.lag_seconds = Durations(
+        self.lag_seconds = Histogram(
             "relay_terminal_to_delivered_seconds",
             "From the poll that saw a terminal status to the receiver's 2xx",
-            LATENCY_BUCKETS,
-            r,
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.watched_runs = Gauge(
             "relay_watched_runs", "Runs currently polled (all workers)", registry=r

@@ -132,7 +132,7 @@ async def _defer(
     for lane in {c.lane for c in claims}:
         sids = [c.subscription_id for c in claims if c.lane is lane]
         await deps.store.deliveries.defer_deliveries(sids, until, lane)
-    deps.metrics.deferrals.inc(reason or "host_busy", len(claims))
+    deps.metrics.deferrals.labels(reason or "host_busy").inc(len(claims))
 
 
 class Sent(NamedTuple):
@@ -191,7 +191,7 @@ async def _record(deps: WorkerDeps, claim: ClaimedDelivery, sent: Sent) -> None:
         rec = await deps.store.deliveries.record_attempt(claim, attempt, outcome, delay_ms)
         # A failed lookup is an attempt like any other, but labelled apart (the last: exhausted).
         dns_retry = outcome is DeliveryOutcome.RETRY and result.error == "dns"
-        deps.metrics.deliveries.inc("dns" if dns_retry else outcome.value)
+        deps.metrics.deliveries.labels("dns" if dns_retry else outcome.value).inc()
         deps.metrics.attempt_seconds.observe(result.duration_ms / 1000)
         if terminal_lane and outcome is DeliveryOutcome.DELIVERED and claim.series == 1:
             deps.metrics.lag_seconds.observe(max(0.0, (claim.now - claim.occurred_at) / 1000))

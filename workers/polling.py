@@ -105,7 +105,7 @@ async def poll_claimed(deps: WorkerDeps, claim: ClaimedPoll) -> None:
         return
     if isinstance(outcome, NotFoundOutcome):
         since = claim.nf or now
-        deps.metrics.polls.inc("not_found")
+        deps.metrics.polls.labels("not_found").inc()
         if now - since >= int(s.not_found_grace * 1000):
             await _fail(deps, claim, FailureCode.RUN_NOT_FOUND, "Intuned answered 404")
             return
@@ -113,7 +113,7 @@ async def poll_claimed(deps: WorkerDeps, claim: ClaimedPoll) -> None:
         log.info("poll", run=rd, project=claim.project, run_id=claim.run_id, outcome="not_found")
         return
     if isinstance(outcome, Unauthorized):
-        deps.metrics.polls.inc("unauthorized")
+        deps.metrics.polls.labels("unauthorized").inc()
         await intuned_refused(deps, outcome.status_code)
         await _fail(
             deps,
@@ -143,7 +143,7 @@ async def _poll_again(
         name, fields = "rate_limited", {"retry_after": outcome.retry_after}
     else:
         name, fields = "transient", {"kind": outcome.kind, "status_code": outcome.status_code}
-    deps.metrics.polls.inc(name)
+    deps.metrics.polls.labels(name).inc()
     await deps.store.watches.record_poll_error(claim.rd, delay_ms, interval, not_found=False)
     log.info("poll", run=claim.rd, run_id=claim.run_id, outcome=name, **fields)
 
@@ -153,7 +153,7 @@ async def _fetched(
 ) -> None:
     """Record a fetched result: stored once for the run; terminal ends the watch and fans out."""
     if len(outcome.raw) > deps.settings.max_result_bytes:
-        deps.metrics.polls.inc("too_large")
+        deps.metrics.polls.labels("too_large").inc()
         message = (
             f"the result is {len(outcome.raw)} bytes; RELAY_MAX_RESULT_BYTES is "
             f"{deps.settings.max_result_bytes}"
@@ -177,7 +177,7 @@ async def _fetched(
     if rec.notices:
         await fan_out_notices(deps, claim.rd)
     terminal = rec.outcome == PollRecord.TERMINAL
-    deps.metrics.polls.inc("terminal" if outcome.result.is_terminal else "pending")
+    deps.metrics.polls.labels("terminal" if outcome.result.is_terminal else "pending").inc()
     if terminal:
         await fan_out(deps, claim.rd, first)
     # A pending answer is the common case (every run, every few seconds): debug only, and not

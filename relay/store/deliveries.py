@@ -169,16 +169,13 @@ class DeliveryStore:
 
     async def _record_many(self, items: list[AttemptToRecord]) -> list[AttemptRecorded | Exception]:
         """One ``record_attempts`` call for ``items``: one result per item, in order."""
-        keys_: list[str] = []
-        for it in items:
-            keys_ += [keys.sub(it.sid), keys.attempts(it.sid), due_set(it.lane)]
         # Seam "attempt record arguments packed" (bench/NOTES.md, issue 12 fifth pass): every
         # attempt's arguments go as one msgpack argument for the whole call (packed by msgspec
         # in C) instead of eight each, which redis-py packs one by one in Python.
         packed = _ATTEMPT_ARGS.encode(items)
         args: list[int | bytes] = [self.ttl_ms, ATTEMPT_LOG_MAX, COUNTER_TTL_MS, packed]
         return group_results(
-            await self._record(keys_, args),
+            await self._record([], args),  # each attempt's keys: named by the script
             RecordReply,
             lambda reply: AttemptRecorded(state=reply.state, next=reply.next, stale=reply.stale),
         )

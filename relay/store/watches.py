@@ -98,18 +98,13 @@ class WatchStore:
         self, script: Script, items: list[PollToRecord]
     ) -> list[PollRecorded | Exception]:
         """One ``record_poll`` call for ``items``: one result per item, in order."""
-        keys_: list[str] = []
-        bodies: list[bytes] = []
-        for it in items:
-            rd = it.args.rd
-            keys_ += [keys.watch(rd), keys.DUE_POLL, keys.starters(rd)]
-            bodies.append(it.body)
+        bodies = [it.body for it in items]  # each poll's keys: named by the script
         # Seam "poll record arguments packed" (bench/NOTES.md, issue 12 fourth pass): every
         # poll's arguments but its body go as one msgpack argument for the whole call (packed
         # by msgspec in C) instead of eight each, which redis-py packs one by one in Python.
         packed = _POLL_ARGS.encode([it.args for it in items])
         return group_members(
-            _POLL_REPLIES.decode(await script(keys_, [self.lease_ms, packed, *bodies])).replies,
+            _POLL_REPLIES.decode(await script([], [self.lease_ms, packed, *bodies])).replies,
             lambda reply: PollRecorded(outcome=reply.outcome, now=reply.now, notices=reply.notices),
         )
 

@@ -1,6 +1,6 @@
 -- Helpers shared by every script (prepended after the generated constants of keys.py).
--- Keys built here are only those of members a script walks: a subscription id, a run digest
--- or a client name read from a hash or a due set.
+-- Keys built here are only those of members a script walks or records: a subscription id, a
+-- run digest or a client name read from a hash or a due set, or packed by the caller.
 
 local function redis_now()
   local t = redis.call('TIME')
@@ -16,15 +16,17 @@ local function json_list(name, list)
   return cjson.encode({[name] = list})
 end
 
--- A group commit: call(k, i) for each member (k: the index of its first of nkeys KEYS; i: its
--- index from 0, in the caller's packed arguments), each under pcall, so a member Redis refuses
--- answers an error map and the others stand (record_attempts.lua, record_poll.lua). The
--- answers, in the members' order (as_map: call answers a Lua map, {error = why} for a refused
--- member, for a reply encoded as JSON; else flat key/value arrays).
-local function each_member(nkeys, call, as_map)
+-- A group commit: call(item, i) for each member of the caller's packed list (i: its index from
+-- 0), each under pcall, so a member Redis refuses answers an error map and the others stand
+-- (record_attempts.lua, record_poll.lua). The members' keys are built here from the ids they
+-- carry (seam "member keys in the script", bench/NOTES.md session 26: redis-py packs each
+-- argument of a call in Python, three keys per member). The answers, in the members' order
+-- (as_map: call answers a Lua map, {error = why} for a refused member, for a reply encoded as
+-- JSON; else flat key/value arrays).
+local function each_member(items, call, as_map)
   local out = {}
-  for i = 0, #KEYS / nkeys - 1 do
-    local ok, res = pcall(call, nkeys * i + 1, i)
+  for i, item in ipairs(items) do
+    local ok, res = pcall(call, item, i - 1)
     if ok then
       table.insert(out, res)
     else

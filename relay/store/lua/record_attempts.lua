@@ -3,7 +3,7 @@
 -- fails answers an error map and leaves the others recorded. On the run.started lane
 -- (LANE.STARTED) only that lane's state and attempt count move: the subscription's own state,
 -- its run and its expiry belong to the terminal lane.
--- KEYS: per attempt i = 0, 1, ...: 3i+1 sub, 3i+2 attempts, 3i+3 the lane's due set
+-- KEYS: none: each attempt's sub, attempts and lane's due set are named from its sid and lane
 -- ARGV: 1 ttl ms, 2 max log, 3 counters ttl ms; 4 one msgpack array (types.AttemptToRecord),
 --       per attempt i an array: sid, series, lane (LANE), attempt JSON (a string: cmsgpack
 --       passes its bytes as they are), outcome (DO), retry delay ms, run digest, run id digest
@@ -63,12 +63,11 @@ local function record(k, log, due, sid, series, attempt, outcome, delay, started
   return {'state', outcome}
 end
 
-local attempts = cmsgpack.unpack(ARGV[4])
-local out = each_member(3, function(k, i)
-  local a = attempts[i + 1]
+local out = each_member(cmsgpack.unpack(ARGV[4]), function(a)
+  local sid, started = a[1], a[3] == LANE.STARTED
   -- the series is compared with the hash's text
-  return record(KEYS[k], KEYS[k + 1], KEYS[k + 2], a[1], tostring(a[2]), a[4], a[5], a[6],
-                a[3] == LANE.STARTED, a[7], a[8])
+  return record(fmt(K_SUB, sid), fmt(K_ATTEMPTS, sid), started and K_DUE_NTC or K_DUE_DLV, sid,
+                tostring(a[2]), a[4], a[5], a[6], started, a[7], a[8])
 end)
 for _, ck in ipairs(counted) do
   local c = counts[ck]

@@ -3,8 +3,8 @@
 -- the poll due set. A run seen `started` for the first time with run.started subscribers gets
 -- their fan-out (fan_out_notices.lua) pending: the answer says notices=1 while it is. Each poll
 -- is recorded on its own (pcall): one Redis refuses answers an error map, the others stand.
--- KEYS: per poll i = 0, 1, ...: 3i+1 watch (holds the run's one stored result), 3i+2 due poll,
---       3i+3 run starters
+-- KEYS: none: each poll's watch (holds the run's one stored result) and run starters are named
+--       from its run digest
 -- ARGV: 1 lease ms; 2 one msgpack array (types.PollArgs), per poll i an array: rd, kind (PK),
 --       status, delay ms, iv, fail code, fail message, not found (error: a boolean);
 --       3 + i the body of poll i (any bytes: Redis's cmsgpack has no binary type)
@@ -55,9 +55,9 @@ local function record(wk, due, starters, rd, kind, status, body, delay, iv, fc, 
 end
 
 local polls = cmsgpack.unpack(ARGV[2])
-local replies = each_member(3, function(k, i)
-  local p = polls[i + 1]
-  return record(KEYS[k], KEYS[k + 1], KEYS[k + 2], p[1], p[2], p[3], ARGV[i + 3], p[4], p[5],
-                p[6], p[7], p[8])
+local replies = each_member(polls, function(p, i)
+  local rd = p[1]
+  return record(fmt(K_WATCH, rd), K_DUE_POLL, fmt(K_STARTERS, rd), rd, p[2], p[3], ARGV[i + 3],
+                p[4], p[5], p[6], p[7], p[8])
 end, true)
 return json_list('replies', replies)

@@ -20,14 +20,15 @@ from relay.store.keys import SubField
 EMPTY_METADATA: Final = b"{}"
 
 
-def doc_fields(doc: SubscriptionDoc) -> list[str | bytes]:
-    """The document's own fields (field, value, ...): callback, metadata unless ``{}``."""
-    out: list[str | bytes] = [SubField.CALLBACK.value, doc.callback_url]
+def doc_fields(doc: SubscriptionDoc) -> list[str]:
+    """The document's own fields (field, value, ...): callback, metadata unless ``{}``, headers
+    if any. Values are text: the metadata and headers are JSON, which is UTF-8."""
+    out = [SubField.CALLBACK.value, doc.callback_url]
     metadata = bytes(doc.metadata)
     if metadata != EMPTY_METADATA:
-        out += [SubField.METADATA.value, metadata]
+        out += [SubField.METADATA.value, metadata.decode()]
     if doc.headers:
-        out += [SubField.HEADERS.value, msgspec.json.encode(doc.headers)]
+        out += [SubField.HEADERS.value, msgspec.json.encode(doc.headers).decode()]
     return out
 
 

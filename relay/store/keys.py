@@ -333,7 +333,7 @@ def lua_constants() -> str:
     enums are inlined by ``lua_inline``."""
     out = "".join(f"local {k} = {_lua_str(v)}\n" for k, v in _TEMPLATES.items())
     out += f"local K_DUE_POLL, K_DUE_DLV = {_lua_str(DUE_POLL)}, {_lua_str(DUE_DELIVERY)}\n"
-    out += f"local K_EXPIRING = {_lua_str(EXPIRING)}\n"
+    out += f"local K_EXPIRING, K_CLIENTS = {_lua_str(EXPIRING)}, {_lua_str(CLIENTS)}\n"
     out += f"local K_DUE_NTC, WAKE_NTC = {_lua_str(DUE_NOTICE)}, {_lua_str(WAKE_NOTICE)}\n"
     out += f"local WAKE_POLL, WAKE_DLV = {_lua_str(WAKE_POLL)}, {_lua_str(WAKE_DELIVERY)}\n"
     terminal = ", ".join(f"{s}=true" for s in EVENT_STATUSES)

@@ -8,8 +8,10 @@ decide HTTP answers or scheduling.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Final
 from urllib.parse import unquote
 
+import msgspec
 from redis.asyncio import Redis
 
 from relay.model import (
@@ -33,7 +35,16 @@ from relay.store.docs import (
 )
 from relay.store.keys import ResultField, SubField, WatchField
 from relay.store.scripts import Script, decode_map, r, text
-from relay.store.types import EventSource, ListedId, Outcome, Page, Registration
+from relay.store.types import (
+    EventSource,
+    ListedId,
+    Outcome,
+    Page,
+    RegisterArgs,
+    Registration,
+)
+
+_REGISTER_ARGS: Final = msgspec.msgpack.Encoder()
 
 
 class SubscriptionStore:
@@ -74,41 +85,27 @@ class SubscriptionStore:
         by another client is action not_owner (nothing written either way)."""
         rd, client = keys.run_digest(run_key), doc.client
         crd = keys.run_id_digest(doc.run_id)
-        idem = idempotency_field(doc.project_name, doc.run_id, doc.callback_url)
-        key_list = [
-            keys.sub(doc.id),
-            keys.client_runs(client),
-            keys.client_run(client, crd),
-            keys.watch(rd),
-            keys.subscribers(rd),
-            keys.DUE_POLL,
-            keys.DUE_DELIVERY,
-            keys.secrets(client),
-            keys.CLIENTS,
-            keys.starters(rd),
-            # Only the two state indexes the script reads: the other five cost a key name each to
-            # build, send and load on every call.
-            keys.client_state(client, SubState.WATCHING),
-            keys.client_state(client, SubState.DELIVERING),
-        ]
-        args = [
-            doc.id,
-            client,
-            run_key,
-            rd,
-            idem,
-            events_field(doc.events),
-            self.ttl_ms,
-            self.max_per_client,
-            self.max_per_run,
-            fresh_secret,
-            doc.created_at,
-            fingerprint,
-            "owner" if owner_only else "",
-            crd,
-            *doc_fields(doc),
-        ]
-        return decode_map(await self._register(key_list, args), Registration)
+        args = RegisterArgs(
+            sid=doc.id,
+            client=client,
+            run_key=run_key,
+            rd=rd,
+            idem=idempotency_field(doc.project_name, doc.run_id, doc.callback_url),
+            events=events_field(doc.events),
+            ttl_ms=self.ttl_ms,
+            max_per_client=self.max_per_client,
+            max_per_run=self.max_per_run,
+            fresh_secret=fresh_secret,
+            created=str(doc.created_at),
+            fingerprint=fingerprint,
+            owner_only=owner_only,
+            crd=crd,
+            fields=doc_fields(doc),
+        )
+        # Seam "register arguments packed" (bench/NOTES.md, session 26): one msgpack argument,
+        # every key named by the script.
+        reply = await self._register([], [_REGISTER_ARGS.encode(args)])
+        return decode_map(reply, Registration)
 
     async def get_subscription(self, sid: str, client: str) -> Subscription | None:
         """The subscription with its attempt log, or None if absent or another client's."""

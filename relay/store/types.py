@@ -219,6 +219,27 @@ class AttemptRecorded(msgspec.Struct, frozen=True):
     stale: bool = False
 
 
+class RegisterArgs(msgspec.Struct, frozen=True, array_like=True):
+    """A ``register`` call's arguments, in the script's order: one msgpack array (Redis's
+    cmsgpack has no binary type, so every value is text or a number)."""
+
+    sid: str
+    client: str
+    run_key: str
+    rd: str
+    idem: str
+    events: str
+    ttl_ms: int
+    max_per_client: int
+    max_per_run: int
+    fresh_secret: str
+    created: str  # ms, as text: stored as it is (a Lua number would print as 1.7e+12)
+    fingerprint: str
+    owner_only: bool
+    crd: str
+    fields: list[str]  # the document's own field/value pairs (``docs.doc_fields``)
+
+
 class AttemptToRecord(msgspec.Struct, frozen=True, array_like=True):
     """One attempt waiting for its group's ``record_attempts`` call: its arguments, in the
     script's order (a group's travel as one msgpack array of these arrays, not eight each)."""

@@ -32,6 +32,7 @@ from relay.model import (
     run_key,
     wanted_events,
 )
+from relay.observability import HotLine
 from relay.settings import Settings
 from relay.store import Stores
 from relay.store.docs import registration_fingerprint
@@ -40,6 +41,7 @@ from relay.webhooks.custom_headers import validate_headers
 from relay.webhooks.signing import new_secret
 
 log = structlog.get_logger("relay.registration")
+created_log = HotLine("relay.registration")  # one line per registration
 
 
 class NewSubscription(msgspec.Struct, frozen=True, kw_only=True):
@@ -122,7 +124,7 @@ async def register(
     )
     _refused(reg.action, new, reg.id, settings)
     if reg.created:
-        log.info(
+        created_log.info(
             "subscription_created",
             client=client,
             subscription_id=reg.id,

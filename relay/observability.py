@@ -154,11 +154,11 @@ _json_out: _JsonOut | None = None
 
 
 class HotLine:
-    """A logger for a line written on every delivery attempt or registration (seam "hot log
-    line", bench/NOTES.md sessions 25 and 26): with JSON output it runs structlog's configured
-    processors itself (the same line, level filter and stream; a test compares the two),
-    without structlog's per-call machinery; with console output, before ``configure_logging``
-    or with ``exc_info``, it goes through structlog."""
+    """A logger for a line written on every delivery attempt (seam "hot log line", bench/NOTES.md
+    session 25): with JSON output it runs structlog's configured processors itself (the same
+    line, level filter and stream; a test compares the two), without structlog's per-call
+    machinery; with console output, before ``configure_logging`` or with ``exc_info``, it goes
+    through structlog."""
 
     def __init__(self, name: str) -> None:
         self.name = name

@@ -32,7 +32,6 @@ from relay.model import (
     run_key,
     wanted_events,
 )
-from relay.observability import HotLine
 from relay.settings import Settings
 from relay.store import Stores
 from relay.store.docs import registration_fingerprint
@@ -41,7 +40,6 @@ from relay.webhooks.custom_headers import validate_headers
 from relay.webhooks.signing import new_secret
 
 log = structlog.get_logger("relay.registration")
-created_log = HotLine("relay.registration")  # one line per registration
 
 
 class NewSubscription(msgspec.Struct, frozen=True, kw_only=True):
@@ -124,7 +122,7 @@ async def register(
     )
     _refused(reg.action, new, reg.id, settings)
     if reg.created:
-        created_log.info(
+        log.info(
             "subscription_created",
             client=client,
             subscription_id=reg.id,

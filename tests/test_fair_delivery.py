@@ -7,13 +7,15 @@ receiver. The healthy ones all arrive, the black hole's end ``exhausted`` with e
 budget of attempts (deferrals are not attempts), and the black hole never sees more connections
 at once than the per-host cap. A host's turn is its POST: while the relay's Redis takes no writes
 (no attempt can be recorded), the turns of answered attempts still pass to the parked ones,
-and polls and attempts waiting for their record leave their request slots to others.
+slot and all, and polls and attempts waiting for their record leave their request slots to
+others.
 No timing is asserted.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import urllib.request
 from collections.abc import AsyncIterator, Sequence
@@ -513,3 +515,38 @@ async def test_polls_waiting_for_their_record_leave_the_get_slots_to_others(held
     await held.answer_while_no_writes(answered=concurrency, open_after=concurrency)
     await wait_until(lambda: waves.answered >= 2 * concurrency)
     assert waves.most_open == concurrency  # the GET slots: reached, never passed
+
+
+async def test_a_turn_handed_to_a_parked_attempt_keeps_its_post_slot(
+    held: Held, black_hole: BlackHole
+) -> None:
+    # Two POST slots, one POST per host. Two attempts to a held host: one open at the receiver,
+    # one parked behind it. Then an attempt to a black hole takes the other slot, and one to a
+    # second black hole waits for a slot. When the held POST is answered, its turn passes to the
+    # parked attempt, slot and all: it is sent while the second black hole's attempt still waits.
+    # (Where the slot went back to the queue, that attempt took it, and the parked one waited
+    # for a black hole's timeout: its lease could run out meanwhile and it be sent twice.)
+    waves = held.waves
+    await held.deliveries(2)
+    await held.start_worker(
+        RELAY_WORKER_CONCURRENCY="2",
+        RELAY_MAX_IN_FLIGHT_PER_HOST="1",
+        RELAY_DELIVERY_TIMEOUT="60s",  # the black holes hold their slots all along
+        RELAY_SHUTDOWN_GRACE="1s",
+    )
+    await wait_until(lambda: waves.open == 1 and leased_none_due(held.redis, 2))
+    second = BlackHole()
+    server = await asyncio.start_server(second.on_connect, "127.0.0.1", 0)
+    try:
+        for port, leased in ((black_hole.port, 3), (server.sockets[0].getsockname()[1], 4)):
+            run_id = held.fake.state.create_run(RunScript(outcome="completed", result=1))
+            await register_many(held.api, [(run_id, f"http://127.0.0.1:{port}/hook")])
+            await wait_until(functools.partial(leased_none_due, held.redis, leased))
+        await wait_until(lambda: black_hole.open == 1)
+        waves.let_go()
+        await wait_until(lambda: waves.answered == 1 and waves.open == 1)  # the parked one's
+        assert second.accepted == 0 and black_hole.open == 1
+    finally:
+        server.close()
+        await second.close_all()
+        await server.wait_closed()

@@ -25,7 +25,7 @@ from relay.observability import HotLine
 from relay.policy import retry_delay
 from relay.services import events
 from relay.store import ClaimedDelivery
-from relay.webhooks.hostgate import ADMITTED, Verdict, attempt_verdict, host_key
+from relay.webhooks.hostgate import ADMITTED, Admission, Verdict, attempt_verdict, host_key
 from relay.webhooks.sender import AttemptResult
 from relay.webhooks.signing import webhook_headers, webhook_id
 from workers.deps import WorkerDeps
@@ -66,17 +66,17 @@ async def _send(deps: WorkerDeps, claim: ClaimedDelivery, now: int, msg_id: str)
         **claim.doc.headers,
         **webhook_headers(msg_id, now // 1000, body, list(claim.secrets)),
     }
-    return await deps.sender.send(claim.doc.callback_url, body, headers)
+    return await deps.sender.send_held(claim.doc.callback_url, body, headers)  # in _turns' slot
 
 
 async def deliver_claimed(deps: WorkerDeps, claim: ClaimedDelivery) -> None:
     """Deliver a leased subscription unless its host's gate parks or defers it.
 
     The host's turn lasts the POST, not the record: when a POST ends, the gate may hand its
-    turn to a parked attempt to the same host, which runs next in this task and pump slot while
-    the ended attempt's record is written beside it. The task (and its pump slot) ends once no
-    attempt is handed over and every one of its attempts is recorded, so the slots of a record
-    group still come free together when the group lands.
+    turn to a parked attempt to the same host, which runs next in this task, pump slot and POST
+    slot (``_turns``) while the ended attempt's record is written beside it. The task (and its
+    pump slot) ends once no attempt is handed over and every one of its attempts is recorded, so
+    the slots of a record group still come free together when the group lands.
     """
     gate = deps.gate
     host = host_key(claim.doc.callback_url)
@@ -87,8 +87,39 @@ async def deliver_claimed(deps: WorkerDeps, claim: ClaimedDelivery) -> None:
         await _defer(deps, [claim], admission.retry_in, admission.reason)
         return
     recording: set[asyncio.Task[None]] = set()
-    current = claim
     try:
+        last, sent, evicted = await _turns(deps, host, claim, admission, recording)
+        if evicted:  # the breaker opened: its parked attempts wait out the cooldown
+            await _defer(deps, evicted, gate.cooldown, "breaker_open")
+        if sent is not None:
+            await _record(deps, last, sent)
+    except asyncio.CancelledError:  # a stopping pump gave up on it: on its records too
+        for task in recording:
+            task.cancel()
+        raise
+    finally:
+        if recording:
+            await asyncio.wait(recording)
+
+
+async def _turns(
+    deps: WorkerDeps,
+    host: str,
+    claim: ClaimedDelivery,
+    admission: Admission,
+    recording: set[asyncio.Task[None]],
+) -> tuple[ClaimedDelivery, Sent | None, list[ClaimedDelivery]]:
+    """The host's turns in one POST slot: ``claim``'s POST, then that of each parked attempt
+    the gate hands the turn to, their records written in ``recording`` tasks meanwhile. Returns
+    the last attempt with its POST (still to be recorded), and any attempts the gate evicted.
+
+    A handed-over attempt keeps the slot: it never queues again behind other hosts' attempts,
+    so parked (at most ``max_park``, half its lease) and then sent (at most the timeout), it is
+    recorded within its lease. Queued for a slot, it could wait one more timeout (every slot
+    held by black holes) and outlast the lease: another worker would send it again.
+    """
+    gate, current = deps.gate, claim
+    async with deps.sender.slots:
         while True:
             waited = gate.waited()  # the worker's waits for a core meanwhile are its own
             sent = await _post(deps, current)
@@ -98,13 +129,8 @@ async def deliver_claimed(deps: WorkerDeps, claim: ClaimedDelivery) -> None:
                 verdict = attempt_verdict(sent.result.status_code, sent.result.error)
                 duration = sent.result.duration_ms / 1000
             following = gate.done(host, admission, verdict, duration, gate.waited() - waited)
-            evicted = gate.evict(host)  # only when the breaker opened: then none follows
-            if evicted:
-                await _defer(deps, evicted, gate.cooldown, "breaker_open")
-            if following is None:
-                if sent is not None:
-                    await _record(deps, current, sent)
-                return
+            if following is None:  # (the breaker opened: none follows; evict says whom it held)
+                return current, sent, gate.evict(host)
             if sent is not None:
                 task = asyncio.create_task(_record(deps, current, sent))
                 recording.add(task)
@@ -114,13 +140,6 @@ async def deliver_claimed(deps: WorkerDeps, claim: ClaimedDelivery) -> None:
             # gave up (a timeout) is closed on the next pass (asyncio's transport.close), so it
             # is gone before the next attempt opens one and the host never sees cap + 1.
             await asyncio.sleep(0)
-    except asyncio.CancelledError:  # a stopping pump gave up on it: on its records too
-        for task in recording:
-            task.cancel()
-        raise
-    finally:
-        if recording:
-            await asyncio.wait(recording)
 
 
 async def _defer(

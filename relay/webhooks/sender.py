@@ -4,7 +4,9 @@ One ``WebhookSender`` per worker process, opened and closed with it. ``send`` ne
 network trouble; it returns an ``AttemptResult``: ``delivered`` (any 2xx within the timeout),
 ``gone`` (410) or ``retry`` (everything else, with an error class). Redirects are not followed.
 One timeout covers the whole attempt (connect, send, read); waiting for a free connection slot
-is not counted against the receiver. At most ~1 KiB of a response body is read.
+(``slots``, one per pooled connection) is not counted against the receiver. A caller may hold a
+slot across several attempts (``send_held``): the delivery worker passes a host's turn, slot
+and all, to the attempt parked behind it. At most ~1 KiB of a response body is read.
 
 Addresses are guarded twice: literal IP hosts (which aiohttp connects to without asking a
 resolver) are judged here before connecting, and names go through ``GuardedResolver``, which hands
@@ -151,7 +153,8 @@ class WebhookSender(AsyncClosing):
         self._policy = policy
         self._max_connections = max_connections
         self._lookup = lookup
-        self._slots = asyncio.Semaphore(max_connections)
+        # One per pooled connection: ``send`` takes one; a caller of ``send_held`` holds one.
+        self.slots = asyncio.Semaphore(max_connections)
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
@@ -189,16 +192,20 @@ class WebhookSender(AsyncClosing):
 
     async def send(self, url: str, body: bytes, headers: Mapping[str, str]) -> AttemptResult:
         """POST ``body`` to ``url`` once and classify the answer; network trouble never raises."""
+        async with self.slots:
+            return await self.send_held(url, body, headers)
+
+    async def send_held(self, url: str, body: bytes, headers: Mapping[str, str]) -> AttemptResult:
+        """``send`` for a caller that holds one of ``slots`` (taken with ``async with``)."""
         if self._session is None:
             raise RuntimeError("WebhookSender.send() before start()")
-        async with self._slots:
-            started = time.perf_counter()
-            refusal = self._refuse_literal(url)
-            if refusal is not None:
-                return AttemptResult(
-                    outcome=DeliveryOutcome.RETRY, error=refusal, duration_ms=_ms(started)
-                )
-            return await self._post(self._session, url, body, headers, started)
+        started = time.perf_counter()
+        refusal = self._refuse_literal(url)
+        if refusal is not None:
+            return AttemptResult(
+                outcome=DeliveryOutcome.RETRY, error=refusal, duration_ms=_ms(started)
+            )
+        return await self._post(self._session, url, body, headers, started)
 
     def _refuse_literal(self, url: str) -> str | None:
         """An error class if the URL is malformed or its host is a forbidden IP literal."""

@@ -200,6 +200,7 @@ async def test_quotas_answer_429_naming_the_limit_and_write_nothing(
         RELAY_MAX_SUBSCRIPTIONS_PER_CLIENT="3",
     )
     async with api_client(env) as api:
+        shared = []
         for i in range(2):
             resp = await api.post(
                 "/v1/subscriptions",
@@ -207,6 +208,7 @@ async def test_quotas_answer_429_naming_the_limit_and_write_nothing(
                 headers=AUTH_ALPHA,
             )
             assert resp.status_code == 201, resp.text
+            shared.append(resp.json()["id"])
         before = {k: redis_sync.dump(k) for k in stored_keys(redis_sync)}
         third = await api.post(
             "/v1/subscriptions", json=body(run="shared", url=f"{PUBLIC_URL}/x"), headers=AUTH_BETA
@@ -229,6 +231,18 @@ async def test_quotas_answer_429_naming_the_limit_and_write_nothing(
         ).status_code == 204
         again = await api.post("/v1/subscriptions", json=body(run="fourth"), headers=AUTH_ALPHA)
         assert again.status_code == 201, again.text
+        # A deleted subscription leaves its run's count too (the first one, kept in the watch,
+        # as well as a later one): the other client's third on "shared" now fits, then no more.
+        for sid in shared:
+            gone = await api.delete(f"/v1/subscriptions/{sid}", headers=AUTH_ALPHA)
+            assert gone.status_code == 204
+        for i in range(3):
+            late = await api.post(
+                "/v1/subscriptions",
+                json=body(run="shared", url=f"{PUBLIC_URL}/b{i}"),
+                headers=AUTH_BETA,
+            )
+            assert late.status_code == (201 if i < 2 else 429), late.text
 
 
 async def test_pagination_is_exact_with_250_ties(redis_url: str, store: Stores) -> None:
@@ -295,10 +309,11 @@ async def test_the_first_subscription_per_run_lives_in_the_watch_and_client_hash
     a2 = doc(url=a.callback_url)
     assert await sh.register(store, a2) == RegisterAction.JOIN
     assert await redis_client.hget(keys.client_runs("alpha"), crd) == a2.id.encode()
-    # Fan-out from the cursor: a (sequence 1, canceled), b (2), then a2 (3).
+    # Fan-out from the cursor: b (2), then a2 (3); a (sequence 1) left the run when canceled.
+    assert not await redis_client.hexists(keys.watch(sh.rd_of(a)), keys.WatchField.FIRST_SUB)
     await store.watches.record_result(sh.rd_of(a), "completed", b"{}", 0, 0.0)
     steps = [await store.watches.fan_out(sh.rd_of(a), batch=n) for n in (1, 1, 5)]
-    assert [(s.moved, s.done) for s in steps] == [(0, False), (1, False), (1, True)]
+    assert [(s.moved, s.done) for s in steps] == [(1, False), (1, False), (0, True)]
     claims = await store.deliveries.claim_deliveries(10)
     assert {c.subscription_id for c in claims} == {b.id, a2.id}
     for c in claims:

@@ -157,6 +157,21 @@ async def test_intuned_4xx_is_passed_on_registers_nothing_and_sticks_to_the_key(
     assert subscriptions_stored(redis_sync) == 0
 
 
+async def test_intuneds_429_passes_its_retry_after_on_and_its_repeat_does_not(
+    api: AsyncTestClient[Any], fake_intuned: FakeIntunedHandle
+) -> None:
+    fake_intuned.state.add_fault(Fault(kind="rate_limited", endpoint="start", retry_after="7"))
+    first = await api.post(RUNS, json=start_body(), headers=key("k-429"))
+    assert first.status_code == 429, first.text
+    assert first.headers.get("retry-after") == "7"
+    assert first.json()["intuned"] is not None
+    # The same key answers the same again, but it cannot know how much of the wait is left.
+    again = await api.post(RUNS, json=start_body(), headers=key("k-429"))
+    assert (again.status_code, again.content) == (429, first.content)
+    assert "retry-after" not in again.headers
+    assert starts(fake_intuned) == 1  # the repeat did not ask Intuned
+
+
 async def test_intuned_5xx_is_502_kept_under_its_key_and_a_new_key_starts(
     api: AsyncTestClient[Any], fake_intuned: FakeIntunedHandle
 ) -> None:

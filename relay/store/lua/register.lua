@@ -1,7 +1,8 @@
 -- Store a subscription and join/start its run's watch, atomically (idempotent, quota-checked).
 -- KEYS: none. Seam "register arguments packed" (bench/NOTES.md, session 26): the arguments go
 -- as one msgpack array (types.RegisterArgs, packed by msgspec in C) and every key is named here
--- from the ids in it, instead of ~30 arguments that redis-py packs one by one in Python. The keys:
+-- from the ids in it, instead of ~30 arguments that redis-py packs one by one in Python (buys
+-- ~17 % of the API's instructions per registration). The keys:
 -- the sub; the client's runs (run id digest -> its first subscription on it) and its run index
 -- (its later subscriptions on the run id); the watch (with the run's result and its first
 -- subscriber) and the run's subscribers after the first; the due poll and delivery sets; the

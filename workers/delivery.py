@@ -129,8 +129,8 @@ async def _turns(
                 verdict = attempt_verdict(sent.result.status_code, sent.result.error)
                 duration = sent.result.duration_ms / 1000
             following = gate.done(host, admission, verdict, duration, gate.waited() - waited)
-            if following is None:  # (the breaker opened: none follows; evict says whom it held)
-                return current, sent, gate.evict(host)
+            if following is None:  # no parked attempt takes the turn; if the breaker opened,
+                return current, sent, gate.evict(host)  # evict hands back the parked ones
             if sent is not None:
                 task = asyncio.create_task(_record(deps, current, sent))
                 recording.add(task)

@@ -6,6 +6,7 @@ and the workers. This module does no I/O.
 
 from __future__ import annotations
 
+import functools
 import secrets
 import time
 from collections.abc import Iterable
@@ -254,6 +255,14 @@ ATTEMPT_DECODER: Final = msgspec.json.Decoder(Attempt)
 def now_ms() -> int:
     """Wall-clock milliseconds since the epoch."""
     return int(time.time() * 1000)
+
+
+@functools.lru_cache(maxsize=256)
+def utc_second(second: int) -> str:
+    """A Unix second as RFC 3339 UTC date and time, without fraction or zone
+    (``2026-11-30T10:00:00``): each second formatted once, as the timestamps of one answer or
+    one burst of log lines mostly share a few seconds."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
 
 
 def new_subscription_id() -> str:

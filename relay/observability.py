@@ -1,8 +1,8 @@
 """Logging setup: structured JSON (default) or console lines, with secrets redacted.
 
 Called once by each process entry point; never at import time. ``HotLine`` is the logger of the
-one line written per delivery attempt: with JSON output it renders that line itself (the same
-line as structlog's chain, which costs a delivery several per cent of the worker's CPU); it must
+one line written per delivery attempt: with JSON output it runs structlog's configured processors
+itself, without structlog's per-call machinery (its cost: bench/NOTES.md, session 25); it must
 never write a line structlog would not (another key order, a secret, a filtered level).
 """
 
@@ -14,10 +14,12 @@ import sys
 import threading
 import time
 from collections.abc import MutableMapping
-from typing import IO, Any, Final
+from typing import IO, Any
 
 import msgspec
 import structlog
+
+from relay.model import utc_second
 
 _SECRET_PATTERNS = (
     re.compile(r"whsec_[A-Za-z0-9+/=]+"),
@@ -46,29 +48,16 @@ def _redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[
     return event
 
 
-class _UtcStamper:
+def _stamp(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """``timestamp``: now as structlog's ``TimeStamper(fmt="iso", utc=True)`` writes it
-    (``2026-11-30T10:00:00.123456Z``), with the date and time formatted once per second (the
-    hot log line's cost, bench/NOTES.md session 25)."""
-
-    def __init__(self) -> None:
-        self._second: tuple[int, str] = (-1, "")  # replaced whole: a reader never sees half
-
-    def __call__(
-        self, _: Any, __: str, event: MutableMapping[str, Any]
-    ) -> MutableMapping[str, Any]:
-        now = time.time()
-        second, prefix = self._second
-        if int(now) != second:
-            second = int(now)
-            prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-            self._second = (second, prefix)
-        micro = int((now - second) * 1_000_000)
-        event["timestamp"] = f"{prefix}.{micro:06d}Z" if micro else f"{prefix}Z"
-        return event
-
-
-_STAMP: Final = _UtcStamper()
+    (``2026-11-30T10:00:00.123456Z``), the date and time formatted once per second
+    (``utc_second``; the hot log line's cost, bench/NOTES.md session 25)."""
+    now = time.time()
+    second = int(now)
+    micro = int((now - second) * 1_000_000)
+    prefix = utc_second(second)
+    event["timestamp"] = f"{prefix}.{micro:06d}Z" if micro else f"{prefix}Z"
+    return event
 
 
 class _NamedBytesLogger(structlog.BytesLogger):
@@ -96,7 +85,7 @@ def _shared_processors() -> list[Any]:
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
-        _STAMP,
+        _stamp,
         structlog.processors.format_exc_info,
         _redact,
     ]
@@ -194,7 +183,7 @@ def configure_logging(fmt: str, level: int = logging.INFO) -> None:
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         _add_name,
-        _STAMP,
+        _stamp,
         structlog.processors.format_exc_info,
         _redact,
     ]

@@ -1,7 +1,6 @@
 -- Cancel a client's subscription: no further deliveries; the run's polling stops when it was
--- the last watching subscriber. It leaves the run's subscribers at once (the watch's first, or
--- the zset), so it no longer counts toward RELAY_MAX_SUBSCRIPTIONS_PER_RUN nor is walked by a
--- fan-out; the first's sequence stays taken (a later registrant goes to the zset).
+-- the last watching subscriber. It leaves its run at once (leave_run), so it no longer counts
+-- toward RELAY_MAX_SUBSCRIPTIONS_PER_RUN nor is walked by a fan-out.
 -- KEYS: 1 sub, 2 attempts, 3 due dlv, 4 due poll, 5.. client state zsets (SubState order)
 -- ARGV: 1 sid, 2 client, 3 ttl ms. Returns a map: outcome (CO: ok or not_found)
 local sid, cl, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
@@ -23,12 +22,7 @@ elseif s[2] == ST.DELIVERING then
 end
 redis.call('ZREM', KEYS[3], sid)
 redis.call('ZREM', K_DUE_NTC, sid)  -- its run.started, if any (the claim drops it too)
-redis.call('ZREM', fmt(K_STARTERS, rd), sid)
-redis.call('ZREM', fmt(K_SUBS, rd), sid)
-if redis.call('HGET', wk, W.FIRST_SUB) == sid then
-  redis.call('HDEL', wk, W.FIRST_SUB)
-  redis.call('HSETNX', wk, W.SEQUENCE, 1)
-end
+leave_run(rd, sid)
 redis.call('HDEL', k, F.NEXT_ATTEMPT)
 redis.call('HSET', k, F.UPDATED, now)
 set_state(sid, k, ST.CANCELED)

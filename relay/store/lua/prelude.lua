@@ -81,6 +81,19 @@ local function set_state(sid, k, new_state)
   redis.call('HSET', k, F.STATE, new_state)
 end
 
+-- Take a subscription out of its run (run digest rd): its subscribers (the watch's first, or
+-- the zset) and its run.started subscribers. The first's sequence stays taken: later ones keep
+-- theirs and a new registrant goes to the zset (cancel.lua, prune.lua).
+local function leave_run(rd, sid)
+  redis.call('ZREM', fmt(K_SUBS, rd), sid)
+  redis.call('ZREM', fmt(K_STARTERS, rd), sid)
+  local wk = fmt(K_WATCH, rd)
+  if redis.call('HGET', wk, W.FIRST_SUB) == sid then
+    redis.call('HDEL', wk, W.FIRST_SUB)
+    redis.call('HSETNX', wk, W.SEQUENCE, 1)
+  end
+end
+
 -- The r:exp member that lets housekeeping drop a subscription's index entries once it expired,
 -- from its client, fingerprint, run digest and run id digest.
 local function exp_entry(sid, cl, idem, rd, rid)

@@ -20,13 +20,7 @@ for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0,
       if ik ~= '' and redis.call('HGET', run_index, ik) == sid then
         redis.call('HDEL', run_index, ik)
       end
-      redis.call('ZREM', fmt(K_SUBS, rd), sid)
-      redis.call('ZREM', fmt(K_STARTERS, rd), sid)
-      local wk = fmt(K_WATCH, rd)
-      if redis.call('HGET', wk, W.FIRST_SUB) == sid then  -- later ones keep their sequence
-        redis.call('HDEL', wk, W.FIRST_SUB)
-        redis.call('HSETNX', wk, W.SEQUENCE, 1)
-      end
+      leave_run(rd, sid)
     end
     redis.call('ZREM', KEYS[1], m)
     pruned = pruned + 1

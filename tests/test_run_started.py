@@ -227,3 +227,21 @@ async def test_a_pushed_run_with_started_subscribers_is_polled_normally_until_se
     [again] = await store.watches.claim_polls(10)
     assert again.px and not again.sw
     assert next_interval(again, s)[1] == s.push_fallback_max_interval
+
+
+async def test_a_deferred_started_event_moves_on_its_own_lane_only(
+    redis_client: Redis, store: Stores
+) -> None:
+    """A host's cap defers run.started attempts too: the notice comes back at the deferred
+    time (not after its lease), and the terminal lane's next attempt is not touched."""
+    d = doc("r13")
+    await sh.register(store, d)
+    await poll(store, d, "started")
+    [claim] = await store.deliveries.claim_notices(10)
+    later = 10**13
+    assert await store.deliveries.defer_deliveries([d.id], later, Lane.STARTED) == 1
+    assert await redis_client.zscore(keys.DUE_NOTICE, d.id) == later
+    assert await redis_client.hget(keys.sub(d.id), SubField.NEXT_ATTEMPT) is None
+    assert await redis_client.zscore(keys.DUE_DELIVERY, d.id) is None
+    sub = await store.subscriptions.get_subscription(d.id, "alpha")
+    assert sub is not None and sub.attempts == () and claim.attempts_in_series == 0

@@ -167,6 +167,34 @@ async def test_defer_moves_due_deliveries_without_counting_an_attempt(
     assert claim.attempts_in_series == 0
 
 
+async def test_deferrals_made_meanwhile_go_in_one_call(redis_client: Redis, store: Stores) -> None:
+    """A worker defers a black hole's claimed backlog one delivery at a time: those made while
+    a call is in flight share the next one, and each learns whether its own delivery moved."""
+    docs = [doc(url=f"http://127.0.0.1:9/{i}") for i in range(6)]
+    await sh.register_all(store, *docs)
+    for d in docs:
+        await sh.terminal(store, d, "completed")
+    claims = await store.deliveries.claim_deliveries(10)
+    assert len(claims) == 6
+    await redis_client.zrem(keys.DUE_DELIVERY, docs[5].id)  # no longer leased: stays put
+    later = 10**13
+    calls = await evalsha_calls(redis_client)
+    moved = await asyncio.gather(
+        *(store.deliveries.defer_deliveries([d.id], later + i) for i, d in enumerate(docs))
+    )
+    assert moved == [1, 1, 1, 1, 1, 0]
+    assert await evalsha_calls(redis_client) - calls <= 2  # the first alone, then the rest
+    for i, d in enumerate(docs[:5]):
+        assert await redis_client.zscore(keys.DUE_DELIVERY, d.id) == later + i
+    assert await redis_client.zscore(keys.DUE_DELIVERY, docs[5].id) is None
+
+
+async def evalsha_calls(redis_client: Redis) -> int:
+    """How many EVALSHA calls this Redis has answered (its command statistics)."""
+    stats = await redis_client.info("commandstats")
+    return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+
+
 async def test_attempts_are_counted_per_client_and_minute(
     redis_client: Redis, store: Stores
 ) -> None:

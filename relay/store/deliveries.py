@@ -36,7 +36,8 @@ from relay.store.types import (
     ClaimedDelivery,
     ClaimReply,
     ClaimRow,
-    Deferred,
+    DeferArgs,
+    DeferReply,
     RecordReply,
 )
 from relay.store.watches import due_in, redis_now
@@ -49,6 +50,8 @@ MINUTE_MS: Final = 60_000
 CLAIM_RESULT_MAX: Final = 64 * 1024
 # Attempts one record call writes at most (bounded work per script call: ~25 commands each).
 RECORD_BATCH_MAX: Final = 64
+# Deliveries one defer call moves at most (4 commands each).
+DEFER_BATCH_MAX: Final = 256
 
 
 def secrets_in_force(row: ClaimRow) -> tuple[str, ...]:
@@ -65,7 +68,7 @@ def secrets_in_force(row: ClaimRow) -> tuple[str, ...]:
 # body) travels beside it as bytes. Buys ~5 % of the instructions per delivery (worker + Redis).
 _CLAIM_ROW: Final = msgspec.json.Decoder(ClaimRow, strict=False)
 _CLAIM_BYTES: Final = frozenset({"claim", "result"})
-_ATTEMPT_ARGS: Final = msgspec.msgpack.Encoder()
+_PACKED_ARGS: Final = msgspec.msgpack.Encoder()
 _COUNTER_FIELDS: Final = [keys.CounterField.DELIVERED, keys.CounterField.FAILED]
 
 
@@ -125,6 +128,10 @@ class DeliveryStore:
         # call each; the counters of a client's minute are written once per call.
         self._attempts = GroupCommit(self._record_many, RECORD_BATCH_MAX)
         self._defer = Script(redis, "defer")
+        # Seam "deferrals grouped" (bench/NOTES.md, session 27): a black hole's backlog is put
+        # back one claimed delivery at a time; the deferrals made while a call is in flight go
+        # in the next one instead of one call each.
+        self._defers = GroupCommit(self._defer_many, DEFER_BATCH_MAX)
 
     async def claim_deliveries(self, limit: int, only: str | None = None) -> list[ClaimedDelivery]:
         """Lease up to ``limit`` due delivery attempts (or just ``only`` if it is due)."""
@@ -172,7 +179,7 @@ class DeliveryStore:
         # Seam "attempt record arguments packed" (bench/NOTES.md, issue 12 fifth pass): every
         # attempt's arguments go as one msgpack argument for the whole call (packed by msgspec
         # in C) instead of eight each, which redis-py packs one by one in Python.
-        packed = _ATTEMPT_ARGS.encode(items)
+        packed = _PACKED_ARGS.encode(items)
         args: list[int | bytes] = [self.ttl_ms, ATTEMPT_LOG_MAX, COUNTER_TTL_MS, packed]
         return group_results(
             await self._record([], args),  # each attempt's keys: named by the script
@@ -189,12 +196,24 @@ class DeliveryStore:
     async def defer_deliveries(
         self, sids: Sequence[str], until_ms: int, lane: Lane = Lane.TERMINAL
     ) -> int:
-        """Push leased or due deliveries to ``until_ms`` without counting an attempt (a circuit
-        breaker's pause); returns how many moved."""
-        if not sids:
-            return 0
-        res = await self._defer([due_set(lane)], [until_ms, *sids])
-        return decode_map(res, Deferred).deferred
+        """Push leased or due deliveries to ``until_ms`` without counting an attempt (a host's
+        cap, a circuit breaker's pause); returns how many moved. One delivery goes with the
+        other deferrals made meanwhile (a group commit); several go in one call of their own."""
+        if len(sids) == 1:
+            return int(await self._defers.submit(DeferArgs(sids[0], lane, until_ms)))
+        members = [DeferArgs(sid, lane, until_ms) for sid in sids]
+        moved = 0
+        for lo in range(0, len(members), DEFER_BATCH_MAX):
+            for result in await self._defer_many(members[lo : lo + DEFER_BATCH_MAX]):
+                if isinstance(result, Exception):
+                    raise result
+                moved += result
+        return moved
+
+    async def _defer_many(self, items: list[DeferArgs]) -> list[bool | Exception]:
+        """One ``defer`` call for ``items``: whether each moved, in order."""
+        rows = await self._defer([], [_PACKED_ARGS.encode(items)])  # keys: named by the script
+        return group_results(rows, DeferReply, lambda reply: reply.deferred)
 
     async def delivery_counters(self, client: str, minutes: int = 60) -> list[tuple[int, int, int]]:
         """(minute ms, delivered, failed) for the client's last ``minutes`` minutes, oldest

@@ -316,10 +316,20 @@ class PruneSlice(msgspec.Struct, frozen=True):
     seen: int
 
 
-class Deferred(msgspec.Struct, frozen=True):
-    """What ``defer.lua`` did: how many deliveries it pushed back."""
+class DeferArgs(msgspec.Struct, frozen=True, array_like=True):
+    """One delivery to push back (``defer.lua``), in the script's order: a group's travel as
+    one msgpack array of these arrays."""
 
-    deferred: int
+    sid: str
+    lane: Lane
+    until: int  # the new due time (Redis ms)
+
+
+class DeferReply(GroupReply, frozen=True):
+    """One member's map in a ``defer.lua`` reply: whether it moved (a delivery no longer
+    leased or due, or whose lane is no longer delivering, stays as it is)."""
+
+    deferred: bool = False
 
 
 class QuotaUse(msgspec.Struct, frozen=True):

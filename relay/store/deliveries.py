@@ -130,7 +130,8 @@ class DeliveryStore:
         self._defer = Script(redis, "defer")
         # Seam "deferrals grouped" (bench/NOTES.md, session 27): a black hole's backlog is put
         # back one claimed delivery at a time; the deferrals made while a call is in flight go
-        # in the next one instead of one call each.
+        # in the next one instead of one call each. On a worker short of CPU it took the
+        # fairness row from 0.64-0.75 to 0.99-1.02.
         self._defers = GroupCommit(self._defer_many, DEFER_BATCH_MAX)
 
     async def claim_deliveries(self, limit: int, only: str | None = None) -> list[ClaimedDelivery]:

@@ -22,34 +22,16 @@ import statistics
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
 from typing import cast
 
-import msgspec
 import uvloop
 
 from bench.procs import SECRET
-from bench.scenarios.delivery import CONCURRENCY, raw_loop, result_envelope
+from bench.scenarios.delivery import CONCURRENCY, baseline_body, raw_loop
 from relay.embedded_redis import free_port
-from relay.model import EventType
-from relay.webhooks.payload import build_event_body
 from relay.webhooks.signing import webhook_headers
 
 TIMEOUT = 30.0
-
-
-def event_body() -> bytes:
-    """The delivery row's baseline body (the same 2 KB completed event)."""
-    return build_event_body(
-        event_type=EventType.COMPLETED,
-        occurred_at=datetime.now(UTC),
-        subscription_id="sub_baseline",
-        workspace_id="ws",
-        project_name="bench-project",
-        run_id="base",
-        intuned_fields=msgspec.json.decode(result_envelope("base"), type=dict[str, msgspec.Raw]),
-        metadata=None,
-    )
 
 
 class Connection(asyncio.Protocol):
@@ -119,7 +101,7 @@ async def lean_loop(port: int, body: bytes, ids: list[str]) -> None:
 
 async def probe(port: int, requests: int, rounds: int) -> dict[str, list[tuple[float, float]]]:
     """(CPU us per POST, POSTs/s) per round and loop; the first round is a warm-up."""
-    body = event_body()
+    body = baseline_body()
     callback = f"http://127.0.0.1:{port}/hook"
     results: dict[str, list[tuple[float, float]]] = {"raw aiohttp": [], "lean": []}
     for round_no in range(rounds + 1):

@@ -127,10 +127,9 @@ async def relay_rep(
     return rate, cpu
 
 
-async def raw_loop(callback: str, ids: list[str]) -> None:
-    """The baseline: one signed POST of the same event body per id, raw aiohttp, at the
-    worker's concurrency (also run alone under callgrind by ``bench.instructions_delivery``)."""
-    body = build_event_body(
+def baseline_body() -> bytes:
+    """The event body the baseline sends: a completed event with the same 2 KB result."""
+    return build_event_body(
         event_type=EventType.COMPLETED,
         occurred_at=datetime.now(UTC),
         subscription_id="sub_baseline",
@@ -140,6 +139,12 @@ async def raw_loop(callback: str, ids: list[str]) -> None:
         intuned_fields=msgspec.json.decode(result_envelope("base"), type=dict[str, msgspec.Raw]),
         metadata=None,
     )
+
+
+async def raw_loop(callback: str, ids: list[str]) -> None:
+    """The baseline: one signed POST of the same event body per id, raw aiohttp, at the
+    worker's concurrency (also run alone under callgrind by ``bench.instructions_delivery``)."""
+    body = baseline_body()
 
     async def one(http: aiohttp.ClientSession, i: int) -> int:
         headers = webhook_headers(ids[i], int(time.time()), body, [SECRET])

@@ -183,7 +183,7 @@ async def test_deferrals_made_meanwhile_go_in_one_call(redis_client: Redis, stor
         *(store.deliveries.defer_deliveries([d.id], later + i) for i, d in enumerate(docs))
     )
     assert moved == [1, 1, 1, 1, 1, 0]
-    assert await evalsha_calls(redis_client) - calls <= 2  # the first alone, then the rest
+    assert await evalsha_calls(redis_client) - calls <= 2  # one call (two if its writer ran first)
     for i, d in enumerate(docs[:5]):
         assert await redis_client.zscore(keys.DUE_DELIVERY, d.id) == later + i
     assert await redis_client.zscore(keys.DUE_DELIVERY, docs[5].id) is None

@@ -195,6 +195,34 @@ async def evalsha_calls(redis_client: Redis) -> int:
     return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
 
 
+async def test_registrations_of_one_loop_pass_share_one_round_trip(
+    redis_sync: redis.Redis, store: Stores
+) -> None:
+    """Registrations made in one event-loop pass go to Redis in one pipeline on one
+    connection, each script atomic on its own and each caller answered its own registration."""
+    docs = [doc(run_id=f"batch{i}") for i in range(12)]
+    twins = [doc(run_id="twin") for _ in range(4)]  # one client, run and callback: one is new
+    before = connections_received(redis_sync)
+    regs = await asyncio.gather(
+        *(
+            store.subscriptions.register(d, run_key(d.project_name, d.run_id), sh.SECRET)
+            for d in docs + twins
+        )
+    )
+    assert connections_received(redis_sync) - before <= 1  # one connection, not one each
+    assert [r.id for r in regs[:12]] == [d.id for d in docs]
+    assert all(r.action is RegisterAction.POLL for r in regs[:12])
+    assert sum(r.created for r in regs[12:]) == 1 and len({r.id for r in regs[12:]}) == 1
+    for d in docs:
+        sub = await store.subscriptions.get_subscription(d.id, "alpha")
+        assert sub is not None and sub.doc.run_id == d.run_id
+
+
+def connections_received(redis_sync: redis.Redis) -> int:
+    """How many connections this Redis has accepted so far."""
+    return int(redis_sync.info("stats")["total_connections_received"])
+
+
 async def test_attempts_are_counted_per_client_and_minute(
     redis_client: Redis, store: Stores
 ) -> None:

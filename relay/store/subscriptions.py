@@ -8,10 +8,8 @@ decide HTTP answers or scheduling.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Final
 from urllib.parse import unquote
 
-import msgspec
 from redis.asyncio import Redis
 
 from relay.model import (
@@ -34,7 +32,7 @@ from relay.store.docs import (
     subscription_from,
 )
 from relay.store.keys import ResultField, SubField, WatchField
-from relay.store.scripts import Batcher, Script, decode_map, r, text
+from relay.store.scripts import Batcher, Script, decode_map, pack, r, text
 from relay.store.types import (
     EventSource,
     ListedId,
@@ -43,8 +41,6 @@ from relay.store.types import (
     RegisterArgs,
     Registration,
 )
-
-_REGISTER_ARGS: Final = msgspec.msgpack.Encoder()
 
 
 class SubscriptionStore:
@@ -109,7 +105,7 @@ class SubscriptionStore:
         )
         # Seam "register arguments packed" (bench/NOTES.md, session 26): one msgpack argument,
         # every key named by the script; ~17 % fewer API instructions per registration.
-        reply = await self._register([], [_REGISTER_ARGS.encode(args)])
+        reply = await self._register([], [pack(args)])
         return decode_map(reply, Registration)
 
     async def get_subscription(self, sid: str, client: str) -> Subscription | None:

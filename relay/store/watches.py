@@ -23,6 +23,7 @@ from relay.store.scripts import (
     Script,
     decode_map,
     group_members,
+    pack,
     r,
     text,
 )
@@ -47,7 +48,6 @@ POLL_WRITES: Final = 2  # poll record calls in flight at once (one made polls wa
 # parsed element by element from RESP. Buys ~6 % of the instructions per poll (worker + Redis).
 _POLL_CLAIMS: Final = msgspec.json.Decoder(PollClaims, strict=False)
 _POLL_REPLIES: Final = msgspec.json.Decoder(PollReplies, strict=False)
-_POLL_ARGS: Final = msgspec.msgpack.Encoder()
 
 
 class WatchStore:
@@ -102,7 +102,7 @@ class WatchStore:
         # Seam "poll record arguments packed" (bench/NOTES.md, issue 12 fourth pass): every
         # poll's arguments but its body go as one msgpack argument for the whole call (packed
         # by msgspec in C) instead of eight each, which redis-py packs one by one in Python.
-        packed = _POLL_ARGS.encode([it.args for it in items])
+        packed = pack([it.args for it in items])
         return group_members(
             _POLL_REPLIES.decode(await script([], [self.lease_ms, packed, *bodies])).replies,
             lambda reply: PollRecorded(outcome=reply.outcome, now=reply.now, notices=reply.notices),
